@@ -1,0 +1,23 @@
+"""`webops <tool> ...`: one entry point, one subcommand per tool."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .statsd import cli as statsd_cli
+
+    parser = argparse.ArgumentParser(prog="webops", description="Tools for web operations.")
+    parser.add_argument("--version", action="version", version=f"webops {__version__}")
+    sub = parser.add_subparsers(dest="tool", metavar="TOOL", required=True)
+    statsd_cli.register(sub)
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""The management console (TCP 8126): Etsy's commands and reply layout, line by line.
+
+`Console.execute` is pure request -> reply text so scripts' expectations can be tested without a
+socket; `serve` puts it on a socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .jsfmt import inspect
+
+if TYPE_CHECKING:
+    from .server import StatsdDaemon
+
+log = logging.getLogger("webops.statsd")
+
+HELP = (
+    "Commands: stats, counters, timers, gauges, sets, delcounters, deltimers, delgauges, delsets, "
+    "health, config, quit\n\n"
+)
+
+
+def js_string(value: object) -> str:
+    """String(value) in JavaScript, which is how Etsy's `config` command prints values."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "undefined"
+    if isinstance(value, list):
+        return ",".join("" if v is None else js_string(v) for v in value)
+    if isinstance(value, dict):
+        return "[object Object]"
+    if isinstance(value, float):
+        return inspect(value)
+    return str(value)
+
+
+class Console:
+    def __init__(self, daemon: StatsdDaemon, clock: Callable[[], float] = time.time) -> None:
+        self.daemon = daemon
+        self.clock = clock
+
+    def execute(self, line: str) -> tuple[str, bool]:
+        """Reply to one command line; the flag says whether to close the connection."""
+        cmd, *args = line.strip().split(" ")
+        args = [a for a in args if a]
+        d = self.daemon
+        agg = d.aggregator
+        if cmd == "help":
+            return HELP, False
+        if cmd == "quit":
+            return "", True
+        if cmd == "health":
+            if args and args[0].lower() in ("up", "down"):
+                d.health = args[0].lower()
+            return f"health: {d.health}\n", False
+        if cmd == "config":
+            return self._config(), False
+        if cmd == "stats":
+            return self._stats(), False
+        if cmd in ("counters", "timers", "gauges", "sets"):
+            table = agg.table(cmd)
+            if cmd == "sets":
+                table = {k: sorted(v) for k, v in table.items()}
+            return inspect(table) + "\nEND\n\n", False
+        if cmd in ("delcounters", "deltimers", "delgauges", "delsets"):
+            out = []
+            for pattern, deleted in agg.delete(cmd[3:], args):
+                if not deleted:
+                    out.append(f"metric {pattern} not found\n")
+                out.extend(f"deleted: {k}\n" for k in deleted)
+            return "".join(out) + "END\n\n", False
+        return "ERROR\n", False
+
+    def _stats(self) -> str:
+        d = self.daemon
+        now = round(self.clock())
+        totals = d.aggregator.totals
+        lines = [f"uptime: {now - round(d.startup_time)}"]
+
+        def stat(group: str, metric: str, value: float) -> None:
+            shown = now - value if metric.startswith("last_") else value
+            lines.append(f"{group}.{metric}: {inspect(shown)}")
+
+        stat("messages", "last_msg_seen", round(totals.last_msg_seen or d.startup_time))
+        stat("messages", "bad_lines_seen", totals.bad_lines_seen)
+        # webops addition: totals since start, which Etsy only exposes per interval in `counters`.
+        prefix = d.config["prefixStats"]
+        stat(prefix, "packets_received", totals.packets_received)
+        stat(prefix, "metrics_received", totals.metrics_received)
+        stat(prefix, "bad_lines_seen", totals.bad_lines_seen)
+        for runner in d.runners:
+            for metric, value in runner.backend.status().items():
+                stat(runner.backend.name, metric, value)
+        return "\n".join(lines) + "\nEND\n\n"
+
+    def _config(self) -> str:
+        out = ["\n"]
+        for prop, value in self.daemon.config.raw.items():
+            if isinstance(value, dict | list) and value:
+                items = value.items() if isinstance(value, dict) else enumerate(value)
+                out.extend(f"{prop} > {sub}: {js_string(v)}\n" for sub, v in items)
+            elif not isinstance(value, dict | list):
+                out.append(f"{prop}: {js_string(value)}\n")
+        return "".join(out)
+
+
+async def serve(console: Console, host: str, port: int) -> asyncio.Server:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                reply, close = console.execute(line.decode("ascii", "replace"))
+                if reply:
+                    writer.write(reply.encode())
+                    await writer.drain()
+                if close:
+                    break
+        except (ConnectionError, asyncio.LimitOverrunError, ValueError) as e:
+            log.warning("MGMT: caught %s, moving on", e)
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    return await asyncio.start_server(handle, host, port)

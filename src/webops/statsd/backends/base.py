@@ -1,0 +1,68 @@
+"""The backend interface, and the runner that keeps a slow backend from holding anything up.
+
+A backend is plain synchronous code: `flush(snapshot)` gets each flush, `status()` feeds the
+console's `stats` command. Each backend runs in its own thread with its own queue, so a backend
+that blocks (a dead carbon, a full disk) delays only itself: intake and other backends go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+from ..snapshot import Snapshot
+
+log = logging.getLogger("webops.statsd")
+
+
+class Backend:
+    name = "backend"
+
+    def __init__(self, config, startup_time: float) -> None:
+        self.config = config
+        self.last_flush = int(startup_time)
+        self.last_exception = int(startup_time)
+
+    def flush(self, snapshot: Snapshot) -> None:
+        raise NotImplementedError
+
+    def status(self) -> dict[str, float]:
+        """Values shown as `<name>.<stat>: value` by the console (`last_*` shown as seconds ago)."""
+        return {"last_flush": self.last_flush, "last_exception": self.last_exception}
+
+    def close(self) -> None:
+        """Release files and sockets; called after the last flush has been handled."""
+
+
+class BackendRunner:
+    """Feeds one backend from its own thread. Snapshots wait in an unbounded FIFO, in order."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.queue: queue.Queue[Snapshot | None] = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name=f"backend-{backend.name}", daemon=True)
+        self.thread.start()
+
+    def submit(self, snapshot: Snapshot) -> None:
+        self.queue.put(snapshot)
+
+    def _run(self) -> None:
+        while (snapshot := self.queue.get()) is not None:
+            try:
+                self.backend.flush(snapshot)
+                self.backend.last_flush = int(time.time())
+            except Exception as e:  # a backend bug must not kill the thread: later flushes still go
+                self.backend.last_exception = int(time.time())
+                log.error("backend %s: flush failed: %s", self.backend.name, e, exc_info=log.isEnabledFor(10))
+        try:
+            self.backend.close()
+        except Exception as e:
+            log.error("backend %s: close failed: %s", self.backend.name, e)
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Let the backend finish every queued flush, then close it. False if it did not finish."""
+        self.queue.put(None)
+        self.thread.join(timeout)
+        return not self.thread.is_alive()

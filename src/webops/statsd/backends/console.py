@@ -1,0 +1,41 @@
+"""Etsy's console backend: each flush printed to stdout as node would print it."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from ..jsfmt import inspect
+from ..snapshot import Snapshot
+from .base import Backend
+
+
+def js_date(ts: float) -> str:
+    """JavaScript's Date#toString, e.g. `Mon Nov 23 2026 02:15:00 GMT+0000 (UTC)`."""
+    t = time.localtime(ts)
+    return time.strftime("%a %b %d %Y %H:%M:%S GMT%z (%Z)", t)
+
+
+class ConsoleBackend(Backend):
+    name = "console"
+
+    def __init__(self, config, startup_time: float, stream=None) -> None:
+        super().__init__(config, startup_time)
+        self.stream = stream or sys.stdout
+
+    def flush(self, snapshot: Snapshot) -> None:
+        out = {
+            "counters": snapshot.counters,
+            "timers": snapshot.timers,
+            "gauges": snapshot.gauges,
+            "timer_data": snapshot.timer_data,
+            "counter_rates": snapshot.counter_rates,
+            "sets": {k: sorted(v) for k, v in snapshot.sets.items()},
+            "pctThreshold": list(snapshot.pct_threshold),
+        }
+        self.stream.write(f"Flushing stats at {js_date(snapshot.timestamp)}\n{inspect(out)}\n")
+        self.stream.flush()
+
+    def status(self) -> dict[str, float]:
+        # Etsy's console backend names these in camelCase, so the console shows raw timestamps.
+        return {"lastFlush": self.last_flush, "lastException": self.last_exception}

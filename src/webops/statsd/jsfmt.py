@@ -1,0 +1,95 @@
+"""Render values the way node.js does, so output that scripts parse matches Etsy's statsd.
+
+Etsy's daemon writes numbers with JavaScript's `Number#toString` (to Graphite, files and the
+console) and dumps its tables with `util.inspect`. Python's `repr` differs (`1.0`, `1e-07`), and a
+Graphite path or a console scraper written for Etsy would see those differences.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
+_BREAK_LENGTH = 80
+_MAX_ARRAY_LENGTH = 100
+
+
+def number(x: float | int) -> str:
+    """JavaScript's Number#toString for a float (shortest round-trip digits, JS exponent rules)."""
+    if isinstance(x, bool):
+        return "true" if x else "false"
+    if isinstance(x, int):
+        return str(x)
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Infinity" if x > 0 else "-Infinity"
+    if x == 0:
+        return "0"
+    if x.is_integer() and abs(x) < 1e21:
+        return str(int(x))
+    sign = "-" if x < 0 else ""
+    digits_tuple = Decimal(repr(abs(x))).normalize().as_tuple()
+    digits = "".join(map(str, digits_tuple.digits))
+    k = len(digits)
+    n = k + int(digits_tuple.exponent)  # value = 0.DIGITS * 10**n
+    if k <= n <= 21:
+        body = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        body = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        body = "0." + "0" * (-n) + digits
+    else:
+        e = n - 1
+        mantissa = digits[0] + ("." + digits[1:] if k > 1 else "")
+        body = f"{mantissa}e{'+' if e >= 0 else '-'}{abs(e)}"
+    return sign + body
+
+
+def _key(k: str) -> str:
+    return k if _IDENTIFIER.match(k) else _string(k)
+
+
+def _string(s: str) -> str:
+    return "'" + s.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+
+
+def _scalar(v: object) -> str:
+    if isinstance(v, str):
+        return _string(v)
+    if v is None:
+        return "null"
+    if isinstance(v, bool | int | float):
+        return number(v)
+    return str(v)
+
+
+def _reduce(entries: list[str], braces: tuple[str, str], indent: int) -> str:
+    """node's reduceToSingleString: one line when it fits in 80 columns, else one entry a line."""
+    if not entries:
+        return braces[0] + braces[1]
+    start = len(entries) + indent + len(braces[0]) + 10
+    total = len(entries) + start + sum(len(e) for e in entries)
+    joined = ", ".join(entries)
+    if total <= _BREAK_LENGTH and "\n" not in joined:
+        return f"{braces[0]} {joined} {braces[1]}"
+    pad = "\n" + " " * indent
+    return f"{braces[0]}{pad}  " + f",{pad}  ".join(entries) + f"{pad}{braces[1]}"
+
+
+def inspect(value: object, indent: int = 0) -> str:
+    """util.inspect for the plain data a statsd keeps: mappings, sequences/sets, numbers, strings."""
+    if isinstance(value, Mapping):
+        entries = [f"{_key(str(k))}: {inspect(v, indent + 2)}" for k, v in value.items()]
+        return _reduce(entries, ("{", "}"), indent)
+    if isinstance(value, Iterable) and not isinstance(value, str):
+        items = list(value)
+        entries = [inspect(v, indent + 2) for v in items[:_MAX_ARRAY_LENGTH]]
+        if len(items) > _MAX_ARRAY_LENGTH:
+            more = len(items) - _MAX_ARRAY_LENGTH
+            entries.append(f"... {more} more item{'s' if more > 1 else ''}")
+        return _reduce(entries, ("[", "]"), indent)
+    return _scalar(value)

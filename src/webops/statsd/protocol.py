@@ -1,0 +1,116 @@
+"""The statsd line protocol, as Etsy's statsd 0.10 reads it (plus DogStatsD tags and `h`/`d`).
+
+Pure functions: bytes in, samples out. Nothing here raises on any input; a line that cannot be
+understood comes back as a `BadLine` so the daemon can count it in `bad_lines_seen`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+# Etsy's keyNameSanitize (0.9+ keeps `;` and `=` so Graphite tags survive).
+_SAFE_KEY = re.compile(r"[A-Za-z0-9_.;=\-]*")
+_SPACES = re.compile(r"\s+")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.;=\-]")
+_RADIX = re.compile(r"0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+")
+
+TIMER_TYPES = frozenset({"ms", "h", "d"})
+KNOWN_TYPES = frozenset({"c", "g", "s"}) | TIMER_TYPES
+
+
+class Sample(NamedTuple):
+    """One value for one series. `kind` is c, ms, g or s (h and d are folded into ms)."""
+
+    key: str
+    kind: str
+    value: float | str
+    rate: float = 1.0
+    delta: bool = False  # gauge written as +N / -N
+
+
+class BadLine(NamedTuple):
+    line: str
+    reason: str
+
+
+def to_number(text: str) -> float | None:
+    """JavaScript's Number() for the strings statsd accepts; None where Etsy's isNumber says no.
+
+    Python's float() is more lenient (nan, inf, `1_0`, non-ASCII digits), so those are refused,
+    and JS's radix literals (0x1f, 0o7, 0b1) are accepted.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        stripped = text.strip()
+        return float(int(stripped, 0)) if _RADIX.fullmatch(stripped) else None
+    if value - value != 0 or "_" in text or not text.isascii():
+        return None
+    return value
+
+
+def sanitize_key(key: str) -> str:
+    """Etsy's sanitizeKeyName: whitespace runs to `_`, `/` to `-`, drop anything else unusual."""
+    if _SAFE_KEY.fullmatch(key):
+        return key
+    return _UNSAFE.sub("", _SPACES.sub("_", key).replace("/", "-"))
+
+
+def tag_suffix(tags: str) -> str:
+    """DogStatsD `k:v,flag` as Etsy 0.9+ appends it to a key for Graphite: `;k=v;flag`, sorted."""
+    parts = sorted(t.replace(";", "_").replace(":", "=", 1) for t in tags.split(",") if t)
+    return "".join(";" + t for t in parts)
+
+
+def split_packet(data: bytes) -> list[str]:
+    """The non-empty lines of a packet; `\\r\\n` endings and trailing newlines are tolerated."""
+    text = data.decode("utf-8", "replace")
+    if "\r" in text:
+        text = text.replace("\r", "")
+    return [line for line in text.split("\n") if line]
+
+
+def parse_line(line: str, sanitize: bool = True) -> list[Sample | BadLine]:
+    """Parse one line: `name:value|type[|@rate][|#tags]`, with several `:value|type` per name."""
+    name, _, rest = line.partition(":")
+    tags = ""
+    if "|#" in rest:
+        rest, _, tail = rest.partition("|#")
+        tags, _, extra = tail.partition("|")
+        if extra:
+            rest += "|" + extra
+    key = name + tag_suffix(tags) if tags else name
+    if sanitize:
+        key = sanitize_key(key)
+    if not rest:
+        return [BadLine(line, "no value")]
+    return [_parse_value(key, bit, line) for bit in rest.split(":")]
+
+
+def _parse_value(key: str, bit: str, line: str) -> Sample | BadLine:
+    fields = bit.split("|")
+    if len(fields) < 2:
+        return BadLine(line, "no metric type")
+    raw, kind = fields[0], fields[1].strip()
+    if kind not in KNOWN_TYPES:
+        return BadLine(line, f"unknown metric type {kind!r}")
+    rate = 1.0
+    if len(fields) > 2:
+        rate_text = fields[2]
+        parsed_rate = to_number(rate_text[1:]) if rate_text[:1] == "@" and rate_text[1:2] != "-" else None
+        if parsed_rate is None or parsed_rate <= 0:
+            return BadLine(line, f"bad sample rate {rate_text!r}")
+        rate = parsed_rate
+    if kind == "s":
+        return Sample(key, "s", raw or "0", rate)
+    value = to_number(raw)
+    if value is None:
+        return BadLine(line, f"bad value {raw!r}")
+    if kind in TIMER_TYPES:
+        if kind == "ms" and value < 0:
+            return BadLine(line, f"negative timer value {raw!r}")
+        return Sample(key, "ms", value, rate)
+    if kind == "g":
+        return Sample(key, "g", value, rate, raw[:1] in ("+", "-"))
+    return Sample(key, "c", value, rate)

@@ -1,0 +1,128 @@
+"""Timer statistics exactly as Etsy's lib/process_metrics.js computes them.
+
+Kept free of I/O and state so the percentile maths can be checked against Etsy's documented
+semantics value by value.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from itertools import accumulate
+
+from .jsfmt import number
+
+TimerData = dict[str, "float | dict[str, int]"]
+
+
+def js_round(x: float) -> int:
+    """Math.round: halves go up (Python's round() goes to even)."""
+    return math.floor(x + 0.5)
+
+
+def pct_suffix(pct: float) -> str:
+    """`90` -> `90`, `99.9` -> `99_9`, `-10` -> `top10`: the names Etsy gives percentile stats."""
+    return number(pct).replace(".", "_", 1).replace("-", "top", 1)
+
+
+def histogram_bins(key: str, histogram: Sequence[dict]) -> list:
+    """The bins of the first histogram entry whose `metric` is a substring of key (Etsy: first wins)."""
+    for entry in histogram:
+        if str(entry.get("metric", "")) in key:
+            return list(entry.get("bins", []))
+    return []
+
+
+def timer_stats(
+    values: list[float],
+    count: float,
+    pcts: Sequence[float],
+    flush_interval_ms: float,
+    bins: Sequence[float | str] = (),
+) -> TimerData:
+    """Stats of one timer's values for one interval; `count` is the sample-rate-weighted count.
+
+    `values` is sorted in place (Etsy sorts too, and the console shows them sorted afterwards).
+    """
+    per_second = flush_interval_ms / 1000
+    if not values:
+        return {"count": 0, "count_ps": 0}
+    values.sort()
+    n = len(values)
+    lo, hi = values[0], values[-1]
+    cumul = list(accumulate(values))
+    cumul_sq = list(accumulate(v * v for v in values))
+    data: TimerData = {}
+    for pct in pcts:
+        in_threshold, boundary, total, total_sq = n, hi, lo, lo * lo
+        mean = lo
+        if n > 1:
+            in_threshold = js_round(abs(pct) / 100 * n)
+            if in_threshold == 0:
+                continue
+            if pct > 0:
+                boundary = values[in_threshold - 1]
+                total = cumul[in_threshold - 1]
+                total_sq = cumul_sq[in_threshold - 1]
+            else:
+                boundary = values[n - in_threshold]
+                before = n - in_threshold - 1
+                total = cumul[-1] - (cumul[before] if before >= 0 else 0)
+                total_sq = cumul_sq[-1] - (cumul_sq[before] if before >= 0 else 0)
+            mean = total / in_threshold
+        suffix = pct_suffix(pct)
+        data["count_" + suffix] = in_threshold
+        data["mean_" + suffix] = mean
+        data[("upper_" if pct > 0 else "lower_") + suffix] = boundary
+        data["sum_" + suffix] = total
+        data["sum_squares_" + suffix] = total_sq
+    total, total_sq = cumul[-1], cumul_sq[-1]
+    mean = total / n
+    mid = n // 2
+    data["std"] = math.sqrt(sum((v - mean) ** 2 for v in values) / n)
+    data["upper"] = hi
+    data["lower"] = lo
+    data["count"] = count
+    data["count_ps"] = count / per_second
+    data["sum"] = total
+    data["sum_squares"] = total_sq
+    data["mean"] = mean
+    data["median"] = values[mid] if n % 2 else (values[mid - 1] + values[mid]) / 2
+    if bins:
+        data["histogram"] = _histogram(values, bins)
+    return data
+
+
+def _histogram(values: list[float], bins: Sequence[float | str]) -> dict[str, int]:
+    """Counts per bin `[previous bound, bound)`; values past the last bound are left out, by design."""
+    out: dict[str, int] = {}
+    i, n = 0, len(values)
+    for bound in bins:
+        start = i
+        if bound == "inf":
+            i = n
+        else:
+            while i < n and values[i] < float(bound):
+                i += 1
+        label = bound if isinstance(bound, str) else number(bound)
+        out["bin_" + label.replace(".", "_", 1)] = i - start
+    return out
+
+
+_PCT_STAT = re.compile(r"^(count|mean|upper|lower|sum|sum_squares)_(top)?\d+(_\d+)?$")
+
+
+def filter_stats(data: TimerData, wanted: Sequence[str]) -> TimerData:
+    """Etsy's calculatedTimerMetrics: keep only the listed stats (`upper_percent`, `mean_top_percent`...)."""
+    if not wanted:
+        return data
+    keep = set(wanted)
+
+    def generic(stat: str) -> str:
+        m = _PCT_STAT.match(stat)
+        if not m:
+            return stat
+        return f"{m.group(1)}_{'top_' if m.group(2) else ''}percent"
+
+    return {k: v for k, v in data.items() if generic(k) in keep}

@@ -1,0 +1,171 @@
+"""Aggregation and flush: a table of packets with the flush output Etsy's semantics give for them."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from webops.statsd import config as statsd_config
+from webops.statsd.aggregate import Aggregator
+from webops.statsd.backends.naming import GraphiteNaming
+from webops.statsd.snapshot import summarize
+
+TS = 1_700_000_000
+
+
+def flush(packets: list[bytes], **overrides) -> dict[str, str]:
+    """Feed packets to a fresh aggregator and return the Graphite lines of one flush, by path."""
+    cfg = statsd_config.build(overrides)
+    agg = Aggregator(cfg.aggregation())
+    for p in packets:
+        agg.ingest(p)
+    snap = summarize(agg.take(TS), cfg.summary())
+    lines = GraphiteNaming(cfg).plaintext(snap).splitlines()
+    out = {}
+    for line in lines:
+        path, value, ts = line.split(" ")
+        assert ts == str(TS)
+        out[path] = value
+    return out
+
+
+def subset(lines: dict[str, str], expected: dict[str, str]) -> dict[str, str | None]:
+    return {k: lines.get(k) for k in expected}
+
+
+TABLE = [
+    # (packets, expected graphite lines (legacy namespace, flushInterval 10 s))
+    ([b"foo:1|c", b"foo:2|c|@0.5"], {"stats.foo": "0.5", "stats_counts.foo": "5"}),
+    ([b"foo:1|c:2|c\nfoo:3|c\r\n"], {"stats.foo": "0.6", "stats_counts.foo": "6"}),
+    ([b"g:5|g", b"g:+3|g", b"g:-10|g"], {"stats.gauges.g": "-2"}),
+    ([b"g:+3|g"], {"stats.gauges.g": "3"}),
+    ([b"g:-3|g\ng:4|g"], {"stats.gauges.g": "4"}),
+    ([b"s:a|s\ns:b|s", b"s:a|s"], {"stats.sets.s.count": "2"}),
+    (
+        [b"t:100|ms", b"t:200|ms\nt:300|ms"],
+        {
+            "stats.timers.t.count": "3", "stats.timers.t.count_ps": "0.3", "stats.timers.t.lower": "100",
+            "stats.timers.t.upper": "300", "stats.timers.t.mean": "200", "stats.timers.t.median": "200",
+            "stats.timers.t.std": "81.64965809277261", "stats.timers.t.sum": "600",
+            "stats.timers.t.sum_squares": "140000", "stats.timers.t.count_90": "3",
+            "stats.timers.t.upper_90": "300", "stats.timers.t.mean_90": "200",
+        },
+    ),
+    ([b"t:10|ms|@0.1"], {"stats.timers.t.count": "10", "stats.timers.t.count_ps": "1"}),
+    ([b"h:5|h\nd:7|d"], {"stats.timers.h.mean": "5", "stats.timers.d.upper": "7"}),
+    ([b"req:1|c|#env:prod,az:b"], {"stats.req;az=b;env=prod": "0.1", "stats_counts.req;az=b;env=prod": "1"}),
+    ([b"req:1|c|#env:prod", b"req:1|c"], {"stats.req;env=prod": "0.1", "stats.req": "0.1"}),
+    ([b"bad", b"x:1|c"], {"stats.statsd.bad_lines_seen": "0.1", "stats_counts.statsd.packets_received": "2"}),
+    ([b"a:1|c\nb:2|c\n"], {"stats_counts.statsd.metrics_received": "2", "statsd.numStats": "5"}),
+]
+
+
+@pytest.mark.parametrize(("packets", "expected"), TABLE)
+def test_flush_table(packets: list[bytes], expected: dict[str, str]) -> None:
+    assert subset(flush(packets), expected) == expected
+
+
+def test_non_legacy_namespace_with_suffix() -> None:
+    graphite = {"legacyNamespace": False, "globalPrefix": "app", "globalSuffix": "web1", "prefixGauge": "g"}
+    lines = flush([b"c:2|c", b"t:4|ms", b"g:1|g", b"s:x|s", b"c:1|c|#k:v"], graphite=graphite, flush_counts=True)
+    expected = {
+        "app.counters.c.rate.web1": "0.2", "app.counters.c.count.web1": "2",
+        "app.timers.t.mean.web1": "4", "app.g.g.web1": "1", "app.sets.s.count.web1": "1",
+        "app.counters.c.rate.web1;k=v": "0.1", "app.statsd.numStats.web1": "8",
+    }
+    assert subset(lines, expected) == expected
+
+
+def test_flush_counts_off() -> None:
+    lines = flush([b"c:2|c"], flush_counts=False)
+    assert "stats.c" in lines and "stats_counts.c" not in lines
+
+
+def test_percent_threshold_and_histogram_from_config() -> None:
+    lines = flush(
+        [b"t:1|ms\nt:2|ms\nt:3|ms\nt:4|ms"], percentThreshold=[50, -25],
+        histogram=[{"metric": "t", "bins": [2, "inf"]}],
+    )
+    expected = {
+        "stats.timers.t.upper_50": "2", "stats.timers.t.lower_top25": "4",
+        "stats.timers.t.histogram.bin_2": "1", "stats.timers.t.histogram.bin_inf": "3",
+    }
+    assert subset(lines, expected) == expected
+
+
+def test_idle_series_are_sent_as_zero_by_default_and_gauges_persist() -> None:
+    cfg = statsd_config.build({})
+    agg = Aggregator(cfg.aggregation())
+    agg.ingest(b"c:1|c\nt:1|ms\ng:5|g\ns:a|s")
+    agg.take(TS)
+    snap = summarize(agg.take(TS + 10), cfg.summary())
+    assert snap.counters["c"] == 0
+    assert snap.timer_data["t"] == {"count": 0, "count_ps": 0}
+    assert snap.gauges["g"] == 5
+    assert snap.sets["s"] == set()
+
+
+def test_delete_idle_stats_forgets_idle_series_but_keeps_own_counters() -> None:
+    cfg = statsd_config.build({"deleteIdleStats": True})
+    agg = Aggregator(cfg.aggregation())
+    agg.ingest(b"c:1|c\nt:1|ms\ng:5|g\ns:a|s")
+    first = agg.take(TS)
+    assert first.gauges["g"] == 5
+    second = agg.take(TS + 10)
+    assert second.counters == {"statsd.packets_received": 0, "statsd.metrics_received": 0, "statsd.bad_lines_seen": 0}
+    assert (second.timers, second.sets, second.gauges) == ({}, {}, {})
+
+
+def test_individual_delete_option_overrides_delete_idle_stats() -> None:
+    cfg = statsd_config.build({"deleteIdleStats": True, "deleteGauges": False})
+    agg = Aggregator(cfg.aggregation())
+    agg.ingest(b"g:5|g")
+    agg.take(TS)
+    assert agg.take(TS + 10).gauges == {"g": 5}
+
+
+def test_gauges_max_ttl() -> None:
+    cfg = statsd_config.build({"deleteGauges": True, "gaugesMaxTTL": 2})
+    agg = Aggregator(cfg.aggregation())
+    agg.ingest(b"g:5|g")
+    assert agg.take(TS).gauges == {"g": 5}
+    assert agg.take(TS + 10).gauges == {"g": 5}
+    assert agg.take(TS + 20).gauges == {}
+
+
+def test_timestamp_lag_is_a_gauge_under_prefix_stats() -> None:
+    cfg = statsd_config.build({"prefixStats": "mystatsd"})
+    agg = Aggregator(cfg.aggregation())
+    assert agg.take(TS, lag=0.5).gauges["mystatsd.timestamp_lag"] == 0.5
+    assert "mystatsd.packets_received" in agg.counters
+
+
+def test_console_delete_patterns() -> None:
+    agg = Aggregator()
+    agg.ingest(b"a.b.c:1|c\na.b.d:1|c\na.x:1|c\nt.one:1|ms")
+    result = dict(agg.delete("counters", ["a.b.*", "nope", "a.x"]))
+    assert sorted(result["a.b.*"]) == ["a.b.c", "a.b.d"]
+    assert result["nope"] == []
+    assert result["a.x"] == ["a.x"]
+    assert "a.b.c" not in agg.counters
+    agg.delete("timers", ["t.one"])
+    assert "t.one" not in agg.timer_counters
+
+
+names = st.sampled_from(["a", "b.c", "d-e", "f;k=v"])
+
+
+@given(st.lists(st.tuples(names, st.integers(-1000, 1000)), max_size=50), st.data())
+def test_counter_sums_are_conserved_across_any_split_into_packets(samples, data) -> None:
+    lines = [f"{n.split(';')[0]}:{v}|c" + ("|#k:v" if ";" in n else "") for n, v in samples]
+    cuts = sorted(data.draw(st.sets(st.integers(0, len(lines)))) | {0, len(lines)})
+    packets = ["\n".join(lines[a:b]).encode() for a, b in zip(cuts, cuts[1:], strict=False)]
+    agg = Aggregator()
+    for p in packets:
+        agg.ingest(p)
+    expected: dict[str, int] = {}
+    for n, v in samples:
+        expected[n] = expected.get(n, 0) + v
+    assert {k: agg.counters.get(k) for k in expected} == expected
+    assert agg.totals.metrics_received == len(lines)

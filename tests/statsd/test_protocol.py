@@ -1,0 +1,106 @@
+"""The wire protocol: what Etsy statsd 0.10 accepts, with the same meaning."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from webops.statsd.protocol import BadLine, Sample, parse_line, sanitize_key, split_packet, to_number
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("gorets:1|c", [Sample("gorets", "c", 1.0)]),
+        ("gorets:1|c|@0.1", [Sample("gorets", "c", 1.0, 0.1)]),
+        ("glork:320|ms", [Sample("glork", "ms", 320.0)]),
+        ("glork:320|ms|@0.5", [Sample("glork", "ms", 320.0, 0.5)]),
+        ("hist:3|h", [Sample("hist", "ms", 3.0)]),
+        ("dist:-3.5|d", [Sample("dist", "ms", -3.5)]),
+        ("gaugor:333|g", [Sample("gaugor", "g", 333.0)]),
+        ("gaugor:-10|g", [Sample("gaugor", "g", -10.0, 1.0, True)]),
+        ("gaugor:+4|g", [Sample("gaugor", "g", 4.0, 1.0, True)]),
+        ("uniques:765|s", [Sample("uniques", "s", "765")]),
+        ("uniques:|s", [Sample("uniques", "s", "0")]),
+        ("a:1|c:2|c", [Sample("a", "c", 1.0), Sample("a", "c", 2.0)]),
+        ("a:1|c:2|ms", [Sample("a", "c", 1.0), Sample("a", "ms", 2.0)]),
+        ("hex:0x10|c", [Sample("hex", "c", 16.0)]),
+        ("exp:1e3|c", [Sample("exp", "c", 1000.0)]),
+        ("type:1|c ", [Sample("type", "c", 1.0)]),
+        ("req:1|c|#route:/a,env:prod", [Sample("req;env=prod;route=-a", "c", 1.0)]),
+        ("req:1|c|#flag", [Sample("req;flag", "c", 1.0)]),
+        ("req:1|c|@0.5|#b:2,a:1", [Sample("req;a=1;b=2", "c", 1.0, 0.5)]),
+        ("req:1|c|#a:1|@0.5", [Sample("req;a=1", "c", 1.0, 0.5)]),
+        ("my key/with:1|c", [Sample("my_key-with", "c", 1.0)]),
+        ("wei®d*name:1|c", [Sample("weidname", "c", 1.0)]),
+    ],
+)
+def test_valid_lines(line: str, expected: list[Sample]) -> None:
+    assert parse_line(line) == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("justakey", "no value"),
+        ("a:1", "no metric type"),
+        ("a:x|c", "bad value"),
+        ("a:|c", "bad value"),
+        ("a:nan|c", "bad value"),
+        ("a:inf|g", "bad value"),
+        ("a:1_000|c", "bad value"),
+        ("a:1|c|0.1", "bad sample rate"),
+        ("a:1|c|@-0.1", "bad sample rate"),
+        ("a:1|c|@0", "bad sample rate"),
+        ("a:1|c|@x", "bad sample rate"),
+        ("a:-1|ms", "negative timer value"),
+        ("a:1|zz", "unknown metric type"),
+        ("a:1|m", "unknown metric type"),
+    ],
+)
+def test_bad_lines(line: str, reason: str) -> None:
+    (result,) = parse_line(line)
+    assert isinstance(result, BadLine)
+    assert result.reason.startswith(reason)
+
+
+def test_one_bad_value_does_not_spoil_the_others_on_the_line() -> None:
+    good, bad = parse_line("a:1|c:x|c")
+    assert good == Sample("a", "c", 1.0)
+    assert isinstance(bad, BadLine)
+
+
+def test_sanitize_can_be_turned_off() -> None:
+    assert parse_line("my key:1|c", sanitize=False) == [Sample("my key", "c", 1.0)]
+
+
+def test_sanitize_matches_etsy() -> None:
+    assert sanitize_key("a b\tc/d:e$f.g-h_i;j=k") == "a_b_c-def.g-h_i;j=k"
+
+
+def test_split_packet_tolerates_crlf_and_trailing_newlines() -> None:
+    assert split_packet(b"a:1|c\r\nb:2|c\n\n") == ["a:1|c", "b:2|c"]
+    assert split_packet(b"") == []
+    assert split_packet(b"\xff\xfe:1|c") == ["\ufffd\ufffd:1|c"]
+
+
+def test_to_number_follows_javascript() -> None:
+    assert to_number(" 12 ") == 12
+    assert to_number("0b11") == 3
+    assert to_number("-0x10") is None  # Number("-0x10") is NaN in JS
+    assert to_number("Infinity") is None
+    assert to_number("١٢") is None
+    assert to_number(".5") == 0.5
+
+
+@given(st.binary(max_size=2000))
+def test_no_bytes_make_the_parser_raise(data: bytes) -> None:
+    for line in split_packet(data):
+        for item in parse_line(line):
+            assert isinstance(item, Sample | BadLine)
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab:|@#,.-+0123456789cmsgdh \t")), max_size=60))
+def test_no_line_of_protocol_characters_makes_the_parser_raise(line: str) -> None:
+    assert all(isinstance(i, Sample | BadLine) for i in parse_line(line))
