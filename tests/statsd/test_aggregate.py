@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -45,11 +47,18 @@ TABLE = [
     (
         [b"t:100|ms", b"t:200|ms\nt:300|ms"],
         {
-            "stats.timers.t.count": "3", "stats.timers.t.count_ps": "0.3", "stats.timers.t.lower": "100",
-            "stats.timers.t.upper": "300", "stats.timers.t.mean": "200", "stats.timers.t.median": "200",
-            "stats.timers.t.std": "81.64965809277261", "stats.timers.t.sum": "600",
-            "stats.timers.t.sum_squares": "140000", "stats.timers.t.count_90": "3",
-            "stats.timers.t.upper_90": "300", "stats.timers.t.mean_90": "200",
+            "stats.timers.t.count": "3",
+            "stats.timers.t.count_ps": "0.3",
+            "stats.timers.t.lower": "100",
+            "stats.timers.t.upper": "300",
+            "stats.timers.t.mean": "200",
+            "stats.timers.t.median": "200",
+            "stats.timers.t.std": "81.64965809277261",
+            "stats.timers.t.sum": "600",
+            "stats.timers.t.sum_squares": "140000",
+            "stats.timers.t.count_90": "3",
+            "stats.timers.t.upper_90": "300",
+            "stats.timers.t.mean_90": "200",
         },
     ),
     ([b"t:10|ms|@0.1"], {"stats.timers.t.count": "10", "stats.timers.t.count_ps": "1"}),
@@ -68,11 +77,17 @@ def test_flush_table(packets: list[bytes], expected: dict[str, str]) -> None:
 
 def test_non_legacy_namespace_with_suffix() -> None:
     graphite = {"legacyNamespace": False, "globalPrefix": "app", "globalSuffix": "web1", "prefixGauge": "g"}
-    lines = flush([b"c:2|c", b"t:4|ms", b"g:1|g", b"s:x|s", b"c:1|c|#k:v"], graphite=graphite, flush_counts=True)
+    lines = flush(
+        [b"c:2|c", b"t:4|ms", b"g:1|g", b"s:x|s", b"c:1|c|#k:v"], graphite=graphite, flush_counts=True
+    )
     expected = {
-        "app.counters.c.rate.web1": "0.2", "app.counters.c.count.web1": "2",
-        "app.timers.t.mean.web1": "4", "app.g.g.web1": "1", "app.sets.s.count.web1": "1",
-        "app.counters.c.rate.web1;k=v": "0.1", "app.statsd.numStats.web1": "8",
+        "app.counters.c.rate.web1": "0.2",
+        "app.counters.c.count.web1": "2",
+        "app.timers.t.mean.web1": "4",
+        "app.g.g.web1": "1",
+        "app.sets.s.count.web1": "1",
+        "app.counters.c.rate.web1;k=v": "0.1",
+        "app.statsd.numStats.web1": "8",
     }
     assert subset(lines, expected) == expected
 
@@ -84,12 +99,15 @@ def test_flush_counts_off() -> None:
 
 def test_percent_threshold_and_histogram_from_config() -> None:
     lines = flush(
-        [b"t:1|ms\nt:2|ms\nt:3|ms\nt:4|ms"], percentThreshold=[50, -25],
+        [b"t:1|ms\nt:2|ms\nt:3|ms\nt:4|ms"],
+        percentThreshold=[50, -25],
         histogram=[{"metric": "t", "bins": [2, "inf"]}],
     )
     expected = {
-        "stats.timers.t.upper_50": "2", "stats.timers.t.lower_top25": "4",
-        "stats.timers.t.histogram.bin_2": "1", "stats.timers.t.histogram.bin_inf": "3",
+        "stats.timers.t.upper_50": "2",
+        "stats.timers.t.lower_top25": "4",
+        "stats.timers.t.histogram.bin_2": "1",
+        "stats.timers.t.histogram.bin_inf": "3",
     }
     assert subset(lines, expected) == expected
 
@@ -113,7 +131,11 @@ def test_delete_idle_stats_forgets_idle_series_but_keeps_own_counters() -> None:
     first = agg.take(TS)
     assert first.gauges["g"] == 5
     second = agg.take(TS + 10)
-    assert second.counters == {"statsd.packets_received": 0, "statsd.metrics_received": 0, "statsd.bad_lines_seen": 0}
+    assert second.counters == {
+        "statsd.packets_received": 0,
+        "statsd.metrics_received": 0,
+        "statsd.bad_lines_seen": 0,
+    }
     assert (second.timers, second.sets, second.gauges) == ({}, {}, {})
 
 
@@ -160,7 +182,7 @@ names = st.sampled_from(["a", "b.c", "d-e", "f;k=v"])
 def test_counter_sums_are_conserved_across_any_split_into_packets(samples, data) -> None:
     lines = [f"{n.split(';')[0]}:{v}|c" + ("|#k:v" if ";" in n else "") for n, v in samples]
     cuts = sorted(data.draw(st.sets(st.integers(0, len(lines)))) | {0, len(lines)})
-    packets = ["\n".join(lines[a:b]).encode() for a, b in zip(cuts, cuts[1:], strict=False)]
+    packets = ["\n".join(lines[a:b]).encode() for a, b in itertools.pairwise(cuts)]
     agg = Aggregator()
     for p in packets:
         agg.ingest(p)

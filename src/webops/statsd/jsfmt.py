@@ -29,7 +29,7 @@ def number(x: float | int) -> str:
         return "Infinity" if x > 0 else "-Infinity"
     if x == 0:
         return "0"
-    if x.is_integer() and abs(x) < 1e21:
+    if x.is_integer() and abs(x) < 2**53:  # exact; larger ones get JS's shortest digits below
         return str(int(x))
     sign = "-" if x < 0 else ""
     digits_tuple = Decimal(repr(abs(x))).normalize().as_tuple()

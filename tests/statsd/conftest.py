@@ -1,0 +1,115 @@
+"""A real `webops statsd` process on free loopback ports, driven over real sockets."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import free_port, wait_until
+
+
+class Daemon:
+    def __init__(self, tmp_path: Path, config: dict[str, Any]) -> None:
+        self.tmp = tmp_path
+        self.port = config.setdefault("port", free_port())
+        self.mgmt_port = config.setdefault("mgmt_port", free_port())
+        self.flush_file = tmp_path / "flush.jsonl"
+        config.setdefault("backends", ["./backends/file"])
+        config.setdefault("file", {"path": str(self.flush_file), "format": "json"})
+        config.setdefault("flushInterval", 60000)
+        self.config_path = tmp_path / "config.js"
+        self.write_config(config)
+        self.log_path = tmp_path / "daemon.log"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "webops", "statsd", str(self.config_path)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )
+        wait_until(self._console_up, what="the management console to answer")
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.config_path.write_text(json.dumps(config))
+
+    def _console_up(self) -> bool:
+        if self.proc.poll() is not None:
+            pytest.fail(f"daemon exited with {self.proc.returncode}: {self.log_path.read_text()}")
+        try:
+            self.console("health", until=b"\n")
+            return True
+        except OSError:
+            return False
+
+    def send(self, *packets: bytes, port: int | None = None, host: str = "127.0.0.1") -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            for p in packets:
+                s.sendto(p, (host, port or self.port))
+
+    def console(self, command: str, until: bytes = b"END\n\n", port: int | None = None) -> str:
+        with socket.create_connection(("127.0.0.1", port or self.mgmt_port), timeout=5) as s:
+            s.sendall(command.encode() + b"\n")
+            data = b""
+            while not data.endswith(until):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        return data.decode()
+
+    def total(self, counter: str = "packets_received") -> int:
+        for line in self.console("stats").splitlines():
+            if line.startswith(f"statsd.{counter}: "):
+                return int(line.split(": ")[1])
+        raise AssertionError("no statsd totals in the stats reply")
+
+    def flushes(self) -> list[dict]:
+        if not self.flush_file.exists():
+            return []
+        return [json.loads(line) for line in self.flush_file.read_text().splitlines() if line]
+
+    def summed(self, kind: str, key: str) -> float:
+        return sum(f[kind].get(key, 0) for f in self.flushes())
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+    def logs(self) -> str:
+        return self.log_path.read_text()
+
+
+@pytest.fixture
+def start_daemon(tmp_path: Path) -> Iterator:
+    started: list[Daemon] = []
+
+    def start(**config: Any) -> Daemon:
+        workdir = tmp_path / f"d{len(started)}"
+        workdir.mkdir()
+        d = Daemon(workdir, config)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.stop()

@@ -1,0 +1,160 @@
+"""Config files: Etsy's JS object literals and Net::Statsd::Server's JSON, unchanged."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from webops.cli import main
+from webops.common.config import ConfigError
+from webops.statsd import config as statsd_config
+
+ETSY = """/* Etsy-style config: comments, unquoted keys, trailing commas */
+{ graphitePort: 2003
+, graphiteHost: "graphite.localdomain"
+, port: 8125
+, backends: [ "./backends/graphite", "./backends/console", ]
+, mgmt_address: "0.0.0.0"   // management console
+, mgmt_port: 8126
+, percentThreshold: [90, 99.9, -10]
+, graphite: { legacyNamespace: false, globalPrefix: 'app' }
+, deleteIdleStats: true
+, deleteGauges: false
+}
+"""
+
+PERL = """{ "graphitePort": 2003,
+  "graphiteHost": "graphite.localdomain",
+  "host" : "0.0.0.0",
+  "port": 8125,
+  "mgmt_address" : "0.0.0.0",
+  "mgmt_port": 8126,
+  "backends": [ "Graphite", "Console" ],
+  "log" : {
+    "backend" : "stdout",
+    "level" : "LOG_WARN",
+  }
+}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "config.js") -> str:
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def test_etsy_config_js_works_unchanged(tmp_path: Path) -> None:
+    cfg = statsd_config.load(write(tmp_path, ETSY))
+    assert cfg.backends == ["graphite", "console"]
+    assert cfg["percentThreshold"] == [90, 99.9, -10]
+    assert cfg.section("graphite")["globalPrefix"] == "app"
+    assert cfg.section("graphite")["prefixCounter"] == "counters"
+    agg = cfg.aggregation()
+    assert (agg.delete_counters, agg.delete_timers, agg.delete_sets, agg.delete_gauges) == (
+        True,
+        True,
+        True,
+        False,
+    )
+    assert cfg["mgmt_address"] == "0.0.0.0"
+
+
+def test_perl_json_config_works_unchanged(tmp_path: Path) -> None:
+    cfg = statsd_config.load(write(tmp_path, PERL, "statsd.json"))
+    assert cfg.backends == ["graphite", "console"]
+    assert cfg["address"] == "0.0.0.0"  # Perl's "host"
+    assert cfg.section("log")["level"] == "LOG_WARN"
+
+
+def test_defaults_listen_on_loopback_only() -> None:
+    cfg = statsd_config.load(None)
+    assert [(s.kind, s.address, s.port) for s in cfg.listeners] == [("udp", "127.0.0.1", 8125)]
+    assert (cfg["mgmt_address"], cfg["mgmt_port"]) == ("127.0.0.1", 8126)
+    assert cfg.backends == ["console"]
+    assert cfg["flushInterval"] == 10000
+
+
+def test_servers_list() -> None:
+    cfg = statsd_config.build(
+        {
+            "servers": [
+                {"server": "./servers/udp", "port": 9000},
+                {"server": "./servers/tcp", "address": "::1", "port": 9001},
+                {"server": "./servers/tcp", "socket": "/tmp/s.sock", "socket_mod": 0o660},
+                {"address_ipv6": True, "port": 9002},
+            ]
+        }
+    )
+    got = [(s.kind, s.address, s.port, s.path) for s in cfg.listeners]
+    assert got == [
+        ("udp", "127.0.0.1", 9000, None),
+        ("tcp", "::1", 9001, None),
+        ("unix", "", 0, "/tmp/s.sock"),
+        ("udp", "::1", 9002, None),
+    ]
+
+
+def test_numbers_given_as_strings_are_accepted() -> None:
+    cfg = statsd_config.build({"port": "8125", "flushInterval": "5000", "debug": "true"})
+    assert (cfg["port"], cfg["flushInterval"], cfg["debug"]) == (8125, 5000, True)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "{\n  port: 8125,\n  flushInterval: 'soon',\n}",
+            "config.js:3: flushInterval: expected a number, got 'soon'",
+        ),
+        ("{ port: 70000 }", "config.js:1: port: must be at most 65535, got 70000"),
+        ("{\n backends: ['./backends/nope'] }", "config.js:2: backends: unknown backend './backends/nope'"),
+        ("{\n percentThreshold: [90, 0] }", "config.js:2: percentThreshold: percentiles must be"),
+        (
+            "{\n graphite: { legacyNamespace: 'maybe' } }",
+            "config.js:2: graphite: legacyNamespace: expected true",
+        ),
+        ("{ a: 1,\n b: }", "config.js:2: not a valid JavaScript object literal / JSON"),
+        ("[1, 2]", "config.js: the file must hold one object"),
+        ("{ servers: [{ port: -1 }] }", "config.js:1: servers: servers[0]: port: must be at least 0"),
+    ],
+)
+def test_invalid_config_names_file_line_and_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        statsd_config.load(write(tmp_path, text))
+    assert message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"missing\.js: cannot read"):
+        statsd_config.load(str(tmp_path / "missing.js"))
+
+
+def test_unknown_key_warns_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = write(tmp_path, "{ flushIntervall: 1000, graphite: { globalPrefx: 'x' } }")
+    with caplog.at_level(logging.WARNING, logger="webops.statsd"):
+        statsd_config.load(path)
+        statsd_config.load(path)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert sum("'flushIntervall'" in w for w in warnings) == 1
+    assert sum("'globalPrefx'" in w for w in warnings) == 1
+
+
+def test_check_config_prints_effective_config_with_flags_winning(tmp_path: Path, capsys) -> None:
+    path = write(tmp_path, "{ port: 9999, flushInterval: 2000 }")
+    assert main(["statsd", "--check-config", path, "--port", "7000", "--backends", "console,file"]) == 0
+    effective = json.loads(capsys.readouterr().out)
+    assert effective["port"] == 7000
+    assert effective["flushInterval"] == 2000
+    assert effective["backends"] == ["console", "file"]
+
+
+def test_check_config_exits_2_with_one_line(tmp_path: Path, capsys) -> None:
+    path = write(tmp_path, "{ flushInterval: -5 }")
+    assert main(["statsd", "--check-config", path]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "flushInterval" in err and path in err

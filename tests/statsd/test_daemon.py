@@ -1,0 +1,198 @@
+"""The real daemon over real sockets: listeners, console, flushes, signals."""
+
+from __future__ import annotations
+
+import signal
+import socket
+
+from tests.conftest import free_port, has_ipv6, need, wait_until
+
+
+def test_udp_metrics_reach_the_console_and_the_flush(start_daemon) -> None:
+    d = start_daemon(flushInterval=300)
+    d.send(b"foo:1|c", b"foo:2|c|@0.5\nglork:320|ms", b"gaugor:5|g\ngaugor:+3|g", b"uniq:a|s\nuniq:b|s")
+    wait_until(lambda: d.total("metrics_received") == 7, what="7 metrics received")
+    wait_until(lambda: d.summed("counters", "foo") == 5, what="foo=5 in a flush")
+    flushes = d.flushes()
+    assert any(f["gauges"].get("gaugor") == 8 for f in flushes)
+    assert any(f["sets"].get("uniq") == 2 for f in flushes)
+    assert any(f["timer_data"].get("glork", {}).get("upper_90") == 320 for f in flushes)
+
+
+def test_tcp_unix_and_udp_listeners_together(start_daemon, tmp_path) -> None:
+    port = free_port()
+    sock_path = str(tmp_path / "statsd.sock")
+    d = start_daemon(
+        servers=[
+            {"server": "./servers/udp", "port": port},
+            {"server": "./servers/tcp", "port": port},
+            {"server": "./servers/tcp", "socket": sock_path, "socket_mod": 0o660},
+        ]
+    )
+    d.send(b"via.udp:1|c", port=port)
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"via.tcp:1|c\nvia.tcp:2|c\nvia.tcp:")  # the last line arrives in two pieces
+        s.sendall(b"4|c\n")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(sock_path)
+        s.sendall(b"via.unix:7|c")  # no newline: the line still counts when the client closes
+
+    def both_arrived() -> str | None:
+        c = d.console("counters")
+        return c if "'via.unix': 7" in c and "'via.tcp': 7" in c else None
+
+    counters = wait_until(both_arrived, what="tcp and unix counters")
+    assert "'via.udp': 1" in counters
+
+
+def test_ipv6_listener(start_daemon) -> None:
+    need(has_ipv6(), "IPv6 loopback (::1) is not available")
+    port = free_port(socket.AF_INET6, "::1")
+    d = start_daemon(servers=[{"address": "::1", "address_ipv6": True, "port": port}])
+    d.send(b"v6:3|c", host="::1", port=port)
+    wait_until(lambda: "v6: 3" in d.console("counters"), what="counter sent over IPv6")
+
+
+def test_console_commands_keep_etsy_reply_layout(start_daemon) -> None:
+    d = start_daemon()
+    d.send(b"a.b.c:1|c\na.b.d:2|c\nt:5|ms\ng:1|g\ns:x|s")
+    wait_until(lambda: d.total("metrics_received") == 5, what="5 metrics")
+    assert d.console("help", until=b"\n\n").startswith("Commands: stats, counters, timers, gauges")
+    assert d.console("health", until=b"\n") == "health: up\n"
+    assert d.console("health down", until=b"\n") == "health: down\n"
+    assert d.console("health", until=b"\n") == "health: down\n"
+    assert d.console("health up", until=b"\n") == "health: up\n"
+    stats = d.console("stats")
+    assert (
+        stats.startswith("uptime: ") and "messages.bad_lines_seen: 0\n" in stats and stats.endswith("END\n\n")
+    )
+    assert "file.last_flush: " in stats
+    assert d.console("timers") == "{ t: [ 5 ] }\nEND\n\n"
+    assert d.console("gauges") == "{ g: 1 }\nEND\n\n"
+    assert d.console("sets") == "{ s: [ 'x' ] }\nEND\n\n"
+    reply = d.console("delcounters a.b.* nothere")
+    assert reply == "deleted: a.b.c\ndeleted: a.b.d\nmetric nothere not found\nEND\n\n"
+    assert d.console("deltimers t") == "deleted: t\nEND\n\n"
+    assert d.console("delgauges g") == "deleted: g\nEND\n\n"
+    assert d.console("delsets s") == "deleted: s\nEND\n\n"
+    assert "'a.b.c'" not in d.console("counters")
+    assert d.console("bogus", until=b"\n") == "ERROR\n"
+    config = config_reply(d.mgmt_port)  # Etsy's config reply has no END: read until quit closes
+    assert config.startswith("\n")
+    assert f"mgmt_port: {d.mgmt_port}\n" in config
+    assert "backends > 0: ./backends/file\n" in config
+
+
+def test_bad_packets_are_counted_and_logged_with_a_rate_limit(start_daemon) -> None:
+    d = start_daemon()
+    d.send(*[b"garbage line %d" % i for i in range(50)], b"\x00\xff\xfe|||:::", b"ok:1|c")
+    wait_until(lambda: d.total("packets_received") == 52, what="52 packets")
+    assert d.total("bad_lines_seen") == 53  # 50 lines, plus 3 empty values after the :::
+    assert "ok: 1" in d.console("counters")
+    assert d.logs().count("bad line:") == 5  # the rest is summed up once the minute is over
+    assert d.proc.poll() is None
+
+
+def test_sigterm_drains_and_flushes_everything_accepted(start_daemon) -> None:
+    d = start_daemon(flushInterval=3_600_000)  # no periodic flush: only the final one
+    tcp = socket.create_connection(("127.0.0.1", d.mgmt_port))  # a console client left open
+    n = 2000
+    d.send(*[b"drain:1|c\ndrain.t:%d|ms" % i for i in range(n)])
+    d.signal(signal.SIGTERM)
+    assert d.proc.wait(60) == 0
+    tcp.close()
+    (final,) = d.flushes()
+    assert final["counters"]["drain"] == n
+    assert final["timer_data"]["drain.t"]["count"] == n
+
+
+def test_sigterm_keeps_lines_of_open_tcp_connections(start_daemon) -> None:
+    port = free_port()
+    d = start_daemon(servers=[{"server": "./servers/tcp", "port": port}], flushInterval=3_600_000)
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"open.conn:5|c\n")
+    wait_until(lambda: d.total("packets_received") == 1, what="the tcp line")
+    d.signal(signal.SIGTERM)
+    assert d.proc.wait(60) == 0
+    s.close()
+    assert d.flushes()[-1]["counters"]["open.conn"] == 5
+
+
+def test_sighup_reload_rebinds_changed_listeners(start_daemon) -> None:
+    d = start_daemon()
+    old_port, old_mgmt = d.port, d.mgmt_port
+    new_port, new_mgmt = free_port(), free_port()
+    d.write_config({**d.config, "port": new_port, "mgmt_port": new_mgmt, "percentThreshold": [50]})
+    d.signal(signal.SIGHUP)
+    wait_until(lambda: _answers(new_mgmt), what="console on the new port")
+    d.mgmt_port = new_mgmt
+    d.send(b"after.reload:1|c", port=new_port)
+    wait_until(lambda: "'after.reload': 1" in d.console("counters"), what="metric on the new port")
+    wait_until(lambda: not _answers(old_mgmt), what="old console port closed")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", old_port))  # the old UDP port was released
+    assert "percentThreshold > 0: 50\n" in config_reply(d.mgmt_port)
+
+
+def test_reload_with_a_broken_config_keeps_running(start_daemon) -> None:
+    d = start_daemon()
+    d.config_path.write_text("{ port: 'x' }")
+    d.signal(signal.SIGHUP)
+    wait_until(lambda: "keeping the running configuration" in d.logs(), what="the reload error")
+    d.send(b"still:1|c")
+    wait_until(lambda: "still: 1" in d.console("counters"), what="metric after the failed reload")
+
+
+def config_reply(port: int) -> str:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"config\nquit\n")
+        data = b""
+        while chunk := s.recv(65536):  # quit closes the connection
+            data += chunk
+    return data.decode()
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"health\n")
+            return s.recv(100).startswith(b"health:")
+    except OSError:
+        return False
+
+
+def test_flushes_stay_on_the_interval_grid(start_daemon) -> None:
+    d = start_daemon(flushInterval=1000)
+    wait_until(lambda: len(d.flushes()) >= 3, what="3 flushes")
+    records = d.flushes()
+    stamps = [r["timestamp"] for r in records]
+    assert stamps == list(range(stamps[0], stamps[0] + len(stamps)))
+    assert all(abs(r["gauges"].get("statsd.timestamp_lag", 0)) == 0 for r in records)
+
+
+def test_file_backend_reopens_after_logrotate(start_daemon) -> None:
+    d = start_daemon(flushInterval=500)
+    wait_until(lambda: d.flush_file.exists(), what="first flush")
+    rotated = d.flush_file.with_suffix(".1")
+    d.flush_file.rename(rotated)
+    d.send(b"after.rotate:1|c")
+    wait_until(lambda: d.summed("counters", "after.rotate") == 1, what="a flush in the new file")
+    assert rotated.stat().st_size > 0
+
+
+def test_unbindable_port_is_a_clear_error(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        port = busy.getsockname()[1]
+        r = subprocess.run(
+            [sys.executable, "-m", "webops", "statsd", "--port", str(port), "--mgmt-port", str(free_port())],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+    assert r.returncode == 2
+    assert f"cannot listen on udp://127.0.0.1:{port}" in r.stderr
