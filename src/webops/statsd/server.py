@@ -13,6 +13,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -139,12 +140,17 @@ class StatsdDaemon:
                     ) from e
                 log.error("reload: cannot listen on management %s:%s: %s", *bind, e)
         if first or config.raw != old.raw:
-            new_runners = [
-                BackendRunner(backends.create(n, config, self.startup_time)) for n in config.backends
-            ]
+            try:
+                created = [backends.create(n, config, self.startup_time) for n in config.backends]
+            except (ValueError, OSError) as e:
+                if first:
+                    raise ConfigError(f"backends: {e}") from e
+                log.error("reload: backends: %s (keeping the running backends)", e)
+                return
+            new_runners = [BackendRunner(b) for b in created]
             old_runners, self.runners = self.runners, new_runners
             for r in old_runners:  # they finish their queued flushes in the background
-                self.flusher.submit(r.stop, SHUTDOWN_TIMEOUT)
+                threading.Thread(target=r.stop, args=(SHUTDOWN_TIMEOUT,), daemon=True).start()
 
     async def _shutdown(self) -> None:
         for listener in self.listeners.values():
