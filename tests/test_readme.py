@@ -13,7 +13,7 @@ README = (Path(__file__).parent.parent / "README.md").read_text()
 def test_readme_opens_with_the_two_commands() -> None:
     first_block = README.split("```")[1]
     commands = [
-        line.split("#")[0].strip() for line in first_block.splitlines() if line.strip() and "sh" != line
+        line.split("#")[0].strip() for line in first_block.splitlines() if line.strip() and line != "sh"
     ]
     assert commands == ["make run", "make test"]
 

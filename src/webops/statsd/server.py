@@ -23,7 +23,7 @@ from ..common.ratelimit import RateLimitedLog
 from . import backends
 from .admin import Console, serve
 from .aggregate import Aggregator
-from .backends.base import BackendRunner
+from .backends.base import Backend, BackendRunner
 from .config import Listener, StatsdConfig
 from .listeners import StreamListener, UdpListener, describe, open_listener
 from .protocol import BadLine
@@ -50,6 +50,7 @@ class StatsdDaemon:
         self.summary = config.summary()
         self.listeners: dict[Listener, UdpListener | StreamListener] = {}
         self.runners: list[BackendRunner] = []
+        self.packet_backends: list[Backend] = []
         self.mgmt: asyncio.Server | None = None
         self.mgmt_bind: tuple[str, int] | None = None
         self.flusher = ThreadPoolExecutor(1, thread_name_prefix="flusher")
@@ -63,6 +64,8 @@ class StatsdDaemon:
         if self.config["dumpMessages"]:
             log.info("%s", data.decode("utf-8", "replace").rstrip("\n"))
         self.aggregator.ingest(data, time.time())
+        for backend in self.packet_backends:
+            backend.packet(data)
 
     def _bad_line(self, bad: BadLine) -> None:
         self.bad_log.warning("bad line: %s: %r", bad.reason, bad.line[:200])
@@ -149,6 +152,7 @@ class StatsdDaemon:
                 return
             new_runners = [BackendRunner(b) for b in created]
             old_runners, self.runners = self.runners, new_runners
+            self.packet_backends = [b for b in created if b.wants_packets]
             for r in old_runners:  # they finish their queued flushes in the background
                 threading.Thread(target=r.stop, args=(SHUTDOWN_TIMEOUT,), daemon=True).start()
 

@@ -20,4 +20,8 @@ def create(name: str, config: StatsdConfig, startup_time: float) -> Backend:
         from .graphite import GraphiteBackend
 
         return GraphiteBackend(config, startup_time)
-    raise ValueError(f"backend {name!r} is not available yet")
+    if name == "repeater":
+        from .repeater import RepeaterBackend
+
+        return RepeaterBackend(config, startup_time)
+    raise ValueError(f"unknown backend {name!r}")

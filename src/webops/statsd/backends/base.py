@@ -28,6 +28,15 @@ class Backend:
     def flush(self, snapshot: Snapshot) -> None:
         raise NotImplementedError
 
+    def packet(self, data: bytes) -> None:
+        """Every received packet, on the receive path (for forwarding): must never block.
+
+        Only backends that override this are called; see `wants_packets`."""
+
+    @property
+    def wants_packets(self) -> bool:
+        return type(self).packet is not Backend.packet
+
     def status(self) -> dict[str, float]:
         """Values shown as `<name>.<stat>: value` by the console (`last_*` shown as seconds ago)."""
         return {"last_flush": self.last_flush, "last_exception": self.last_exception}
