@@ -37,12 +37,11 @@ def test_tcp_unix_and_udp_listeners_together(start_daemon, tmp_path) -> None:
         s.connect(sock_path)
         s.sendall(b"via.unix:7|c")  # no newline: the line still counts when the client closes
 
-    def both_arrived() -> str | None:
+    def all_arrived() -> bool:
         c = d.console("counters")
-        return c if "'via.unix': 7" in c and "'via.tcp': 7" in c else None
+        return "'via.unix': 7" in c and "'via.tcp': 7" in c and "'via.udp': 1" in c
 
-    counters = wait_until(both_arrived, what="tcp and unix counters")
-    assert "'via.udp': 1" in counters
+    wait_until(all_arrived, what="udp, tcp and unix counters")
 
 
 def test_ipv6_listener(start_daemon) -> None:

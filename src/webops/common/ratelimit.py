@@ -31,6 +31,10 @@ class RateLimitedLog:
         else:
             self.suppressed += 1
 
+    def hold_back(self, count: int) -> None:
+        """Count messages that were never formatted (their sender already dropped them)."""
+        self.suppressed += count
+
     def tick(self) -> None:
         """Close the window if it is over (call it now and then so the summary is not late)."""
         now = self.clock()

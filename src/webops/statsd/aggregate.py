@@ -1,7 +1,11 @@
 """The daemon's state between flushes, and how each sample changes it (Etsy's stats.js semantics).
 
-`Aggregator.ingest` is the hot path: it must stay cheap per line. Everything heavy (sorting
-timers, percentiles) happens on the `Interval` handed out by `take()`, off the receive path.
+`Aggregator.ingest` is the hot path: it caches what it learns about repeated names and repeated
+`value|type` texts (real statsd traffic is very repetitive), and does everything heavy (sorting
+timers, percentiles) later, on the `Interval` handed out by `take()`.
+
+Reader processes aggregate into a `Batch` (the same code, with gauge writes recorded as
+operations so their order survives) and the main process `merge`s batches into its aggregator.
 """
 
 from __future__ import annotations
@@ -10,7 +14,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from .protocol import BadLine, Sample, parse_line, split_packet
+from .protocol import BAD, BadLine, Value, line_key, parse_values, sanitize_key, split_packet
+
+CACHE_MAX = 50_000  # entries per parse cache; past that, new texts are parsed but not remembered
+BATCH_BAD_LINES = 10  # bad lines a batch carries for the log (all of them are counted)
 
 
 @dataclass
@@ -48,25 +55,55 @@ class Totals:
     bad_lines_seen: int = 0
     last_msg_seen: float = 0.0
 
-
-BadLineHook = Callable[[BadLine], None]
+    def add(self, other: Totals) -> None:
+        self.packets_received += other.packets_received
+        self.metrics_received += other.metrics_received
+        self.bad_lines_seen += other.bad_lines_seen
+        self.last_msg_seen = max(self.last_msg_seen, other.last_msg_seen)
 
 
 @dataclass
-class Aggregator:
-    settings: AggregationSettings = field(default_factory=AggregationSettings)
-    on_bad_line: BadLineHook | None = None
-    counters: dict[str, float] = field(default_factory=dict)
-    timers: dict[str, list[float]] = field(default_factory=dict)
-    timer_counters: dict[str, float] = field(default_factory=dict)
-    gauges: dict[str, float] = field(default_factory=dict)
-    gauge_ttl: dict[str, int] = field(default_factory=dict)
-    sets: dict[str, set[str]] = field(default_factory=dict)
-    totals: Totals = field(default_factory=Totals)
-    key_counts: Counter[str] = field(default_factory=Counter)
+class Batch:
+    """What a reader process accumulated since its last hand-over (picklable).
 
-    def __post_init__(self) -> None:
-        self.configure(self.settings)
+    Gauges are kept as operations, `(absolute value or None, sum of deltas after it)`, so that
+    merging them in the main process gives what applying them one by one would have given.
+    """
+
+    counters: dict[str, float]
+    timers: dict[str, list[float]]
+    timer_counters: dict[str, float]
+    gauge_ops: dict[str, tuple[float | None, float]]
+    sets: dict[str, set[str]]
+    totals: Totals
+    key_counts: Counter[str]
+    bad_lines: list[BadLine] = field(default_factory=list)  # the first few, for the log
+    packets: list[bytes] = field(default_factory=list)
+
+
+BadLineHook = Callable[[BadLine], None]  # not called in batch mode: batch.bad_lines carries them
+
+
+class Aggregator:
+    def __init__(
+        self,
+        settings: AggregationSettings | None = None,
+        on_bad_line: BadLineHook | None = None,
+        batch_mode: bool = False,
+    ) -> None:
+        self.on_bad_line = on_bad_line
+        self.batch_mode = batch_mode
+        self.counters: dict[str, float] = {}
+        self.timers: dict[str, list[float]] = {}
+        self.timer_counters: dict[str, float] = {}
+        self.gauges: dict[str, float] = {}
+        self.gauge_ops: dict[str, tuple[float | None, float]] = {}
+        self.gauge_ttl: dict[str, int] = {}
+        self.sets: dict[str, set[str]] = {}
+        self.totals = Totals()
+        self.key_counts: Counter[str] = Counter()
+        self.bad_lines: list[BadLine] = []
+        self.configure(settings or AggregationSettings())
 
     def configure(self, settings: AggregationSettings) -> None:
         """Apply (re)loaded settings; Etsy resets its own three counters to 0 when it does this."""
@@ -78,59 +115,133 @@ class Aggregator:
         self.k_lag = f"{prefix}.timestamp_lag"
         for k in (self.k_packets, self.k_metrics, self.k_bad):
             self.counters.setdefault(k, 0)
+        self._keys: dict[str, str] = {}
+        self._values: dict[str, tuple[Value, ...]] = {}
 
     # --- intake -------------------------------------------------------------------------
 
-    def ingest(self, data: bytes, now: float = 0.0) -> None:
-        """One packet (or one chunk of complete TCP lines)."""
+    def ingest(self, data: bytes, now: float = 0.0, packets: int = 1) -> None:
+        """One packet, one chunk of complete TCP lines, or `packets` datagrams joined with newlines
+        (readers do that: one decode and one split for a whole read loop)."""
         lines = split_packet(data)
         counters = self.counters
-        counters[self.k_packets] += 1
+        counters[self.k_packets] += packets
         counters[self.k_metrics] += len(lines)
         totals = self.totals
-        totals.packets_received += 1
+        totals.packets_received += packets
         totals.metrics_received += len(lines)
         if now:
             totals.last_msg_seen = now
         sanitize = self.settings.sanitize
+        keys, values = self._keys, self._values
+        timers, timer_counters = self.timers, self.timer_counters
+        count_keys = self.settings.key_flush
         for line in lines:
-            for item in parse_line(line, sanitize):
-                if type(item) is Sample:
-                    self.add(item)
+            name, _, rest = line.partition(":")
+            if "|#" in rest:  # tags: the key depends on the rest of the line
+                key, rest = line_key(name, rest, sanitize)
+            else:
+                key = keys.get(name)  # type: ignore[assignment]
+                if key is None:
+                    key = sanitize_key(name) if sanitize else name
+                    if len(keys) < CACHE_MAX:
+                        keys[name] = key
+            parsed = values.get(rest)
+            if parsed is None:
+                parsed = parse_values(rest)
+                if len(values) < CACHE_MAX:
+                    values[rest] = parsed
+            if count_keys:
+                self.key_counts[key] += 1
+            for kind, value, rate, delta in parsed:
+                if kind == "c":
+                    counters[key] = counters.get(key, 0) + value / rate  # type: ignore[operator]
+                elif kind == "ms":
+                    samples = timers.get(key)
+                    if samples is None:
+                        samples = timers[key] = []
+                        timer_counters[key] = 0
+                    samples.append(value)  # type: ignore[arg-type]
+                    timer_counters[key] += 1 / rate
+                elif kind == "g":
+                    self.gauge(key, value, delta)  # type: ignore[arg-type]
+                elif kind == "s":
+                    members = self.sets.get(key)
+                    if members is None:
+                        members = self.sets[key] = set()
+                    members.add(value)  # type: ignore[arg-type]
                 else:
-                    self.bad(item)  # type: ignore[arg-type]
+                    assert kind == BAD
+                    self.bad(BadLine(line, value))  # type: ignore[arg-type]
+
+    def gauge(self, key: str, value: float, delta: bool) -> None:
+        if self.batch_mode:
+            absolute, deltas = self.gauge_ops.get(key, (None, 0.0))
+            self.gauge_ops[key] = (absolute, deltas + value) if delta else (value, 0.0)
+            return
+        if self.settings.delete_gauges:
+            self.gauge_ttl[key] = self.settings.gauges_max_ttl
+        if delta and key in self.gauges:
+            self.gauges[key] += value
+        else:
+            self.gauges[key] = value
 
     def bad(self, item: BadLine) -> None:
         self.counters[self.k_bad] += 1
         self.totals.bad_lines_seen += 1
-        if self.on_bad_line is not None:
+        if self.batch_mode:
+            if len(self.bad_lines) < BATCH_BAD_LINES:
+                self.bad_lines.append(item)
+        elif self.on_bad_line is not None:
             self.on_bad_line(item)
 
-    def add(self, s: Sample) -> None:
-        key, kind = s.key, s.kind
-        if self.settings.key_flush:
-            self.key_counts[key] += 1
-        if kind == "c":
-            self.counters[key] = self.counters.get(key, 0) + s.value / s.rate  # type: ignore[operator]
-        elif kind == "ms":
-            values = self.timers.get(key)
-            if values is None:
-                values = self.timers[key] = []
-                self.timer_counters[key] = 0
-            values.append(s.value)  # type: ignore[arg-type]
-            self.timer_counters[key] += 1 / s.rate
-        elif kind == "g":
-            if self.settings.delete_gauges:
-                self.gauge_ttl[key] = self.settings.gauges_max_ttl
-            if s.delta and key in self.gauges:
-                self.gauges[key] += s.value  # type: ignore[operator]
+    # --- reader processes ---------------------------------------------------------------
+
+    def take_batch(self) -> Batch:
+        """Hand over everything since the last call (batch mode, in a reader process)."""
+        batch = Batch(
+            self.counters,
+            self.timers,
+            self.timer_counters,
+            self.gauge_ops,
+            self.sets,
+            self.totals,
+            self.key_counts,
+            self.bad_lines,
+        )
+        self.bad_lines = []
+        self.counters = dict.fromkeys((self.k_packets, self.k_metrics, self.k_bad), 0)
+        self.timers, self.timer_counters, self.gauge_ops, self.sets = {}, {}, {}, {}
+        self.totals, self.key_counts = Totals(), Counter()
+        return batch
+
+    def merge(self, batch: Batch) -> None:
+        """Fold a reader's batch into this (main) aggregator, as if its lines had come here."""
+        counters = self.counters
+        for key, value in batch.counters.items():
+            counters[key] = counters.get(key, 0) + value
+        for key, values in batch.timers.items():
+            mine = self.timers.get(key)
+            if mine is None:
+                self.timers[key] = values
+                self.timer_counters[key] = batch.timer_counters[key]
             else:
-                self.gauges[key] = s.value  # type: ignore[assignment]
-        else:
-            values_set = self.sets.get(key)
-            if values_set is None:
-                values_set = self.sets[key] = set()
-            values_set.add(s.value)  # type: ignore[arg-type]
+                mine.extend(values)
+                self.timer_counters[key] += batch.timer_counters[key]
+        for key, (absolute, deltas) in batch.gauge_ops.items():
+            if absolute is not None:
+                self.gauge(key, absolute, False)
+            if deltas or absolute is None:
+                self.gauge(key, deltas, True)
+        for key, members in batch.sets.items():
+            mine_set = self.sets.get(key)
+            if mine_set is None:
+                self.sets[key] = members
+            else:
+                mine_set |= members
+        self.totals.add(batch.totals)
+        if batch.key_counts:
+            self.key_counts.update(batch.key_counts)
 
     # --- flush --------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,10 @@ def _pcts(v: Any) -> list[float]:
             raise ValueError(f"percentiles must be between -100 and 100 and not 0, got {item!r}")
         out.append(n)
     return out
+
+
+def _readers(v: Any) -> str | int:
+    return v if v == "auto" else _number(0, integer=True, maximum=64)(v)
 
 
 def _str_list(v: Any) -> list[str]:
@@ -231,6 +236,11 @@ SCHEMA: dict[str, tuple[Any, Validator, str]] = {
     "socket": (None, _string, "unix stream socket path for a ./servers/tcp listener"),
     "socket_mod": (None, _number(0, integer=True), "permissions of that socket"),
     "rcvbuf": (8 * 1024 * 1024, _number(0, integer=True), "UDP SO_RCVBUF in bytes (webops)"),
+    "readers": (
+        "auto",
+        _readers,
+        "UDP reader processes: auto (one per CPU, at most 4) or N; 0 reads in the main process",
+    ),
     "mgmt_address": ("127.0.0.1", _string, "management console address"),
     "mgmt_port": (8126, _port, "management console port"),
     "backends": (None, _str_list, "backends to flush to: graphite, console, file (Etsy or Perl names)"),
@@ -330,6 +340,11 @@ class StatsdConfig:
                     Listener(kind, address, s.get("port", 8125), rcvbuf=s.get("rcvbuf", self.raw["rcvbuf"]))
                 )
         return out
+
+    @property
+    def readers(self) -> int:
+        wanted = self.raw["readers"]
+        return min(os.cpu_count() or 1, 4) if wanted == "auto" else wanted
 
     def aggregation(self) -> AggregationSettings:
         r = self.raw

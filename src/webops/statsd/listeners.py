@@ -25,7 +25,7 @@ MAX_LINE = 65536
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33 if sys.platform.startswith("linux") else None)
 _rcvbuf_warned = False
 
-OnData = Callable[[bytes], None]
+OnData = Callable[[list[bytes]], None]  # datagrams (or TCP chunks of whole lines)
 
 
 def set_rcvbuf(sock: socket.socket, wanted: int) -> int:
@@ -51,38 +51,59 @@ def set_rcvbuf(sock: socket.socket, wanted: int) -> int:
     return got
 
 
+def bind_udp(spec: Listener) -> socket.socket:
+    """A bound, non-blocking UDP socket with the receive buffer asked for."""
+    family = socket.AF_INET6 if ":" in spec.address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        set_rcvbuf(sock, spec.rcvbuf)
+        sock.bind((spec.address, spec.port))
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def dump_packets(packets: list[bytes]) -> None:
+    """Etsy's dumpMessages: log every packet as received."""
+    for data in packets:
+        log.info("%s", data.decode("utf-8", "replace").rstrip("\n"))
+
+
+def recv_many(sock: socket.socket, limit: int) -> list[bytes]:
+    """The datagrams already queued on a non-blocking socket, up to `limit` of them."""
+    recv, got = sock.recv, []
+    append = got.append
+    for _ in range(limit):
+        try:
+            append(recv(MAX_PACKET))
+        except (BlockingIOError, InterruptedError):
+            break
+        except OSError as e:  # e.g. ICMP errors reported on the socket: never fatal
+            log.debug("udp recv: %s", e)
+            break
+    return got
+
+
 class UdpListener:
+    """UDP read by the event loop itself (`readers: 0`); see readers.py for reader processes."""
+
     def __init__(self, spec: Listener, on_data: OnData) -> None:
         self.spec, self.on_data = spec, on_data
-        family = socket.AF_INET6 if ":" in spec.address else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        set_rcvbuf(self.sock, spec.rcvbuf)
-        self.sock.bind((spec.address, spec.port))
-        self.sock.setblocking(False)
+        self.sock = bind_udp(spec)
         self.loop = asyncio.get_running_loop()
         self.loop.add_reader(self.sock.fileno(), self.read)
 
     def read(self) -> None:
-        recv, on_data = self.sock.recv, self.on_data
-        for _ in range(10000):  # bounded, so one flood cannot starve the console and the flush timer
-            try:
-                data = recv(MAX_PACKET)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as e:  # e.g. ICMP errors reported on the socket: never fatal
-                log.debug("udp recv: %s", e)
-                return
-            on_data(data)
+        # bounded, so one flood cannot starve the console and the flush timer
+        if got := recv_many(self.sock, 2000):
+            self.on_data(got)
 
     def drain(self) -> None:
         self.loop.remove_reader(self.sock.fileno())
-        while True:
-            try:
-                data = self.sock.recv(MAX_PACKET)
-            except OSError:
-                return
-            self.on_data(data)
+        if got := recv_many(self.sock, 10**9):
+            self.on_data(got)
 
     def close(self) -> None:
         with contextlib.suppress(ValueError, OSError):
@@ -142,10 +163,10 @@ class StreamListener:
             buf += chunk
         end = buf.rfind(b"\n")
         if end >= 0:
-            self.on_data(bytes(buf[: end + 1]))
+            self.on_data([bytes(buf[: end + 1])])
             del buf[: end + 1]
         if len(buf) > MAX_LINE:  # a "line" this long is garbage: hand it over so it counts as bad
-            self.on_data(bytes(buf))
+            self.on_data([bytes(buf)])
             buf.clear()
 
     def _close_conn(self, fd: int, flush_partial: bool) -> None:
@@ -153,7 +174,7 @@ class StreamListener:
         with contextlib.suppress(ValueError, OSError):
             self.loop.remove_reader(fd)
         if flush_partial and buf:
-            self.on_data(bytes(buf))  # a last line without its newline still counts
+            self.on_data([bytes(buf)])  # a last line without its newline still counts
         conn.close()
 
     def drain(self) -> None:

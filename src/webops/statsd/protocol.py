@@ -74,6 +74,15 @@ def split_packet(data: bytes) -> list[str]:
 def parse_line(line: str, sanitize: bool = True) -> list[Sample | BadLine]:
     """Parse one line: `name:value|type[|@rate][|#tags]`, with several `:value|type` per name."""
     name, _, rest = line.partition(":")
+    key, rest = line_key(name, rest, sanitize)
+    return [
+        BadLine(line, v[1]) if v[0] == BAD else Sample(key, *v)  # type: ignore[arg-type]
+        for v in parse_values(rest)
+    ]
+
+
+def line_key(name: str, rest: str, sanitize: bool) -> tuple[str, str]:
+    """The series key of a line (name plus sorted tags, sanitized) and the rest without the tags."""
     tags = ""
     if "|#" in rest:
         rest, _, tail = rest.partition("|#")
@@ -81,36 +90,50 @@ def parse_line(line: str, sanitize: bool = True) -> list[Sample | BadLine]:
         if extra:
             rest += "|" + extra
     key = name + tag_suffix(tags) if tags else name
-    if sanitize:
-        key = sanitize_key(key)
+    return (sanitize_key(key) if sanitize else key), rest
+
+
+BAD = "!"
+Value = tuple[str, "float | str", float, bool]  # (kind, value, rate, delta); kind BAD: value is the reason
+
+
+def parse_values(rest: str) -> tuple[Value, ...]:
+    """The `value|type[|@rate]` parts after a name's colon (tags already removed).
+
+    Returns plain tuples so the daemon can cache them by text: statsd traffic repeats itself.
+    """
     if not rest:
-        return [BadLine(line, "no value")]
-    return [_parse_value(key, bit, line) for bit in rest.split(":")]
+        return ((BAD, "no value", 1.0, False),)
+    if ":" not in rest:  # the usual case: one value
+        return (_parse_value(rest),)
+    return tuple(_parse_value(bit) for bit in rest.split(":"))
 
 
-def _parse_value(key: str, bit: str, line: str) -> Sample | BadLine:
+def _parse_value(bit: str) -> Value:
     fields = bit.split("|")
     if len(fields) < 2:
-        return BadLine(line, "no metric type")
-    raw, kind = fields[0], fields[1].strip()
+        return (BAD, "no metric type", 1.0, False)
+    raw, kind = fields[0], fields[1]
     if kind not in KNOWN_TYPES:
-        return BadLine(line, f"unknown metric type {kind!r}")
+        kind = kind.strip()
+        if kind not in KNOWN_TYPES:
+            return (BAD, f"unknown metric type {kind!r}", 1.0, False)
     rate = 1.0
     if len(fields) > 2:
         rate_text = fields[2]
         parsed_rate = to_number(rate_text[1:]) if rate_text[:1] == "@" and rate_text[1:2] != "-" else None
         if parsed_rate is None or parsed_rate <= 0:
-            return BadLine(line, f"bad sample rate {rate_text!r}")
+            return (BAD, f"bad sample rate {rate_text!r}", 1.0, False)
         rate = parsed_rate
     if kind == "s":
-        return Sample(key, "s", raw or "0", rate)
+        return ("s", raw or "0", rate, False)
     value = to_number(raw)
     if value is None:
-        return BadLine(line, f"bad value {raw!r}")
+        return (BAD, f"bad value {raw!r}", 1.0, False)
     if kind in TIMER_TYPES:
         if kind == "ms" and value < 0:
-            return BadLine(line, f"negative timer value {raw!r}")
-        return Sample(key, "ms", value, rate)
+            return (BAD, f"negative timer value {raw!r}", 1.0, False)
+        return ("ms", value, rate, False)
     if kind == "g":
-        return Sample(key, "g", value, rate, raw[:1] in ("+", "-"))
-    return Sample(key, "c", value, rate)
+        return ("g", value, rate, raw[:1] in ("+", "-"))
+    return ("c", value, rate, False)

@@ -22,11 +22,12 @@ from ..common.config import ConfigError
 from ..common.ratelimit import RateLimitedLog
 from . import backends
 from .admin import Console, serve
-from .aggregate import Aggregator
+from .aggregate import Aggregator, Batch
 from .backends.base import Backend, BackendRunner
 from .config import Listener, StatsdConfig
-from .listeners import StreamListener, UdpListener, describe, open_listener
+from .listeners import StreamListener, UdpListener, describe, dump_packets, open_listener
 from .protocol import BadLine
+from .readers import ReaderPool
 from .snapshot import summarize
 
 log = logging.getLogger("webops.statsd")
@@ -60,12 +61,14 @@ class StatsdDaemon:
 
     # --- intake -------------------------------------------------------------------------
 
-    def on_data(self, data: bytes) -> None:
+    def on_data(self, packets: list[bytes]) -> None:
+        data = packets[0] if len(packets) == 1 else b"\n".join(packets)
+        self.aggregator.ingest(data, time.time(), len(packets))
         if self.config["dumpMessages"]:
-            log.info("%s", data.decode("utf-8", "replace").rstrip("\n"))
-        self.aggregator.ingest(data, time.time())
+            dump_packets(packets)
         for backend in self.packet_backends:
-            backend.packet(data)
+            for packet in packets:
+                backend.packet(packet)
 
     def _bad_line(self, bad: BadLine) -> None:
         self.bad_log.warning("bad line: %s: %r", bad.reason, bad.line[:200])
@@ -74,6 +77,7 @@ class StatsdDaemon:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        self.pool = ReaderPool(self.on_batch)
         await self._apply(self.config, first=True)
         for sig, handler in (
             (signal.SIGTERM, self.stop),
@@ -107,56 +111,85 @@ class StatsdDaemon:
         log.info("configuration reloaded")
 
     async def _apply(self, config: StatsdConfig, first: bool = False) -> None:
-        """Make the running daemon match `config`, touching only what changed."""
+        """Make the running daemon match `config`, touching only what changed.
+
+        At start, any failure is a ConfigError (exit 2); on reload it is logged and the part
+        that failed keeps running as it was.
+        """
         old = self.config
         self.config = config
         self.config_mtime = self._mtime()
         setup_logging(config)
         self.aggregator.configure(config.aggregation())
         self.summary = config.summary()
-        wanted = config.listeners
+        try:
+            if first or config.raw != old.raw:
+                self._apply_backends(config)
+            self._apply_listeners(config, restart_readers=first or config.raw != old.raw)
+            await self._apply_mgmt(config)
+        except (OSError, ValueError) as e:
+            if first:
+                raise ConfigError(str(e)) from e
+            log.error("reload: %s", e)
+
+    def _apply_backends(self, config: StatsdConfig) -> None:
+        try:
+            created = [backends.create(n, config, self.startup_time) for n in config.backends]
+        except (ValueError, OSError) as e:
+            raise ValueError(f"backends: {e} (keeping the running backends)") from e
+        old_runners, self.runners = self.runners, [BackendRunner(b) for b in created]
+        self.packet_backends = [b for b in created if b.wants_packets]
+        for r in old_runners:  # they finish their queued flushes in the background
+            threading.Thread(target=r.stop, args=(SHUTDOWN_TIMEOUT,), daemon=True).start()
+
+    def _apply_listeners(self, config: StatsdConfig, restart_readers: bool) -> None:
+        readers = config.readers
+        wanted = [s for s in config.listeners if s.kind != "udp" or not readers]
         for spec in [s for s in self.listeners if s not in wanted]:
             log.info("closing listener %s", describe(spec))
             self.listeners.pop(spec).close()
         for spec in wanted:
-            if spec in self.listeners:
-                continue
-            try:
-                self.listeners[spec] = open_listener(spec, self.on_data)
+            if spec not in self.listeners:
+                try:
+                    self.listeners[spec] = open_listener(spec, self.on_data)
+                except OSError as e:
+                    raise OSError(f"cannot listen on {describe(spec)}: {e.strerror or e}") from e
                 log.info("listening on %s", describe(spec))
-            except OSError as e:
-                if first:
-                    raise ConfigError(f"cannot listen on {describe(spec)}: {e.strerror or e}") from e
-                log.error("reload: cannot listen on %s: %s", describe(spec), e)
+        pooled = [s for s in config.listeners if s.kind == "udp" and readers]
+        if restart_readers or list(self.pool.socks) != pooled:
+            self.pool.stop_readers()
+            try:
+                for spec in self.pool.bind(pooled):
+                    log.info("listening on %s (%d reader processes)", describe(spec), readers)
+            finally:  # the sockets that did bind keep being read
+                self.pool.start(
+                    readers, config.aggregation(), bool(self.packet_backends), config["dumpMessages"]
+                )
+
+    async def _apply_mgmt(self, config: StatsdConfig) -> None:
         bind = (config["mgmt_address"], config["mgmt_port"])
-        if bind != self.mgmt_bind:
-            if self.mgmt is not None:
-                self.mgmt.close()
-            try:
-                self.mgmt = await serve(Console(self), *bind)
-                self.mgmt_bind = bind
-                log.info("management console on %s:%s", *bind)
-            except OSError as e:
-                if first:
-                    raise ConfigError(
-                        f"cannot listen on management {bind[0]}:{bind[1]}: {e.strerror or e}"
-                    ) from e
-                log.error("reload: cannot listen on management %s:%s: %s", *bind, e)
-        if first or config.raw != old.raw:
-            try:
-                created = [backends.create(n, config, self.startup_time) for n in config.backends]
-            except (ValueError, OSError) as e:
-                if first:
-                    raise ConfigError(f"backends: {e}") from e
-                log.error("reload: backends: %s (keeping the running backends)", e)
-                return
-            new_runners = [BackendRunner(b) for b in created]
-            old_runners, self.runners = self.runners, new_runners
-            self.packet_backends = [b for b in created if b.wants_packets]
-            for r in old_runners:  # they finish their queued flushes in the background
-                threading.Thread(target=r.stop, args=(SHUTDOWN_TIMEOUT,), daemon=True).start()
+        if bind == self.mgmt_bind:
+            return
+        if self.mgmt is not None:
+            self.mgmt.close()
+        try:
+            self.mgmt = await serve(Console(self), *bind)
+        except OSError as e:
+            raise OSError(f"cannot listen on management {bind[0]}:{bind[1]}: {e.strerror or e}") from e
+        self.mgmt_bind = bind
+        log.info("management console on %s:%s", *bind)
+
+    def on_batch(self, batch: Batch) -> None:
+        self.aggregator.merge(batch)
+        for item in batch.bad_lines:
+            self._bad_line(item)
+        self.bad_log.hold_back(batch.totals.bad_lines_seen - len(batch.bad_lines))
+        for packet in batch.packets:
+            for backend in self.packet_backends:
+                backend.packet(packet)
 
     async def _shutdown(self) -> None:
+        self.pool.close()
         for listener in self.listeners.values():
             listener.drain()
         for listener in self.listeners.values():
