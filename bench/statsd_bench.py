@@ -110,11 +110,17 @@ def console(port: int, command: str) -> str:
 
 
 def received(mgmt_port: int) -> tuple[int, int]:
-    """statsd.packets_received and metrics_received from `counters` (flushInterval is 1 h)."""
-    text = console(mgmt_port, "counters")
+    """Packets and metrics received so far, from the target's console.
+
+    webops' `stats` carries totals since start (`statsd.packets_received: N`); Etsy's only has them
+    per flush interval in `counters`, which is why Etsy is run with a one-hour flushInterval.
+    """
+    text = console(mgmt_port, "stats")
+    if "statsd.packets_received: " not in text:
+        text = console(mgmt_port, "counters")
 
     def get(name: str) -> int:
-        m = re.search(r"'statsd\." + name + r"': (\d+)", text)
+        m = re.search(r"'?statsd\." + name + r"'?: (\d+)", text)
         return int(m.group(1)) if m else 0
 
     return get("packets_received"), get("metrics_received")
@@ -207,7 +213,7 @@ def start(kind: str, etsy_js: str | None, extra: dict | None = None) -> Target:
     path = Path(workdir) / "config.js"
     path.write_text(json.dumps(config))
     if kind == "etsy":
-        cmd = ["node", etsy_js, str(path)]
+        cmd = ["node", str(Path(etsy_js).resolve()), str(path)]
     else:
         cmd = [sys.executable, "-m", "webops", "statsd", str(path)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir)
@@ -287,27 +293,61 @@ def scenario_multi(target: Target, rate: int, seconds: float) -> dict:
     return r
 
 
+def scenario_capacity(target: Target, rate: int, seconds: float) -> dict:
+    r = run_load(target, pack(seed_lines(50_000), 25), int(rate / 25 * seconds), rate / 25)
+    report(f"capacity: 25 metrics a packet offered at {rate:,} metrics/s for {seconds:.0f} s", r)
+    return r
+
+
 def scenario_flush(timers: int, values: int) -> None:
-    """Flush cost of many keys, in-process: detach the interval, then Etsy's timer maths."""
+    """Flush cost of many keys: in-process timing, then in the daemon with traffic flowing."""
     from webops.statsd import config as statsd_config
     from webops.statsd.aggregate import Aggregator
     from webops.statsd.snapshot import summarize
 
+    rnd = random.Random(2)
+    lines = [b"flush.timer%d:%d|ms" % (k, rnd.randint(1, 1000)) for _ in range(values) for k in range(timers)]
     cfg = statsd_config.build({})
     agg = Aggregator(cfg.aggregation())
-    rnd = random.Random(2)
-    for _ in range(values):
-        agg.ingest(b"\n".join(b"flush.timer%d:%d|ms" % (k, rnd.randint(1, 1000)) for k in range(timers)))
+    for packet in pack(lines, 25):
+        agg.ingest(packet)
     t0 = time.perf_counter()
     interval = agg.take(int(time.time()))
     t1 = time.perf_counter()
-    snapshot = summarize(interval, cfg.summary())
+    summarize(interval, cfg.summary())
     t2 = time.perf_counter()
     print(
-        f"  flush of {timers:,} timers x {values} values: detach {1000 * (t1 - t0):.0f} ms"
-        f" (on the event loop), statistics {1000 * (t2 - t1):.0f} ms (flusher thread; intake goes on),"
-        f" {len(snapshot.timer_data):,} timers"
+        f"  {timers:,} timers x {values} values, in-process: detach {1000 * (t1 - t0):.0f} ms (event loop),"
+        f" statistics {1000 * (t2 - t1):.0f} ms (flusher thread)"
     )
+
+    flushes = Path(tempfile.mkdtemp(prefix="bench-flush-")) / "flush.jsonl"
+    target = start(
+        "webops",
+        None,
+        {
+            "flushInterval": 10_000,
+            "backends": ["./backends/file"],
+            "file": {"path": str(flushes), "format": "json"},
+        },
+    )
+    try:
+        loaded = run_load(target, pack(lines, 25), len(lines) // 25, 1_000_000 / 25)
+        steady = run_load(target, pack(seed_lines(50_000), 25), int(500_000 / 25 * 12), 500_000 / 25)
+        wait = time.monotonic() + 15
+        while time.monotonic() < wait and len(flushes.read_text().splitlines()) < 2:
+            time.sleep(0.2)
+        records = [json.loads(line) for line in flushes.read_text().splitlines()]
+        big = max(records, key=lambda r: len(r["timer_data"]))
+        print(
+            f"  in the daemon: {len(big['timer_data']):,} timers flushed, processing_time"
+            f" {big['statsd_metrics']['processing_time']} ms; during the 12 s of 500,000 metrics/s around it,"
+            f" {steady['received']:,} of {steady['sent']:,} packets received"
+            f" (loss while loading the timers: {loaded['sent'] - loaded['received']:,} packets)"
+        )
+    finally:
+        target.stop()
+        shutil.rmtree(flushes.parent, ignore_errors=True)
 
 
 def scenario_memory(keys: int) -> None:
@@ -339,16 +379,17 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10, help="length of the multi-metric run")
     ap.add_argument("--readers", help="webops `readers` setting (default: the daemon's own default)")
     ap.add_argument("--rcvbuf", type=int, help="webops `rcvbuf` setting in bytes (default 8 MiB)")
-    ap.add_argument("--only", choices=["single", "multi", "flush", "memory"], action="append")
+    ap.add_argument("--capacity", type=int, default=6_000_000, help="metrics/s offered in the capacity run")
+    ap.add_argument("--only", choices=["single", "multi", "capacity", "flush", "memory"], action="append")
     args = ap.parse_args()
-    only = set(args.only or ["single", "multi", "flush", "memory"])
+    only = set(args.only or ["single", "multi", "capacity", "flush", "memory"])
     print(
         f"statsd benchmark on {os.cpu_count()} CPUs, loopback UDP;"
         f" net.core.rmem_max={Path('/proc/sys/net/core/rmem_max').read_text().strip()}"
     )
     results: dict[str, dict[str, dict]] = {}
     for kind in ["webops"] + (["etsy"] if args.etsy else []):
-        if not only & {"single", "multi"}:
+        if not only & {"single", "multi", "capacity"}:
             break
         print(f"\n{kind}:")
         extra = {}
@@ -362,10 +403,14 @@ def main() -> None:
                 results.setdefault(kind, {})["single"] = scenario_single(target, args.packets)
             if "multi" in only:
                 results.setdefault(kind, {})["multi"] = scenario_multi(target, args.rate, args.seconds)
+            if "capacity" in only:
+                results.setdefault(kind, {})["capacity"] = scenario_capacity(target, args.capacity, 5)
         finally:
             target.stop()
     if "etsy" in results:
-        print("\nwebops / Etsy (metrics received):")
+        print(
+            "\nwebops / Etsy (metrics received; in the capacity run this is the ratio of metrics/s absorbed):"
+        )
         for name in results["etsy"]:
             w, e = results["webops"][name]["metrics_received"], results["etsy"][name]["metrics_received"]
             print(f"  {name}: {w:,} / {e:,} = {w / e:.2f}x" if e else f"  {name}: Etsy received nothing")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from .protocol import BAD, BadLine, Value, line_key, parse_values, sanitize_key, split_packet
 
-CACHE_MAX = 50_000  # entries per parse cache; past that, new texts are parsed but not remembered
+CACHE_MAX = 50_000  # entries per parse cache; a full cache is emptied and fills again
 BATCH_BAD_LINES = 10  # bad lines a batch carries for the log (all of them are counted)
 
 
@@ -144,13 +144,15 @@ class Aggregator:
                 key = keys.get(name)  # type: ignore[assignment]
                 if key is None:
                     key = sanitize_key(name) if sanitize else name
-                    if len(keys) < CACHE_MAX:
-                        keys[name] = key
+                    if len(keys) >= CACHE_MAX:
+                        keys.clear()  # the traffic changed: start over, the hot names come back
+                    keys[name] = key
             parsed = values.get(rest)
             if parsed is None:
                 parsed = parse_values(rest)
-                if len(values) < CACHE_MAX:
-                    values[rest] = parsed
+                if len(values) >= CACHE_MAX:
+                    values.clear()
+                values[rest] = parsed
             if count_keys:
                 self.key_counts[key] += 1
             for kind, value, rate, delta in parsed:

@@ -17,9 +17,11 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import queue
 import selectors
 import signal
 import socket
+import threading
 import time
 from multiprocessing.connection import Connection
 
@@ -62,11 +64,25 @@ def reader_main(
             if dump:
                 dump_packets(got)
 
-    def hand_over() -> None:
+    # A thread sends the batches: while the main process is slow to take one (a big flush, a
+    # huge batch), this process keeps reading and its next batch simply grows.
+    outbox: queue.Queue[Batch | None] = queue.Queue(maxsize=1)
+
+    def send_batches() -> None:
+        while True:
+            batch = outbox.get()
+            conn.send(batch)
+            if batch is None:
+                return
+
+    sender = threading.Thread(target=send_batches, daemon=True)
+    sender.start()
+
+    def take() -> Batch:
         batch = agg.take_batch()
         batch.packets = packets[:]
         packets.clear()
-        conn.send(batch)
+        return batch
 
     while True:
         for key, _ in sel.select(max(0.0, due - time.monotonic())):
@@ -74,14 +90,15 @@ def reader_main(
                 if conn.recv() == STOP:
                     for s in socks:
                         read(s, 10**9)  # drain what the kernel still holds
-                    hand_over()
-                    conn.send(None)
+                    outbox.put(take())
+                    outbox.put(None)
+                    sender.join()
                     return
             else:
                 read(key.fileobj, 500)  # type: ignore[arg-type]
         if time.monotonic() >= due:
-            if agg.totals.packets_received:
-                hand_over()
+            if agg.totals.packets_received and outbox.empty():
+                outbox.put(take())
             due = time.monotonic() + BATCH_SECONDS
 
 

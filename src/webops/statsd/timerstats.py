@@ -6,10 +6,12 @@ semantics value by value.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Sequence
 from itertools import accumulate
+from operator import mul
 
 from .jsfmt import number
 
@@ -21,9 +23,17 @@ def js_round(x: float) -> int:
     return math.floor(x + 0.5)
 
 
+@functools.cache
 def pct_suffix(pct: float) -> str:
     """`90` -> `90`, `99.9` -> `99_9`, `-10` -> `top10`: the names Etsy gives percentile stats."""
     return number(pct).replace(".", "_", 1).replace("-", "top", 1)
+
+
+@functools.cache
+def _pct_names(pct: float) -> tuple[str, str, str, str, str]:
+    suffix = pct_suffix(pct)
+    bound = ("upper_" if pct > 0 else "lower_") + suffix
+    return "count_" + suffix, "mean_" + suffix, bound, "sum_" + suffix, "sum_squares_" + suffix
 
 
 def histogram_bins(key: str, histogram: Sequence[dict]) -> list:
@@ -52,11 +62,10 @@ def timer_stats(
     n = len(values)
     lo, hi = values[0], values[-1]
     cumul = list(accumulate(values))
-    cumul_sq = list(accumulate(v * v for v in values))
+    cumul_sq = list(accumulate(map(mul, values, values)))
     data: TimerData = {}
     for pct in pcts:
-        in_threshold, boundary, total, total_sq = n, hi, lo, lo * lo
-        mean = lo
+        k_count, k_mean, k_bound, k_sum, k_sum_sq = _pct_names(pct)
         if n > 1:
             in_threshold = js_round(abs(pct) / 100 * n)
             if in_threshold == 0:
@@ -70,23 +79,26 @@ def timer_stats(
                 before = n - in_threshold - 1
                 total = cumul[-1] - (cumul[before] if before >= 0 else 0)
                 total_sq = cumul_sq[-1] - (cumul_sq[before] if before >= 0 else 0)
-            mean = total / in_threshold
-        suffix = pct_suffix(pct)
-        data["count_" + suffix] = in_threshold
-        data["mean_" + suffix] = mean
-        data[("upper_" if pct > 0 else "lower_") + suffix] = boundary
-        data["sum_" + suffix] = total
-        data["sum_squares_" + suffix] = total_sq
-    total, total_sq = cumul[-1], cumul_sq[-1]
+            data[k_count] = in_threshold
+            data[k_mean] = total / in_threshold
+        else:
+            boundary, total, total_sq = hi, lo, lo * lo
+            data[k_count] = n
+            data[k_mean] = lo
+        data[k_bound] = boundary
+        data[k_sum] = total
+        data[k_sum_sq] = total_sq
+    total = cumul[-1]
     mean = total / n
     mid = n // 2
-    data["std"] = math.sqrt(sum((v - mean) ** 2 for v in values) / n)
+    deviations = [v - mean for v in values]
+    data["std"] = math.sqrt(sum(map(mul, deviations, deviations)) / n)
     data["upper"] = hi
     data["lower"] = lo
     data["count"] = count
     data["count_ps"] = count / per_second
     data["sum"] = total
-    data["sum_squares"] = total_sq
+    data["sum_squares"] = cumul_sq[-1]
     data["mean"] = mean
     data["median"] = values[mid] if n % 2 else (values[mid - 1] + values[mid]) / 2
     if bins:
