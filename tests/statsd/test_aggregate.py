@@ -191,3 +191,54 @@ def test_counter_sums_are_conserved_across_any_split_into_packets(samples, data)
         expected[n] = expected.get(n, 0) + v
     assert {k: agg.counters.get(k) for k in expected} == expected
     assert agg.totals.metrics_received == len(lines)
+
+
+def test_batches_merged_in_order_equal_direct_ingest_for_gauges() -> None:
+    direct = Aggregator()
+    main = Aggregator()
+    reader = Aggregator(batch_mode=True)
+    for packet in [b"g:5|g", b"g:+3|g\nh:-2|g", b"g:-1|g"]:
+        direct.ingest(packet)
+        reader.ingest(packet)
+        main.merge(reader.take_batch())
+    reader.ingest(b"g:10|g\ng:+1|g\nfresh:+4|g")
+    direct.ingest(b"g:10|g\ng:+1|g\nfresh:+4|g")
+    main.merge(reader.take_batch())
+    assert main.gauges == direct.gauges == {"g": 11, "h": -2, "fresh": 4}
+
+
+def test_merge_carries_totals_key_counts_and_first_bad_lines() -> None:
+    settings = statsd_config.build({"keyFlush": {"interval": 1000}}).aggregation()
+    reader = Aggregator(settings, batch_mode=True)
+    reader.ingest(b"a:1|c\na:1|c\n" + b"\n".join(b"bad%d" % i for i in range(20)), now=123.0, packets=3)
+    batch = reader.take_batch()
+    assert len(batch.bad_lines) == 10 and batch.totals.bad_lines_seen == 20
+    main = Aggregator(settings)
+    main.merge(batch)
+    assert (main.totals.packets_received, main.totals.metrics_received) == (3, 22)
+    assert main.totals.last_msg_seen == 123.0
+    assert main.counters["statsd.bad_lines_seen"] == 20
+    assert main.key_counts["a"] == 2
+    assert reader.take_batch().totals.packets_received == 0  # handed over: nothing twice
+
+
+lines_strategy = st.lists(
+    st.sampled_from([b"c:1|c", b"c:3|c|@0.5", b"t:5|ms", b"t:7|ms|@0.1", b"s:x|s", b"s:y|s", b"x|bad"]),
+    max_size=40,
+)
+
+
+@given(lines_strategy, st.lists(st.integers(0, 2), max_size=40))
+def test_any_spread_over_readers_merges_to_the_same_interval(lines, assignment) -> None:
+    direct = Aggregator()
+    readers = [Aggregator(batch_mode=True) for _ in range(3)]
+    for i, line in enumerate(lines):
+        direct.ingest(line)
+        readers[assignment[i] if i < len(assignment) else 0].ingest(line)
+    main = Aggregator()
+    for r in readers:
+        main.merge(r.take_batch())
+    assert main.counters == direct.counters
+    assert {k: sorted(v) for k, v in main.timers.items()} == {k: sorted(v) for k, v in direct.timers.items()}
+    assert main.timer_counters == pytest.approx(direct.timer_counters)
+    assert main.sets == direct.sets

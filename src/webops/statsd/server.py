@@ -56,7 +56,6 @@ class StatsdDaemon:
         self.mgmt_bind: tuple[str, int] | None = None
         self.flusher = ThreadPoolExecutor(1, thread_name_prefix="flusher")
         self.stopping = asyncio.Event()
-        self.last_flush_ts: int | None = None
         self.config_mtime = self._mtime()
 
     # --- intake -------------------------------------------------------------------------
@@ -212,7 +211,7 @@ class StatsdDaemon:
             interval_s = self.config["flushInterval"] / 1000
             due = next_flush(time.time(), interval_s)
             await asyncio.sleep(max(0.0, due - time.time()))
-            self._flush_now(round(due))
+            self._flush_now(round(due), round(time.time() - due, 3))
             self.bad_log.tick()
             if (
                 self.config["automaticConfigReload"]
@@ -221,13 +220,10 @@ class StatsdDaemon:
             ):
                 await self._reload()
 
-    def _flush_now(self, ts: int) -> None:
+    def _flush_now(self, ts: int, lag: float | None = None) -> None:
         """Detach the interval in the loop thread (intake runs there too, so no sample can land
-        half in one interval and half in the next), then summarize it in the flusher thread."""
-        lag = None
-        if self.last_flush_ts is not None:
-            lag = ts - self.last_flush_ts - self.summary.flush_interval_ms / 1000
-        self.last_flush_ts = ts
+        half in one interval and half in the next), then summarize it in the flusher thread.
+        `lag`: how late this flush started after its grid time, in seconds (statsd.timestamp_lag)."""
         interval = self.aggregator.take(ts, lag)
         self.flusher.submit(self._dispatch, interval, self.summary, list(self.runners))
 
