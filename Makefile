@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench bench-webops clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,9 +25,18 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 
-## bench: throughput and flush benchmarks; prints figures, asserts nothing
-bench: $(STAMP)
-	$(BIN)/python bench/statsd_bench.py
+ETSY_JS := bench/.etsy/node_modules/statsd/stats.js
+
+## bench: webops and Etsy's statsd (from npm) side by side; prints figures, asserts nothing
+bench: $(STAMP) $(ETSY_JS)
+	$(BIN)/python bench/statsd_bench.py --etsy $(ETSY_JS) $(BENCH_ARGS)
+
+## bench-webops: the same scenarios for webops alone (no node.js needed)
+bench-webops: $(STAMP)
+	$(BIN)/python bench/statsd_bench.py $(BENCH_ARGS)
+
+$(ETSY_JS):
+	npm install --silent --no-audit --no-fund --prefix bench/.etsy statsd@0.9.0
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis bench/.etsy
