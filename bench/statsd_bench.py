@@ -208,6 +208,7 @@ def start(kind: str, etsy_js: str | None, extra: dict | None = None) -> Target:
         "address": HOST,
         "flushInterval": 3_600_000,
         "backends": [],
+        "http": {"address": HOST, "port": free_port()},
         **(extra or {}),
     }
     path = Path(workdir) / "config.js"

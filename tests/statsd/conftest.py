@@ -21,6 +21,10 @@ class Daemon:
         self.tmp = tmp_path
         self.port = config.setdefault("port", free_port())
         self.mgmt_port = config.setdefault("mgmt_port", free_port())
+        self.http_port = (
+            config.setdefault("http", {"address": "127.0.0.1", "port": free_port()})
+            and (config["http"]["port"])
+        )
         self.flush_file = tmp_path / "flush.jsonl"
         config.setdefault("backends", ["./backends/file"])
         config.setdefault("file", {"path": str(self.flush_file), "format": "json"})

@@ -89,6 +89,16 @@ def _readers(v: Any) -> str | int:
     return v if v == "auto" else _number(0, integer=True, maximum=64)(v)
 
 
+def _http(v: Any) -> dict | bool:
+    if v is False:
+        return False
+    if v is True:
+        return {"address": "127.0.0.1", "port": 8127}
+    if not isinstance(v, dict):
+        raise ValueError(f"expected false or {{address, port}}, got {v!r}")
+    return {"address": _string(v.get("address", "127.0.0.1")), "port": _port(v.get("port", 8127))}
+
+
 def _str_list(v: Any) -> list[str]:
     if isinstance(v, str):
         v = [v]
@@ -270,7 +280,15 @@ SCHEMA: dict[str, tuple[Any, Validator, str]] = {
     "graphitePort": (2003, _port, "carbon plaintext port"),
     "graphitePicklePort": (2004, _port, "carbon pickle port"),
     "graphiteProtocol": ("text", _choice("text", "pickle"), "carbon protocol"),
+    "graphiteBufferSize": (
+        256 * 1024 * 1024,
+        _number(1024, integer=True),
+        "bytes of flushes kept while carbon is away",
+    ),
+    "graphiteSpoolFile": (None, _string, "where unsent flushes wait across a restart"),
     "graphite": ({}, _section(GRAPHITE_KEYS), "Graphite naming"),
+    "http": ({"address": "127.0.0.1", "port": 8127}, _http, "HTTP /health and /metrics; false turns it off"),
+    "persistGauges": (None, _string, "file where gauges survive a restart"),
     "repeater": ([], _repeater, "statsd daemons to forward every packet to"),
     "repeaterProtocol": ("udp4", _choice("udp4", "udp6", "tcp"), "repeater transport"),
 }

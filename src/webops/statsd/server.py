@@ -20,15 +20,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..common.config import ConfigError
 from ..common.ratelimit import RateLimitedLog
-from . import backends
+from . import backends, http
 from .admin import Console, serve
-from .aggregate import Aggregator, Batch
+from .aggregate import Aggregator, Batch, Interval
 from .backends.base import Backend, BackendRunner
 from .config import Listener, StatsdConfig
 from .listeners import StreamListener, UdpListener, describe, dump_packets, open_listener
+from .persist import load_gauges, save_gauges
+from .prometheus import PrometheusView
 from .protocol import BadLine
 from .readers import ReaderPool
-from .snapshot import summarize
+from .snapshot import SummarySettings, summarize
 
 log = logging.getLogger("webops.statsd")
 
@@ -54,6 +56,11 @@ class StatsdDaemon:
         self.packet_backends: list[Backend] = []
         self.mgmt: asyncio.Server | None = None
         self.mgmt_bind: tuple[str, int] | None = None
+        self.http_server: asyncio.Server | None = None
+        self.http_bind: tuple[str, int] | None = None
+        self.prometheus = PrometheusView()
+        if config["persistGauges"]:
+            self.aggregator.gauges.update(load_gauges(config["persistGauges"]))
         self.flusher = ThreadPoolExecutor(1, thread_name_prefix="flusher")
         self.stopping = asyncio.Event()
         self.config_mtime = self._mtime()
@@ -126,6 +133,7 @@ class StatsdDaemon:
                 self._apply_backends(config)
             self._apply_listeners(config, restart_readers=first or config.raw != old.raw)
             await self._apply_mgmt(config)
+            await self._apply_http(config)
         except (OSError, ValueError) as e:
             if first:
                 raise ConfigError(str(e)) from e
@@ -138,8 +146,10 @@ class StatsdDaemon:
             raise ValueError(f"backends: {e} (keeping the running backends)") from e
         old_runners, self.runners = self.runners, [BackendRunner(b) for b in created]
         self.packet_backends = [b for b in created if b.wants_packets]
-        for r in old_runners:  # they finish their queued flushes in the background
-            threading.Thread(target=r.stop, args=(SHUTDOWN_TIMEOUT,), daemon=True).start()
+        successors = {b.name: b for b in created}
+        for r in old_runners:  # they finish their queued flushes in the background, then hand over
+            successor = successors.get(r.backend.name)
+            threading.Thread(target=r.stop, args=(SHUTDOWN_TIMEOUT, successor), daemon=True).start()
 
     def _apply_listeners(self, config: StatsdConfig, restart_readers: bool) -> None:
         readers = config.readers
@@ -178,6 +188,38 @@ class StatsdDaemon:
         self.mgmt_bind = bind
         log.info("management console on %s:%s", *bind)
 
+    async def _apply_http(self, config: StatsdConfig) -> None:
+        h = config["http"]
+        bind = (h["address"], h["port"]) if h else None
+        if bind == self.http_bind:
+            return
+        if self.http_server is not None:
+            self.http_server.close()
+            self.http_server = None
+        self.http_bind = bind
+        if bind is None:
+            return
+        routes = {"/health": self._health, "/metrics": self._metrics}
+        try:
+            self.http_server = await http.serve(routes, *bind)
+        except OSError as e:
+            self.http_bind = None
+            raise OSError(f"cannot listen on http {bind[0]}:{bind[1]}: {e.strerror or e}") from e
+        log.info("http (/health, /metrics) on %s:%s", *bind)
+
+    def _health(self) -> tuple[int, str, str]:
+        return (200 if self.health == "up" else 503), "text/plain", f"health: {self.health}\n"
+
+    def _metrics(self) -> tuple[int, str, str]:
+        own = [
+            ("statsd_health_up", "gauge", (), 1.0 if self.health == "up" else 0.0),
+            ("statsd_uptime_seconds", "gauge", (), time.time() - self.startup_time),
+        ]
+        for r in self.runners:
+            for stat, value in r.backend.status().items():
+                own.append(("statsd_backend", "gauge", (("backend", r.backend.name), ("stat", stat)), value))
+        return 200, "text/plain; version=0.0.4; charset=utf-8", self.prometheus.render(own)
+
     def on_batch(self, batch: Batch) -> None:
         self.aggregator.merge(batch)
         for item in batch.bad_lines:
@@ -193,8 +235,9 @@ class StatsdDaemon:
             listener.drain()
         for listener in self.listeners.values():
             listener.close()
-        if self.mgmt is not None:
-            self.mgmt.close()
+        for server in (self.mgmt, self.http_server):
+            if server is not None:
+                server.close()
         self._flush_now(int(time.time()))
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self.flusher, lambda: None)  # the last snapshot is queued
@@ -227,8 +270,8 @@ class StatsdDaemon:
         interval = self.aggregator.take(ts, lag)
         self.flusher.submit(self._dispatch, interval, self.summary, list(self.runners))
 
-    @staticmethod
-    def _dispatch(interval, summary, runners: list[BackendRunner]) -> None:
+    def _dispatch(self, interval: Interval, summary: SummarySettings, runners: list[BackendRunner]) -> None:
+        """In the flusher thread: the timer maths, then every backend, /metrics and saved gauges."""
         try:
             snapshot = summarize(interval, summary)
         except Exception:  # a bug here must not silently stop every later flush
@@ -236,6 +279,13 @@ class StatsdDaemon:
             return
         for r in runners:
             r.submit(snapshot)
+        self.prometheus.update(snapshot)
+        if path := self.config["persistGauges"]:
+            gauges = {k: v for k, v in snapshot.gauges.items() if k != self.aggregator.k_lag}
+            try:
+                save_gauges(path, gauges)
+            except OSError as e:
+                log.error("persistGauges: cannot write %s: %s", path, e)
 
     async def _key_flush_loop(self) -> None:
         """Etsy's keyFlush: every interval, log the most frequently sent keys."""

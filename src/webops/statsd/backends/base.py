@@ -19,6 +19,9 @@ log = logging.getLogger("webops.statsd")
 
 class Backend:
     name = "backend"
+    # False: the runner stamps last_flush when flush() returns. Backends that only queue the data
+    # in flush() (graphite) set it themselves when the data really left.
+    manages_last_flush = False
 
     def __init__(self, config, startup_time: float) -> None:
         self.config = config
@@ -41,6 +44,9 @@ class Backend:
         """Values shown as `<name>.<stat>: value` by the console (`last_*` shown as seconds ago)."""
         return {"last_flush": self.last_flush, "last_exception": self.last_exception}
 
+    def handover(self, successor: Backend) -> None:
+        """On reload, before close(): pass undelivered data to the backend that replaces this one."""
+
     def close(self) -> None:
         """Release files and sockets; called after the last flush has been handled."""
 
@@ -51,6 +57,7 @@ class BackendRunner:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self.queue: queue.Queue[Snapshot | None] = queue.Queue()
+        self.successor: Backend | None = None
         self.thread = threading.Thread(target=self._run, name=f"backend-{backend.name}", daemon=True)
         self.thread.start()
 
@@ -61,17 +68,22 @@ class BackendRunner:
         while (snapshot := self.queue.get()) is not None:
             try:
                 self.backend.flush(snapshot)
-                self.backend.last_flush = int(time.time())
+                if not self.backend.manages_last_flush:
+                    self.backend.last_flush = int(time.time())
             except Exception as e:  # a backend bug must not kill the thread: later flushes still go
                 self.backend.last_exception = int(time.time())
                 log.error("backend %s: flush failed: %s", self.backend.name, e, exc_info=log.isEnabledFor(10))
         try:
+            if self.successor is not None:
+                self.backend.handover(self.successor)
             self.backend.close()
         except Exception as e:
             log.error("backend %s: close failed: %s", self.backend.name, e)
 
-    def stop(self, timeout: float | None = None) -> bool:
-        """Let the backend finish every queued flush, then close it. False if it did not finish."""
+    def stop(self, timeout: float | None = None, successor: Backend | None = None) -> bool:
+        """Let the backend finish every queued flush, hand over to `successor` (a reload), close.
+        False if it did not finish within `timeout`."""
+        self.successor = successor
         self.queue.put(None)
         self.thread.join(timeout)
         return not self.thread.is_alive()

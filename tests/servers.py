@@ -1,0 +1,92 @@
+"""Real servers from Debian's packages, started on free loopback ports for one test.
+
+A test that needs one and cannot find it fails under CI=true and skips elsewhere (tests.conftest.need).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from tests.conftest import free_port, need, wait_until
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Carbon:
+    """A carbon-cache (Debian's graphite-carbon) writing whisper files under `root`."""
+
+    def __init__(self, root: Path) -> None:
+        need(
+            shutil.which("carbon-cache") is not None,
+            "carbon-cache not found (apt-get install graphite-carbon)",
+        )
+        self.root = root
+        self.whisper_dir = root / "storage" / "whisper"
+        self.port, self.pickle_port, self.query_port = free_port(), free_port(), free_port()
+        (root / "log").mkdir(parents=True, exist_ok=True)
+        self.conf = root / "carbon.conf"
+        self.conf.write_text(
+            "[cache]\n"
+            f"STORAGE_DIR = {root}/storage\nLOCAL_DATA_DIR = {self.whisper_dir}\n"
+            f"WHISPER_DIR = {self.whisper_dir}\n"
+            f"LOG_DIR = {root}/log\nPID_DIR = {root}\nUSER =\nENABLE_LOGROTATION = False\n"
+            f"LINE_RECEIVER_INTERFACE = 127.0.0.1\nLINE_RECEIVER_PORT = {self.port}\n"
+            f"PICKLE_RECEIVER_INTERFACE = 127.0.0.1\nPICKLE_RECEIVER_PORT = {self.pickle_port}\n"
+            f"CACHE_QUERY_INTERFACE = 127.0.0.1\nCACHE_QUERY_PORT = {self.query_port}\n"
+            "ENABLE_UDP_LISTENER = False\nMAX_CACHE_SIZE = inf\nMAX_UPDATES_PER_SECOND = 100000\n"
+            "MAX_CREATES_PER_MINUTE = inf\nCACHE_WRITE_STRATEGY = sorted\nENABLE_TAGS = False\n"
+        )
+        (root / "storage-schemas.conf").write_text("[everything]\npattern = .*\nretentions = 1s:1h\n")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Carbon:
+        self.log = open(self.root / "carbon.out", "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                "carbon-cache",
+                f"--config={self.conf}",
+                f"--pidfile={self.root}/carbon.pid",
+                "--nodaemon",
+                "--logfile=-",
+                "start",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_until(
+            lambda: _port_open(self.port) and _port_open(self.pickle_port),
+            timeout=60,
+            what="carbon-cache to listen",
+        )
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.log.close()
+        self.proc = None
+
+    def value(self, path: str, ts: int) -> float | None:
+        """The datapoint stored for metric `path` at `ts`, read from its whisper file."""
+        import whisper
+
+        wsp = self.whisper_dir / (path.replace(".", "/") + ".wsp")
+        if not wsp.exists():
+            return None
+        (start, _end, step), values = whisper.fetch(str(wsp), ts - 1, ts + 1)
+        for i, v in enumerate(values):
+            if start + i * step == ts:
+                return v
+        return None

@@ -1,0 +1,144 @@
+"""The Graphite backend against a real carbon-cache: values read back from its whisper files."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import wait_until
+from tests.servers import Carbon
+
+
+@pytest.fixture
+def carbon(tmp_path: Path) -> Iterator[Carbon]:
+    c = Carbon(tmp_path / "carbon").start()
+    yield c
+    c.stop()
+
+
+def graphite_daemon(start_daemon, carbon: Carbon, **extra):
+    config = {
+        "flushInterval": 1000,
+        "backends": ["./backends/graphite", "./backends/file"],
+        "graphiteHost": "127.0.0.1",
+        "graphitePort": carbon.port,
+        "graphitePicklePort": carbon.pickle_port,
+        **extra,
+    }
+    return start_daemon(**config)
+
+
+def flush_with(d, kind: str, key: str) -> dict:
+    """The first flush (from the file backend) where series `key` of `kind` has data."""
+    for record in d.flushes():
+        value = record[kind].get(key)
+        if value not in (None, 0, {"count": 0, "count_ps": 0}):
+            return record
+    return {}
+
+
+@pytest.mark.parametrize("protocol", ["text", "pickle"])
+def test_carbon_stores_what_the_flush_computed(start_daemon, carbon: Carbon, protocol: str) -> None:
+    d = graphite_daemon(start_daemon, carbon, graphiteProtocol=protocol)
+    d.send(
+        b"gr.count:3|c\ngr.count:2|c|@0.5\ngr.time:10|ms\ngr.time:30|ms\ngr.level:7|g\ngr.users:a|s\ngr.users:b|s"
+    )
+    record = wait_until(lambda: flush_with(d, "counters", "gr.count"), what="the flush with the counter")
+    ts = record["timestamp"]
+    timer = record["timer_data"]["gr.time"]
+    expected = {
+        "stats.gr.count": record["counter_rates"]["gr.count"],
+        "stats_counts.gr.count": 7,
+        "stats.timers.gr.time.mean": 20,
+        "stats.timers.gr.time.upper_90": timer["upper_90"],
+        "stats.timers.gr.time.std": timer["std"],
+        "stats.timers.gr.time.count": 2,
+        "stats.gauges.gr.level": 7,
+        "stats.sets.gr.users.count": 2,
+    }
+
+    def all_stored() -> dict | None:
+        values = {p: carbon.value(p, ts) for p in expected}
+        return values if None not in values.values() else None
+
+    got = wait_until(all_stored, timeout=30, what="the datapoints in carbon's whisper files")
+    assert got == pytest.approx(expected)
+    wait_until(
+        lambda: carbon.value("stats.statsd.graphiteStats.last_flush", ts) is not None,
+        what="graphiteStats in carbon",
+    )
+
+
+def test_nothing_is_lost_while_carbon_is_down(start_daemon, carbon: Carbon) -> None:
+    d = graphite_daemon(start_daemon, carbon)
+    carbon.stop()
+    sent = []
+    for i in range(1, 5):  # one value per flush, each flush while carbon is away
+        d.send(b"outage.count:%d|c" % i)
+        wait_until(
+            lambda i=i: len([r for r in d.flushes() if r["counters"].get("outage.count")]) >= i,
+            what=f"flush {i}",
+        )
+        sent.append(i)
+    records = [r for r in d.flushes() if r["counters"].get("outage.count")]
+    assert "buffering flushes and retrying" in d.logs()
+    carbon.start()
+    for r in records:
+        wait_until(
+            lambda r=r: (
+                carbon.value("stats_counts.outage.count", r["timestamp"]) == r["counters"]["outage.count"]
+            ),
+            timeout=60,
+            what=f"the datapoint of {r['timestamp']} after carbon came back",
+        )
+    assert sorted(r["counters"]["outage.count"] for r in records) == sent
+
+
+def test_buffer_bound_drops_the_oldest_and_says_so(start_daemon, carbon: Carbon) -> None:
+    carbon.stop()
+    d = graphite_daemon(start_daemon, carbon, graphiteBufferSize=2048)
+    d.send(b"bound:1|c")
+    wait_until(lambda: "graphite.datapoints_dropped: 0" not in d.console("stats"), what="dropped datapoints")
+    assert d.logs().count("buffer full") == 1
+
+
+def test_unsent_flushes_wait_in_the_spool_file_across_a_restart(
+    start_daemon, carbon: Carbon, tmp_path
+) -> None:
+    carbon.stop()
+    spool = tmp_path / "graphite.spool"
+    d = graphite_daemon(start_daemon, carbon, graphiteSpoolFile=str(spool), flushInterval=3_600_000)
+    d.send(b"spooled:5|c")
+    wait_until(lambda: d.total() == 1, what="the packet")
+    d.signal(signal.SIGTERM)
+    assert d.proc.wait(60) == 0
+    (record,) = d.flushes()
+    assert spool.exists()
+    carbon.start()
+    again = graphite_daemon(start_daemon, carbon, graphiteSpoolFile=str(spool))
+    wait_until(
+        lambda: carbon.value("stats_counts.spooled", record["timestamp"]) == 5,
+        timeout=60,
+        what="the spooled datapoint in carbon",
+    )
+    wait_until(lambda: not spool.exists(), what="the spool file to be consumed")
+    assert again.proc.poll() is None
+
+
+def test_reload_keeps_the_buffered_flushes(start_daemon, carbon: Carbon) -> None:
+    carbon.stop()
+    d = graphite_daemon(start_daemon, carbon)
+    d.send(b"reloaded:9|c")
+    record = wait_until(lambda: flush_with(d, "counters", "reloaded"), what="the flush")
+    d.write_config({**d.config, "percentThreshold": [95]})
+    d.signal(signal.SIGHUP)
+    wait_until(lambda: "configuration reloaded" in d.logs(), what="the reload")
+    carbon.start()
+    wait_until(
+        lambda: carbon.value("stats_counts.reloaded", record["timestamp"]) == 9,
+        timeout=60,
+        what="the datapoint buffered before the reload",
+    )

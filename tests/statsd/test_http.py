@@ -1,0 +1,80 @@
+"""GET /health and GET /metrics on a real daemon; /metrics parsed the way Prometheus parses it."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import wait_until
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_health_follows_the_console(start_daemon) -> None:
+    d = start_daemon()
+    assert get(d.http_port, "/health") == (200, "health: up\n")
+    d.console("health down", until=b"\n")
+    assert get(d.http_port, "/health") == (503, "health: down\n")
+    d.console("health up", until=b"\n")
+    assert get(d.http_port, "/health")[0] == 200
+    assert get(d.http_port, "/nope")[0] == 404
+
+
+def test_metrics_is_valid_prometheus_text_of_the_flushes(start_daemon) -> None:
+    d = start_daemon(flushInterval=300, percentThreshold=[90, 99.9])
+    d.send(
+        b"api.get-user:3|c|#env:prod,az:b\napi.get-user:2|c|#env:prod,az:b\nlat:10|ms\nlat:20|ms\nq:4|g\nu:a|s\nu:b|s"
+    )
+    d.send(b"2xx:1|c")
+    wait_until(lambda: d.summed("counters", "api.get-user;az=b;env=prod") == 5, what="the flush")
+    wait_until(lambda: d.summed("counters", "2xx") == 1, what="the second packet's flush")
+    status, text = get(d.http_port, "/metrics")
+    assert status == 200
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    assert samples[("api_get_user_total", (("az", "b"), ("env", "prod")))] == 5
+    assert samples[("_2xx_total", ())] == 1
+    assert samples[("lat", (("quantile", "0.5"),))] == 15
+    assert samples[("lat", (("quantile", "0.9"),))] == 20
+    assert samples[("lat", (("quantile", "0.999"),))] == 20
+    assert samples[("lat_sum", ())] == 30
+    assert samples[("lat_count", ())] == 2
+    assert samples[("q", ())] == 4
+    assert samples[("statsd_packets_received_total", ())] == 2
+    assert samples[("statsd_health_up", ())] == 1
+    assert ("statsd_backend", (("backend", "file"), ("stat", "last_flush"))) in samples
+
+
+def test_counter_totals_accumulate_across_flushes(start_daemon) -> None:
+    d = start_daemon(flushInterval=200)
+    d.send(b"acc:1|c")
+    wait_until(lambda: d.summed("counters", "acc") == 1, what="first flush")
+    d.send(b"acc:2|c")
+    wait_until(lambda: d.summed("counters", "acc") == 3, what="second flush")
+
+    def total() -> float | None:
+        for family in text_string_to_metric_families(get(d.http_port, "/metrics")[1]):
+            for s in family.samples:
+                if s.name == "acc_total":
+                    return s.value
+        return None
+
+    assert wait_until(lambda: total() == 3, what="acc_total == 3")
+
+
+def test_http_can_be_turned_off(start_daemon) -> None:
+    d = start_daemon(http=False)
+    with pytest.raises(OSError):
+        urllib.request.urlopen("http://127.0.0.1:8127/health", timeout=2)
+    assert d.proc.poll() is None
