@@ -58,3 +58,17 @@ def has_ipv6() -> bool:
         return True
     except OSError:
         return False
+
+
+def stop_process(proc, timeout: float = 60) -> int:
+    """SIGTERM, wait, then SIGKILL if it will not go: teardown must never hang."""
+    import subprocess
+
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.conftest import free_port, need, wait_until
+from tests.conftest import free_port, need, stop_process, wait_until
 
 
 def _port_open(port: int) -> bool:
@@ -68,13 +68,8 @@ class Carbon:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, 30)
             self.log.close()
         self.proc = None
 

@@ -250,3 +250,19 @@ def test_config_file_change_is_picked_up_without_a_signal(start_daemon) -> None:
     d.write_config({**d.config, "mgmt_port": new_mgmt})
     os.utime(d.config_path, (1, 1))  # a different mtime, whatever the clock's resolution
     wait_until(lambda: _answers(new_mgmt), what="the console on the port from the changed file")
+
+
+def test_a_64k_packet_is_read_whole(start_daemon) -> None:
+    d = start_daemon()
+    lines = b"\n".join(b"big.c%05d:1|c" % i for i in range(4300))  # ~64 KiB in one datagram
+    assert 60_000 < len(lines) <= 65_507
+    d.send(lines)
+    wait_until(lambda: d.total("metrics_received") == 4300, what="4300 lines from one datagram")
+    assert d.total("bad_lines_seen") == 0
+
+
+def test_top_level_server_key_selects_tcp(start_daemon) -> None:
+    d = start_daemon(server="./servers/tcp")
+    with socket.create_connection(("127.0.0.1", d.port)) as s:
+        s.sendall(b"over.tcp:4|c\n")
+    wait_until(lambda: "'over.tcp': 4" in d.console("counters"), what="the tcp line")

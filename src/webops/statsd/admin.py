@@ -7,7 +7,6 @@ socket; `serve` puts it on a socket.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -17,6 +16,8 @@ from .jsfmt import inspect
 
 if TYPE_CHECKING:
     from .server import StatsdDaemon
+
+from ..common.aio import close_writer
 
 log = logging.getLogger("webops.statsd")
 
@@ -124,8 +125,6 @@ async def serve(console: Console, host: str, port: int) -> asyncio.Server:
         except (ConnectionError, asyncio.LimitOverrunError, ValueError) as e:
             log.warning("MGMT: caught %s, moving on", e)
         finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+            await close_writer(writer)
 
     return await asyncio.start_server(handle, host, port)

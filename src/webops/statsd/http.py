@@ -4,9 +4,10 @@ GET /metrics for Prometheus. Plain asyncio: two fixed routes do not justify a we
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
+
+from ..common.aio import close_writer
 
 log = logging.getLogger("webops.statsd")
 
@@ -36,8 +37,6 @@ async def serve(routes: dict[str, Route], host: str, port: int) -> asyncio.Serve
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError) as e:
             log.debug("http: %s", e)
         finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+            await close_writer(writer)
 
     return await asyncio.start_server(handle, host, port)
