@@ -85,3 +85,34 @@ class Carbon:
             if start + i * step == ts:
                 return v
         return None
+
+
+class Memcached:
+    """A memcached (Debian's package) on a free loopback port."""
+
+    def __init__(self) -> None:
+        need(shutil.which("memcached") is not None, "memcached not found (apt-get install memcached)")
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["memcached", "-u", "nobody", "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-t", "2"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(lambda: _port_open(self.port), what="memcached to listen")
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stats(self) -> dict[str, str]:
+        import socket
+
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(b"stats\r\n")
+            data = b""
+            while not data.endswith(b"END\r\n"):
+                data += s.recv(65536)
+        return dict(line.split(" ", 2)[1:] for line in data.decode().splitlines() if line.startswith("STAT "))
+
+    def stop(self) -> None:
+        stop_process(self.proc, 10)

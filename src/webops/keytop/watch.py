@@ -1,0 +1,116 @@
+"""memcached's own key stream (`watch fetchers mutations`, memcached >= 1.5): no root, no sniffing.
+
+Lines look like `ts=... gid=4 type=item_get key=foo status=found clsid=1 cfd=25 size=3`. memcached
+logs an internal fetch before every store (`set` shows as item_get + item_store, same key, same
+connection), so a fetch is held back until the next event of its connection tells which it was.
+Deletes, touches and incr/decr only show as fetches: they count as calls (with their hit/miss).
+Keys are %-escaped by memcached where they hold non-printable bytes; they are shown as sent.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from urllib.parse import unquote
+
+from .events import Event
+
+WATCH_COMMAND = b"watch fetchers mutations\r\n"
+
+
+def parse_line(line: str) -> dict[str, str] | None:
+    """The key=value fields of one watch line; None for anything else (OK, banners)."""
+    if not line.startswith("ts="):
+        return None
+    fields = {}
+    for part in line.split(" "):
+        k, sep, v = part.partition("=")
+        if sep:
+            fields[k] = v
+    return fields if "type" in fields and "key" in fields else None
+
+
+class WatchDecoder:
+    """Turns watch lines into events, pairing each store with the fetch memcached logged before it."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, tuple[float, dict[str, str]]] = {}  # per connection (cfd)
+
+    def feed(self, line: str, now: float | None = None) -> list[Event]:
+        fields = parse_line(line.rstrip("\r\n"))
+        if fields is None:
+            return []
+        cfd = fields.get("cfd", "")
+        out = []
+        held = self.pending.pop(cfd, None)
+        kind = fields["type"]
+        if kind == "item_store":
+            if held is not None and held[1]["key"] != fields["key"]:
+                out.append(self._fetch(held[1]))
+            if fields.get("status") == "stored":
+                out.append(Event(_key(fields), set=True, written=_int(fields.get("size"))))
+            else:  # NOT_STORED / EXISTS / NOT_FOUND: still a call on the key
+                out.append(Event(_key(fields)))
+            return out
+        if held is not None:
+            out.append(self._fetch(held[1]))
+        if kind == "item_get":
+            self.pending[cfd] = (time.monotonic() if now is None else now, fields)
+        return out
+
+    def expire(self, older_than: float = 0.2, now: float | None = None) -> list[Event]:
+        """Fetches no store followed within `older_than` seconds: they were real fetches."""
+        now = time.monotonic() if now is None else now
+        done = [cfd for cfd, (t, _) in self.pending.items() if now - t >= older_than]
+        return [self._fetch(self.pending.pop(cfd)[1]) for cfd in done]
+
+    @staticmethod
+    def _fetch(fields: dict[str, str]) -> Event:
+        if fields.get("status") == "found":
+            return Event(_key(fields), hit=True, read=_int(fields.get("size")))
+        return Event(_key(fields), miss=True)
+
+
+def _key(fields: dict[str, str]) -> str:
+    return unquote(fields["key"], errors="replace")
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int(text or 0)
+    except ValueError:
+        return 0
+
+
+def connect(server: str, timeout: float = 5.0) -> socket.socket:
+    """Open a watch connection to host:port and check memcached accepted the command."""
+    host, _, port = server.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--server {server!r}: expected host:port")
+    sock = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
+    sock.sendall(WATCH_COMMAND)
+    reply = b""
+    while not reply.endswith(b"\r\n"):
+        chunk = sock.recv(64)
+        if not chunk:
+            break
+        reply += chunk
+    if not reply.startswith(b"OK"):
+        sock.close()
+        raise ConnectionError(
+            f"{server}: memcached refused 'watch' ({reply.strip().decode(errors='replace')});"
+            " it needs memcached >= 1.5"
+        )
+    sock.settimeout(None)
+    return sock
+
+
+def lines(sock: socket.socket) -> Iterator[str]:
+    """The watch stream's lines, until the server closes it."""
+    buf = b""
+    while chunk := sock.recv(65536):
+        buf += chunk
+        *complete, buf = buf.split(b"\n")
+        for raw in complete:
+            yield raw.decode("utf-8", "replace")

@@ -1,0 +1,208 @@
+"""keytop as a user runs it: real memcached, a real client library, the real command."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pymemcache.client.base import Client
+
+from tests.conftest import need, stop_process, wait_until
+from tests.servers import Memcached
+
+DATA = Path(__file__).parent / "data"
+KEYTOP = [sys.executable, "-m", "webops", "keytop"]
+
+
+@pytest.fixture
+def memcached():
+    m = Memcached()
+    yield m
+    m.stop()
+
+
+def meta(port: int, *commands: bytes) -> None:
+    """Meta commands over a raw socket (the client library speaks the classic protocol)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        for cmd in commands:
+            s.sendall(cmd)
+            reply = b""
+            while not reply.endswith(b"\r\n"):
+                reply += s.recv(4096)
+            if reply.startswith(b"VA"):
+                size = int(reply.split()[1])
+                while len(reply) < len(reply.split(b"\r\n", 1)[0]) + 2 + size + 2:
+                    reply += s.recv(4096)
+
+
+def test_watch_counts_are_exact(memcached: Memcached) -> None:
+    proc = subprocess.Popen(
+        [*KEYTOP, "--server", memcached.address, "--format", "json", "--limit", "100"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: memcached.stats().get("log_watchers") == "1", what="keytop watching")
+        client = Client(("127.0.0.1", memcached.port))
+        client.set("page:home", b"<html>", noreply=False)
+        client.set("page:about", b"about", noreply=False)
+        for _ in range(3):
+            assert client.get("page:home") == b"<html>"
+        assert client.get("page:missing") is None
+        assert client.get_many(["page:home", "page:about", "page:gone"]) == {
+            "page:home": b"<html>",
+            "page:about": b"about",
+        }
+        client.close()
+        meta(memcached.port, b"ms sess:1 2\r\nhi\r\n", b"mg sess:1 v\r\n", b"mg sess:none v\r\n")
+        sent = lambda: int(memcached.stats()["log_watcher_sent"])  # noqa: E731
+        wait_until(lambda: sent() >= 15, what="memcached to send every event to keytop")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        stop_process(proc)
+    assert proc.returncode == 0, err
+    report = json.loads(out)
+    rows = {r["key"]: r for r in report["keys"]}
+
+    def counts(key: str) -> tuple[int, int, int, int, int, int]:
+        r = rows[key]
+        return r["calls"], r["hits"], r["misses"], r["sets"], r["bytes_read"], r["bytes_written"]
+
+    assert counts("page:home") == (5, 4, 0, 1, 24, 6)
+    assert counts("page:about") == (2, 1, 0, 1, 5, 5)
+    assert counts("page:missing") == (1, 0, 1, 0, 0, 0)
+    assert counts("page:gone") == (1, 0, 1, 0, 0, 0)
+    assert counts("sess:1") == (2, 1, 0, 1, 2, 2)
+    assert counts("sess:none") == (1, 0, 1, 0, 0, 0)
+    assert report["totals"]["distinct_keys"] == 6
+    assert report["totals"]["calls"] == 12
+
+
+def test_runtime_stops_it_and_text_is_the_default(memcached: Memcached) -> None:
+    r = subprocess.run(
+        [*KEYTOP, "--server", memcached.address, "--runtime", "0.5"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 0
+    assert r.stdout.splitlines()[1].split() == [
+        "KEY",
+        "CALLS",
+        "HITS",
+        "MISSES",
+        "SETS",
+        "READ",
+        "WRITTEN",
+        "CALLS/S",
+        "SHARE",
+    ]
+
+
+def test_unreachable_server_is_a_one_line_error() -> None:
+    r = subprocess.run(
+        [*KEYTOP, "--server", "127.0.0.1:1", "--runtime", "5"], capture_output=True, text=True, timeout=30
+    )
+    assert r.returncode == 2
+    assert r.stderr.startswith("webops keytop: 127.0.0.1:1:") and r.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "text"])
+def test_stdin_with_recorded_tcpdump_text(fmt: str) -> None:
+    text = (DATA / "tcpdump-A.txt").read_text()
+    r = subprocess.run(
+        [*KEYTOP, "--stdin", "--format", fmt, "--port", "22211"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 0, r.stderr
+    if fmt == "json":
+        rows = {k["key"]: k for k in json.loads(r.stdout)["keys"]}
+        assert (rows["user:1"]["calls"], rows["user:1"]["hits"]) == (5, 4)
+    elif fmt == "csv":
+        rows = {row["key"]: row for row in csv.DictReader(io.StringIO(r.stdout))}
+        assert rows["user:3"]["misses"] == "1"
+    else:
+        assert "user:1" in r.stdout.splitlines()[2]  # the most called key first
+
+
+def test_pcap_file() -> None:
+    r = subprocess.run(
+        [*KEYTOP, "--pcap", str(DATA / "memcached.pcap"), "--port", "22211", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    rows = {k["key"]: k for k in json.loads(r.stdout)["keys"]}
+    assert (rows["user:2"]["calls"], rows["user:2"]["sets"]) == (4, 1)
+
+
+def test_missing_pcap_file_is_a_clear_error(tmp_path) -> None:
+    r = subprocess.run(
+        [*KEYTOP, "--pcap", str(tmp_path / "nope.pcap")], capture_output=True, text=True, timeout=30
+    )
+    assert r.returncode == 2 and "nope.pcap" in r.stderr
+
+
+def test_field_mode_is_pipestat() -> None:
+    lines = "GET /a 200\nGET /b 200\nPOST /a 500\nshort\n"
+    r = subprocess.run(
+        [*KEYTOP, "--field", "2", "--format", "json"], input=lines, capture_output=True, text=True, timeout=30
+    )
+    rows = {k["key"]: k["calls"] for k in json.loads(r.stdout)["keys"]}
+    assert rows == {"/a": 2, "/b": 1}
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
+
+
+def test_live_screen_in_a_terminal(memcached: Memcached) -> None:
+    need(shutil.which("tmux") is not None, "tmux not found (apt-get install tmux)")
+    session = f"keytop{memcached.port}"
+    cmd = " ".join([*KEYTOP, "--server", memcached.address, "--time", "0.2", "--limit", "5"])
+    tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "20", cmd)
+    try:
+        screen = lambda: tmux("capture-pane", "-p", "-t", session)  # noqa: E731
+        wait_until(
+            lambda: "KEY" in screen() and memcached.stats().get("log_watchers") == "1",
+            what="the keytop screen",
+        )
+        client = Client(("127.0.0.1", memcached.port))
+        for _ in range(3):
+            client.get("screen:hot")
+        client.get("screen:cold")
+        client.close()
+        wait_until(
+            lambda: "screen:hot" in (text := screen()) and "screen:cold" in text, what="the keys on screen"
+        )
+        lines = screen().splitlines()
+        assert lines.index(next(x for x in lines if "screen:hot" in x)) < lines.index(
+            next(x for x in lines if "screen:cold" in x)
+        )
+        tmux("send-keys", "-t", session, "m")
+        wait_until(lambda: "MISSES*" in screen(), what="sorting by misses")
+        tmux("send-keys", "-t", session, "p")
+        wait_until(lambda: "PAUSED" in screen(), what="pause")
+        tmux("send-keys", "-t", session, "q")
+        wait_until(
+            lambda: (
+                subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode != 0
+            ),
+            what="q to quit",
+        )
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)

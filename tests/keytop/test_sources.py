@@ -1,0 +1,103 @@
+"""Every source on recorded real traffic: the same conversation, the same exact counts."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from webops.keytop.events import Event
+from webops.keytop.pcap import read_pcap
+from webops.keytop.protocol import TextDecoder
+from webops.keytop.watch import WatchDecoder, parse_line
+
+DATA = Path(__file__).parent / "data"
+
+# tests/keytop/data holds one session against a real memcached 1.6 on port 22211, captured with
+# tcpdump -w (memcached.pcap), tcpdump -A (tcpdump-A.txt) and tcpflow -c (tcpflow.txt):
+#   set user:1, set user:2, get user:1, get user:1 user:2 user:3, gets user:2, get nothere,
+#   mg user:1 v, mg ghost v, ms sess:9 4, delete user:2, incr hits 1, md sess:9, get user:1
+EXPECTED = {
+    "user:1": {"call": 5, "hit": 4, "set": 1, "read": 20, "written": 5},
+    "user:2": {"call": 4, "hit": 2, "set": 1, "read": 6, "written": 3},
+    "user:3": {"call": 1, "miss": 1},
+    "nothere": {"call": 1, "miss": 1},
+    "ghost": {"call": 1, "miss": 1},
+    "sess:9": {"call": 2, "set": 1, "written": 4},
+    "hits": {"call": 1},
+}
+
+
+def tally(events) -> dict[str, dict[str, int]]:
+    out: dict[str, Counter] = {}
+    for e in events:
+        c = out.setdefault(e.key, Counter())
+        for name in ("call", "hit", "miss", "set", "read", "written"):
+            c[name] += int(getattr(e, name))
+    return {k: {n: v for n, v in c.items() if v} for k, c in out.items()}
+
+
+def decode_text(path: Path, port: int | None = None) -> dict:
+    decoder = TextDecoder(port)
+    events: list[Event] = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            events += decoder.feed(line)
+    return tally(events + decoder.finish())
+
+
+@pytest.mark.parametrize("name", ["tcpflow.txt", "tcpdump-A.txt"])
+@pytest.mark.parametrize("port", [None, 22211])
+def test_recorded_text_captures(name: str, port: int | None) -> None:
+    assert decode_text(DATA / name, port) == EXPECTED
+
+
+def test_recorded_pcap() -> None:
+    assert tally(read_pcap(str(DATA / "memcached.pcap"), 22211)) == EXPECTED
+
+
+def test_requests_only_count_calls_of_every_multiget_key() -> None:
+    decoder = TextDecoder()
+    events = [
+        e
+        for line in ["get a b c\r\n", "gets a\r\n", "gat 60 b\r\n", "mg c v\r\n"]
+        for e in decoder.feed(line)
+    ]
+    assert tally(events) == {"a": {"call": 2}, "b": {"call": 2}, "c": {"call": 2}}
+
+
+def test_a_value_that_looks_like_a_command_is_not_counted() -> None:
+    decoder = TextDecoder()
+    lines = ["set k 0 0 9\r\n", "get evil\r\n", "VALUE k 0 7\r\n", "set x y\r\n", "END\r\n"]
+    events = [e for line in lines for e in decoder.feed(line)]
+    assert tally(events) == {"k": {"call": 1, "set": 1, "written": 9}}
+
+
+def test_garbage_never_raises() -> None:
+    decoder = TextDecoder()
+    for line in ["\x00\xff garbage", "VALUE", "set", "set k 0 0 notanumber", "END", "mg", "VA x", ""]:
+        decoder.feed(line)
+    decoder.finish()
+
+
+def test_watch_stream_pairs_stores_with_their_internal_fetch() -> None:
+    decoder = WatchDecoder()
+    events: list[Event] = []
+    for line in (DATA / "watch.txt").read_text().splitlines():
+        events += decoder.feed(line, now=0)
+    events += decoder.expire(older_than=0, now=1)
+    assert tally(events) == {
+        "foo": {"call": 4, "hit": 3, "set": 1, "read": 9, "written": 3},  # set, get, gets, delete
+        "nokey": {"call": 1, "miss": 1},
+        "cnt": {"call": 6, "hit": 4, "miss": 1, "set": 1, "read": 4, "written": 1},
+        "missing": {"call": 1, "miss": 1},
+        "mkey": {"call": 2, "hit": 1, "set": 1, "read": 2, "written": 2},
+        "a\ufffdb": {"call": 1, "miss": 1},
+    }
+
+
+def test_watch_parse_line() -> None:
+    assert parse_line("OK") is None
+    fields = parse_line("ts=1.5 gid=2 type=item_get key=foo status=found clsid=1 cfd=25 size=3")
+    assert fields is not None and fields["key"] == "foo" and fields["size"] == "3"
