@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench bench-webops clean
+.PHONY: run test lint bench bench-webops bench-vlogdump clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ bench: $(STAMP) $(ETSY_JS)
 ## bench-webops: the same scenarios for webops alone (no node.js needed)
 bench-webops: $(STAMP)
 	$(BIN)/python bench/statsd_bench.py $(BENCH_ARGS)
+
+## bench-vlogdump: millions of Varnish transactions through vlogdump: lines/s and memory
+bench-vlogdump: $(STAMP)
+	$(BIN)/python bench/vlogdump_bench.py $(BENCH_ARGS)
 
 $(ETSY_JS):
 	npm install --silent --no-audit --no-fund --prefix bench/.etsy statsd@0.9.0

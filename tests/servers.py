@@ -116,3 +116,69 @@ class Memcached:
 
     def stop(self) -> None:
         stop_process(self.proc, 10)
+
+
+class Varnish:
+    """varnishd (Debian's varnish) on a free loopback port, in front of `backend_port`.
+
+    Its working directory (-n) lives under a world-traversable temp dir: varnishd's worker runs as
+    an unprivileged user and pytest's own temp dirs are private."""
+
+    VCL = """vcl 4.1;
+backend default { .host = "127.0.0.1"; .port = "%d"; }
+sub vcl_recv {
+  if (req.url ~ "^/pass") { return (pass); }
+  if (req.url ~ "^/synth") { return (synth(403, "Forbidden here")); }
+}
+"""
+
+    def __init__(self, backend_port: int) -> None:
+        import os
+        import tempfile
+
+        need(
+            shutil.which("varnishd") is not None and shutil.which("varnishlog") is not None,
+            "varnishd/varnishlog not found (apt-get install varnish)",
+        )
+        self.root = Path(tempfile.mkdtemp(prefix="webops-varnish-"))
+        os.chmod(self.root, 0o755)
+        vcl = self.root / "test.vcl"
+        vcl.write_text(self.VCL % backend_port)
+        vcl.chmod(0o644)
+        self.workdir = self.root / "work"
+        self.port = free_port()
+        self.out = open(self.root / "varnishd.out", "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                "varnishd",
+                "-F",
+                "-a",
+                f"127.0.0.1:{self.port}",
+                "-f",
+                str(vcl),
+                "-n",
+                str(self.workdir),
+                "-s",
+                "malloc,32m",
+                "-T",
+                "127.0.0.1:0",
+            ],
+            stdout=self.out,
+            stderr=subprocess.STDOUT,
+        )
+        wait_until(lambda: _port_open(self.port), timeout=60, what="varnishd to listen")
+
+    def log(self, *args: str) -> str:
+        """What varnishlog -d (the shared memory log, dumped) prints, with extra varnishlog args."""
+        return subprocess.run(
+            ["varnishlog", "-d", "-n", str(self.workdir), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+
+    def stop(self) -> None:
+        stop_process(self.proc, 30)
+        self.out.close()
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -11,12 +11,14 @@ from . import __version__
 def main(argv: list[str] | None = None) -> int:
     from .keytop import cli as keytop_cli
     from .statsd import cli as statsd_cli
+    from .vlogdump import cli as vlogdump_cli
 
     parser = argparse.ArgumentParser(prog="webops", description="Tools for web operations.")
     parser.add_argument("--version", action="version", version=f"webops {__version__}")
     sub = parser.add_subparsers(dest="tool", metavar="TOOL", required=True)
     statsd_cli.register(sub)
     keytop_cli.register(sub)
+    vlogdump_cli.register(sub)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -1,0 +1,1 @@
+"""`webops vlogdump`: one readable line per Varnish transaction, from varnishlog's output."""

@@ -1,0 +1,126 @@
+"""`webops vlogdump [FILE] [options]`: varnishlog's output, one readable line per transaction.
+
+Options keep the awk tool's names, so old command lines work (`-v only_misses=1`), and have
+ordinary flags too (`--only-misses`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from . import output
+from .filters import Filters
+from .parse import LogParser
+
+BOOLEAN = ["show_req_headers", "show_resp_headers", "only_hits", "only_misses", "only_pass"]
+VALUED = {
+    "only_slow": "MS",
+    "only_status": "REGEX",
+    "url_match": "REGEX",
+    "client_match": "REGEX",
+    "req_method": "REGEX",
+    "req_headers_match": "REGEX",
+    "resp_headers_match": "REGEX",
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "vlogdump",
+        help="one readable line per Varnish transaction (varnishlog | webops vlogdump)",
+        description="Reads varnishlog's text output (Varnish 6/7, -g vxid or -g request) from FILE or "
+        "stdin and prints each client request as two lines, with its backend fetch joined in.",
+    )
+    p.add_argument("file", nargs="?", help="a saved varnishlog output (default: stdin)")
+    p.add_argument(
+        "-v",
+        dest="awk",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an option by its awk name, e.g. -v only_misses=1 -v url_match='!^/static'",
+    )
+    for name in BOOLEAN:
+        p.add_argument("--" + name.replace("_", "-"), dest=name, action="store_const", const="1")
+    for name, meta in VALUED.items():
+        p.add_argument("--" + name.replace("_", "-"), dest=name, metavar=meta)
+    p.add_argument(
+        "--format", choices=["text", "json"], default="text", help="json: one object per transaction"
+    )
+    p.add_argument("--no-color", action="store_true", help="no colours (also when stdout is not a terminal)")
+    p.add_argument(
+        "--slow",
+        type=float,
+        default=1000.0,
+        metavar="MS",
+        help="times from MS on are red, from MS/10 yellow (default 1000)",
+    )
+    p.add_argument(
+        "--max-pending",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="transactions held while incomplete or awaiting their backend fetch (default 10000)",
+    )
+    p.add_argument("--no-summary", action="store_true", help="no summary on stderr at exit")
+    p.set_defaults(run=run)
+
+
+def options(args: argparse.Namespace) -> dict[str, str]:
+    """Flags and -v pairs merged into one name -> value mapping (awk names)."""
+    opts = {name: getattr(args, name) for name in [*BOOLEAN, *VALUED] if getattr(args, name) is not None}
+    for pair in args.awk:
+        name, sep, value = pair.partition("=")
+        if not sep or (name not in BOOLEAN and name not in VALUED):
+            known = ", ".join([*BOOLEAN, *VALUED])
+            raise ValueError(f"-v {pair}: unknown option (known: {known})")
+        opts[name] = value
+    return opts
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        opts = options(args)
+        keep = Filters.from_options(opts)
+        stream = open(args.file, "rb") if args.file else sys.stdin.buffer  # noqa: SIM115 - closed below
+    except (ValueError, OSError) as e:
+        print(f"webops vlogdump: {e}", file=sys.stderr)
+        return 2
+    color = not args.no_color and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    interactive = sys.stdout.isatty()
+    show_req = opts.get("show_req_headers", "0") not in ("", "0")
+    show_resp = opts.get("show_resp_headers", "0") not in ("", "0")
+    parser = LogParser(args.max_pending)
+    summary = output.Summary()
+    write = sys.stdout.write
+
+    def show(txns) -> None:
+        for t in txns:
+            if keep(t):
+                summary.add(t)
+                write(
+                    output.as_json(t)
+                    if args.format == "json"
+                    else output.text(t, show_req, show_resp, color, args.slow)
+                )
+                if interactive:
+                    sys.stdout.flush()
+
+    try:
+        for raw in stream:
+            show(parser.feed(raw.decode("utf-8", "replace")))
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:  # `| head`: the reader is gone, so is the point of going on
+        sys.stderr.close()
+        return 0
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+    show(parser.finish())
+    sys.stdout.flush()
+    if not args.no_summary:
+        sys.stderr.write(summary.render(parser.counts))
+    return 0
