@@ -156,3 +156,24 @@ def test_bad_options_are_one_line_errors() -> None:
     assert r.returncode == 2 and "only_mises" in r.stderr and r.stderr.count("\n") == 1
     r = vlogdump("", "-v", "url_match=(")
     assert r.returncode == 2 and "url_match" in r.stderr
+
+
+def test_ctrl_c_prints_the_summary(logs) -> None:
+    import signal
+
+    proc = subprocess.Popen(
+        [*VLOGDUMP, "--no-color"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(logs["vxid"])
+    proc.stdin.flush()  # the pipe stays open, as with varnishlog running
+    first = proc.stdout.readline()  # shown as soon as it is complete
+    assert " => GET /cache/a " in first
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert "transactions seen" in err

@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"webops vlogdump: {e}", file=sys.stderr)
         return 2
     color = not args.no_color and sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    interactive = sys.stdout.isatty()
+    live = not args.file  # a pipe from varnishlog: show each transaction as soon as it is complete
     show_req = opts.get("show_req_headers", "0") not in ("", "0")
     show_resp = opts.get("show_resp_headers", "0") not in ("", "0")
     parser = LogParser(args.max_pending)
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
                     if args.format == "json"
                     else output.text(t, show_req, show_resp, color, args.slow)
                 )
-                if interactive:
+                if live:
                     sys.stdout.flush()
 
     try:
