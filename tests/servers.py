@@ -5,6 +5,7 @@ A test that needs one and cannot find it fails under CI=true and skips elsewhere
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -181,4 +182,69 @@ sub vcl_recv {
     def stop(self) -> None:
         stop_process(self.proc, 30)
         self.out.close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _pg_bin(name: str) -> str | None:
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(found[-1]) if found else shutil.which(name)
+
+
+class Postgres:
+    """A PostgreSQL (Debian's package) initdb'ed into a temp dir, on loopback and a free port.
+
+    initdb refuses to run as root, so as root it runs as `postgres` (runuser), in a directory that
+    user owns."""
+
+    def __init__(self) -> None:
+        import os
+        import tempfile
+
+        self.initdb, self.pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+        need(
+            self.initdb is not None and self.pg_ctl is not None,
+            "PostgreSQL server binaries not found (apt-get install postgresql)",
+        )
+        self.root = Path(tempfile.mkdtemp(prefix="webops-pg-"))
+        os.chmod(self.root, 0o755)
+        self.data = self.root / "data"
+        self.port = free_port()
+        self.as_root = os.geteuid() == 0
+        if self.as_root:
+            shutil.chown(self.root, "postgres", "postgres")
+        self._run(
+            [self.initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]
+        )
+        self.start()
+
+    def start(self) -> None:
+        opts = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root}"
+            " -c fsync=off"
+        )
+        self._run(
+            [self.pg_ctl, "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"), "-w", "start"]
+        )
+
+    def halt(self) -> None:
+        """Stop the server but keep its data (start() brings it back)."""
+        self._run([self.pg_ctl, "-D", str(self.data), "-m", "immediate", "-w", "stop"])
+
+    def _run(self, cmd: list) -> None:
+        if self.as_root:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+
+    @property
+    def dsn(self) -> str:
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
+
+    def connect(self, **kwargs):
+        import psycopg
+
+        return psycopg.connect(self.dsn, autocommit=True, **kwargs)
+
+    def stop(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            self._run([self.pg_ctl, "-D", str(self.data), "-m", "immediate", "-w", "stop"])
         shutil.rmtree(self.root, ignore_errors=True)

@@ -10,6 +10,7 @@ from . import __version__
 
 def main(argv: list[str] | None = None) -> int:
     from .keytop import cli as keytop_cli
+    from .pgtop import cli as pgtop_cli
     from .statsd import cli as statsd_cli
     from .vlogdump import cli as vlogdump_cli
 
@@ -18,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="tool", metavar="TOOL", required=True)
     statsd_cli.register(sub)
     keytop_cli.register(sub)
+    pgtop_cli.register(sub)
     vlogdump_cli.register(sub)
     args = parser.parse_args(argv)
     return args.run(args)

@@ -5,19 +5,17 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import select
 import signal
 import sys
-import termios
 import threading
 import time
-import tty
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from rich.console import Console
 from rich.live import Live
 
+from ..common.terminal import Keyboard, has_tty
 from . import render, watch
 from .events import Event
 from .pcap import read_pcap
@@ -133,30 +131,13 @@ def start_sources(opts: Options, feed: Feed, stop: threading.Event) -> tuple[lis
     return threads, title
 
 
-class Keyboard:
-    """Single key presses from the terminal (not stdin, which may be the traffic)."""
-
-    def __init__(self) -> None:
-        self.fd = os.open("/dev/tty", os.O_RDONLY)
-        self.saved = termios.tcgetattr(self.fd)
-        tty.setcbreak(self.fd)
-
-    def read(self, timeout: float) -> str | None:
-        ready, _, _ = select.select([self.fd], [], [], max(0.0, timeout))
-        return os.read(self.fd, 1).decode(errors="replace") if ready else None
-
-    def close(self) -> None:
-        termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
-        os.close(self.fd)
-
-
 def run(opts: Options) -> int:
     table = KeyTable(opts.max_keys)
     feed: Feed = queue.Queue()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     threads, title = start_sources(opts, feed, stop)
-    interactive = opts.format is None and sys.stdout.isatty() and _has_tty()
+    interactive = opts.format is None and sys.stdout.isatty() and has_tty()
     deadline = time.monotonic() + opts.runtime if opts.runtime else None
     live_sources = len(threads)
     sort, paused = opts.sort, False
@@ -254,11 +235,3 @@ def run(opts: Options) -> int:
             render.FORMATS[opts.format or "text"](table.rows(sort, opts.limit, now), table.totals(now))
         )
     return 0
-
-
-def _has_tty() -> bool:
-    try:
-        os.close(os.open("/dev/tty", os.O_RDONLY))
-        return True
-    except OSError:
-        return False

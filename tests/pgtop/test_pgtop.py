@@ -1,0 +1,221 @@
+"""pgtop against a real PostgreSQL: slow and blocked sessions, the log, Slack, kills, privileges."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import psycopg
+import pytest
+
+from tests.conftest import wait_until
+
+PGTOP = [sys.executable, "-m", "webops", "pgtop"]
+
+
+def pgtop(pg, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*PGTOP, pg.dsn, *args], capture_output=True, text=True, timeout=60, env=env)
+
+
+def rows(pg, *args: str) -> dict[int, dict]:
+    r = pgtop(pg, "--once", "--format", "json", *args)
+    assert r.returncode == 0, r.stderr
+    return {b["pid"]: b for b in json.loads(r.stdout)["backends"]}
+
+
+def test_json_shows_slow_and_blocked_sessions(pg, session, tmp_path) -> None:
+    with pg.connect() as admin:
+        admin.execute("CREATE TABLE IF NOT EXISTS locked (id int)")
+    holder = psycopg.connect(pg.dsn)  # a transaction holding a lock, idle in transaction
+    holder.execute("LOCK TABLE locked IN ACCESS EXCLUSIVE MODE")
+    slow = session("SELECT pg_sleep(30) /* slow one */", running_for=1.0)
+    blocked = session("SELECT count(*) FROM locked")
+    got = rows(pg, "--slow-threshold", "1", "--log-file", str(tmp_path / "slow.log"))
+    assert got[slow.pid]["state"] == "active" and got[slow.pid]["query_seconds"] >= 1
+    assert "pg_sleep(30)" in got[slow.pid]["query"]
+    assert got[blocked.pid]["blocked_by"] == [holder.info.backend_pid]
+    assert got[blocked.pid]["wait_event_type"] == "Lock"
+    assert got[holder.info.backend_pid]["state"] == "idle in transaction"  # shown even with idle hidden
+    full = json.loads(pgtop(pg, "--once", "--format", "json", "--idle").stdout)
+    assert holder.info.backend_pid in {b["pid"] for b in full["backends"]}
+    assert full["server"]["version_num"] >= 100000 and "active" in full["connections"]
+    waiting = rows(pg, "--view", "waiting")
+    assert set(waiting) == {blocked.pid}
+    blocking = rows(pg, "--view", "blocking", "--idle")
+    assert set(blocking) == {holder.info.backend_pid}
+    running = rows(pg, "--view", "running", "--idle")
+    assert {slow.pid, blocked.pid} <= set(running) and holder.info.backend_pid not in running
+    assert slow.pid in rows(pg, "--min-duration", "1")
+    assert set(rows(pg, "--query-regex", "slow one")) == {slow.pid}
+    holder.close()
+    log = (tmp_path / "slow.log").read_text()
+    assert f"pid={slow.pid} user=postgres db=postgres" in log and "pg_sleep(30)" in log
+
+
+def test_text_once_is_a_table(pg, session) -> None:
+    s = session("SELECT pg_sleep(30)")
+    r = pgtop(pg, "--once")
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("PostgreSQL ") and "cache hit ratio" in lines[1]
+    assert lines[2].split()[:4] == ["PID", "DB", "USER", "CLIENT"]
+    assert any(line.startswith(str(s.pid)) and "pg_sleep(30)" in line for line in lines)
+
+
+def test_kill_slower_than_cancels_or_terminates_for_real(pg, session) -> None:
+    victim = session("SELECT pg_sleep(60)", running_for=1.0)
+    listed = pgtop(pg, "--kill-slower-than", "1")
+    assert f"would cancel {victim.pid}" in listed.stdout and not victim.done.is_set()
+    r = pgtop(pg, "--kill-slower-than", "1", "--cancel", "--yes")
+    assert r.returncode == 0 and f"{victim.pid}: ok: cancelled" in r.stdout
+    assert victim.done.wait(10) and isinstance(victim.error, psycopg.errors.QueryCanceled)
+    assert victim.conn.execute("SELECT 1").fetchone() == (1,)  # cancel keeps the session
+    second = session("SELECT pg_sleep(60)", running_for=1.0)
+    r = pgtop(pg, "--kill-slower-than", "1", "--terminate", "--yes")
+    assert f"{second.pid}: ok: terminated" in r.stdout
+    assert second.done.wait(10) and isinstance(second.error, psycopg.OperationalError)
+    with pg.connect() as admin:
+        wait_until(
+            lambda: (
+                not admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (second.pid,)).fetchone()
+            ),
+            what="the terminated backend gone",
+        )
+
+
+def test_an_ordinary_role_sees_what_it_may(pg, session) -> None:
+    with pg.connect() as admin:
+        for role in ("watcher", "app"):
+            admin.execute(f"DROP ROLE IF EXISTS {role}")
+            admin.execute(f"CREATE ROLE {role} LOGIN")
+    other = session("SELECT pg_sleep(60) /* someone else's */", user="app", running_for=1.0)
+    as_watcher = pg.dsn.replace("user=postgres", "user=watcher")
+    r = subprocess.run(
+        [*PGTOP, as_watcher, "--once", "--format", "json"], capture_output=True, text=True, timeout=60
+    )
+    seen = {b["pid"]: b for b in json.loads(r.stdout)["backends"]}
+    assert seen[other.pid]["query"] == "<insufficient privilege>"
+    r = subprocess.run(
+        [*PGTOP, as_watcher, "--kill-slower-than", "0", "--cancel", "--yes"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "no query running" in r.stdout  # it cannot even see that the query is slow
+    with pg.connect() as admin:
+        admin.execute("GRANT pg_read_all_stats, pg_signal_backend TO watcher")
+    r = subprocess.run(
+        [*PGTOP, as_watcher, "--once", "--format", "json"], capture_output=True, text=True, timeout=60
+    )
+    seen = {b["pid"]: b for b in json.loads(r.stdout)["backends"]}
+    assert "someone else's" in seen[other.pid]["query"]
+    r = subprocess.run(
+        [*PGTOP, as_watcher, "--kill-slower-than", "1", "--cancel", "--yes"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert f"{other.pid}: ok: cancelled" in r.stdout
+    with pg.connect() as admin:
+        admin.execute("REVOKE pg_signal_backend FROM watcher")
+    protected = session("SELECT pg_sleep(60)", user="app", running_for=1.0)
+    from webops.pgtop.actions import signal_backends
+
+    with psycopg.connect(as_watcher, autocommit=True) as conn:
+        (result,) = signal_backends(conn, [protected.pid], "terminate")
+    assert not result.ok and "not allowed" in result.message
+
+
+class Hook(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Hook.received.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def slack_hook():
+    Hook.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/services/T0/B0/x", Hook.received
+    server.shutdown()
+
+
+def test_slow_queries_are_posted_to_slack(pg, session, slack_hook, tmp_path) -> None:
+    url, received = slack_hook
+    s = session("SELECT pg_sleep(60) /* post me */", running_for=1.0)
+    r = pgtop(
+        pg, "--once", "--slow-threshold", "1", "--slack-webhook", url, "--log-file", str(tmp_path / "l")
+    )
+    assert r.returncode == 0
+    (post,) = [p for p in received if f"pid={s.pid}" in p["text"]]
+    assert "```SELECT pg_sleep(60) /* post me */```" in post["text"]
+
+
+def test_a_dead_webhook_is_not_fatal(pg, session, tmp_path) -> None:
+    session("SELECT pg_sleep(60)", running_for=1.0)
+    r = pgtop(
+        pg,
+        "--once",
+        "--slow-threshold",
+        "1",
+        "--slack-webhook",
+        "http://127.0.0.1:1/nope",
+        "--log-file",
+        str(tmp_path / "l"),
+    )
+    assert r.returncode == 0
+
+
+def test_config_file_with_the_command_line_winning(pg, session, tmp_path) -> None:
+    s = session("SELECT pg_sleep(60)")
+    conf = tmp_path / "pgtop.json"
+    conf.write_text(json.dumps({"format": "json", "once": True, "view": "blocking", "log-file": ""}))
+    r = subprocess.run([*PGTOP, pg.dsn, "--config", str(conf)], capture_output=True, text=True, timeout=60)
+    assert json.loads(r.stdout)["backends"] == []  # view blocking from the file: nobody blocks
+    r = subprocess.run(
+        [*PGTOP, pg.dsn, "--config", str(conf), "--view", "running"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert s.pid in {b["pid"] for b in json.loads(r.stdout)["backends"]}
+    conf.write_text(json.dumps({"refresh_rate": 1}))
+    r = subprocess.run(
+        [*PGTOP, pg.dsn, "--config", str(conf), "--once"], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 2 and "unknown option 'refresh_rate'" in r.stderr
+
+
+def test_pg_environment_variables_are_used(pg) -> None:
+    import os
+
+    env = {
+        **os.environ,
+        "PGHOST": "127.0.0.1",
+        "PGPORT": str(pg.port),
+        "PGUSER": "postgres",
+        "PGDATABASE": "postgres",
+    }
+    r = subprocess.run([*PGTOP, "--once"], capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0 and r.stdout.startswith("PostgreSQL ")
+
+
+def test_unreachable_server_is_a_one_line_error() -> None:
+    r = subprocess.run(
+        [*PGTOP, "host=127.0.0.1 port=1 connect_timeout=2", "--once"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2 and r.stderr.startswith("webops pgtop: ") and r.stderr.count("\n") == 1
