@@ -162,6 +162,13 @@ def run(opts: Options) -> int:
                 for ev in item:
                     table.add(ev, now)
 
+    def draw(live: Live) -> None:
+        now = time.time()
+        screen = render.screen(
+            table.rows(sort, opts.limit, now), table.totals(now), title, sort, paused, opts.limit
+        )
+        live.update(screen, refresh=True)
+
     try:
         with (
             Live(console=console, screen=True, auto_refresh=False)
@@ -178,17 +185,7 @@ def run(opts: Options) -> int:
                     # the real terminal size: stale COLUMNS/LINES in the environment must not win
                     console.size = os.get_terminal_size(sys.stdout.fileno())
                     if not paused:
-                        live.update(
-                            render.screen(
-                                table.rows(sort, opts.limit, time.time()),
-                                table.totals(time.time()),
-                                title,
-                                sort,
-                                paused,
-                                opts.limit,
-                            ),
-                            refresh=True,
-                        )
+                        draw(live)
                     while (left := tick - time.monotonic()) > 0:
                         key = keyboard.read(left)
                         if key in ("q", "Q"):
@@ -199,17 +196,7 @@ def run(opts: Options) -> int:
                         elif key in SORT_KEYS:
                             sort = SORT_KEYS[key]
                         if key is not None:
-                            live.update(
-                                render.screen(
-                                    table.rows(sort, opts.limit, time.time()),
-                                    table.totals(time.time()),
-                                    title,
-                                    sort,
-                                    paused,
-                                    opts.limit,
-                                ),
-                                refresh=True,
-                            )
+                            draw(live)
                 else:
                     drain(tick)
                 if deadline is not None and time.monotonic() >= deadline:
