@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from .app import Options, run
 from .table import KeyTable
 
 
@@ -61,6 +60,8 @@ def _run(args: argparse.Namespace) -> int:
         raise SystemExit("webops keytop: --field counts from 1")
     if args.limit < 1 or args.time <= 0 or args.max_keys < 10:
         raise SystemExit("webops keytop: --limit and --time must be positive, --max-keys at least 10")
+    from .app import Options, run  # rich, dpkt: loaded when keytop runs, not for every webops tool
+
     return run(
         Options(
             servers=args.server or ["127.0.0.1:11211"],

@@ -10,13 +10,12 @@ import argparse
 import re
 import sys
 
-import psycopg
-
 from ..common.config import ConfigError, load_object
 from ..common.terminal import has_tty
-from . import data, render
-from .actions import signal_backends
-from .slowlog import Slack, SlowLog
+from . import data
+
+# psycopg, httpx and the screen are imported when pgtop runs, not when `webops` builds its
+# command line: `webops statsd` should not pay for them.
 
 
 def build_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -129,6 +128,8 @@ def connector(args: argparse.Namespace):
         if v is not None
     }
 
+    import psycopg
+
     def connect():
         conn = psycopg.connect(
             args.dsn or "", autocommit=True, connect_timeout=10, application_name="webops pgtop", **params
@@ -160,6 +161,11 @@ def run(args: argparse.Namespace) -> int:
     except re.error as e:
         print(f"webops pgtop: --query-regex: {e}", file=sys.stderr)
         return 2
+    import psycopg
+
+    from . import render
+    from .slowlog import Slack, SlowLog
+
     connect = connector(args)
     slack = Slack(args.slack_webhook, args.slack_per_minute) if args.slack_webhook else None
     slowlog = SlowLog(args.log_file or None, slack)
@@ -200,6 +206,9 @@ def run(args: argparse.Namespace) -> int:
 
 def kill_slow(connect, args: argparse.Namespace) -> int:
     """--kill-slower-than S [--cancel|--terminate] --yes: the K key, without a terminal."""
+    from . import render
+    from .actions import signal_backends
+
     how = args.how or "cancel"
     with connect() as conn:
         targets = data.slow(data.fetch(conn), args.kill_slower_than)

@@ -134,7 +134,7 @@ class Aggregator:
             totals.last_msg_seen = now
         sanitize = self.settings.sanitize
         keys, values = self._keys, self._values
-        timers, timer_counters = self.timers, self.timer_counters
+        timers, timer_counters, sets, gauge = self.timers, self.timer_counters, self.sets, self.gauge
         count_keys = self.settings.key_flush
         for line in lines:
             name, _, rest = line.partition(":")
@@ -166,11 +166,11 @@ class Aggregator:
                     samples.append(value)  # type: ignore[arg-type]
                     timer_counters[key] += 1 / rate
                 elif kind == "g":
-                    self.gauge(key, value, delta)  # type: ignore[arg-type]
+                    gauge(key, value, delta)  # type: ignore[arg-type]
                 elif kind == "s":
-                    members = self.sets.get(key)
+                    members = sets.get(key)
                     if members is None:
-                        members = self.sets[key] = set()
+                        members = sets[key] = set()
                     members.add(value)  # type: ignore[arg-type]
                 else:
                     assert kind == BAD
