@@ -1,15 +1,16 @@
-# One virtualenv (.venv) holds webops and its test tools; every target creates it on first use.
+# One virtualenv (.venv) holds webops, its test tools and the cluster extra (the tests serve the real
+# model); every target creates it on first use.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench bench-webops bench-vlogdump clean
+.PHONY: run test lint bench bench-webops bench-vlogdump bench-cluster clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,cluster]'
 	touch $(STAMP)
 
 ## run: the statsd daemon with its built-in defaults (UDP 127.0.0.1:8125, console 127.0.0.1:8126)
@@ -38,6 +39,10 @@ bench-webops: $(STAMP)
 ## bench-vlogdump: millions of Varnish transactions through vlogdump: lines/s and memory
 bench-vlogdump: $(STAMP)
 	$(BIN)/python bench/vlogdump_bench.py $(BENCH_ARGS)
+
+## bench-cluster: memory (PSS, per-worker USS) and speed of the clustering API, with and without preload
+bench-cluster: $(STAMP)
+	$(BIN)/python bench/cluster_bench.py $(BENCH_ARGS)
 
 $(ETSY_JS):
 	npm install --silent --no-audit --no-fund --prefix bench/.etsy statsd@0.9.0

@@ -9,6 +9,7 @@ from . import __version__
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .cluster import cli as cluster_cli
     from .keytop import cli as keytop_cli
     from .pgtop import cli as pgtop_cli
     from .statsd import cli as statsd_cli
@@ -21,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     keytop_cli.register(sub)
     pgtop_cli.register(sub)
     vlogdump_cli.register(sub)
+    cluster_cli.register(sub)
     args = parser.parse_args(argv)
     return args.run(args)
 
