@@ -19,17 +19,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-SENTENCES = [
-    "Dog Walking: 10 Simple Steps",
-    "The Secrets of Dog Walking",
-    "Why You Need To Dog Walking",
-    "The Art of Dog Walking",
-    "The Joy of Dog Walking",
-    "Public Speaking For The Modern Age",
-    "Learn The Art of Public Speaking",
-    "Master The Art of Public Speaking",
-    "The Best Way To Public Speaking",
-]
+from webops.cluster import EXAMPLE
+
+SENTENCES = EXAMPLE  # the seed's nine titles
 
 
 def free_port() -> int:

@@ -13,18 +13,9 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import free_port, need, stop_process, wait_until
+from webops.cluster import EXAMPLE
 
-SEED = [
-    "Dog Walking: 10 Simple Steps",
-    "The Secrets of Dog Walking",
-    "Why You Need To Dog Walking",
-    "The Art of Dog Walking",
-    "The Joy of Dog Walking",
-    "Public Speaking For The Modern Age",
-    "Learn The Art of Public Speaking",
-    "Master The Art of Public Speaking",
-    "The Best Way To Public Speaking",
-]
+SEED = EXAMPLE  # the seed's nine titles
 
 
 def available() -> bool:

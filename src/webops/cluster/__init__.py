@@ -2,3 +2,16 @@
 
 Needs the extra: `pip install webops[cluster]` (FastAPI, gunicorn, sentence-transformers, torch).
 """
+
+# The seed's example: nine titles, two topics. The API's docs show it; the tests and the benchmark send it.
+EXAMPLE = [
+    "Dog Walking: 10 Simple Steps",
+    "The Secrets of Dog Walking",
+    "Why You Need To Dog Walking",
+    "The Art of Dog Walking",
+    "The Joy of Dog Walking",
+    "Public Speaking For The Modern Age",
+    "Learn The Art of Public Speaking",
+    "Master The Art of Public Speaking",
+    "The Best Way To Public Speaking",
+]

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Response
 from pydantic import BaseModel, Field, field_validator
 
 from ..common.statsd_client import StatsdClient
+from . import EXAMPLE
 from .clustering import DEFAULT_THRESHOLD, cluster
 
 
@@ -24,7 +25,7 @@ class Limits:
 
 
 class ClusterRequest(BaseModel):
-    sentences: list[str]
+    sentences: list[str] = Field(examples=[EXAMPLE])
     threshold: float = Field(
         DEFAULT_THRESHOLD, gt=0, le=2, description="cosine distance at which clusters stop merging"
     )
