@@ -30,15 +30,23 @@ def free_port(family: int = socket.AF_INET, host: str = "127.0.0.1") -> int:
     raise RuntimeError("no free port")
 
 
-def wait_until(check: Callable[[], T], timeout: float = 15.0, what: str = "condition") -> T:
-    """Poll `check` until it returns something truthy; fail the test with `what` after `timeout`."""
+def wait_until(
+    check: Callable[[], T],
+    timeout: float = 15.0,
+    what: str = "condition",
+    detail: Callable[[], str] | None = None,
+) -> T:
+    """Poll `check` until it returns something truthy; fail the test with `what` (and `detail()`,
+    what the test knows about the state it is stuck in) after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()
         if result:
             return result
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+            pytest.fail(
+                f"timed out after {timeout} s waiting for {what}" + (f": {detail()}" if detail else "")
+            )
         time.sleep(0.02)
 
 

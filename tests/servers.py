@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -74,6 +75,10 @@ class Carbon:
             self.log.close()
         self.proc = None
 
+    def log_tail(self, size: int = 1500) -> str:
+        out = self.root / "carbon.out"
+        return out.read_text(errors="replace")[-size:] if out.exists() else ""
+
     def value(self, path: str, ts: int) -> float | None:
         """The datapoint stored for metric `path` at `ts`, read from its whisper file."""
         import whisper
@@ -81,7 +86,10 @@ class Carbon:
         wsp = self.whisper_dir / (path.replace(".", "/") + ".wsp")
         if not wsp.exists():
             return None
-        (start, _end, step), values = whisper.fetch(str(wsp), ts - 1, ts + 1)
+        try:
+            (start, _end, step), values = whisper.fetch(str(wsp), ts - 1, ts + 1)
+        except (whisper.WhisperException, OSError, ValueError, struct.error):
+            return None  # carbon is still creating the file: its header is not all there yet
         for i, v in enumerate(values):
             if start + i * step == ts:
                 return v

@@ -60,11 +60,17 @@ def test_carbon_stores_what_the_flush_computed(start_daemon, carbon: Carbon, pro
         "stats.sets.gr.users.count": 2,
     }
 
-    def all_stored() -> dict | None:
-        values = {p: carbon.value(p, ts) for p in expected}
-        return values if None not in values.values() else None
+    last: dict = {}
 
-    got = wait_until(all_stored, timeout=30, what="the datapoints in carbon's whisper files")
+    def all_stored() -> dict | None:
+        last.update({p: carbon.value(p, ts) for p in expected})
+        return dict(last) if None not in last.values() else None
+
+    def stuck() -> str:
+        missing = [p for p, v in last.items() if v is None]
+        return f"missing {missing} at {ts}; daemon: {d.console('stats')!r}; carbon: {carbon.log_tail()!r}"
+
+    got = wait_until(all_stored, timeout=30, what="the datapoints in carbon's whisper files", detail=stuck)
     assert got == pytest.approx(expected)
     wait_until(
         lambda: carbon.value("stats.statsd.graphiteStats.last_flush", ts) is not None,
