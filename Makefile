@@ -1,20 +1,26 @@
-# One virtualenv (.venv) holds webops, its test tools and the cluster extra (the tests serve the real
-# model); every target creates it on first use.
+# One virtualenv (.venv), created on first use. `make run` needs only the core install; the tests
+# also need the test tools and the cluster extra (they serve the real model, torch included).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+CORE   := $(VENV)/.installed-core
 STAMP  := $(VENV)/.installed-dev
 
 .PHONY: run test lint bench bench-webops bench-vlogdump bench-cluster clean
 
-$(STAMP): pyproject.toml
+$(CORE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $(CORE)
+
+$(STAMP): $(CORE)
 	$(BIN)/pip install --quiet -e '.[dev,cluster]'
 	touch $(STAMP)
 
-## run: the statsd daemon with its built-in defaults (UDP 127.0.0.1:8125, console 127.0.0.1:8126)
-run: $(STAMP)
+## run: the statsd daemon with its built-in defaults (UDP 127.0.0.1:8125, console 127.0.0.1:8126,
+## HTTP 127.0.0.1:8127)
+run: $(CORE)
 	$(BIN)/webops statsd
 
 ## test: lint, then every test (integration tests fail instead of skipping when CI=true)
