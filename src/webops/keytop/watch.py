@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 from urllib.parse import unquote
 
 from .events import Event
@@ -104,13 +103,3 @@ def connect(server: str, timeout: float = 5.0) -> socket.socket:
         )
     sock.settimeout(None)
     return sock
-
-
-def lines(sock: socket.socket) -> Iterator[str]:
-    """The watch stream's lines, until the server closes it."""
-    buf = b""
-    while chunk := sock.recv(65536):
-        buf += chunk
-        *complete, buf = buf.split(b"\n")
-        for raw in complete:
-            yield raw.decode("utf-8", "replace")

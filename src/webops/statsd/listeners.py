@@ -142,7 +142,7 @@ class StreamListener:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:  # EMFILE and friends: log, keep serving the others
-                log.warning("accept on %s: %s", self.describe(), e)
+                log.warning("accept on %s: %s", describe(self.spec), e)
                 return
             conn.setblocking(False)
             self.conns[conn.fileno()] = (conn, bytearray())
@@ -196,9 +196,6 @@ class StreamListener:
         if self.spec.kind == "unix" and self.spec.path:
             with contextlib.suppress(OSError):
                 os.unlink(self.spec.path)
-
-    def describe(self) -> str:
-        return describe(self.spec)
 
 
 def describe(spec: Listener) -> str:
