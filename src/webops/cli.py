@@ -23,7 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     pgtop_cli.register(sub)
     vlogdump_cli.register(sub)
     cluster_cli.register(sub)
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    args.argv = argv[1:]  # the tool's own arguments, for tools that need to know what was given
     return args.run(args)
 
 

@@ -219,3 +219,16 @@ def test_unreachable_server_is_a_one_line_error() -> None:
         timeout=60,
     )
     assert r.returncode == 2 and r.stderr.startswith("webops pgtop: ") and r.stderr.count("\n") == 1
+
+
+def test_the_dsn_can_come_from_the_config_file(pg, tmp_path) -> None:
+    conf = tmp_path / "db.json"
+    conf.write_text(json.dumps({"dsn": pg.dsn, "format": "json", "log-file": ""}))
+    r = subprocess.run(
+        [*PGTOP, "--config", str(conf), "--view", "running", "--once"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr  # "running" is the value of --view, not a DSN on the command line
+    assert "backends" in json.loads(r.stdout)

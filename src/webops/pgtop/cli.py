@@ -110,15 +110,19 @@ def apply_config(args: argparse.Namespace, argv_given: set[str]) -> None:
 
 
 def _given(argv: list[str]) -> set[str]:
-    """Which options the command line set (so a config file does not override them)."""
+    """Which options the command line set (so a config file does not override them): argparse
+    itself re-reads the arguments with every default suppressed, so option values are never
+    mistaken for the DSN."""
     assert _parser is not None
-    given = set()
-    for a in _parser._actions:
-        if any(arg == s or arg.startswith(s + "=") for s in a.option_strings for arg in argv):
-            given.add(a.dest)
-    if any(not arg.startswith("-") for arg in argv[1:]):
-        given.add("dsn")
-    return given
+    saved = {a.dest: a.default for a in _parser._actions}
+    try:
+        for a in _parser._actions:
+            a.default = argparse.SUPPRESS
+        given, _ = _parser.parse_known_args(argv)
+    finally:
+        for a in _parser._actions:
+            a.default = saved[a.dest]
+    return set(vars(given))
 
 
 def connector(args: argparse.Namespace):
@@ -153,7 +157,7 @@ def filters(args: argparse.Namespace) -> data.Filters:
 def run(args: argparse.Namespace) -> int:
     try:
         if args.config:
-            apply_config(args, _given(sys.argv[1:]))
+            apply_config(args, _given(args.argv))
         f = filters(args)
     except ConfigError as e:
         print(f"webops pgtop: {e}", file=sys.stderr)
