@@ -1,7 +1,9 @@
 """The management console (TCP 8126): Etsy's commands and reply layout, line by line.
 
 `Console.execute` is pure request -> reply text so scripts' expectations can be tested without a
-socket; `serve` puts it on a socket.
+socket; `serve` puts it on a socket, with a cap on connections (`mgmtMaxConnections`: past it a
+new connection is closed at once) and an idle timeout (`mgmtIdleTimeout` seconds without a
+command), so idle or abandoned connections cannot use up the daemon's file descriptors.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from .server import StatsdDaemon
 
 from ..common.aio import close_writer
+from ..common.ratelimit import RateLimitedLog
 
 log = logging.getLogger("webops.statsd")
 
@@ -43,9 +46,18 @@ def js_string(value: object) -> str:
 
 
 class Console:
-    def __init__(self, daemon: StatsdDaemon, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        daemon: StatsdDaemon,
+        clock: Callable[[], float] = time.time,
+        limits: tuple[int, float] = (100, 60.0),
+    ) -> None:
         self.daemon = daemon
         self.clock = clock
+        self.limits = limits  # (max connections, idle timeout in seconds; 0: none)
+        self.open = 0
+        self.refused = 0
+        self.errors = RateLimitedLog(log, "console connection messages")
 
     def execute(self, line: str) -> tuple[str, bool]:
         """Reply to one command line; the flag says whether to close the connection."""
@@ -60,7 +72,7 @@ class Console:
         if cmd == "health":
             if args and args[0].lower() in ("up", "down"):
                 d.health = args[0].lower()
-            return f"health: {d.health}\n", False
+            return f"health: {d.health_state()}\n", False
         if cmd == "config":
             return self._config(), False
         if cmd == "stats":
@@ -114,17 +126,27 @@ class Console:
 
 async def serve(console: Console, host: str, port: int) -> asyncio.Server:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        most, idle = console.limits
+        if console.open >= most:
+            console.refused += 1
+            console.errors.warning("MGMT: %d connections open (mgmtMaxConnections): closing a new one", most)
+            writer.transport.abort()
+            return
+        console.open += 1
         try:
-            while line := await reader.readline():
+            while line := await asyncio.wait_for(reader.readline(), idle or None):
                 reply, close = console.execute(line.decode("ascii", "replace"))
                 if reply:
                     writer.write(reply.encode())
                     await writer.drain()
                 if close:
                     break
+        except TimeoutError:
+            pass  # idle for mgmtIdleTimeout seconds
         except (ConnectionError, asyncio.LimitOverrunError, ValueError) as e:
-            log.warning("MGMT: caught %s, moving on", e)
+            console.errors.warning("MGMT: caught %s, moving on", e)
         finally:
+            console.open -= 1
             await close_writer(writer)
 
     return await asyncio.start_server(handle, host, port)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from .protocol import BAD, BadLine, Value, line_key, parse_values, sanitize_key, split_packet
 
 CACHE_MAX = 50_000  # entries per parse cache; a full cache is emptied and fills again
+CACHE_TEXT_MAX = 200  # longer names / value texts are parsed every time, so a cache holds at most
+# CACHE_MAX * CACHE_TEXT_MAX characters (~10 MiB) whatever the traffic
 BATCH_BAD_LINES = 10  # bad lines a batch carries for the log (all of them are counted)
 
 
@@ -32,6 +34,7 @@ class AggregationSettings:
     delete_sets: bool = False
     gauges_max_ttl: int = 1
     key_flush: bool = False  # count keys for Etsy's keyFlush log
+    max_series: int = 500_000  # distinct series kept; past it, new series are refused and counted
 
 
 @dataclass
@@ -46,6 +49,25 @@ class Interval:
     sets: dict[str, set[str]]
 
 
+def merge_intervals(first: Interval, second: Interval) -> Interval:
+    """Both intervals as one, stamped with the first's time (new containers: both stay as they are).
+    Gauges take the later value; sets the union."""
+    counters = dict(first.counters)
+    for k, v in second.counters.items():
+        counters[k] = counters.get(k, 0) + v
+    timers = {k: list(v) for k, v in first.timers.items()}
+    timer_counters = dict(first.timer_counters)
+    for k, values in second.timers.items():
+        timers.setdefault(k, []).extend(values)
+        timer_counters[k] = timer_counters.get(k, 0) + second.timer_counters.get(k, 0)
+    sets = {k: set(v) for k, v in first.sets.items()}
+    for k, members in second.sets.items():
+        sets.setdefault(k, set()).update(members)
+    return Interval(
+        first.timestamp, counters, timers, timer_counters, {**first.gauges, **second.gauges}, sets
+    )
+
+
 @dataclass
 class Totals:
     """Cumulative counts since start (the console's `stats` and benchmarks read these)."""
@@ -53,12 +75,14 @@ class Totals:
     packets_received: int = 0
     metrics_received: int = 0
     bad_lines_seen: int = 0
+    metrics_refused: int = 0  # updates of new series refused because maxSeries was reached
     last_msg_seen: float = 0.0
 
     def add(self, other: Totals) -> None:
         self.packets_received += other.packets_received
         self.metrics_received += other.metrics_received
         self.bad_lines_seen += other.bad_lines_seen
+        self.metrics_refused += other.metrics_refused
         self.last_msg_seen = max(self.last_msg_seen, other.last_msg_seen)
 
 
@@ -113,6 +137,7 @@ class Aggregator:
         self.k_metrics = f"{prefix}.metrics_received"
         self.k_bad = f"{prefix}.bad_lines_seen"
         self.k_lag = f"{prefix}.timestamp_lag"
+        self.k_refused = f"{prefix}.metrics_refused"
         for k in (self.k_packets, self.k_metrics, self.k_bad):
             self.counters.setdefault(k, 0)
         self._keys: dict[str, str] = {}
@@ -125,8 +150,9 @@ class Aggregator:
         (readers do that: one decode and one split for a whole read loop)."""
         lines = split_packet(data)
         counters = self.counters
-        counters[self.k_packets] += packets
-        counters[self.k_metrics] += len(lines)
+        # .get: the console may have deleted the daemon's own counters (`delcounters statsd.*`)
+        counters[self.k_packets] = counters.get(self.k_packets, 0) + packets
+        counters[self.k_metrics] = counters.get(self.k_metrics, 0) + len(lines)
         totals = self.totals
         totals.packets_received += packets
         totals.metrics_received += len(lines)
@@ -137,59 +163,96 @@ class Aggregator:
         timers, timer_counters, sets, gauge = self.timers, self.timer_counters, self.sets, self.gauge
         count_keys = self.settings.key_flush
         for line in lines:
-            name, _, rest = line.partition(":")
-            if "|#" in rest:  # tags: the key depends on the rest of the line
-                key, rest = line_key(name, rest, sanitize)
-            else:
-                key = keys.get(name)  # type: ignore[assignment]
-                if key is None:
-                    key = sanitize_key(name) if sanitize else name
-                    if len(keys) >= CACHE_MAX:
-                        keys.clear()  # the traffic changed: start over, the hot names come back
-                    keys[name] = key
-            parsed = values.get(rest)
-            if parsed is None:
-                parsed = parse_values(rest)
-                if len(values) >= CACHE_MAX:
-                    values.clear()
-                values[rest] = parsed
-            if count_keys:
-                self.key_counts[key] += 1
-            for kind, value, rate, delta in parsed:
-                if kind == "c":
-                    counters[key] = counters.get(key, 0) + value / rate  # type: ignore[operator]
-                elif kind == "ms":
-                    samples = timers.get(key)
-                    if samples is None:
-                        samples = timers[key] = []
-                        timer_counters[key] = 0
-                    samples.append(value)  # type: ignore[arg-type]
-                    timer_counters[key] += 1 / rate
-                elif kind == "g":
-                    gauge(key, value, delta)  # type: ignore[arg-type]
-                elif kind == "s":
-                    members = sets.get(key)
-                    if members is None:
-                        members = sets[key] = set()
-                    members.add(value)  # type: ignore[arg-type]
+            try:
+                name, _, rest = line.partition(":")
+                if "|#" in rest:  # tags: the key depends on the rest of the line
+                    key, rest = line_key(name, rest, sanitize)
                 else:
-                    assert kind == BAD
-                    self.bad(BadLine(line, value))  # type: ignore[arg-type]
+                    key = keys.get(name)  # type: ignore[assignment]
+                    if key is None:
+                        key = sanitize_key(name) if sanitize else name
+                        if len(name) <= CACHE_TEXT_MAX:
+                            if len(keys) >= CACHE_MAX:
+                                keys.clear()  # the traffic changed: start over, the hot names come back
+                            keys[name] = key
+                parsed = values.get(rest)
+                if parsed is None:
+                    parsed = parse_values(rest)
+                    if len(rest) <= CACHE_TEXT_MAX:
+                        if len(values) >= CACHE_MAX:
+                            values.clear()
+                        values[rest] = parsed
+                if count_keys:
+                    self.key_counts[key] += 1
+                for kind, value, rate, delta in parsed:
+                    if kind == "c":
+                        current = counters.get(key)
+                        if current is not None:
+                            counters[key] = current + value / rate  # type: ignore[operator]
+                        elif self.admit():
+                            counters[key] = value / rate  # type: ignore[operator]
+                    elif kind == "ms":
+                        samples = timers.get(key)
+                        if samples is None:
+                            if not self.admit():
+                                continue
+                            samples = timers[key] = []
+                            timer_counters[key] = 0
+                        samples.append(value)  # type: ignore[arg-type]
+                        timer_counters[key] += 1 / rate
+                    elif kind == "g":
+                        gauge(key, value, delta)  # type: ignore[arg-type]
+                    elif kind == "s":
+                        members = sets.get(key)
+                        if members is None:
+                            if not self.admit():
+                                continue
+                            members = sets[key] = set()
+                        members.add(value)  # type: ignore[arg-type]
+                    else:
+                        assert kind == BAD
+                        self.bad(BadLine(line, value))  # type: ignore[arg-type]
+            except Exception as e:  # a parser bug must cost one line, never the rest of the packet
+                self.bad(BadLine(line, f"internal error: {type(e).__name__}: {e}"))
+
+    def series_count(self) -> int:
+        """Client series held (the daemon's own stats do not count against maxSeries)."""
+        gauges = len(self.gauge_ops) if self.batch_mode else len(self.gauges)
+        own = sum(k in self.counters for k in (self.k_packets, self.k_metrics, self.k_bad, self.k_refused))
+        return len(self.counters) - own + len(self.timers) + gauges + len(self.sets)
+
+    def admit(self) -> bool:
+        """May a new series be created? Past `max_series`, no: the update is counted and dropped."""
+        if self.series_count() < self.settings.max_series:
+            return True
+        self.counters[self.k_refused] = self.counters.get(self.k_refused, 0) + 1
+        self.totals.metrics_refused += 1
+        return False
 
     def gauge(self, key: str, value: float, delta: bool) -> None:
         if self.batch_mode:
-            absolute, deltas = self.gauge_ops.get(key, (None, 0.0))
+            op = self.gauge_ops.get(key)
+            if op is None:
+                if not self.admit():
+                    return
+                op = (None, 0.0)
+            absolute, deltas = op
             self.gauge_ops[key] = (absolute, deltas + value) if delta else (value, 0.0)
             return
+        current = self.gauges.get(key)
+        if current is None and not self.admit():
+            return
+        if delta and current is not None:
+            value += current
+            if value - value != 0:  # +1e308 twice: keep the last finite value, count the line as bad
+                self.bad(BadLine(f"{key}:{value}|g", "gauge would overflow to infinity"))
+                return
         if self.settings.delete_gauges:
             self.gauge_ttl[key] = self.settings.gauges_max_ttl
-        if delta and key in self.gauges:
-            self.gauges[key] += value
-        else:
-            self.gauges[key] = value
+        self.gauges[key] = value
 
     def bad(self, item: BadLine) -> None:
-        self.counters[self.k_bad] += 1
+        self.counters[self.k_bad] = self.counters.get(self.k_bad, 0) + 1
         self.totals.bad_lines_seen += 1
         if self.batch_mode:
             if len(self.bad_lines) < BATCH_BAD_LINES:
@@ -221,10 +284,16 @@ class Aggregator:
         """Fold a reader's batch into this (main) aggregator, as if its lines had come here."""
         counters = self.counters
         for key, value in batch.counters.items():
-            counters[key] = counters.get(key, 0) + value
+            current = counters.get(key)
+            if current is not None:
+                counters[key] = current + value
+            elif self.admit():
+                counters[key] = value
         for key, values in batch.timers.items():
             mine = self.timers.get(key)
             if mine is None:
+                if not self.admit():
+                    continue
                 self.timers[key] = values
                 self.timer_counters[key] = batch.timer_counters[key]
             else:
@@ -238,7 +307,8 @@ class Aggregator:
         for key, members in batch.sets.items():
             mine_set = self.sets.get(key)
             if mine_set is None:
-                self.sets[key] = members
+                if self.admit():
+                    self.sets[key] = members
             else:
                 mine_set |= members
         self.totals.add(batch.totals)

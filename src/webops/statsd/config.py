@@ -253,6 +253,19 @@ SCHEMA: dict[str, tuple[Any, Validator, str]] = {
     ),
     "mgmt_address": ("127.0.0.1", _string, "management console address"),
     "mgmt_port": (8126, _port, "management console port"),
+    "mgmtMaxConnections": (100, _number(1, integer=True), "console connections; past it new ones are closed"),
+    "mgmtIdleTimeout": (60, _number(0), "seconds a console connection may sit idle (0: forever)"),
+    "tcpMaxConnections": (
+        1000,
+        _number(1, integer=True),
+        "connections per TCP/unix listener; past it new ones are closed",
+    ),
+    "tcpIdleTimeout": (300, _number(0), "seconds a TCP/unix connection may send nothing (0: forever)"),
+    "maxSeries": (
+        500_000,
+        _number(1, integer=True),
+        "distinct series kept; updates of new series past it are refused (statsd.metrics_refused)",
+    ),
     "backends": (None, _str_list, "backends to flush to: graphite, console, file (Etsy or Perl names)"),
     "flushInterval": (10000, _number(1, integer=True), "flush interval in ms"),
     "percentThreshold": ([90], _pcts, "timer percentile(s); negative = top percentiles"),
@@ -375,6 +388,7 @@ class StatsdConfig:
             delete_sets=r["deleteSets"],
             gauges_max_ttl=r["gaugesMaxTTL"],
             key_flush=bool(r["keyFlush"].get("interval")),
+            max_series=r["maxSeries"],
         )
 
     def summary(self) -> SummarySettings:

@@ -12,11 +12,19 @@ from ..common.aio import close_writer
 log = logging.getLogger("webops.statsd")
 
 Route = Callable[[], tuple[int, str, str]]  # -> (status, content type, body)
+MAX_CONNECTIONS = 100  # past it a new connection is closed at once; each gets 10 s to send its request
 REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 
 
 async def serve(routes: dict[str, Route], host: str, port: int) -> asyncio.Server:
+    open_now = 0
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal open_now
+        if open_now >= MAX_CONNECTIONS:
+            writer.transport.abort()
+            return
+        open_now += 1
         try:
             request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
             method, _, rest = request.split(b"\r\n", 1)[0].decode("latin-1").partition(" ")
@@ -37,6 +45,7 @@ async def serve(routes: dict[str, Route], host: str, port: int) -> asyncio.Serve
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError) as e:
             log.debug("http: %s", e)
         finally:
+            open_now -= 1
             await close_writer(writer)
 
     return await asyncio.start_server(handle, host, port)

@@ -53,8 +53,14 @@ def _key(k: str) -> str:
     return k if _IDENTIFIER.match(k) else _string(k)
 
 
+# node's util.inspect escapes C0 controls and DEL this way; C1 controls (\x9b is a terminal's CSI)
+# are escaped too, so a metric name can never drive the terminal that shows it.
+_ESCAPES = {i: f"\\x{i:02X}" for i in [*range(0x20), *range(0x7F, 0xA0)]}
+_ESCAPES.update({8: "\\b", 9: "\\t", 10: "\\n", 12: "\\f", 13: "\\r", 39: "\\'", 92: "\\\\"})
+
+
 def _string(s: str) -> str:
-    return "'" + s.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+    return "'" + s.translate(_ESCAPES) + "'"
 
 
 def _scalar(v: object) -> str:

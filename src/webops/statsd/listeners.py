@@ -1,28 +1,44 @@
 """Where packets come in: UDP, newline-delimited TCP and unix stream sockets.
 
 Sockets are read directly from the event loop's readiness callbacks (not asyncio transports):
-one wake-up reads every datagram already queued, which is what keeps loss low under load, and
-on shutdown the same read loop drains what the kernel still holds before the socket closes.
+one wake-up reads what is already queued, which is what keeps loss low under load, and on
+shutdown the same read loop drains what the kernel still holds before the socket closes.
+
+Every read is bounded (a UDP wake-up reads at most 2,000 datagrams, a TCP wake-up at most
+`STREAM_SLICES` x 64 KiB of one connection, handed over line by line as it comes), so one fast
+client cannot starve the others, the console or the flush timer. Stream listeners cap their
+connections and close idle ones; running out of file descriptors pauses accepting for a moment
+instead of spinning, and every such error is logged at a bounded rate.
+
+Sockets can come from systemd socket activation (`LISTEN_FDS`): they are bound before the daemon
+starts and stay bound across restarts, so nothing sent meanwhile is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import socket
 import stat
 import sys
+import tempfile
+import time
 from collections.abc import Callable
 
+from ..common.ratelimit import RateLimitedLog
 from .config import Listener
 
 log = logging.getLogger("webops.statsd")
 
 MAX_PACKET = 65536
 MAX_LINE = 65536
+STREAM_SLICES = 16  # 64 KiB reads of one connection per wake-up: 1 MiB, then the others get a turn
+ACCEPT_PAUSE = 0.5  # seconds accepting waits after running out of file descriptors
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33 if sys.platform.startswith("linux") else None)
+SD_LISTEN_FDS_START = 3
 _rcvbuf_warned = False
 
 OnData = Callable[[list[bytes]], None]  # datagrams (or TCP chunks of whole lines)
@@ -51,24 +67,142 @@ def set_rcvbuf(sock: socket.socket, wanted: int) -> int:
     return got
 
 
+# --- systemd socket activation ------------------------------------------------------------
+
+_activated: dict[tuple, socket.socket] | None = None
+
+
+def _sock_key(kind: str, address: str | tuple) -> tuple:
+    if isinstance(address, str):
+        return ("unix", os.path.realpath(address))
+    host, port = address[0], address[1]
+    with contextlib.suppress(OSError):
+        host = socket.inet_ntop(
+            socket.AF_INET6 if ":" in host else socket.AF_INET,
+            socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host),
+        )
+    return (kind, host, port)
+
+
+def spec_key(spec: Listener) -> tuple:
+    """What a listener is bound to, whatever its options (rcvbuf, socket mode)."""
+    if spec.kind == "unix":
+        assert spec.path
+        return _sock_key("unix", spec.path)
+    return _sock_key(spec.kind, (spec.address, spec.port))
+
+
+def activated_sockets() -> dict[tuple, socket.socket]:
+    """The sockets systemd passed (LISTEN_PID/LISTEN_FDS), by what they are bound to. Read once."""
+    global _activated
+    if _activated is not None:
+        return _activated
+    _activated = {}
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return _activated
+    try:
+        count = int(os.environ.get("LISTEN_FDS", "0"))
+    except ValueError:
+        count = 0
+    for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count):
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError as e:
+            log.error("socket activation: fd %d is not a socket: %s", fd, e)
+            continue
+        kind = "udp" if sock.type == socket.SOCK_DGRAM else "tcp"
+        key = _sock_key(kind, sock.getsockname())
+        _activated[key] = sock
+        log.info("socket activation: fd %d is %s", fd, key)
+    for var in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(var, None)  # not for our children (reader processes)
+    return _activated
+
+
+def _take_activated(spec: Listener) -> socket.socket | None:
+    return activated_sockets().pop(spec_key(spec), None)
+
+
+# --- binding ------------------------------------------------------------------------------
+
+
 def bind_udp(spec: Listener) -> socket.socket:
     """A bound, non-blocking UDP socket with the receive buffer asked for."""
-    family = socket.AF_INET6 if ":" in spec.address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
+    sock = _take_activated(spec)
+    if sock is None:
+        family = socket.AF_INET6 if ":" in spec.address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            set_rcvbuf(sock, spec.rcvbuf)
+            sock.bind((spec.address, spec.port))
+        except OSError:
+            sock.close()
+            raise
+    else:
         set_rcvbuf(sock, spec.rcvbuf)
-        sock.bind((spec.address, spec.port))
-    except OSError:
-        sock.close()
-        raise
     sock.setblocking(False)
     return sock
 
 
+def bind_unix(path: str, mode: int) -> socket.socket:
+    """A unix stream socket at `path` with `mode` from the moment it appears there: it is bound
+    in a private directory, chmod-ed, then renamed into place (no umask, no window)."""
+    if os.path.lexists(path):
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise OSError(errno.EEXIST, f"{path} exists and is not a socket")
+        os.unlink(path)  # left by a previous run; never remove a non-socket file
+    private = tempfile.mkdtemp(prefix=".statsd-", dir=os.path.dirname(os.path.abspath(path)))
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        staged = os.path.join(private, "s")
+        sock.bind(staged)
+        os.chmod(staged, mode)
+        os.rename(staged, path)
+    except OSError:
+        sock.close()
+        raise
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(private)
+    return sock
+
+
+def bind_stream(spec: Listener) -> socket.socket:
+    sock = _take_activated(spec)
+    if sock is not None:
+        pass
+    elif spec.kind == "unix":
+        assert spec.path
+        sock = bind_unix(spec.path, 0o600 if spec.mode is None else spec.mode)
+    else:
+        family = socket.AF_INET6 if ":" in spec.address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((spec.address, spec.port))
+        except OSError:
+            sock.close()
+            raise
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def printable(text: str) -> str:
+    """`text` with control characters escaped (\\n, \\x1b...): what a packet says must never move
+    a terminal's cursor, ring its bell or start a new log line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def dump_packets(packets: list[bytes]) -> None:
-    """Etsy's dumpMessages: log every packet as received."""
+    """Etsy's dumpMessages: log every packet as received (escaped: one packet, one log line)."""
     for data in packets:
-        log.info("%s", data.decode("utf-8", "replace").rstrip("\n"))
+        log.info("%s", printable(data.decode("utf-8", "replace").rstrip("\n")))
 
 
 def recv_many(sock: socket.socket, limit: int) -> list[bytes]:
@@ -89,9 +223,8 @@ def recv_many(sock: socket.socket, limit: int) -> list[bytes]:
 class UdpListener:
     """UDP read by the event loop itself (`readers: 0`); see readers.py for reader processes."""
 
-    def __init__(self, spec: Listener, on_data: OnData) -> None:
-        self.spec, self.on_data = spec, on_data
-        self.sock = bind_udp(spec)
+    def __init__(self, spec: Listener, sock: socket.socket, on_data: OnData) -> None:
+        self.spec, self.sock, self.on_data = spec, sock, on_data
         self.loop = asyncio.get_running_loop()
         self.loop.add_reader(self.sock.fileno(), self.read)
 
@@ -101,81 +234,113 @@ class UdpListener:
             self.on_data(got)
 
     def drain(self) -> None:
-        self.loop.remove_reader(self.sock.fileno())
-        if got := recv_many(self.sock, 10**9):
+        self.stop_reading()
+        if got := recv_many(self.sock, 1_000_000):
             self.on_data(got)
 
-    def close(self) -> None:
+    def stop_reading(self) -> None:
+        """Leave the socket bound (the daemon owns it), stop reading it here."""
         with contextlib.suppress(ValueError, OSError):
             self.loop.remove_reader(self.sock.fileno())
-        self.sock.close()
+
+    def close(self) -> None:
+        self.stop_reading()
 
 
 class StreamListener:
     """TCP (or unix socket) connections carrying newline-separated lines, as Etsy's servers/tcp."""
 
-    def __init__(self, spec: Listener, on_data: OnData) -> None:
-        self.spec, self.on_data = spec, on_data
+    def __init__(
+        self, spec: Listener, sock: socket.socket, on_data: OnData, max_conns: int, idle_timeout: float
+    ) -> None:
+        self.spec, self.sock, self.on_data = spec, sock, on_data
+        self.max_conns, self.idle_timeout = max_conns, idle_timeout
         self.conns: dict[int, tuple[socket.socket, bytearray]] = {}
-        if spec.kind == "unix":
-            assert spec.path
-            if os.path.exists(spec.path) and stat.S_ISSOCK(os.stat(spec.path).st_mode):
-                os.unlink(spec.path)  # left by a previous run; never remove a non-socket file
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.bind(spec.path)
-            if spec.mode is not None:
-                os.chmod(spec.path, spec.mode)
-        else:
-            family = socket.AF_INET6 if ":" in spec.address else socket.AF_INET
-            self.sock = socket.socket(family, socket.SOCK_STREAM)
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.sock.bind((spec.address, spec.port))
-        self.sock.listen(128)
-        self.sock.setblocking(False)
+        self.last_seen: dict[int, float] = {}
+        self.refused = 0  # connections closed at once: the cap was reached
+        self.timed_out = 0  # connections closed for idling
+        self.errors = RateLimitedLog(log, f"connection messages on {describe(spec)}")
         self.loop = asyncio.get_running_loop()
         self.loop.add_reader(self.sock.fileno(), self.accept)
+        self.sweeper = self.loop.call_later(self._sweep_every(), self._sweep) if idle_timeout else None
+
+    def _sweep_every(self) -> float:
+        return max(0.05, min(self.idle_timeout / 4, 5.0))
 
     def accept(self) -> None:
-        while True:
+        for _ in range(64):  # bounded: a connection storm must not hold the loop
             try:
                 conn, _ = self.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as e:  # EMFILE and friends: log, keep serving the others
-                log.warning("accept on %s: %s", describe(self.spec), e)
+            except OSError as e:  # EMFILE and friends: pause accepting, keep serving the others
+                self.errors.warning(
+                    "accept on %s: %s; pausing for %.1f s", describe(self.spec), e, ACCEPT_PAUSE
+                )
+                self.loop.remove_reader(self.sock.fileno())
+                self.loop.call_later(ACCEPT_PAUSE, self._resume_accepting)
                 return
+            if len(self.conns) >= self.max_conns:
+                self.refused += 1
+                self.errors.warning(
+                    "%s: %d connections open (the limit): closing a new one",
+                    describe(self.spec),
+                    self.max_conns,
+                )
+                conn.close()
+                continue
             conn.setblocking(False)
-            self.conns[conn.fileno()] = (conn, bytearray())
-            self.loop.add_reader(conn.fileno(), self.read, conn.fileno())
+            fd = conn.fileno()
+            self.conns[fd] = (conn, bytearray())
+            self.last_seen[fd] = time.monotonic()
+            self.loop.add_reader(fd, self.read, fd)
 
-    def read(self, fd: int) -> None:
+    def _resume_accepting(self) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            if self.sock.fileno() >= 0:
+                self.loop.add_reader(self.sock.fileno(), self.accept)
+
+    def read(self, fd: int, slices: int = STREAM_SLICES) -> None:
         conn, buf = self.conns[fd]
-        while True:
+        self.last_seen[fd] = time.monotonic()
+        for _ in range(slices):
             try:
                 chunk = conn.recv(MAX_PACKET)
             except (BlockingIOError, InterruptedError):
-                break
+                return
             except OSError:
                 chunk = b""
             if not chunk:
                 self._close_conn(fd, flush_partial=True)
                 return
             buf += chunk
-        end = buf.rfind(b"\n")
-        if end >= 0:
-            self.on_data([bytes(buf[: end + 1])])
-            del buf[: end + 1]
-        if len(buf) > MAX_LINE:  # a "line" this long is garbage: hand it over so it counts as bad
-            self.on_data([bytes(buf)])
-            buf.clear()
+            end = buf.rfind(b"\n")
+            if end >= 0:
+                data = bytes(buf[: end + 1])
+                del buf[: end + 1]  # before parsing: whatever happens there, no line is counted twice
+                self.on_data([data])
+            if len(buf) > MAX_LINE:  # a "line" this long is garbage: hand it over so it counts as bad
+                data = bytes(buf)
+                buf.clear()
+                self.on_data([data])
+
+    def _sweep(self) -> None:
+        """Close connections that sent nothing for idle_timeout seconds (a client that went away
+        without closing, or one holding descriptors on purpose)."""
+        cutoff = time.monotonic() - self.idle_timeout
+        for fd in [fd for fd, seen in self.last_seen.items() if seen < cutoff]:
+            self.timed_out += 1
+            self._close_conn(fd, flush_partial=True)
+        self.sweeper = self.loop.call_later(self._sweep_every(), self._sweep)
 
     def _close_conn(self, fd: int, flush_partial: bool) -> None:
         conn, buf = self.conns.pop(fd)
+        self.last_seen.pop(fd, None)
         with contextlib.suppress(ValueError, OSError):
             self.loop.remove_reader(fd)
+        conn.close()
         if flush_partial and buf:
             self.on_data([bytes(buf)])  # a last line without its newline still counts
-        conn.close()
 
     def drain(self) -> None:
         """Stop accepting; read what every open connection has already sent, then close it."""
@@ -183,11 +348,13 @@ class StreamListener:
             self.loop.remove_reader(self.sock.fileno())
         for fd in list(self.conns):
             if fd in self.conns:
-                self.read(fd)
+                self.read(fd, slices=10**6)
             if fd in self.conns:
                 self._close_conn(fd, flush_partial=True)
 
     def close(self) -> None:
+        if self.sweeper is not None:
+            self.sweeper.cancel()
         for fd in list(self.conns):
             self._close_conn(fd, flush_partial=False)
         with contextlib.suppress(ValueError, OSError):
@@ -203,7 +370,3 @@ def describe(spec: Listener) -> str:
         return f"unix:{spec.path}"
     host = f"[{spec.address}]" if ":" in spec.address else spec.address
     return f"{spec.kind}://{host}:{spec.port}"
-
-
-def open_listener(spec: Listener, on_data: OnData) -> UdpListener | StreamListener:
-    return UdpListener(spec, on_data) if spec.kind == "udp" else StreamListener(spec, on_data)

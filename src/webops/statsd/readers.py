@@ -9,6 +9,11 @@ stays free for the console, the flush timer and the backends.
 
 Readers are started with `spawn` (not `fork`): the main process has backend threads, and a fork
 would copy their held locks into the child.
+
+A reader that dies (for any reason: a bug, the OOM killer, a stray `kill`) is noticed through
+its process sentinel, logged and replaced at once; until the replacement says it is reading,
+`healthy` is False, which /health and the console's `health` report. On reload a new set of
+readers starts first and the old one stops only once the new one reads, so there is no gap.
 """
 
 from __future__ import annotations
@@ -23,31 +28,41 @@ import signal
 import socket
 import threading
 import time
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 
 from .aggregate import AggregationSettings, Aggregator, Batch
-from .config import Listener
-from .listeners import bind_udp, describe, dump_packets, recv_many
+from .listeners import dump_packets, recv_many
 
 log = logging.getLogger("webops.statsd")
 
 BATCH_SECONDS = 0.05
 STOP = "stop"
+READY = "ready"
+DRAIN_MAX = 1_000_000  # datagrams a stopping reader reads at most: more than any receive buffer holds
+START_TIMEOUT = 60.0
 
 
-def reader_main(
-    socks: list[socket.socket],
-    conn: Connection,
-    settings: AggregationSettings,
-    forward: bool,
-    dump: bool,
-    log_level: int,
-) -> None:
+@dataclass(frozen=True)
+class ReaderSettings:
+    """What reader processes are started with: a change of any of it means new readers."""
+
+    count: int
+    aggregation: AggregationSettings
+    forward: bool  # hand the raw packets over too (the repeater backend wants them)
+    dump: bool  # dumpMessages
+    log_level: int
+
+
+def reader_main(socks: list[socket.socket], conn: Connection, settings: ReaderSettings) -> None:
     """A reader process: read datagrams, aggregate them, hand a batch over every BATCH_SECONDS."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when readers stop
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    logging.basicConfig(level=log_level, format="%(asctime)s - %(levelname)s - reader: %(message)s")
-    agg = Aggregator(settings, batch_mode=True)  # bad lines travel in the batch; the main process logs them
+    # The main process decides when readers stop (SIGTERM to the whole process group, as systemd
+    # and `timeout` send it, must not lose the batch a reader holds), and notices if they die.
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s - %(levelname)s - reader: %(message)s")
+    agg = Aggregator(settings.aggregation, batch_mode=True)  # bad lines travel in the batch
     packets: list[bytes] = []
     sel = selectors.DefaultSelector()
     for s in socks:
@@ -59,24 +74,26 @@ def reader_main(
     def read(sock: socket.socket, limit: int) -> None:
         if got := recv_many(sock, limit):
             agg.ingest(b"\n".join(got), time.time(), len(got))  # one decode and split for all
-            if forward:
+            if settings.forward:
                 packets.extend(got)
-            if dump:
+            if settings.dump:
                 dump_packets(got)
 
     # A thread sends the batches: while the main process is slow to take one (a big flush, a
-    # huge batch), this process keeps reading and its next batch simply grows.
-    outbox: queue.Queue[Batch | None] = queue.Queue(maxsize=1)
+    # huge batch), this process keeps reading and its next batch simply grows (up to maxSeries).
+    outbox: queue.Queue[Batch | str | None] = queue.Queue(maxsize=1)
 
     def send_batches() -> None:
-        while True:
-            batch = outbox.get()
-            conn.send(batch)
-            if batch is None:
-                return
+        with contextlib.suppress(OSError):  # the main process is gone: nothing to send to
+            while True:
+                batch = outbox.get()
+                conn.send(batch)
+                if batch is None:
+                    return
 
     sender = threading.Thread(target=send_batches, daemon=True)
     sender.start()
+    outbox.put(READY)
 
     def take() -> Batch:
         batch = agg.take_batch()
@@ -87,19 +104,31 @@ def reader_main(
     while True:
         for key, _ in sel.select(max(0.0, due - time.monotonic())):
             if key.fileobj is conn:
-                if conn.recv() == STOP:
-                    for s in socks:
-                        read(s, 10**9)  # drain what the kernel still holds
-                    outbox.put(take())
-                    outbox.put(None)
-                    sender.join()
-                    return
-            else:
-                read(key.fileobj, 500)  # type: ignore[arg-type]
+                try:
+                    conn.recv()  # STOP is the only message
+                except (EOFError, OSError):
+                    return  # the main process died: nobody to hand anything to
+                for s in socks:
+                    read(s, DRAIN_MAX)  # what the kernel still holds
+                outbox.put(take())
+                outbox.put(None)
+                sender.join()
+                return
+            read(key.fileobj, 500)  # type: ignore[arg-type]
         if time.monotonic() >= due:
             if agg.totals.packets_received and outbox.empty():
                 outbox.put(take())
             due = time.monotonic() + BATCH_SECONDS
+
+
+@dataclass(eq=False)
+class Reader:
+    proc: BaseProcess
+    conn: Connection
+    ready: asyncio.Future
+    done: asyncio.Future
+    stopping: bool = False
+    batches: int = field(default=0)
 
 
 class ReaderPool:
@@ -107,73 +136,113 @@ class ReaderPool:
 
     def __init__(self, on_batch) -> None:
         self.on_batch = on_batch
-        self.socks: dict[Listener, socket.socket] = {}
-        self.procs: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
+        self.socks: list[socket.socket] = []
+        self.settings: ReaderSettings | None = None
+        self.readers: list[Reader] = []
+        self.restarts = 0
         self.loop = asyncio.get_running_loop()
 
-    def bind(self, specs: list[Listener]) -> list[Listener]:
-        """Make the bound sockets match `specs` (keeping unchanged ones); returns the new specs."""
-        for spec in [s for s in self.socks if s not in specs]:
-            log.info("closing listener %s", describe(spec))
-            self.socks.pop(spec).close()
-        added = []
-        for spec in specs:
-            if spec not in self.socks:
-                try:
-                    self.socks[spec] = bind_udp(spec)
-                except OSError as e:
-                    raise OSError(f"cannot listen on {describe(spec)}: {e.strerror or e}") from e
-                added.append(spec)
-        return added
+    @property
+    def running(self) -> int:
+        return sum(1 for r in self.readers if r.ready.done() and not r.done.done() and not r.stopping)
 
-    def start(self, count: int, settings: AggregationSettings, forward: bool, dump: bool) -> None:
+    @property
+    def healthy(self) -> bool:
+        """Every reader that should run is reading."""
+        return self.settings is None or not self.socks or self.running >= self.settings.count
+
+    async def switch(self, socks: list[socket.socket], settings: ReaderSettings) -> None:
+        """Run `settings.count` readers over `socks`: new readers start first, the old ones stop
+        (handing over what they hold) only once the new ones read. A no-op when nothing changed."""
+        if socks == self.socks and settings == self.settings and self.healthy:
+            return
+        old = [r for r in self.readers if not r.stopping]
+        self.socks, self.settings = list(socks), settings
+        new = [self._spawn() for _ in range(settings.count if socks else 0)]
+        if new:
+            await asyncio.wait([r.ready for r in new], timeout=START_TIMEOUT)
+            if not all(r.ready.done() and r.ready.result() for r in new):
+                log.error("reader processes did not all start within %d s", START_TIMEOUT)
+        await self.stop(old)
+
+    def _spawn(self) -> Reader:
+        assert self.settings is not None
         ctx = multiprocessing.get_context("spawn")
-        for _ in range(count if self.socks else 0):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(
-                target=reader_main,
-                name="webops-statsd-reader",
-                daemon=True,
-                args=(list(self.socks.values()), child, settings, forward, dump, log.getEffectiveLevel()),
-            )
-            proc.start()
-            child.close()
-            self.loop.add_reader(parent.fileno(), self._receive, parent)
-            self.procs.append((proc, parent))
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(
+            target=reader_main,
+            name="webops-statsd-reader",
+            daemon=True,
+            args=(self.socks, child, self.settings),
+        )
+        proc.start()
+        child.close()
+        reader = Reader(proc, parent, self.loop.create_future(), self.loop.create_future())
+        self.readers.append(reader)
+        self.loop.add_reader(parent.fileno(), self._receive, reader)
+        self.loop.add_reader(proc.sentinel, self._exited, reader)
+        return reader
 
-    def _receive(self, conn: Connection) -> None:
-        while conn.poll():
-            try:
-                batch = conn.recv()
-            except (EOFError, OSError):
-                self.loop.remove_reader(conn.fileno())
-                return
-            if batch is None:
-                return
-            self.on_batch(batch)
+    def _receive(self, reader: Reader) -> None:
+        try:
+            while reader.conn.poll():
+                message = reader.conn.recv()
+                if message == READY:
+                    if not reader.ready.done():
+                        reader.ready.set_result(True)
+                elif message is None:
+                    self._finish(reader)
+                    return
+                else:
+                    self.on_batch(message)
+        except (EOFError, OSError):
+            self._finish(reader)
 
-    def stop_readers(self) -> None:
-        """Stop every reader after it drained the sockets and handed over its last batch."""
-        for _, conn in self.procs:
+    def _finish(self, reader: Reader) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            self.loop.remove_reader(reader.conn.fileno())
+        if not reader.ready.done():
+            reader.ready.set_result(False)  # it died before it could read
+        if not reader.done.done():
+            reader.done.set_result(True)
+
+    def _exited(self, reader: Reader) -> None:
+        """The process ended. Unless we stopped it, that is a crash: say so and replace it."""
+        self.loop.remove_reader(reader.proc.sentinel)
+        self._receive(reader)  # a batch it sent before dying still counts
+        self._finish(reader)
+        reader.proc.join(0)
+        reader.conn.close()
+        if reader in self.readers:
+            self.readers.remove(reader)
+        if reader.stopping:
+            return
+        self.restarts += 1
+        log.error(
+            "reader process %d died (exit code %s); starting a replacement (%d restarts so far)",
+            reader.proc.pid,
+            reader.proc.exitcode,
+            self.restarts,
+        )
+        if self.socks and self.settings is not None:
+            self._spawn()
+
+    async def stop(self, readers: list[Reader] | None = None, timeout: float = 10.0) -> None:
+        """Stop readers (default: all) after they drained the sockets and handed over their batch."""
+        readers = list(self.readers) if readers is None else readers
+        for r in readers:
+            r.stopping = True
             with contextlib.suppress(OSError):
-                conn.send(STOP)
-        for proc, conn in self.procs:
-            with contextlib.suppress(ValueError, OSError):
-                self.loop.remove_reader(conn.fileno())
-            while True:
-                try:
-                    batch: Batch | None = conn.recv()
-                except (EOFError, OSError):
-                    break
-                if batch is None:
-                    break
-                self.on_batch(batch)
-            proc.join(10)
-            conn.close()
-        self.procs = []
+                r.conn.send(STOP)
+        if readers:
+            await asyncio.wait([r.done for r in readers], timeout=timeout)
+        for r in readers:
+            if r.proc.is_alive():
+                await asyncio.to_thread(r.proc.join, timeout)
+            if r.proc.is_alive():
+                log.error("reader process %d did not stop; killing it", r.proc.pid)
+                r.proc.kill()
 
-    def close(self) -> None:
-        self.stop_readers()
-        for s in self.socks.values():
-            s.close()
-        self.socks = {}
+    async def close(self) -> None:
+        await self.stop()
+        self.socks, self.settings = [], None

@@ -8,10 +8,14 @@ own thread (backends.base.BackendRunner).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import math
 import os
+import resource
 import signal
+import socket
 import sys
 import threading
 import time
@@ -22,19 +26,30 @@ from ..common.config import ConfigError
 from ..common.ratelimit import RateLimitedLog
 from . import backends, http
 from .admin import Console, serve
-from .aggregate import Aggregator, Batch, Interval
+from .aggregate import Aggregator, Batch, Interval, merge_intervals
 from .backends.base import Backend, BackendRunner
 from .config import Listener, StatsdConfig
-from .listeners import StreamListener, UdpListener, describe, dump_packets, open_listener
+from .listeners import (
+    StreamListener,
+    UdpListener,
+    bind_stream,
+    bind_udp,
+    describe,
+    dump_packets,
+    printable,
+    set_rcvbuf,
+    spec_key,
+)
 from .persist import load_gauges, save_gauges
 from .prometheus import PrometheusView
 from .protocol import BadLine
-from .readers import ReaderPool
+from .readers import ReaderPool, ReaderSettings
 from .snapshot import SummarySettings, summarize
 
 log = logging.getLogger("webops.statsd")
 
 SHUTDOWN_TIMEOUT = 60.0  # seconds the backends get to write the last flushes on exit
+FD_RESERVE = 64  # descriptors kept free of client connections: files, backends, readers, /health
 
 
 def next_flush(now: float, interval_s: float) -> float:
@@ -51,7 +66,9 @@ class StatsdDaemon:
         self.bad_log = RateLimitedLog(log, "bad lines")
         self.aggregator = Aggregator(config.aggregation(), on_bad_line=self._bad_line)
         self.summary = config.summary()
-        self.listeners: dict[Listener, UdpListener | StreamListener] = {}
+        self.udp: dict[tuple, tuple[Listener, socket.socket]] = {}  # bound UDP sockets, by address
+        self.udp_local: dict[tuple, UdpListener] = {}  # those read in this process (readers: 0)
+        self.streams: dict[tuple, StreamListener] = {}
         self.runners: list[BackendRunner] = []
         self.packet_backends: list[Backend] = []
         self.mgmt: asyncio.Server | None = None
@@ -62,6 +79,14 @@ class StatsdDaemon:
         if config["persistGauges"]:
             self.aggregator.gauges.update(load_gauges(config["persistGauges"]))
         self.flusher = ThreadPoolExecutor(1, thread_name_prefix="flusher")
+        self.flush_pending = 0  # intervals handed to the flusher and not yet processed
+        self.interval_start = time.time()  # what the next flush covers starts here
+        self.last_interval: Interval | None = None  # the last grid flush's data (see _flush_now)
+        self.last_covered_ms = 0
+        self.flush_log = RateLimitedLog(log, "flush messages")
+        self.refused_log = RateLimitedLog(log, "series limit messages")
+        self.refused_seen = 0
+        self.fd_warned = False
         self.stopping = asyncio.Event()
         self.config_mtime = self._mtime()
 
@@ -79,10 +104,21 @@ class StatsdDaemon:
     def _bad_line(self, bad: BadLine) -> None:
         self.bad_log.warning("bad line: %s: %r", bad.reason, bad.line[:200])
 
+    def health_state(self) -> str:
+        """`up`, `down` (set on the console), or `down (...)` when intake is not whole."""
+        if self.health != "up":
+            return self.health
+        if not self.pool.healthy:
+            want = self.pool.settings.count if self.pool.settings else 0
+            return f"down (reader processes: {self.pool.running} of {want} running)"
+        return "up"
+
     # --- lifecycle ----------------------------------------------------------------------
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(self._loop_exception)
+        raise_fd_limit()
         self.pool = ReaderPool(self.on_batch)
         await self._apply(self.config, first=True)
         for sig, handler in (
@@ -98,8 +134,15 @@ class StatsdDaemon:
             t.cancel()
         await self._shutdown()
 
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        """asyncio's own errors (accept() out of descriptors...), one line each, rate-limited:
+        a connection storm must not become a storm of tracebacks in the log."""
+        exc = context.get("exception")
+        self.flush_log.warning("event loop: %s%s", context.get("message"), f": {exc}" if exc else "")
+
     def stop(self) -> None:
-        log.info("stopping: draining sockets and flushing")
+        if not self.stopping.is_set():
+            log.info("stopping: draining sockets and flushing")
         self.stopping.set()
 
     def reload(self) -> None:
@@ -113,14 +156,15 @@ class StatsdDaemon:
         except ConfigError as e:
             log.error("reload: %s (keeping the running configuration)", e)
             return
-        await self._apply(new)
-        log.info("configuration reloaded")
+        if await self._apply(new):
+            log.info("configuration reloaded")
 
-    async def _apply(self, config: StatsdConfig, first: bool = False) -> None:
+    async def _apply(self, config: StatsdConfig, first: bool = False) -> bool:
         """Make the running daemon match `config`, touching only what changed.
 
-        At start, any failure is a ConfigError (exit 2); on reload it is logged and the part
-        that failed keeps running as it was.
+        At start, any failure is a ConfigError (exit 2). On reload every new socket is bound
+        before an old one is closed; a part that fails is logged and keeps running as it was.
+        Returns whether everything applied.
         """
         old = self.config
         self.config = config
@@ -128,12 +172,23 @@ class StatsdDaemon:
         setup_logging(config)
         self.aggregator.configure(config.aggregation())
         self.summary = config.summary()
+        ok = True
+        steps = [self._apply_listeners, self._apply_mgmt, self._apply_http]
+        if first or config.raw != old.raw:
+            self._apply_backends_safely(config, first)
+        for step in steps:
+            try:
+                await step(config)
+            except (OSError, ValueError) as e:
+                if first:
+                    raise ConfigError(str(e)) from e
+                log.error("reload: %s; keeping the running one", e)
+                ok = False
+        return ok
+
+    def _apply_backends_safely(self, config: StatsdConfig, first: bool) -> None:
         try:
-            if first or config.raw != old.raw:
-                self._apply_backends(config)
-            self._apply_listeners(config, restart_readers=first or config.raw != old.raw)
-            await self._apply_mgmt(config)
-            await self._apply_http(config)
+            self._apply_backends(config)
         except (OSError, ValueError) as e:
             if first:
                 raise ConfigError(str(e)) from e
@@ -151,38 +206,119 @@ class StatsdDaemon:
             successor = successors.get(r.backend.name)
             threading.Thread(target=r.stop, args=(SHUTDOWN_TIMEOUT, successor), daemon=True).start()
 
-    def _apply_listeners(self, config: StatsdConfig, restart_readers: bool) -> None:
-        readers = config.readers
-        wanted = [s for s in config.listeners if s.kind != "udp" or not readers]
-        for spec in [s for s in self.listeners if s not in wanted]:
+    async def _apply_listeners(self, config: StatsdConfig) -> None:
+        """Bind what is new (all or nothing), switch the readers, then close what went away."""
+        wanted = {spec_key(s): s for s in config.listeners}
+        new_udp: dict[tuple, tuple[Listener, socket.socket]] = {}
+        new_streams: dict[tuple, tuple[Listener, socket.socket]] = {}
+        try:
+            for key, spec in wanted.items():
+                if spec.kind == "udp" and key not in self.udp:
+                    new_udp[key] = (spec, bind_udp(spec))
+                elif spec.kind != "udp" and key not in self.streams:
+                    new_streams[key] = (spec, bind_stream(spec))
+        except OSError as e:
+            for _, sock in [*new_udp.values(), *new_streams.values()]:
+                sock.close()
+            raise OSError(f"cannot listen on {describe(spec)}: {e.strerror or e}") from e
+        # options of sockets that stay
+        for key, (spec, sock) in list(self.udp.items()):
+            if key in wanted and wanted[key].rcvbuf != spec.rcvbuf:
+                set_rcvbuf(sock, wanted[key].rcvbuf)
+            if key in wanted:
+                self.udp[key] = (wanted[key], sock)
+        for key, listener in self.streams.items():
+            if key in wanted:
+                listener.max_conns, listener.idle_timeout = self._conn_limits(config)
+                spec = wanted[key]
+                if spec.kind == "unix" and spec.mode is not None and spec.mode != listener.spec.mode:
+                    os.chmod(spec.path or "", spec.mode)
+                listener.spec = spec
+        self.udp.update(new_udp)
+        for key, (spec, sock) in new_streams.items():
+            self.streams[key] = StreamListener(spec, sock, self.on_data, *self._conn_limits(config))
+        for spec, _ in [*new_udp.values(), *new_streams.values()]:
+            log.info("listening on %s", describe(spec))
+        await self._switch_udp_readers(config, [k for k in self.udp if k in wanted])
+        for key in [k for k in self.streams if k not in wanted]:
+            listener = self.streams.pop(key)
+            log.info("closing listener %s", describe(listener.spec))
+            listener.drain()
+            listener.close()
+        for key in [k for k in self.udp if k not in wanted]:
+            spec, sock = self.udp.pop(key)
             log.info("closing listener %s", describe(spec))
-            self.listeners.pop(spec).close()
-        for spec in wanted:
-            if spec not in self.listeners:
-                try:
-                    self.listeners[spec] = open_listener(spec, self.on_data)
-                except OSError as e:
-                    raise OSError(f"cannot listen on {describe(spec)}: {e.strerror or e}") from e
-                log.info("listening on %s", describe(spec))
-        pooled = [s for s in config.listeners if s.kind == "udp" and readers]
-        if restart_readers or list(self.pool.socks) != pooled:
-            self.pool.stop_readers()
+            sock.close()
+
+    async def _switch_udp_readers(self, config: StatsdConfig, keys: list[tuple]) -> None:
+        """UDP read by reader processes (new ones start before old ones stop) or in this process."""
+        readers = config.readers
+        socks = [self.udp[k][1] for k in keys]
+        if readers:
+            settings = ReaderSettings(
+                readers,
+                config.aggregation(),
+                bool(self.packet_backends),
+                config["dumpMessages"],
+                log.getEffectiveLevel(),
+            )
+            await self.pool.switch(socks, settings)
+            for key in list(self.udp_local):
+                self.udp_local.pop(key).stop_reading()
+        else:
+            for key in keys:
+                if key not in self.udp_local:
+                    self.udp_local[key] = UdpListener(self.udp[key][0], self.udp[key][1], self.on_data)
+            await self.pool.close()
+            for key in [k for k in self.udp_local if k not in keys]:
+                self.udp_local.pop(key).drain()
+
+    def _conn_limits(self, config: StatsdConfig) -> tuple[int, float]:
+        """tcpMaxConnections per stream listener, lowered if the descriptors cannot hold them all
+        (with the console's and HTTP's share and a reserve kept free: /health must still answer)."""
+        streams = max(1, sum(1 for s in config.listeners if s.kind != "udp"))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        budget = (soft - FD_RESERVE - config["mgmtMaxConnections"] - http.MAX_CONNECTIONS) // streams
+        wanted = config["tcpMaxConnections"]
+        if budget < wanted and not self.fd_warned:
+            self.fd_warned = True
+            log.warning(
+                "tcpMaxConnections %d lowered to %d: the file descriptor limit is %d (raise it with "
+                "LimitNOFILE= in the systemd unit or ulimit -n)",
+                wanted,
+                max(1, budget),
+                soft,
+            )
+        return max(1, min(wanted, budget)), config["tcpIdleTimeout"]
+
+    async def _rebind(self, current: asyncio.Server | None, bind: tuple[str, int], start) -> asyncio.Server:
+        """A server on the new address, bound before the old one closes. Only when the new one
+        needs the old one's very port is the old one closed first, and reopened if that fails."""
+        try:
+            server = await start(*bind)
+        except OSError:
+            if current is None or not any(s.getsockname()[1] == bind[1] for s in current.sockets):
+                raise
+            old_bind = current.sockets[0].getsockname()[:2]
+            current.close()
             try:
-                for spec in self.pool.bind(pooled):
-                    log.info("listening on %s (%d reader processes)", describe(spec), readers)
-            finally:  # the sockets that did bind keep being read
-                self.pool.start(
-                    readers, config.aggregation(), bool(self.packet_backends), config["dumpMessages"]
-                )
+                server = await start(*bind)
+            except OSError:
+                await start(*old_bind)  # back to what ran, then say what failed
+                raise
+        if current is not None:
+            current.close()
+        return server
 
     async def _apply_mgmt(self, config: StatsdConfig) -> None:
         bind = (config["mgmt_address"], config["mgmt_port"])
+        limits = (config["mgmtMaxConnections"], config["mgmtIdleTimeout"])
         if bind == self.mgmt_bind:
+            self.console.limits = limits
             return
-        if self.mgmt is not None:
-            self.mgmt.close()
+        self.console = Console(self, limits=limits)
         try:
-            self.mgmt = await serve(Console(self), *bind)
+            self.mgmt = await self._rebind(self.mgmt, bind, lambda h, p: serve(self.console, h, p))
         except OSError as e:
             raise OSError(f"cannot listen on management {bind[0]}:{bind[1]}: {e.strerror or e}") from e
         self.mgmt_bind = bind
@@ -193,26 +329,29 @@ class StatsdDaemon:
         bind = (h["address"], h["port"]) if h else None
         if bind == self.http_bind:
             return
-        if self.http_server is not None:
-            self.http_server.close()
-            self.http_server = None
-        self.http_bind = bind
         if bind is None:
+            if self.http_server is not None:
+                self.http_server.close()
+            self.http_server, self.http_bind = None, None
             return
         routes = {"/health": self._health, "/metrics": self._metrics}
         try:
-            self.http_server = await http.serve(routes, *bind)
+            self.http_server = await self._rebind(
+                self.http_server, bind, lambda h, p: http.serve(routes, h, p)
+            )
         except OSError as e:
-            self.http_bind = None
             raise OSError(f"cannot listen on http {bind[0]}:{bind[1]}: {e.strerror or e}") from e
+        self.http_bind = bind
         log.info("http (/health, /metrics) on %s:%s", *bind)
 
     def _health(self) -> tuple[int, str, str]:
-        return (200 if self.health == "up" else 503), "text/plain", f"health: {self.health}\n"
+        state = self.health_state()
+        return (200 if state == "up" else 503), "text/plain", f"health: {state}\n"
 
     def _metrics(self) -> tuple[int, str, str]:
         own = [
-            ("statsd_health_up", "gauge", (), 1.0 if self.health == "up" else 0.0),
+            ("statsd_health_up", "gauge", (), 1.0 if self.health_state() == "up" else 0.0),
+            ("statsd_reader_restarts", "counter", (), self.pool.restarts),
             ("statsd_uptime_seconds", "gauge", (), time.time() - self.startup_time),
         ]
         for r in self.runners:
@@ -230,15 +369,17 @@ class StatsdDaemon:
                 backend.packet(packet)
 
     async def _shutdown(self) -> None:
-        self.pool.close()
-        for listener in self.listeners.values():
+        await self.pool.close()
+        for listener in [*self.udp_local.values(), *self.streams.values()]:
             listener.drain()
-        for listener in self.listeners.values():
+        for listener in self.streams.values():
             listener.close()
+        for _, sock in self.udp.values():
+            sock.close()
         for server in (self.mgmt, self.http_server):
             if server is not None:
                 server.close()
-        self._flush_now(int(time.time()))
+        self._flush_now(int(time.time()), final=True)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self.flusher, lambda: None)  # the last snapshot is queued
         for r in self.runners:
@@ -250,35 +391,90 @@ class StatsdDaemon:
     # --- flushing -----------------------------------------------------------------------
 
     async def _flush_loop(self) -> None:
+        due = next_flush(time.time(), self.config["flushInterval"] / 1000)
         while True:
-            interval_s = self.config["flushInterval"] / 1000
-            due = next_flush(time.time(), interval_s)
             await asyncio.sleep(max(0.0, due - time.time()))
-            self._flush_now(round(due), round(time.time() - due, 3))
             self.bad_log.tick()
+            self._note_refused()
+            if self.flush_pending:
+                # The flusher is still busy with an earlier interval (a huge one, a slow machine):
+                # this interval's data stays in and goes out with the next flush. Nothing is lost
+                # and memory stays bounded; the rates of that flush cover its real length.
+                self.flush_log.warning(
+                    "flush at %d delayed: the previous flush is still being processed", round(due)
+                )
+            else:
+                self._flush_now(round(due), round(time.time() - due, 3))
             if (
                 self.config["automaticConfigReload"]
                 and self.config.path
                 and self._mtime() != self.config_mtime
             ):
                 await self._reload()
+            due = next_flush(max(time.time(), due), self.config["flushInterval"] / 1000)
 
-    def _flush_now(self, ts: int, lag: float | None = None) -> None:
+    def _note_refused(self) -> None:
+        refused = self.aggregator.totals.metrics_refused
+        if refused > self.refused_seen:
+            self.refused_log.warning(
+                "maxSeries (%d) reached: %d updates of new series refused (statsd.metrics_refused); "
+                "existing series go on",
+                self.config["maxSeries"],
+                refused - self.refused_seen,
+            )
+            self.refused_seen = refused
+
+    def _flush_now(self, ts: int, lag: float | None = None, final: bool = False) -> None:
         """Detach the interval in the loop thread (intake runs there too, so no sample can land
         half in one interval and half in the next), then summarize it in the flusher thread.
-        `lag`: how late this flush started after its grid time, in seconds (statsd.timestamp_lag)."""
-        interval = self.aggregator.take(ts, lag)
-        self.flusher.submit(self._dispatch, interval, self.summary, list(self.runners))
+        `lag`: how late this flush started after its grid time, in seconds (statsd.timestamp_lag).
+        A flush delayed past its interval has its rates computed over its real length.
 
-    def _dispatch(self, interval: Interval, summary: SummarySettings, runners: list[BackendRunner]) -> None:
+        The final flush (shutdown) is partial. Backends that keep one value per time slot
+        (Graphite: carbon overwrites) get it merged with the last grid flush and stamped with
+        that flush's time instead: stamped `now`, it would land in that same slot and replace
+        a whole interval with a few seconds; stamped in the future, whisper would refuse it.
+        """
+        interval = self.aggregator.take(ts, lag)
+        summary = self.summary
+        covered_ms = round((ts - self.interval_start) * 1000)
+        slot: tuple[Interval, SummarySettings] | None = None
+        if final and self.last_interval is not None:
+            last = self.last_interval
+            slot_ms = round((ts - last.timestamp) * 1000) + self.last_covered_ms
+            slot = (merge_intervals(last, interval), dataclasses.replace(summary, flush_interval_ms=slot_ms))
+        elif covered_ms > summary.flush_interval_ms:
+            summary = dataclasses.replace(summary, flush_interval_ms=covered_ms)
+        self.last_interval, self.last_covered_ms = interval, summary.flush_interval_ms
+        self.interval_start = ts
+        self.flush_pending += 1
+        self.flusher.submit(self._dispatch, interval, summary, list(self.runners), slot)
+
+    def _dispatch(
+        self,
+        interval: Interval,
+        summary: SummarySettings,
+        runners: list[BackendRunner],
+        slot: tuple[Interval, SummarySettings] | None = None,
+    ) -> None:
         """In the flusher thread: the timer maths, then every backend, /metrics and saved gauges."""
         try:
             snapshot = summarize(interval, summary)
+            slot_snapshot = summarize(*slot) if slot else snapshot
         except Exception:  # a bug here must not silently stop every later flush
             log.exception("flush at %d failed", interval.timestamp)
             return
+        finally:
+            self.flush_pending -= 1
+        if snapshot.non_finite:
+            self.flush_log.warning(
+                "flush at %d: %d series overflowed to infinity and were left out: %s",
+                interval.timestamp,
+                len(snapshot.non_finite),
+                printable(", ".join(snapshot.non_finite[:5])[:300]),
+            )
         for r in runners:
-            r.submit(snapshot)
+            r.submit(slot_snapshot if r.backend.overwrites_slots else snapshot)
         self.prometheus.update(snapshot)
         if path := self.config["persistGauges"]:
             gauges = {k: v for k, v in snapshot.gauges.items() if k != self.aggregator.k_lag}
@@ -311,6 +507,15 @@ class StatsdDaemon:
             return os.stat(self.config.path).st_mtime if self.config.path else None
         except OSError:
             return None
+
+
+def raise_fd_limit() -> None:
+    """Lift the soft descriptor limit to the hard one (often 1024 -> 524288): client connections
+    are capped by tcpMaxConnections / mgmtMaxConnections, not by a default nobody chose."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def setup_logging(config: StatsdConfig) -> None:

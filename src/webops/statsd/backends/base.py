@@ -22,6 +22,9 @@ class Backend:
     # False: the runner stamps last_flush when flush() returns. Backends that only queue the data
     # in flush() (graphite) set it themselves when the data really left.
     manages_last_flush = False
+    # True: the destination keeps one value per time slot, the last one written (carbon). The
+    # shutdown flush then comes merged with the last grid flush, under that flush's timestamp.
+    overwrites_slots = False
 
     def __init__(self, config, startup_time: float) -> None:
         self.config = config

@@ -1,19 +1,29 @@
 """Flush to carbon (Graphite) over its plaintext or pickle protocol, losing nothing it accepted.
 
 A flush is rendered at once (Etsy's names, original timestamp) and appended to a bounded buffer;
-a sender thread keeps one connection to carbon and writes the buffer out in order. When carbon is
-down or slow, flushes wait in the buffer and are retried with backoff; when it comes back they
-arrive in order with their timestamps. Past `graphiteBufferSize` bytes the oldest flushes are
-dropped, counted in `datapoints_dropped`, and said once per outage in the log.
+a sender thread writes the buffer out in order. A flush leaves the buffer only once carbon has
+read it: as Etsy's backend does, each round of sending uses its own connection, and it ends with
+a half-close that carbon answers by closing its side after it has read (and parsed) everything
+before it. A connection that is refused, reset, closed early, or never answers (a stopped
+carbon, a port that accepts and never reads) confirms nothing: its flushes stay and are sent
+again, with backoff (0.5 s doubling to 30 s), in order, with their original timestamps.
 
-On reload the buffer passes to the new backend; on shutdown the sender gets `SHUTDOWN_SEND`
-seconds to empty it, and what is left is written to `graphiteSpoolFile` (when set) and sent
-first at the next start.
+Carbon keeps what it received in memory before writing it; a carbon killed in that moment loses
+it. So after any failed round the flushes confirmed in the last `RESEND_SECONDS` are sent again
+too: carbon writes one value per metric and timestamp, so sending a flush twice changes nothing
+(a carbon-aggregator in front would count it twice: see README).
+
+Past `graphiteBufferSize` bytes the oldest flushes are dropped, counted in `datapoints_dropped`,
+and said once per outage in the log. On reload the buffer passes to the new backend; on shutdown
+the sender gets `SHUTDOWN_SEND` seconds to empty it, and what is left is written to
+`graphiteSpoolFile` (when set; data only, never code) and sent first at the next start.
 """
 
 from __future__ import annotations
 
+import base64
 import collections
+import json
 import logging
 import os
 import pickle
@@ -23,6 +33,7 @@ import threading
 import time
 
 from ..jsfmt import number
+from ..persist import write_private
 from ..snapshot import Snapshot
 from .base import Backend
 from .naming import GraphiteNaming
@@ -32,15 +43,21 @@ log = logging.getLogger("webops.statsd")
 PICKLE_BATCH = 5000  # datapoints per pickle message (carbon refuses messages over 1 MiB)
 SHUTDOWN_SEND = 10.0
 BACKOFF_MAX = 30.0
+IO_TIMEOUT = 10.0  # connect, send, and carbon's answer to the half-close
+ROUND_BYTES = 8 * 1024 * 1024  # at most this much is sent per connection
+RESEND_SECONDS = 60.0
+SPOOL_MAGIC = "webops-graphite-spool"
 
 
 class Chunk:
-    """One flush, ready for the wire."""
+    """One flush, ready for the wire. `resend`: already confirmed once (sent again after a
+    failure, in case carbon lost it from memory): dropping it loses nothing that is counted."""
 
-    __slots__ = ("data", "points")
+    __slots__ = ("confirmed_at", "data", "points", "resend")
 
-    def __init__(self, data: bytes, points: int) -> None:
-        self.data, self.points = data, points
+    def __init__(self, data: bytes, points: int, resend: bool = False) -> None:
+        self.data, self.points, self.resend = data, points, resend
+        self.confirmed_at = 0.0
 
 
 def encode(lines: list[tuple[str, float]], ts: int, protocol: str) -> bytes:
@@ -54,9 +71,32 @@ def encode(lines: list[tuple[str, float]], ts: int, protocol: str) -> bytes:
     return "".join(f"{p} {number(v)}{suffix}" for p, v in lines).encode()
 
 
+class Unconfirmed(OSError):
+    """Carbon did not confirm a round (no close after our half-close, or data sent back)."""
+
+
+def send_round(host: str, port: int, data: bytes, timeout: float = IO_TIMEOUT) -> None:
+    """One connection: send `data`, half-close, and wait for carbon to close its side, which it
+    does only after reading everything. Raises OSError unless carbon confirmed it all."""
+    with socket.create_connection((host, port), timeout=timeout) as conn:
+        conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + timeout
+        while True:
+            conn.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                answer = conn.recv(4096)
+            except TimeoutError:
+                raise Unconfirmed(f"no answer to the end of the data within {timeout:.0f} s") from None
+            if not answer:
+                return  # carbon read everything and closed
+            # carbon never writes on these ports: whatever this is, it is not a carbon
+
+
 class GraphiteBackend(Backend):
     name = "graphite"
     manages_last_flush = True
+    overwrites_slots = True
 
     def __init__(self, config, startup_time: float) -> None:
         super().__init__(config, startup_time)
@@ -69,8 +109,10 @@ class GraphiteBackend(Backend):
         self.flush_time = 0
         self.flush_length = 0
         self.dropped = 0
-        self.buffer: collections.deque[Chunk] = collections.deque()
+        self.resent = 0
+        self.buffer: collections.deque[Chunk] = collections.deque()  # not yet confirmed, in order
         self.buffered_bytes = 0
+        self.recent: collections.deque[Chunk] = collections.deque()  # confirmed, kept RESEND_SECONDS
         self.cond = threading.Condition()
         self.closing = False
         self.outage_since: float | None = None
@@ -104,23 +146,27 @@ class GraphiteBackend(Backend):
         with self.cond:
             self.buffer.append(chunk)
             self.buffered_bytes += len(chunk.data)
-            while self.buffered_bytes > self.max_bytes and len(self.buffer) > 1:
-                oldest = self.buffer.popleft()
-                self.buffered_bytes -= len(oldest.data)
-                self.dropped += oldest.points
-                if not self.dropped_this_outage:
-                    self.dropped_this_outage = True
-                    log.error(
-                        "graphite backend: buffer full (%d bytes): dropping the oldest flushes "
-                        "(graphiteStats.datapoints_dropped counts them)",
-                        self.max_bytes,
-                    )
+            self._bound()
             self.cond.notify()
+
+    def _bound(self) -> None:
+        while self.buffered_bytes > self.max_bytes and len(self.buffer) > 1:
+            oldest = self.buffer.popleft()
+            self.buffered_bytes -= len(oldest.data)
+            if oldest.resend:
+                continue
+            self.dropped += oldest.points
+            if not self.dropped_this_outage:
+                self.dropped_this_outage = True
+                log.error(
+                    "graphite backend: buffer full (%d bytes): dropping the oldest flushes "
+                    "(graphiteStats.datapoints_dropped counts them)",
+                    self.max_bytes,
+                )
 
     # --- sending ------------------------------------------------------------------------
 
     def _send_loop(self) -> None:
-        conn: socket.socket | None = None
         backoff = 0.5
         while True:
             with self.cond:
@@ -128,16 +174,16 @@ class GraphiteBackend(Backend):
                     self.cond.wait()
                 if not self.buffer:
                     break
-                chunk = self.buffer[0]
+                round_chunks, size = [], 0
+                for chunk in self.buffer:
+                    if round_chunks and size + len(chunk.data) > ROUND_BYTES:
+                        break
+                    round_chunks.append(chunk)
+                    size += len(chunk.data)
             started = time.monotonic()
             try:
-                if conn is None:
-                    conn = socket.create_connection((self.host, self.port), timeout=10)
-                conn.sendall(chunk.data)
+                send_round(self.host, self.port, b"".join(c.data for c in round_chunks))
             except OSError as e:
-                if conn is not None:
-                    conn.close()
-                    conn = None
                 self._failed(e)
                 with self.cond:  # wait out the backoff, but wake up at once to shut down
                     if self.cond.wait_for(lambda: self.closing, timeout=backoff):
@@ -145,26 +191,45 @@ class GraphiteBackend(Backend):
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
             backoff = 0.5
-            with self.cond:
-                self.buffer.popleft()
-                self.buffered_bytes -= len(chunk.data)
+            self._confirmed(round_chunks)
             self.flush_time = round((time.monotonic() - started) * 1000)
-            self.flush_length = len(chunk.data)
+            self.flush_length = size
             self.last_flush = int(time.time())
-            if self.outage_since is not None:
-                log.warning(
-                    "graphite backend: %s:%s is back after %.0f s; sending the buffered flushes",
-                    self.host,
-                    self.port,
-                    time.time() - self.outage_since,
-                )
-                self.outage_since = None
-                self.dropped_this_outage = False
-        if conn is not None:
-            conn.close()
+
+    def _confirmed(self, chunks: list[Chunk]) -> None:
+        now = time.monotonic()
+        with self.cond:
+            for chunk in chunks:
+                if self.buffer and self.buffer[0] is chunk:  # not dropped meanwhile
+                    self.buffer.popleft()
+                    self.buffered_bytes -= len(chunk.data)
+                if not chunk.resend:
+                    chunk.confirmed_at = now
+                    self.recent.append(chunk)
+            while self.recent and self.recent[0].confirmed_at < now - RESEND_SECONDS:
+                self.recent.popleft()
+            self.cond.notify_all()
+        if self.outage_since is not None:
+            log.warning(
+                "graphite backend: %s:%s is back after %.0f s; sending the buffered flushes",
+                self.host,
+                self.port,
+                time.time() - self.outage_since,
+            )
+            self.outage_since = None
+            self.dropped_this_outage = False
 
     def _failed(self, e: OSError) -> None:
         self.last_exception = int(time.time())
+        with self.cond:
+            # What carbon confirmed lately may still be in its memory only: send it again.
+            again = [Chunk(c.data, c.points, resend=True) for c in self.recent]
+            self.recent.clear()
+            for chunk in reversed(again):
+                self.buffer.appendleft(chunk)
+                self.buffered_bytes += len(chunk.data)
+            self.resent += sum(c.points for c in again)
+            self._bound()
         if self.outage_since is None:
             self.outage_since = time.time()
             log.error(
@@ -177,7 +242,7 @@ class GraphiteBackend(Backend):
     # --- lifecycle ----------------------------------------------------------------------
 
     def handover(self, successor: Backend) -> None:
-        """On reload: give the flushes not yet sent to the new graphite backend, in order."""
+        """On reload: give the flushes not yet confirmed to the new graphite backend, in order."""
         if not isinstance(successor, GraphiteBackend) or not self.host:
             return
         self._stop_sender(timeout=0)
@@ -190,6 +255,7 @@ class GraphiteBackend(Backend):
                 successor.buffer.appendleft(chunk)
                 successor.buffered_bytes += len(chunk.data)
             successor.dropped += self.dropped
+            successor._bound()
             successor.cond.notify()
 
     def _stop_sender(self, timeout: float) -> None:
@@ -201,14 +267,14 @@ class GraphiteBackend(Backend):
             )
             self.closing = True
             self.cond.notify_all()
-        self.sender.join(max(1.0, deadline - time.monotonic()))
+        self.sender.join(max(1.0, deadline - time.monotonic()) + IO_TIMEOUT)
 
     def close(self) -> None:
         if not self.host:
             return
         self._stop_sender(timeout=SHUTDOWN_SEND)
         with self.cond:
-            left = list(self.buffer)
+            left = [c for c in self.buffer if not c.resend]
         if not left:
             return
         points = sum(c.points for c in left)
@@ -224,34 +290,33 @@ class GraphiteBackend(Backend):
                 points,
             )
 
+    # --- the spool file: data only (a header line, then one JSON object per flush) ----------
+
     def _save_spool(self, chunks: list[Chunk]) -> None:
-        tmp = f"{self.spool}.tmp"
-        with open(tmp, "wb") as f:
-            pickle.dump({"protocol": self.protocol, "chunks": [(c.data, c.points) for c in chunks]}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.spool)
+        lines = [json.dumps({"format": SPOOL_MAGIC, "version": 1, "protocol": self.protocol})]
+        lines += [
+            json.dumps({"points": c.points, "data": base64.b64encode(c.data).decode("ascii")}) for c in chunks
+        ]
+        write_private(self.spool, ("\n".join(lines) + "\n").encode())
 
     def _load_spool(self) -> None:
         if not self.spool or not os.path.exists(self.spool):
             return
         try:
-            with open(self.spool, "rb") as f:
-                saved = pickle.load(f)  # our own file, written by _save_spool
-        except (OSError, pickle.UnpicklingError, EOFError) as e:
-            log.error("graphite backend: cannot read spool %s: %s", self.spool, e)
+            chunks = read_spool(self.spool, self.protocol)
+        except (OSError, ValueError) as e:
+            aside = f"{self.spool}.bad-{int(time.time())}"
+            try:
+                os.replace(self.spool, aside)
+                where = f"moved to {aside}"
+            except OSError as move_error:
+                where = f"and cannot be moved aside: {move_error}"
+            log.error("graphite backend: spool %s is not usable (%s); %s", self.spool, e, where)
             return
-        if saved.get("protocol") != self.protocol:
-            log.error(
-                "graphite backend: spool %s was written for graphiteProtocol %r; not sent",
-                self.spool,
-                saved.get("protocol"),
-            )
-            return
-        for data, points in saved["chunks"]:
-            self._append(Chunk(data, points))
+        for chunk in chunks:
+            self._append(chunk)
         os.unlink(self.spool)
-        log.info("graphite backend: %d flushes from %s queued for sending", len(saved["chunks"]), self.spool)
+        log.info("graphite backend: %d flushes from %s queued for sending", len(chunks), self.spool)
 
     def status(self) -> dict[str, float]:
         return {
@@ -259,6 +324,32 @@ class GraphiteBackend(Backend):
             "flush_time": self.flush_time,
             "flush_length": self.flush_length,
             "datapoints_dropped": self.dropped,
+            "datapoints_resent": self.resent,
             "buffered_flushes": len(self.buffer),
             "buffered_bytes": self.buffered_bytes,
         }
+
+
+def read_spool(path: str, protocol: str) -> list[Chunk]:
+    """The flushes a spool file holds; ValueError names what is wrong with it."""
+    with open(path, encoding="ascii") as f:
+        try:
+            header = json.loads(f.readline())
+        except UnicodeDecodeError as e:
+            raise ValueError(f"not a spool file ({e.reason})") from None
+        if not isinstance(header, dict) or header.get("format") != SPOOL_MAGIC:
+            raise ValueError("not a webops graphite spool file")
+        if header.get("protocol") != protocol:
+            raise ValueError(f"written for graphiteProtocol {header.get('protocol')!r}, not {protocol!r}")
+        chunks = []
+        for number_, line in enumerate(f, start=2):
+            try:
+                entry = json.loads(line)
+                points = entry["points"]
+                data = base64.b64decode(entry["data"], validate=True)
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+                raise ValueError(f"line {number_}: {e}") from None
+            if not isinstance(points, int) or points < 0:
+                raise ValueError(f"line {number_}: bad points {points!r}")
+            chunks.append(Chunk(data, points))
+        return chunks

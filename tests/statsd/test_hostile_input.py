@@ -1,0 +1,135 @@
+"""Hostile input at the pure core: nothing raises, work per bad line is bounded, sums stay finite,
+memory stays bounded (issue 12). The daemon-level scenarios are in test_hostile_daemon.py."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from webops.statsd import config as statsd_config
+from webops.statsd.aggregate import CACHE_TEXT_MAX, AggregationSettings, Aggregator
+from webops.statsd.jsfmt import inspect
+from webops.statsd.listeners import printable
+from webops.statsd.persist import load_gauges, save_gauges
+from webops.statsd.protocol import BadLine, parse_line
+from webops.statsd.snapshot import SummarySettings, summarize
+
+HUGE_HEX = "0x" + "f" * 300
+
+
+@pytest.mark.parametrize(
+    "line",
+    [f"x:{HUGE_HEX}|c", f"x:1|c|@{HUGE_HEX}", f"x:{HUGE_HEX}|g", f"x:{HUGE_HEX}|ms", "x:1e308|c|@1e-300"],
+)
+def test_numbers_too_large_for_a_float_are_bad_lines_not_exceptions(line: str) -> None:
+    (result,) = parse_line(line)
+    assert isinstance(result, BadLine)
+
+
+def test_a_hostile_line_costs_only_itself_in_a_packet() -> None:
+    agg = Aggregator()
+    agg.ingest(f"before:1|c\nx:{HUGE_HEX}|c\ny:1|c|@{HUGE_HEX}\nafter:1|c".encode())
+    assert agg.counters["before"] == agg.counters["after"] == 1
+    assert agg.totals.bad_lines_seen == 2
+
+
+def test_a_line_of_colons_is_one_bad_line() -> None:
+    agg = Aggregator()
+    agg.ingest(b"p:" + b":" * 65_000)
+    assert agg.totals.bad_lines_seen == 1
+
+
+@given(st.text(alphabet=st.sampled_from(list("x:|@#0123456789abcdefxXoObB.e+-gcmsh")), max_size=400))
+def test_no_protocol_text_makes_ingest_raise(text: str) -> None:
+    agg = Aggregator()
+    agg.ingest(text.encode())
+    batch = Aggregator(batch_mode=True)
+    batch.ingest(text.encode())
+
+
+def test_parse_caches_hold_no_long_texts() -> None:
+    agg = Aggregator()
+    for i in range(200):
+        agg.ingest(b"n%d%s:1|c|#%s" % (i, b"a" * 300, b"t" * 300))
+        agg.ingest(b"m%s:%d|c" % (b"b" * 1000, i))
+    assert all(len(k) <= CACHE_TEXT_MAX for k in agg._keys)
+    assert all(len(k) <= CACHE_TEXT_MAX for k in agg._values)
+
+
+def test_deleting_the_daemons_own_counters_does_not_break_intake() -> None:
+    agg = Aggregator()
+    agg.delete("counters", ["statsd.*"])
+    agg.ingest(b"a:1|c\nbad")
+    assert agg.counters["a"] == 1
+    assert agg.counters["statsd.packets_received"] == 1
+    assert agg.counters["statsd.bad_lines_seen"] == 1
+
+
+@pytest.mark.parametrize("batch_mode", [False, True])
+def test_series_past_max_series_are_refused_and_counted(batch_mode: bool) -> None:
+    agg = Aggregator(AggregationSettings(max_series=10), batch_mode=batch_mode)
+    agg.ingest(b"\n".join(b"s%d:1|%s" % (i, t) for i in range(20) for t in (b"c", b"ms", b"g", b"s")))
+    assert agg.series_count() <= 10
+    assert agg.totals.metrics_refused > 0
+    kept = next(k for k in agg.counters if k[1:].isdigit())
+    before = agg.counters[kept]
+    agg.ingest(f"{kept}:5|c".encode())  # existing series go on
+    assert agg.counters[kept] == before + 5
+
+
+def test_merge_respects_max_series() -> None:
+    main = Aggregator(AggregationSettings(max_series=8))
+    reader = Aggregator(batch_mode=True)
+    reader.ingest(b"\n".join(b"r%d:1|c" % i for i in range(20)))
+    main.merge(reader.take_batch())
+    assert main.series_count() <= 8
+    assert main.totals.metrics_refused > 0
+
+
+def test_overflowing_sums_never_reach_a_backend() -> None:
+    agg = Aggregator()
+    agg.ingest(b"c:1e308|c\nc:1e308|c\nt:1e308|ms\nt:1e308|ms\ng:1e308|g\ng:+1e308|g\nok:1|c")
+    assert agg.gauges["g"] == 1e308  # the overflowing delta was refused
+    snap = summarize(agg.take(1), SummarySettings())
+    assert sorted(snap.non_finite) == ["c", "t"]
+    assert snap.counters["ok"] == 1
+    numbers = [*snap.counters.values(), *snap.counter_rates.values(), *snap.gauges.values()]
+    assert all(math.isfinite(v) for v in numbers)
+
+
+def test_persisted_gauges_are_valid_json_and_private(tmp_path) -> None:
+    path = tmp_path / "g.json"
+    old = os.umask(0)
+    try:
+        save_gauges(str(path), {"a": 1.5, "b": math.inf})
+    finally:
+        os.umask(old)
+    assert json.loads(path.read_text()) == {"a": 1.5}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_gauge_file_with_a_huge_number_loads_the_rest(tmp_path) -> None:
+    path = tmp_path / "g.json"
+    path.write_text('{"huge": ' + "9" * 400 + ', "ok": 3, "nan": NaN}')
+    assert load_gauges(str(path)) == {"ok": 3}
+
+
+def test_control_characters_never_reach_a_terminal_raw() -> None:
+    name = "a\x1b]0;pwned\x07\x9b2J\nb"
+    shown = inspect({name: 1})
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in shown)
+    assert "\\x1B" in shown and "\\n" in shown
+    assert printable("x\nFAKE LOG LINE\x1b") == "x\\nFAKE LOG LINE\\x1b"
+
+
+def test_new_limits_are_config_keys() -> None:
+    cfg = statsd_config.build({"maxSeries": 100, "tcpMaxConnections": 5, "mgmtIdleTimeout": 0})
+    assert cfg.aggregation().max_series == 100
+    with pytest.raises(statsd_config.ConfigError, match="maxSeries"):
+        statsd_config.build({"maxSeries": 0})
