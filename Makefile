@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 CORE   := $(VENV)/.installed-core
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench bench-webops bench-vlogdump bench-cluster clean
+.PHONY: run test lint bench bench-webops bench-hostile bench-vlogdump bench-cluster clean
 
 $(CORE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ bench: $(STAMP) $(ETSY_JS)
 ## bench-webops: the same scenarios for webops alone (no node.js needed)
 bench-webops: $(STAMP)
 	$(BIN)/python bench/statsd_bench.py $(BENCH_ARGS)
+
+## bench-hostile: what hostile input costs the statsd core; memory at the series limit
+bench-hostile: $(STAMP)
+	$(BIN)/python bench/statsd_hostile.py
 
 ## bench-vlogdump: millions of Varnish transactions through vlogdump: lines/s and memory
 bench-vlogdump: $(STAMP)

@@ -24,7 +24,7 @@ def _port_open(port: int) -> bool:
 class Carbon:
     """A carbon-cache (Debian's graphite-carbon) writing whisper files under `root`."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, retention: str = "1s:1h") -> None:
         need(
             shutil.which("carbon-cache") is not None,
             "carbon-cache not found (apt-get install graphite-carbon)",
@@ -45,7 +45,7 @@ class Carbon:
             "ENABLE_UDP_LISTENER = False\nMAX_CACHE_SIZE = inf\nMAX_UPDATES_PER_SECOND = 100000\n"
             "MAX_CREATES_PER_MINUTE = inf\nCACHE_WRITE_STRATEGY = sorted\nENABLE_TAGS = False\n"
         )
-        (root / "storage-schemas.conf").write_text("[everything]\npattern = .*\nretentions = 1s:1h\n")
+        (root / "storage-schemas.conf").write_text(f"[everything]\npattern = .*\nretentions = {retention}\n")
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Carbon:
@@ -81,19 +81,23 @@ class Carbon:
 
     def value(self, path: str, ts: int) -> float | None:
         """The datapoint stored for metric `path` at `ts`, read from its whisper file."""
+        return self.values(path, ts, ts).get(ts)
+
+    def values(self, path: str, start_ts: int, end_ts: int) -> dict[int, float]:
+        """Every datapoint stored for `path` from `start_ts` to `end_ts` (slot time -> value)."""
         import whisper
 
         wsp = self.whisper_dir / (path.replace(".", "/") + ".wsp")
         if not wsp.exists():
-            return None
+            return {}
         try:
-            (start, _end, step), values = whisper.fetch(str(wsp), ts - 1, ts + 1)
+            fetched = whisper.fetch(str(wsp), start_ts - 1, end_ts + 1)
         except (whisper.WhisperException, OSError, ValueError, struct.error):
-            return None  # carbon is still creating the file: its header is not all there yet
-        for i, v in enumerate(values):
-            if start + i * step == ts:
-                return v
-        return None
+            return {}  # carbon is still creating the file: its header is not all there yet
+        if fetched is None:
+            return {}
+        (start, _end, step), values = fetched
+        return {start + i * step: v for i, v in enumerate(values) if v is not None}
 
 
 class Memcached:

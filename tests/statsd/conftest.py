@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -16,7 +17,7 @@ from tests.conftest import free_port, stop_process, wait_until
 
 
 class Daemon:
-    def __init__(self, tmp_path: Path, config: dict[str, Any]) -> None:
+    def __init__(self, tmp_path: Path, config: dict[str, Any], popen: dict[str, Any] | None = None) -> None:
         self.tmp = tmp_path
         self.port = config.setdefault("port", free_port())
         self.mgmt_port = config.setdefault("mgmt_port", free_port())
@@ -32,11 +33,10 @@ class Daemon:
         self.write_config(config)
         self.log_path = tmp_path / "daemon.log"
         self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        popen = dict(popen or {})
+        command = [*popen.pop("prefix", []), sys.executable, "-m", "webops", "statsd", str(self.config_path)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "webops", "statsd", str(self.config_path)],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
+            command, stdout=self.log, stderr=subprocess.STDOUT, cwd=tmp_path, **popen
         )
         wait_until(self._console_up, what="the management console to answer")
 
@@ -52,6 +52,27 @@ class Daemon:
             return True
         except OSError:
             return False
+
+    def http(self, path: str) -> tuple[int, str]:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def children(self) -> set[int]:
+        """The pids of the daemon's UDP reader processes (multiprocessing's resource tracker aside)."""
+        out = set()
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                for pid in (task / "children").read_text().split():
+                    with contextlib.suppress(OSError):
+                        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                            out.add(int(pid))
+        return out
 
     def send(self, *packets: bytes, port: int | None = None, host: str = "127.0.0.1") -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -79,7 +100,9 @@ class Daemon:
     def flushes(self) -> list[dict]:
         if not self.flush_file.exists():
             return []
-        return [json.loads(line) for line in self.flush_file.read_text().splitlines() if line]
+        text = self.flush_file.read_text()
+        complete = text[: text.rfind("\n") + 1]  # the backend may be writing the last line right now
+        return [json.loads(line) for line in complete.splitlines() if line]
 
     def summed(self, kind: str, key: str) -> float:
         return sum(f[kind].get(key, 0) for f in self.flushes())
@@ -100,10 +123,10 @@ class Daemon:
 def start_daemon(tmp_path: Path) -> Iterator:
     started: list[Daemon] = []
 
-    def start(**config: Any) -> Daemon:
+    def start(_popen: dict[str, Any] | None = None, **config: Any) -> Daemon:
         workdir = tmp_path / f"d{len(started)}"
         workdir.mkdir()
-        d = Daemon(workdir, config)
+        d = Daemon(workdir, config, _popen)
         started.append(d)
         return d
 

@@ -133,3 +133,73 @@ def test_new_limits_are_config_keys() -> None:
     assert cfg.aggregation().max_series == 100
     with pytest.raises(statsd_config.ConfigError, match="maxSeries"):
         statsd_config.build({"maxSeries": 0})
+
+
+def test_a_backend_slower_than_the_flushes_holds_a_bounded_queue() -> None:
+    import threading
+
+    from webops.statsd.backends.base import Backend, BackendRunner
+
+    release = threading.Event()
+    seen: list[int] = []
+
+    class Stuck(Backend):
+        name = "stuck"
+
+        def flush(self, snapshot) -> None:
+            release.wait(30)
+            seen.append(snapshot.timestamp)
+
+    runner = BackendRunner(Stuck(None, 0))
+    agg = Aggregator()
+    for ts in range(30):
+        runner.submit(summarize(agg.take(ts), SummarySettings()))
+    assert len(runner.queue) <= BackendRunner.MAX_QUEUED
+    assert runner.status()["flushes_dropped"] >= 30 - BackendRunner.MAX_QUEUED - 1
+    release.set()
+    assert runner.stop(30)
+    assert seen == sorted(seen) and seen[-1] == 29  # in order, the newest kept
+
+
+def test_one_wake_up_reads_a_bounded_slice_of_one_connection_and_hands_lines_over() -> None:
+    """A client that has sent megabytes ahead: one read callback takes at most STREAM_SLICES x 64
+    KiB, in whole lines as they come, and returns so the event loop serves everyone else."""
+    import asyncio
+    import socket
+
+    from webops.statsd.config import Listener
+    from webops.statsd.listeners import MAX_PACKET, STREAM_SLICES, StreamListener
+
+    async def scenario() -> list[int]:
+        server, client = socket.socketpair()
+        for s in (server, client):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        client.setblocking(False)
+        line = b"flood:1|c\n"
+        sent = 0
+        for _ in range(2000):  # as much as the kernel takes, up to 20 MB
+            try:
+                sent += client.send(line * 1000)
+            except BlockingIOError:
+                break
+        chunks: list[int] = []
+        with socket.socket() as listening:
+            listening.bind(("127.0.0.1", 0))
+            listening.listen()
+            listener = StreamListener(
+                Listener("tcp", "127.0.0.1", 0), listening, lambda d: chunks.append(len(d[0])), 10, 0
+            )
+            server.setblocking(False)
+            listener.conns[server.fileno()] = (server, bytearray())
+            listener.last_seen[server.fileno()] = 0.0
+            listener.read(server.fileno())
+            listener.loop.remove_reader(listening.fileno())
+        client.close()
+        server.close()
+        assert sent > STREAM_SLICES * MAX_PACKET * 2, "the kernel took too little to show anything"
+        return chunks
+
+    chunks = asyncio.run(scenario())
+    assert sum(chunks) <= STREAM_SLICES * MAX_PACKET
+    assert len(chunks) > 1

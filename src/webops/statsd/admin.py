@@ -109,7 +109,7 @@ class Console:
         stat(prefix, "metrics_received", totals.metrics_received)
         stat(prefix, "bad_lines_seen", totals.bad_lines_seen)
         for runner in d.runners:
-            for metric, value in runner.backend.status().items():
+            for metric, value in runner.status().items():
                 stat(runner.backend.name, metric, value)
         return "\n".join(lines) + "\nEND\n\n"
 

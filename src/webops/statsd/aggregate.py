@@ -219,6 +219,7 @@ class Aggregator:
         """Client series held (the daemon's own stats do not count against maxSeries)."""
         gauges = len(self.gauge_ops) if self.batch_mode else len(self.gauges)
         own = sum(k in self.counters for k in (self.k_packets, self.k_metrics, self.k_bad, self.k_refused))
+        own += self.k_lag in self.gauges
         return len(self.counters) - own + len(self.timers) + gauges + len(self.sets)
 
     def admit(self) -> bool:
@@ -283,11 +284,12 @@ class Aggregator:
     def merge(self, batch: Batch) -> None:
         """Fold a reader's batch into this (main) aggregator, as if its lines had come here."""
         counters = self.counters
+        own = (self.k_packets, self.k_metrics, self.k_bad, self.k_refused)
         for key, value in batch.counters.items():
             current = counters.get(key)
             if current is not None:
                 counters[key] = current + value
-            elif self.admit():
+            elif key in own or self.admit():
                 counters[key] = value
         for key, values in batch.timers.items():
             mine = self.timers.get(key)

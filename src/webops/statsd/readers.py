@@ -211,7 +211,7 @@ class ReaderPool:
         self.loop.remove_reader(reader.proc.sentinel)
         self._receive(reader)  # a batch it sent before dying still counts
         self._finish(reader)
-        reader.proc.join(0)
+        reader.proc.join(1)  # the sentinel closes a moment before the process can be reaped
         reader.conn.close()
         if reader in self.readers:
             self.readers.remove(reader)

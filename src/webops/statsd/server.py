@@ -351,11 +351,11 @@ class StatsdDaemon:
     def _metrics(self) -> tuple[int, str, str]:
         own = [
             ("statsd_health_up", "gauge", (), 1.0 if self.health_state() == "up" else 0.0),
-            ("statsd_reader_restarts", "counter", (), self.pool.restarts),
+            ("statsd_reader_restarts", "gauge", (), self.pool.restarts),
             ("statsd_uptime_seconds", "gauge", (), time.time() - self.startup_time),
         ]
         for r in self.runners:
-            for stat, value in r.backend.status().items():
+            for stat, value in r.status().items():
                 own.append(("statsd_backend", "gauge", (("backend", r.backend.name), ("stat", stat)), value))
         return 200, "text/plain; version=0.0.4; charset=utf-8", self.prometheus.render(own)
 

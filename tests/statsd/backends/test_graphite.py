@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -148,3 +151,122 @@ def test_reload_keeps_the_buffered_flushes(start_daemon, carbon: Carbon) -> None
         timeout=60,
         what="the datapoint buffered before the reload",
     )
+
+
+# --- carbon failing in every way it does (issue 12) ------------------------------------------
+
+
+def counted_flushes(d, key: str) -> list[dict]:
+    return [r for r in d.flushes() if r["counters"].get(key)]
+
+
+def send_one_per_flush(d, key: str, first: int, last: int) -> None:
+    """Value i in flush i: each flush of the daemon carries exactly one known count."""
+    for i in range(first, last + 1):
+        d.send(b"%s:%d|c" % (key.encode(), i))
+        wait_until(lambda i=i: len(counted_flushes(d, key)) >= i, what=f"flush {i} of {key}")
+
+
+def assert_every_flush_stored(d, carbon: Carbon, key: str, count: int) -> None:
+    records = counted_flushes(d, key)
+    assert sorted(r["counters"][key] for r in records) == list(range(1, count + 1))
+
+    def missing() -> list[int]:
+        return [
+            r["timestamp"]
+            for r in records
+            if carbon.value(f"stats_counts.{key}", r["timestamp"]) != r["counters"][key]
+        ]
+
+    wait_until(
+        lambda: not missing(),
+        timeout=90,
+        what=f"every flush of {key} in carbon",
+        detail=lambda: f"missing {missing()}; daemon: {d.console('stats')!r}; carbon: {carbon.log_tail()!r}",
+    )
+
+
+@pytest.mark.parametrize("how", ["killed", "restarted"])
+def test_carbon_killed_or_restarted_between_flushes_loses_no_flush(start_daemon, carbon: Carbon, how) -> None:
+    d = graphite_daemon(start_daemon, carbon)
+    send_one_per_flush(d, "crash", 1, 3)
+    if how == "killed":
+        assert carbon.proc is not None
+        carbon.proc.send_signal(signal.SIGKILL)  # whatever it held in memory is gone
+        carbon.proc.wait()
+        carbon.proc = None
+        carbon.log.close()
+        send_one_per_flush(d, "crash", 4, 6)
+    else:
+        # A graceful stop: carbon closes its connections, the old failure mode of the sender.
+        # (carbon-cache drops what it has not yet written when it stops: wait for that first.)
+        assert_every_flush_stored(d, carbon, "crash", 3)
+        carbon.stop()
+    carbon.start()
+    send_one_per_flush(d, "crash", 7 if how == "killed" else 4, 9 if how == "killed" else 6)
+    assert_every_flush_stored(d, carbon, "crash", 9 if how == "killed" else 6)
+
+
+def test_a_stopped_carbon_loses_no_flush(start_daemon, carbon: Carbon) -> None:
+    d = graphite_daemon(start_daemon, carbon)
+    send_one_per_flush(d, "frozen", 1, 2)
+    assert carbon.proc is not None
+    carbon.proc.send_signal(signal.SIGSTOP)
+    try:
+        send_one_per_flush(d, "frozen", 3, 5)
+    finally:
+        carbon.proc.send_signal(signal.SIGCONT)
+    send_one_per_flush(d, "frozen", 6, 7)
+    assert_every_flush_stored(d, carbon, "frozen", 7)
+
+
+def test_a_port_that_accepts_and_never_reads_swallows_nothing(start_daemon, carbon: Carbon) -> None:
+    carbon.stop()
+    blackhole = socket.socket()
+    blackhole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    blackhole.bind(("127.0.0.1", carbon.port))
+    blackhole.listen(64)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_and_ignore() -> None:
+        blackhole.settimeout(0.1)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                accepted.append(blackhole.accept()[0])
+
+    thread = threading.Thread(target=accept_and_ignore)
+    thread.start()
+    try:
+        d = graphite_daemon(start_daemon, carbon)
+        send_one_per_flush(d, "void", 1, 4)
+        wait_until(lambda: accepted, what="the daemon to connect to the black hole")
+    finally:
+        stop.set()
+        thread.join()
+        for c in accepted:
+            c.close()
+        blackhole.close()
+    carbon.start()
+    assert_every_flush_stored(d, carbon, "void", 4)
+
+
+def test_the_shutdown_flush_does_not_overwrite_the_last_interval(tmp_path, start_daemon) -> None:
+    carbon = Carbon(tmp_path / "carbon2", retention="2s:1h").start()  # one slot per flush interval
+    try:
+        d = graphite_daemon(start_daemon, carbon, flushInterval=2000)
+        d.send(b"slot:5|c")
+        (record,) = wait_until(lambda: counted_flushes(d, "slot"), what="the flush with 5")
+        d.send(b"slot:3|c")  # then stop within the same 2 s slot (or the next: the sum holds)
+        wait_until(lambda: d.total() == 2, what="the second packet")
+        d.signal(signal.SIGTERM)
+        assert d.proc.wait(60) == 0
+        ts = record["timestamp"]
+        wait_until(
+            lambda: sum(carbon.values("stats_counts.slot", ts - 10, ts + 10).values()) == 8,
+            timeout=60,
+            what="5 + 3 counted in carbon",
+            detail=lambda: str(carbon.values("stats_counts.slot", ts - 10, ts + 10)),
+        )
+    finally:
+        carbon.stop()

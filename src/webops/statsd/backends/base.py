@@ -7,11 +7,12 @@ that blocks (a dead carbon, a full disk) delays only itself: intake and other ba
 
 from __future__ import annotations
 
+import collections
 import logging
-import queue
 import threading
 import time
 
+from ...common.ratelimit import RateLimitedLog
 from ..snapshot import Snapshot
 
 log = logging.getLogger("webops.statsd")
@@ -55,20 +56,47 @@ class Backend:
 
 
 class BackendRunner:
-    """Feeds one backend from its own thread. Snapshots wait in an unbounded FIFO, in order."""
+    """Feeds one backend from its own thread, snapshots in order. At most `MAX_QUEUED` wait: a
+    backend that stays slower than the flush interval (a blocked stdout, a stalled disk) loses
+    its oldest waiting snapshot rather than the daemon's memory; `flushes_dropped` counts them."""
+
+    MAX_QUEUED = 10
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
-        self.queue: queue.Queue[Snapshot | None] = queue.Queue()
+        self.queue: collections.deque[Snapshot | None] = collections.deque()
+        self.cond = threading.Condition()
+        self.dropped = 0
+        self.errors = RateLimitedLog(log, f"backend {backend.name} messages")
         self.successor: Backend | None = None
         self.thread = threading.Thread(target=self._run, name=f"backend-{backend.name}", daemon=True)
         self.thread.start()
 
-    def submit(self, snapshot: Snapshot) -> None:
-        self.queue.put(snapshot)
+    def submit(self, snapshot: Snapshot | None) -> None:
+        with self.cond:
+            if snapshot is not None and len(self.queue) >= self.MAX_QUEUED:
+                self.queue.popleft()
+                self.dropped += 1
+                self.errors.warning(
+                    "backend %s: %d flushes waiting (it is slower than the flush interval): "
+                    "dropped the oldest (%d so far)",
+                    self.backend.name,
+                    self.MAX_QUEUED,
+                    self.dropped,
+                )
+            self.queue.append(snapshot)
+            self.cond.notify()
+
+    def status(self) -> dict[str, float]:
+        return {**self.backend.status(), "flushes_dropped": self.dropped}
+
+    def _next(self) -> Snapshot | None:
+        with self.cond:
+            self.cond.wait_for(lambda: self.queue)
+            return self.queue.popleft()
 
     def _run(self) -> None:
-        while (snapshot := self.queue.get()) is not None:
+        while (snapshot := self._next()) is not None:
             try:
                 self.backend.flush(snapshot)
                 if not self.backend.manages_last_flush:
@@ -87,6 +115,6 @@ class BackendRunner:
         """Let the backend finish every queued flush, hand over to `successor` (a reload), close.
         False if it did not finish within `timeout`."""
         self.successor = successor
-        self.queue.put(None)
+        self.submit(None)
         self.thread.join(timeout)
         return not self.thread.is_alive()

@@ -1,0 +1,78 @@
+"""What hostile input costs the statsd core, and what the series limit holds (prints, asserts nothing).
+
+    python bench/statsd_hostile.py
+
+1. Work per line: good lines against the packets that used to be expensive (a 64 KiB line of
+   colons, numbers too large for a float), through `Aggregator.ingest`, the code every reader runs.
+2. The series limit: memory and flush time at the default `maxSeries` (500,000 counters), and
+   what happens past it (refused updates, counted; memory flat).
+3. Parse caches under 64 KiB distinct lines: memory stays flat.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+
+from webops.statsd.aggregate import AggregationSettings, Aggregator
+from webops.statsd.snapshot import SummarySettings, summarize
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def per_line_cost() -> None:
+    good = b"\n".join(b"app%d.requests:1|c" % (i % 50) for i in range(1000))
+    cases = {
+        "good lines (1,000 a packet)": (good, 1000),
+        "p: + 65,000 colons": (b"p:" + b":" * 65_000, 1),
+        "hex value of 300 digits": (b"x:0x" + b"f" * 300 + b"|c", 1),
+        "sample rate of 300 hex digits": (b"x:1|c|@0x" + b"f" * 300, 1),
+    }
+    print("1. work per line (Aggregator.ingest, one process)")
+    for name, (packet, lines) in cases.items():
+        agg = Aggregator()
+        rounds = max(1, 200_000 // lines)
+        started = time.perf_counter()
+        for _ in range(rounds):
+            agg.ingest(packet)
+        took = time.perf_counter() - started
+        cost = took / (rounds * lines) * 1e6
+        print(f"   {name:32s} {cost:8.2f} us/line  bad lines: {agg.totals.bad_lines_seen}")
+
+
+def series_limit() -> None:
+    print("2. series limit (maxSeries 500,000 counters)")
+    before = rss_mib()
+    agg = Aggregator(AggregationSettings(max_series=500_000))
+    for start in range(0, 600_000, 1000):
+        agg.ingest(b"\n".join(b"series.%d:1|c" % i for i in range(start, start + 1000)))
+    at_limit = rss_mib()
+    for start in range(600_000, 1_000_000, 1000):
+        agg.ingest(b"\n".join(b"series.%d:1|c" % i for i in range(start, start + 1000)))
+    print(f"   series kept {agg.series_count():,}, updates refused {agg.totals.metrics_refused:,}")
+    print(f"   RSS +{at_limit - before:.0f} MiB at the limit, +{rss_mib() - before:.0f} MiB after 400k more")
+    started = time.perf_counter()
+    summarize(agg.take(int(time.time())), SummarySettings())
+    print(f"   take + summarize of 500k counters: {time.perf_counter() - started:.2f} s")
+
+
+def cache_memory() -> None:
+    print("3. parse caches under 64 KiB distinct lines")
+    agg = Aggregator()
+    before = rss_mib()
+    for i in range(500):  # 500 x 64 KiB = 31 MiB of distinct text
+        agg.ingest(b"k%d:" % i + b"1" * 65_000 + b"|c")
+    print(f"   RSS +{rss_mib() - before:.0f} MiB after 31 MiB of distinct 64 KiB lines")
+
+
+if __name__ == "__main__":
+    per_line_cost()
+    series_limit()
+    cache_memory()
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")

@@ -1,0 +1,279 @@
+"""The real daemon under hostile traffic, floods, dying readers and bad reloads (issue 12)."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from tests.conftest import free_port, wait_until
+
+READERS = pytest.mark.parametrize("readers", [0, 2], ids=["in-process", "2-readers"])
+HUGE_HEX = b"0x" + b"f" * 300
+
+
+@READERS
+def test_packets_that_used_to_kill_a_reader_cost_one_line(start_daemon, readers: int) -> None:
+    d = start_daemon(readers=readers)
+    hostile = [b"x:" + HUGE_HEX + b"|c", b"y:1|c|@" + HUGE_HEX, b"p:" + b":" * 65_000] * 3
+    d.send(*hostile, b"good:1|c\nx:" + HUGE_HEX + b"|c\ngood:1|c")
+    wait_until(lambda: d.total() == 10, what="all ten packets")
+    assert "good: 2" in d.console("counters")
+    assert d.total("bad_lines_seen") == 10
+    assert "died" not in d.logs() and "Traceback" not in d.logs()
+
+
+def test_a_hostile_tcp_line_is_counted_once(start_daemon) -> None:
+    port = free_port()
+    d = start_daemon(servers=[{"server": "./servers/tcp", "port": port}])
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"a:1|c\nx:" + HUGE_HEX + b"|c\nb:1|c\n")
+        wait_until(lambda: d.total("metrics_received") == 3, what="three lines")
+        s.sendall(b"a:1|c\n")
+        wait_until(lambda: d.total("metrics_received") == 4, what="the fourth line")
+    counters = d.console("counters")
+    assert "a: 2" in counters and "b: 1" in counters
+
+
+def test_a_killed_reader_is_replaced_and_health_says_so_meanwhile(start_daemon) -> None:
+    d = start_daemon(readers=2)
+    wait_until(lambda: len(d.children()) == 2, what="two reader processes")
+    victim = min(d.children())
+    os.kill(victim, signal.SIGKILL)
+    seen_down = wait_until(lambda: d.http("/health")[0] == 503, timeout=10, what="/health to say down")
+    assert seen_down
+    assert "reader processes: 1 of 2" in d.console("health", until=b"\n")
+    wait_until(lambda: d.http("/health")[0] == 200, timeout=60, what="/health to be up again")
+    assert victim not in d.children() and len(d.children()) == 2
+    assert "died (exit code -9); starting a replacement" in d.logs()
+    assert "statsd_reader_restarts 1" in d.http("/metrics")[1]
+    d.send(*[b"after:1|c"] * 50)
+    wait_until(lambda: "after: 50" in d.console("counters"), what="intake after the restart")
+
+
+def test_a_fast_tcp_client_does_not_freeze_the_console(start_daemon) -> None:
+    port = free_port()
+    d = start_daemon(servers=[{"server": "./servers/tcp", "port": port}], readers=0)
+    stop = threading.Event()
+    chunk = b"flood:1|c\n" * 10_000
+
+    def flood() -> None:
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            for _ in range(5_000):  # at most 500 MB, stopped long before
+                if stop.is_set():
+                    return
+                s.sendall(chunk)
+
+    sender = threading.Thread(target=flood)
+    sender.start()
+    try:
+        wait_until(lambda: d.total() > 0, what="the flood to arrive")
+        for _ in range(3):  # while the flood goes on, the console answers
+            assert d.console("health", until=b"\n") == "health: up\n"
+        assert sender.is_alive(), "the flood ended before the console was asked"
+    finally:
+        stop.set()
+        sender.join()
+
+
+def _limit_descriptors() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+
+def test_a_connection_flood_under_1024_descriptors(start_daemon) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4096:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    port = free_port()
+    d = start_daemon(
+        _popen={"preexec_fn": _limit_descriptors},
+        servers=[{"server": "./servers/tcp", "port": port}],
+        tcpIdleTimeout=2,
+        mgmtIdleTimeout=2,
+    )
+    conns = []
+    try:
+        for i in range(1100):
+            conns.append(socket.create_connection(("127.0.0.1", port if i % 2 else d.mgmt_port)))
+        wait_until(lambda: d.http("/health") == (200, "health: up\n"), what="/health during the flood")
+        logs = d.logs()
+        assert "Traceback" not in logs
+        assert len(logs.splitlines()) < 40  # refusals are counted, logged at a bounded rate
+        # idle connections are closed by the daemon
+        for c in conns[:10]:
+            c.settimeout(30)
+            assert c.recv(10) == b""
+    finally:
+        for c in conns:
+            c.close()
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"still:1|c\n")
+        wait_until(lambda: "still: 1" in d.console("counters"), what="the daemon to still count")
+
+
+def test_max_series_refuses_new_series_counts_and_says_so(start_daemon) -> None:
+    d = start_daemon(maxSeries=50, flushInterval=300)
+    d.send(*[b"series%d:1|c" % i for i in range(100)])
+    wait_until(
+        lambda: d.summed("counters", "statsd.metrics_refused") >= 50,
+        what="refusals in a flush",
+        detail=lambda: d.console("counters") + d.logs(),
+    )
+    assert "maxSeries (50) reached" in d.logs()
+    counters = d.console("counters")
+    assert counters.count("  series") == 50  # the first fifty kept, and they go on counting
+    kept = next(line.split(":")[0].strip() for line in counters.splitlines() if line.startswith("  series"))
+    d.send(b"%s:7|c" % kept.encode())
+    wait_until(lambda: f"{kept}: 7" in d.console("counters"), what="an existing series to go on")
+
+
+def test_reload_to_busy_ports_keeps_the_running_listeners(start_daemon) -> None:
+    d = start_daemon()
+    busy_udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    busy_udp.bind(("127.0.0.1", 0))
+    busy_tcp = socket.socket()
+    busy_tcp.bind(("127.0.0.1", 0))
+    busy_tcp.listen()
+    try:
+        d.write_config(
+            {**d.config, "port": busy_udp.getsockname()[1], "mgmt_port": busy_tcp.getsockname()[1]}
+        )
+        d.signal(signal.SIGHUP)
+        wait_until(lambda: d.logs().count("keeping the running one") == 2, what="both failures said")
+        assert "configuration reloaded" not in d.logs()
+        d.send(b"kept:1|c")  # the old UDP port still listens
+        wait_until(lambda: "kept: 1" in d.console("counters"), what="the old port and console to work")
+    finally:
+        busy_udp.close()
+        busy_tcp.close()
+
+
+def test_reload_restarts_readers_only_when_their_settings_change(start_daemon) -> None:
+    d = start_daemon(readers=2)
+    wait_until(lambda: len(d.children()) == 2, what="two readers")
+    before = d.children()
+    d.write_config({**d.config, "percentThreshold": [95]})
+    d.signal(signal.SIGHUP)
+    wait_until(lambda: "configuration reloaded" in d.logs(), what="the reload")
+    assert d.children() == before
+    d.write_config({**d.config, "readers": 3})
+    d.signal(signal.SIGHUP)
+    wait_until(lambda: d.logs().count("configuration reloaded") == 2, what="the second reload")
+    wait_until(lambda: len(d.children()) == 3 and not d.children() & before, what="three new readers")
+    d.send(*[b"r:1|c"] * 30)
+    wait_until(lambda: "r: 30" in d.console("counters"), what="intake through the new readers")
+
+
+def _umask_zero() -> None:
+    os.umask(0)
+
+
+def test_sockets_and_state_files_are_private_from_the_start(start_daemon, tmp_path) -> None:
+    private, shared = str(tmp_path / "p.sock"), str(tmp_path / "g.sock")
+    state = tmp_path / "gauges.json"
+    d = start_daemon(
+        _popen={"preexec_fn": _umask_zero},
+        servers=[
+            {"server": "./servers/tcp", "socket": private},
+            {"server": "./servers/tcp", "socket": shared, "socket_mod": 0o660},
+        ],
+        persistGauges=str(state),
+        flushInterval=200,
+    )
+    assert stat.S_IMODE(os.stat(private).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(shared).st_mode) == 0o660
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(private)
+        s.sendall(b"g:1|g\n")
+    wait_until(state.exists, what="the gauges file")
+    assert stat.S_IMODE(state.stat().st_mode) == 0o600
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".statsd-")]
+    d.stop()
+
+
+def test_socket_activation_keeps_what_was_sent_before_the_daemon_started(start_daemon) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _ in range(20):
+            s.sendto(b"early:1|c", ("127.0.0.1", port))
+    wrapper = 'exec 3<&"$FD"; export LISTEN_PID=$$ LISTEN_FDS=1; exec "$@"'
+    d = start_daemon(
+        _popen={
+            "prefix": ["bash", "-c", wrapper, "bash"],
+            "pass_fds": (sock.fileno(),),
+            "env": {**os.environ, "FD": str(sock.fileno())},
+        },
+        port=port,
+    )
+    sock.close()
+    wait_until(lambda: "early: 20" in d.console("counters"), what="the packets sent before the start")
+    assert "socket activation" in d.logs()
+
+
+def test_dump_messages_cannot_forge_a_log_line(start_daemon) -> None:
+    d = start_daemon(dumpMessages=True)
+    d.send(b"a:1|c\n01 Jan 00:00:00 - ERROR - forged\x1b[2J")
+    wait_until(lambda: "forged" in d.logs(), what="the dumped packet")
+    line = next(x for x in d.logs().splitlines() if "forged" in x)
+    assert "a:1|c\\n01 Jan" in line and "\\x1b[2J" in line
+    assert not any(x.startswith("01 Jan 00:00:00 - ERROR") for x in d.logs().splitlines())
+
+
+def test_bad_spool_files_are_set_aside_and_never_unpickled(tmp_path, caplog) -> None:
+    import pickle
+
+    from webops.statsd import config as statsd_config
+    from webops.statsd.backends.graphite import GraphiteBackend
+
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    spool = tmp_path / "spool"
+    spool.write_bytes(pickle.dumps({"protocol": "text", "chunks": [Exploit()]}))
+    cfg = statsd_config.build(
+        {"graphiteHost": "127.0.0.1", "graphitePort": free_port(), "graphiteSpoolFile": str(spool)}
+    )
+    backend = GraphiteBackend(cfg, 0)
+    backend.close()
+    assert not marker.exists()
+    assert not spool.exists() and [p for p in os.listdir(tmp_path) if p.startswith("spool.bad-")]
+    assert "is not usable" in caplog.text
+
+
+def test_hostile_lines_fuzzed_through_the_real_daemon(start_daemon) -> None:
+    """Random bytes and mutated statsd lines over UDP: the daemon keeps counting good lines."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    d = start_daemon(readers=2)
+    sent = {"n": 0}
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(st.binary(max_size=2048) | st.text("x:|@#0123456789abcdefxXoObBe.+-gcmsh\n").map(str.encode))
+    def fuzz(packet: bytes) -> None:
+        if packet:
+            d.send(packet)
+            sent["n"] += 1
+
+    fuzz()
+    d.send(b"canary:1|c")
+    wait_until(lambda: "canary: 1" in d.console("counters"), what="the canary after the fuzzing")
+    wait_until(lambda: d.total() == sent["n"] + 1, what="every fuzzed packet counted")
+    assert "died" not in d.logs() and d.proc.poll() is None
+
+
+if sys.platform != "linux":  # /proc, SO_RCVBUFFORCE, unix sockets as used here
+    pytestmark = pytest.mark.skip("Linux only")
+_ = subprocess
