@@ -7,11 +7,15 @@
 2. The series limit: memory and flush time at the default `maxSeries` (500,000 counters), and
    what happens past it (refused updates, counted; memory flat).
 3. Parse caches under 64 KiB distinct lines: memory stays flat.
+4. The real daemon fed 5,000,000 distinct counters over loopback UDP with a 1 s flush: what it
+   keeps, what it refuses, its memory, and how long it takes to stop.
 """
 
 from __future__ import annotations
 
+import re
 import resource
+import socket
 import time
 
 from webops.statsd.aggregate import AggregationSettings, Aggregator
@@ -71,8 +75,45 @@ def cache_memory() -> None:
     print(f"   RSS +{rss_mib() - before:.0f} MiB after 31 MiB of distinct 64 KiB lines")
 
 
+def five_million_series() -> None:
+    from statsd_bench import HOST, family, pss_mib, settle, start
+
+    print("4. the daemon, 5,000,000 distinct counters at ~250k metrics/s, flushInterval 1000 ms")
+    target = start("webops", None, {"flushInterval": 1000})
+    pids = family(target.proc.pid)
+    base = pss_mib(pids)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        started = time.monotonic()
+        for first in range(0, 5_000_000, 25):  # bounded: 200,000 packets to loopback
+            s.sendto(
+                b"\n".join(b"flood.series.%d:1|c" % i for i in range(first, first + 25)), (HOST, target.port)
+            )
+            if first % 25_000 == 0:  # pace at ~250k metrics/s
+                ahead = started + first / 250_000 - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
+    settle(target.mgmt_port)
+    from statsd_bench import console
+
+    stats = console(target.mgmt_port, "stats")
+
+    def stat(name: str) -> int:
+        m = re.search(r"statsd\." + name + r": (\d+)", stats)
+        return int(m.group(1)) if m else -1
+
+    print(
+        f"   received {stat('metrics_received'):,} metrics; series kept {stat('series'):,}; "
+        f"updates refused {stat('metrics_refused'):,}"
+    )
+    print(f"   PSS {base:.0f} MiB at start, {pss_mib(family(target.proc.pid)):.0f} MiB after")
+    stopping = time.monotonic()
+    target.stop()
+    print(f"   SIGTERM to exit: {time.monotonic() - stopping:.1f} s")
+
+
 if __name__ == "__main__":
     per_line_cost()
     series_limit()
     cache_memory()
+    five_million_series()
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")

@@ -108,6 +108,8 @@ class Console:
         stat(prefix, "packets_received", totals.packets_received)
         stat(prefix, "metrics_received", totals.metrics_received)
         stat(prefix, "bad_lines_seen", totals.bad_lines_seen)
+        stat(prefix, "metrics_refused", totals.metrics_refused)
+        stat(prefix, "series", d.aggregator.series_count())
         for runner in d.runners:
             for metric, value in runner.status().items():
                 stat(runner.backend.name, metric, value)
