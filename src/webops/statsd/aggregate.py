@@ -102,7 +102,8 @@ class Batch:
     totals: Totals
     key_counts: Counter[str]
     bad_lines: list[BadLine] = field(default_factory=list)  # the first few, for the log
-    packets: list[bytes] = field(default_factory=list)
+    packets: list[bytes] = field(default_factory=list)  # raw datagrams, for a repeater
+    packets_dropped: int = 0  # datagrams not forwarded: the batch held FORWARD_MAX already
 
 
 BadLineHook = Callable[[BadLine], None]  # not called in batch mode: batch.bad_lines carries them

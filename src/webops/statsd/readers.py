@@ -42,6 +42,7 @@ STOP = "stop"
 READY = "ready"
 DRAIN_MAX = 1_000_000  # datagrams a stopping reader reads at most: more than any receive buffer holds
 START_TIMEOUT = 60.0
+FORWARD_MAX = 100_000  # raw datagrams a batch holds for a repeater while the main process is slow
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ def reader_main(socks: list[socket.socket], conn: Connection, settings: ReaderSe
     logging.basicConfig(level=settings.log_level, format="%(asctime)s - %(levelname)s - reader: %(message)s")
     agg = Aggregator(settings.aggregation, batch_mode=True)  # bad lines travel in the batch
     packets: list[bytes] = []
+    dropped = 0
     sel = selectors.DefaultSelector()
     for s in socks:
         s.setblocking(False)
@@ -72,10 +74,13 @@ def reader_main(socks: list[socket.socket], conn: Connection, settings: ReaderSe
     due = time.monotonic() + BATCH_SECONDS
 
     def read(sock: socket.socket, limit: int) -> None:
+        nonlocal dropped
         if got := recv_many(sock, limit):
             agg.ingest(b"\n".join(got), time.time(), len(got))  # one decode and split for all
             if settings.forward:
-                packets.extend(got)
+                room = FORWARD_MAX - len(packets)
+                packets.extend(got[:room])
+                dropped += max(0, len(got) - room)
             if settings.dump:
                 dump_packets(got)
 
@@ -96,8 +101,10 @@ def reader_main(socks: list[socket.socket], conn: Connection, settings: ReaderSe
     outbox.put(READY)
 
     def take() -> Batch:
+        nonlocal dropped
         batch = agg.take_batch()
         batch.packets = packets[:]
+        batch.packets_dropped, dropped = dropped, 0
         packets.clear()
         return batch
 

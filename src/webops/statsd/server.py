@@ -367,6 +367,14 @@ class StatsdDaemon:
         for packet in batch.packets:
             for backend in self.packet_backends:
                 backend.packet(packet)
+        if batch.packets_dropped:
+            for backend in self.packet_backends:
+                backend.packets_lost(batch.packets_dropped)
+            self.flush_log.warning(
+                "%d packets not forwarded: a reader held %d for the repeater while this process was busy",
+                batch.packets_dropped,
+                len(batch.packets),
+            )
 
     async def _shutdown(self) -> None:
         await self.pool.close()

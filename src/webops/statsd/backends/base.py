@@ -40,6 +40,9 @@ class Backend:
 
         Only backends that override this are called; see `wants_packets`."""
 
+    def packets_lost(self, count: int) -> None:
+        """`count` packets could not be handed to `packet()` (a bound was reached upstream)."""
+
     @property
     def wants_packets(self) -> bool:
         return type(self).packet is not Backend.packet

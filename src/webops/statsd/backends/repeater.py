@@ -46,6 +46,9 @@ class RepeaterBackend(Backend):
             self.sock = socket.socket(family, socket.SOCK_DGRAM)
             self.sock.setblocking(False)
 
+    def packets_lost(self, count: int) -> None:
+        self.dropped += count
+
     def packet(self, data: bytes) -> None:
         """Called on the receive path for every packet: must never block."""
         if self.protocol != "tcp":
