@@ -80,3 +80,15 @@ def stop_process(proc, timeout: float = 60) -> int:
             proc.kill()
             proc.wait()
     return proc.returncode
+
+
+def tmux(*args: str) -> str:
+    return tmux_run(list(args), check=True).stdout
+
+
+def tmux_run(args: list[str], check: bool = False):
+    """tmux on a private server (-L): the tests never touch, nor are touched by, the user's tmux."""
+    import subprocess
+
+    command = ["tmux", "-L", f"webops-tests-{os.getpid()}", *args]
+    return subprocess.run(command, capture_output=True, text=True, check=check)

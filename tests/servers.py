@@ -62,11 +62,15 @@ class Carbon:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        wait_until(
-            lambda: _port_open(self.port) and _port_open(self.pickle_port),
-            timeout=60,
-            what="carbon-cache to listen",
-        )
+        try:
+            wait_until(
+                lambda: _port_open(self.port) and _port_open(self.pickle_port),
+                timeout=60,
+                what="carbon-cache to listen",
+            )
+        except BaseException:  # never leave a half-started server behind
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
@@ -111,7 +115,11 @@ class Memcached:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_until(lambda: _port_open(self.port), what="memcached to listen")
+        try:
+            wait_until(lambda: _port_open(self.port), what="memcached to listen")
+        except BaseException:
+            self.stop()
+            raise
 
     @property
     def address(self) -> str:
@@ -179,7 +187,11 @@ sub vcl_recv {
             stdout=self.out,
             stderr=subprocess.STDOUT,
         )
-        wait_until(lambda: _port_open(self.port), timeout=60, what="varnishd to listen")
+        try:
+            wait_until(lambda: _port_open(self.port), timeout=60, what="varnishd to listen")
+        except BaseException:
+            self.stop()
+            raise
 
     def log(self, *args: str) -> str:
         """What varnishlog -d (the shared memory log, dumped) prints, with extra varnishlog args."""

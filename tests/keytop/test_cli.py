@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from pymemcache.client.base import Client
 
-from tests.conftest import need, stop_process, wait_until
+from tests.conftest import need, stop_process, tmux, tmux_run, wait_until
 from tests.servers import Memcached
 
 DATA = Path(__file__).parent / "data"
@@ -166,10 +166,6 @@ def test_field_mode_is_pipestat() -> None:
     assert rows == {"/a": 2, "/b": 1}
 
 
-def tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
-
-
 def test_live_screen_in_a_terminal(memcached: Memcached) -> None:
     need(shutil.which("tmux") is not None, "tmux not found (apt-get install tmux)")
     session = f"keytop{memcached.port}"
@@ -199,10 +195,8 @@ def test_live_screen_in_a_terminal(memcached: Memcached) -> None:
         wait_until(lambda: "PAUSED" in screen(), what="pause")
         tmux("send-keys", "-t", session, "q")
         wait_until(
-            lambda: (
-                subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode != 0
-            ),
+            lambda: tmux_run(["has-session", "-t", session]).returncode != 0,
             what="q to quit",
         )
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        tmux_run(["kill-session", "-t", session])

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import need, wait_until
+from tests.conftest import need, tmux, tmux_run, wait_until
 from tests.servers import Postgres
-
-
-def tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
 
 
 class Terminal:
@@ -37,10 +32,10 @@ class Terminal:
         return wait_until(showing, what=what or repr(text))
 
     def alive(self) -> bool:
-        return subprocess.run(["tmux", "has-session", "-t", self.name], capture_output=True).returncode == 0
+        return tmux_run(["has-session", "-t", self.name]).returncode == 0
 
     def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        tmux_run(["kill-session", "-t", self.name])
 
 
 @pytest.fixture

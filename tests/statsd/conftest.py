@@ -38,7 +38,11 @@ class Daemon:
         self.proc = subprocess.Popen(
             command, stdout=self.log, stderr=subprocess.STDOUT, cwd=tmp_path, **popen
         )
-        wait_until(self._console_up, what="the management console to answer")
+        try:
+            wait_until(self._console_up, what="the management console to answer")
+        except BaseException:  # a failed start must not leave a daemon behind
+            self.stop()
+            raise
 
     def write_config(self, config: dict[str, Any]) -> None:
         self.config = config

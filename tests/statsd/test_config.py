@@ -158,3 +158,36 @@ def test_check_config_exits_2_with_one_line(tmp_path: Path, capsys) -> None:
     assert main(["statsd", "--check-config", path]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "flushInterval" in err and path in err
+
+
+def test_a_misspelt_server_module_is_an_error_not_udp() -> None:
+    with pytest.raises(ConfigError, match=r"server: expected ./servers/udp or ./servers/tcp"):
+        statsd_config.build({"server": "./servers/tpc"})
+    with pytest.raises(ConfigError, match=r"servers\[0\]: server"):
+        statsd_config.build({"servers": [{"server": "./servers/tpc"}]})
+
+
+def test_socket_mod_as_an_octal_string() -> None:
+    cfg = statsd_config.build(
+        {"servers": [{"server": "./servers/tcp", "socket": "/s", "socket_mod": "0660"}]}
+    )
+    assert cfg.listeners[0].mode == 0o660
+    assert statsd_config.build({"socket_mod": 0o640})["socket_mod"] == 0o640
+    with pytest.raises(ConfigError, match="octal"):
+        statsd_config.build({"socket_mod": "rw-rw----"})
+
+
+def test_a_bad_environment_variable_breaks_only_the_tool_that_reads_it() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PORT": "abc", "WORKERS": "x"}
+    ok = subprocess.run(
+        [sys.executable, "-m", "webops", "statsd", "--check-config"], env=env, capture_output=True, text=True
+    )
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "webops", "cluster", "serve"], env=env, capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "invalid int value: 'abc'" in bad.stderr

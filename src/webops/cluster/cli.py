@@ -7,9 +7,11 @@ import os
 import sys
 
 
-def _env(name: str, default, cast=str):
-    value = os.environ.get(name)
-    return cast(value) if value not in (None, "") else default
+def _env(name: str, default: str | None) -> str | None:
+    """A default from the environment, as text: argparse converts it with the option's `type` only
+    when this command runs, so `PORT=abc` is an error of `webops cluster serve` alone (naming the
+    option), never of every webops tool at start-up."""
+    return os.environ.get(name) or default
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,12 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "/docs. Defaults can come from the environment: WORKERS, PORT, TIMEOUT, LOG_LEVEL.",
     )
     s.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="bind address (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=_env("PORT", 8000, int), help="port (PORT, default 8000)")
+    s.add_argument("--port", type=int, default=_env("PORT", "8000"), help="port (PORT, default 8000)")
+    s.add_argument("--workers", type=int, default=_env("WORKERS", "3"), help="worker processes (WORKERS, 3)")
     s.add_argument(
-        "--workers", type=int, default=_env("WORKERS", 3, int), help="worker processes (WORKERS, 3)"
-    )
-    s.add_argument(
-        "--timeout", type=int, default=_env("TIMEOUT", 60, int), help="worker timeout (TIMEOUT, 60 s)"
+        "--timeout", type=int, default=_env("TIMEOUT", "60"), help="worker timeout (TIMEOUT, 60 s)"
     )
     s.add_argument(
         "--log-level", default=_env("LOG_LEVEL", "info"), help="gunicorn log level (LOG_LEVEL, info)"

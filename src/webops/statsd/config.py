@@ -74,6 +74,25 @@ def _choice(*options: str) -> Validator:
     return check
 
 
+def _server(v: Any) -> str:
+    """Etsy's `server` module path: ./servers/udp or ./servers/tcp (a typo must not become UDP)."""
+    name = _string(v).rstrip("/").rsplit("/", 1)[-1].removesuffix(".js")
+    if name not in ("udp", "tcp"):
+        raise ValueError(f"expected ./servers/udp or ./servers/tcp, got {v!r}")
+    return v
+
+
+def _mode(v: Any) -> int:
+    """A file mode: a number (0o660 in config.js, 432 in JSON) or an octal string ("0660", "660")."""
+    if isinstance(v, str):
+        try:
+            v = int(v.strip().removeprefix("0o"), 8)
+        except ValueError:
+            raise ValueError(f'expected an octal mode such as "0660", got {v!r}') from None
+    mode = _number(0, integer=True, maximum=0o7777)(v)
+    return int(mode)
+
+
 def _pcts(v: Any) -> list[float]:
     items = v if isinstance(v, list) else [v]
     out = []
@@ -169,12 +188,12 @@ def warn_unknown(key: str) -> None:
 
 # name: (default, validator, description). Defaults of None mean "unset".
 SERVER_KEYS: dict[str, tuple[Any, Validator, str]] = {
-    "server": ("./servers/udp", _string, "./servers/udp or ./servers/tcp"),
+    "server": ("./servers/udp", _server, "./servers/udp or ./servers/tcp"),
     "address": (None, _string, "address to listen on"),
     "address_ipv6": (False, _bool, "listen on IPv6"),
     "port": (8125, _port, "port to listen on"),
     "socket": (None, _string, "TCP server only: a unix stream socket path instead of a port"),
-    "socket_mod": (None, _number(0, integer=True), "permissions of the unix socket (e.g. 0o660)"),
+    "socket_mod": (None, _mode, 'permissions of the unix socket (0o660 or "0660")'),
     "rcvbuf": (8 * 1024 * 1024, _number(0, integer=True), "UDP SO_RCVBUF in bytes"),
 }
 
@@ -237,14 +256,14 @@ SCHEMA: dict[str, tuple[Any, Validator, str]] = {
     "host": (None, _string, "Net::Statsd::Server's name for address"),
     "address_ipv6": (False, _bool, "listen on IPv6 (address defaults to ::1)"),
     "port": (8125, _port, "UDP/TCP listen port"),
-    "server": ("./servers/udp", _string, "./servers/udp or ./servers/tcp, when servers is not set"),
+    "server": ("./servers/udp", _server, "./servers/udp or ./servers/tcp, when servers is not set"),
     "servers": (
         None,
         _servers,
         "list of listeners: {server, address, address_ipv6, port, socket, socket_mod}",
     ),
     "socket": (None, _string, "unix stream socket path for a ./servers/tcp listener"),
-    "socket_mod": (None, _number(0, integer=True), "permissions of that socket"),
+    "socket_mod": (None, _mode, 'permissions of that socket (0o660 or "0660")'),
     "rcvbuf": (8 * 1024 * 1024, _number(0, integer=True), "UDP SO_RCVBUF in bytes (webops)"),
     "readers": (
         "auto",
@@ -361,7 +380,7 @@ class StatsdConfig:
         ]
         out = []
         for s in servers:
-            kind = "tcp" if s.get("server", "./servers/udp").rstrip("/").endswith("tcp") else "udp"
+            kind = s.get("server", "./servers/udp").rstrip("/").rsplit("/", 1)[-1].removesuffix(".js")
             v6 = s.get("address_ipv6", self.raw["address_ipv6"])
             address = s.get("address") or ("::1" if v6 else "127.0.0.1")
             if kind == "tcp" and s.get("socket"):
