@@ -14,7 +14,7 @@ $(CORE): pyproject.toml
 	$(BIN)/pip install --quiet -e .
 	touch $(CORE)
 
-$(STAMP): $(CORE)
+$(STAMP): $(CORE) pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,cluster]'
 	touch $(STAMP)
 
@@ -24,13 +24,14 @@ run: $(CORE)
 	$(BIN)/webops statsd
 
 ## test: lint, then every test (integration tests fail instead of skipping when CI=true)
-test: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+test: lint
 	$(BIN)/pytest
 
+## lint: ruff (style, imports, formatting) and mypy (types, src/)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
 
 ETSY_JS := bench/.etsy/node_modules/statsd/stats.js
 

@@ -16,7 +16,7 @@ DEFAULT_THRESHOLD = 0.5
 
 
 def cluster(
-    sentences: Sequence[str], embeddings: np.ndarray, threshold: float = DEFAULT_THRESHOLD
+    sentences: Sequence[str], embeddings: np.ndarray | None, threshold: float = DEFAULT_THRESHOLD
 ) -> list[list[str]]:
     """Every sentence in exactly one cluster; input order inside a cluster; largest clusters first
     (ties: the cluster whose first sentence came first)."""

@@ -110,6 +110,7 @@ def pcap_source(path: str, port: int, feed: Feed) -> None:
 
 
 def start_sources(opts: Options, feed: Feed, stop: threading.Event) -> tuple[list[threading.Thread], str]:
+    targets: list[tuple[Callable[..., None], tuple]]
     if opts.pcap:
         targets = [(pcap_source, (opts.pcap, opts.port, feed))]
         title = f"keytop: {opts.pcap}"

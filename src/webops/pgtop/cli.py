@@ -99,7 +99,7 @@ def apply_config(args: argparse.Namespace, argv_given: set[str]) -> None:
         action = actions[dest]
         if isinstance(value, str) and action.type is not None:
             try:
-                value = action.type(value)
+                value = action.type(value)  # type: ignore[operator]  # a callable type= in our parser
             except ValueError:
                 raise ConfigError(f"{args.config}: {key}: not a valid value: {value!r}") from None
         if action.choices and value not in action.choices:

@@ -99,7 +99,8 @@ class Screen:
         if s.confirm is not None:
             if key in ("c", "t"):
                 how = "cancel" if key == "c" else "terminate"
-                results = signal_backends(self.conn, [b.pid for b in s.confirm], how) if self.conn else []
+                pids = [b.pid for b in s.confirm]
+                results: list = signal_backends(self.conn, pids, how) if self.conn else []
                 s.overlay = (
                     [f"{how}:", ""]
                     + [f"  {r.pid:>7}  {'ok' if r.ok else 'FAILED'}  {r.message}" for r in results]

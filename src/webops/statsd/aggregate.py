@@ -358,9 +358,13 @@ class Aggregator:
     # --- management console -------------------------------------------------------------
 
     def table(self, kind: str) -> dict:
-        return {"counters": self.counters, "timers": self.timers, "gauges": self.gauges, "sets": self.sets}[
-            kind
-        ]
+        tables: dict[str, dict] = {
+            "counters": self.counters,
+            "timers": self.timers,
+            "gauges": self.gauges,
+            "sets": self.sets,
+        }
+        return tables[kind]
 
     def delete(self, kind: str, patterns: Iterable[str]) -> list[tuple[str, list[str]]]:
         """Etsy's delete_stats: exact names, or `folder.*` for everything under a prefix."""

@@ -207,7 +207,8 @@ def dump_packets(packets: list[bytes]) -> None:
 
 def recv_many(sock: socket.socket, limit: int) -> list[bytes]:
     """The datagrams already queued on a non-blocking socket, up to `limit` of them."""
-    recv, got = sock.recv, []
+    recv = sock.recv
+    got: list[bytes] = []
     append = got.append
     for _ in range(limit):
         try:

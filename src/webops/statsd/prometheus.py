@@ -91,17 +91,15 @@ class PrometheusView:
             if snap is not None:
                 for key, data in snap.timer_data.items():
                     name, labels = split_key(key)
-                    if "median" in data:
-                        add(
-                            name,
-                            "summary",
-                            f"{name}{_labels(labels, (('quantile', '0.5'),))} {_value(data['median'])}",
-                        )  # type: ignore[arg-type]
+                    median = data.get("median")
+                    if isinstance(median, int | float):
+                        half = _labels(labels, (("quantile", "0.5"),))
+                        add(name, "summary", f"{name}{half} {_value(median)}")
                     for pct in snap.pct_threshold:
                         upper = data.get("upper_" + pct_suffix(pct))
-                        if pct > 0 and upper is not None:
+                        if pct > 0 and isinstance(upper, int | float):
                             q = (("quantile", str(Decimal(number(pct)) / 100)),)
-                            add(name, "summary", f"{name}{_labels(labels, q)} {_value(upper)}")  # type: ignore[arg-type]
+                            add(name, "summary", f"{name}{_labels(labels, q)} {_value(upper)}")
                     add(name, "summary", f"{name}_sum{_labels(labels)} {_value(self.timer_sums.get(key, 0))}")
                     add(
                         name,

@@ -72,6 +72,7 @@ class StatsdDaemon:
         self.runners: list[BackendRunner] = []
         self.packet_backends: list[Backend] = []
         self.mgmt: asyncio.Server | None = None
+        self.console: Console | None = None
         self.mgmt_bind: tuple[str, int] | None = None
         self.http_server: asyncio.Server | None = None
         self.http_bind: tuple[str, int] | None = None
@@ -313,12 +314,12 @@ class StatsdDaemon:
     async def _apply_mgmt(self, config: StatsdConfig) -> None:
         bind = (config["mgmt_address"], config["mgmt_port"])
         limits = (config["mgmtMaxConnections"], config["mgmtIdleTimeout"])
-        if bind == self.mgmt_bind:
+        if bind == self.mgmt_bind and self.console is not None:
             self.console.limits = limits
             return
-        self.console = Console(self, limits=limits)
+        console = self.console = Console(self, limits=limits)
         try:
-            self.mgmt = await self._rebind(self.mgmt, bind, lambda h, p: serve(self.console, h, p))
+            self.mgmt = await self._rebind(self.mgmt, bind, lambda h, p: serve(console, h, p))
         except OSError as e:
             raise OSError(f"cannot listen on management {bind[0]}:{bind[1]}: {e.strerror or e}") from e
         self.mgmt_bind = bind
@@ -349,7 +350,7 @@ class StatsdDaemon:
         return (200 if state == "up" else 503), "text/plain", f"health: {state}\n"
 
     def _metrics(self) -> tuple[int, str, str]:
-        own = [
+        own: list[tuple[str, str, tuple[tuple[str, str], ...], float]] = [
             ("statsd_health_up", "gauge", (), 1.0 if self.health_state() == "up" else 0.0),
             ("statsd_reader_restarts", "gauge", (), self.pool.restarts),
             ("statsd_uptime_seconds", "gauge", (), time.time() - self.startup_time),
@@ -378,7 +379,8 @@ class StatsdDaemon:
 
     async def _shutdown(self) -> None:
         await self.pool.close()
-        for listener in [*self.udp_local.values(), *self.streams.values()]:
+        draining: list[UdpListener | StreamListener] = [*self.udp_local.values(), *self.streams.values()]
+        for listener in draining:
             listener.drain()
         for listener in self.streams.values():
             listener.close()

@@ -174,7 +174,8 @@ class GraphiteBackend(Backend):
                     self.cond.wait()
                 if not self.buffer:
                     break
-                round_chunks, size = [], 0
+                round_chunks: list[Chunk] = []
+                size = 0
                 for chunk in self.buffer:
                     if round_chunks and size + len(chunk.data) > ROUND_BYTES:
                         break

@@ -57,12 +57,12 @@ class GraphiteNaming:
                 if self.flush_counts:
                     yield self.path(self.counter_ns, key, "count"), value
         for key, data in snap.timer_data.items():
-            for stat, value in data.items():
-                if isinstance(value, dict):
-                    for bin_name, freq in value.items():
+            for stat, stat_value in data.items():
+                if isinstance(stat_value, dict):
+                    for bin_name, freq in stat_value.items():
                         yield self.path(self.timer_ns, key, stat, bin_name), freq
                 else:
-                    yield self.path(self.timer_ns, key, stat), value
+                    yield self.path(self.timer_ns, key, stat), stat_value
         for key, value in snap.gauges.items():
             yield self.path(self.gauge_ns, key), value
         for key, members in snap.sets.items():
