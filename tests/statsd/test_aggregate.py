@@ -242,3 +242,43 @@ def test_any_spread_over_readers_merges_to_the_same_interval(lines, assignment) 
     assert {k: sorted(v) for k, v in main.timers.items()} == {k: sorted(v) for k, v in direct.timers.items()}
     assert main.timer_counters == pytest.approx(direct.timer_counters)
     assert main.sets == direct.sets
+
+
+gauge_lines = st.sampled_from([b"g:100|g", b"g:+1|g", b"g:-2|g", b"g:7|g", b"h:+5|g", b"h:3|g"])
+
+
+@given(
+    st.lists(gauge_lines, min_size=1, max_size=40),
+    st.lists(st.integers(0, 2), max_size=40),
+    st.randoms(use_true_random=False),
+)
+def test_gauges_end_as_with_one_reader_whatever_reader_hands_over_first(lines, assignment, rnd) -> None:
+    """Each datagram is read (numbered in queue order) by one of three readers; the readers hand
+    their batches over in any order and at any time: the gauges are those of one reader."""
+    direct = Aggregator()
+    readers = [Aggregator(batch_mode=True) for _ in range(3)]
+    main = Aggregator()
+    handed: list = []
+    for seq, line in enumerate(lines):
+        direct.ingest(line)
+        reader = readers[assignment[seq] if seq < len(assignment) else 0]
+        reader.ingest(line)
+        reader.seal(seq)
+        if rnd.random() < 0.3:  # this reader hands over now; the main process gets it later
+            handed.append(reader.take_batch())
+    handed += [r.take_batch() for r in readers]
+    rnd.shuffle(handed)
+    for batch in handed:
+        main.merge(batch)
+    assert main.gauges == direct.gauges
+
+
+def test_a_read_lost_with_its_reader_holds_gauges_back_only_for_a_while() -> None:
+    reader = Aggregator(batch_mode=True)
+    reader.ingest(b"g:5|g")
+    reader.seal(1)  # read 0 was taken by a reader that died before handing it over
+    main = Aggregator()
+    main.merge(reader.take_batch())
+    assert "g" not in main.gauges
+    main.advance(now=main.gap_since + 3.0)
+    assert main.gauges == {"g": 5}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
+import time
 
 import pytest
 
@@ -266,3 +268,49 @@ def test_top_level_server_key_selects_tcp(start_daemon) -> None:
     with socket.create_connection(("127.0.0.1", d.port)) as s:
         s.sendall(b"over.tcp:4|c\n")
     wait_until(lambda: "'over.tcp': 4" in d.console("counters"), what="the tcp line")
+
+
+def test_gauges_keep_the_order_sent_with_several_readers(start_daemon) -> None:
+    """One client's `g:100|g` then `g:+1|g`: 101 every time, whichever reader reads which."""
+    d = start_daemon(readers=2)
+    done = threading.Event()
+    background = {"n": 0}
+
+    def keep_both_readers_busy() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            while not done.is_set() and background["n"] < 200_000:
+                s.sendto(b"busy:1|c\n" * 40, ("127.0.0.1", d.port))
+                background["n"] += 1
+                if background["n"] % 50 == 0:
+                    time.sleep(0.005)  # ~400k lines/s: busy readers, no kernel drops
+
+    busy = threading.Thread(target=keep_both_readers_busy)
+    busy.start()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for i in range(40):
+                for packet in (b"g%d:100|g" % i, b"g%d:+1|g" % i, b"g%d:+1|g" % i):
+                    s.sendto(packet, ("127.0.0.1", d.port))
+                    time.sleep(0.002)  # paced: consecutive packets go to different readers
+    finally:
+        done.set()
+        busy.join()
+    wait_until(lambda: d.total() == 120 + background["n"], timeout=60, what="every packet")
+    gauges = d.console("gauges")
+    wrong = [i for i in range(40) if f"g{i}: 102" not in gauges]
+    assert not wrong, gauges
+
+
+def test_sigterm_to_the_process_group_loses_nothing(start_daemon) -> None:
+    """systemd and `timeout` signal every process of the group: readers too."""
+    d = start_daemon(flushInterval=3_600_000, readers=2, _popen={"start_new_session": True})
+    wait_until(lambda: len(d.children()) == 2, what="two readers")
+    n = 20_000
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _ in range(n // 50):
+            s.sendto(b"\n".join([b"grp:1|c"] * 50), ("127.0.0.1", d.port))
+    os.killpg(d.proc.pid, signal.SIGTERM)
+    assert d.proc.wait(60) == 0
+    (final,) = d.flushes()
+    assert final["counters"]["grp"] == n
+    assert d.logs().count("stopping") == 1

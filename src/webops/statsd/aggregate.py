@@ -6,16 +6,23 @@ timers, percentiles) later, on the `Interval` handed out by `take()`.
 
 Reader processes aggregate into a `Batch` (the same code, with gauge writes recorded as
 operations so their order survives) and the main process `merge`s batches into its aggregator.
+
+Counters, timers and sets do not care in which order their samples come; gauges do (`g:100|g`
+then `g:+1|g` is 101, the other way round 100). Readers take turns at the socket and number each
+read (`seal(seq)`), so the main process applies gauge operations in the order the kernel queued
+the datagrams, whichever reader handed them over first: the same result as a single reader.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .protocol import BAD, BadLine, Value, line_key, parse_values, sanitize_key, split_packet
 
+GAP_SECONDS = 2.0  # a numbered read not handed over by then is taken as lost (its reader died)
 CACHE_MAX = 50_000  # entries per parse cache; a full cache is emptied and fills again
 CACHE_TEXT_MAX = 200  # longer names / value texts are parsed every time, so a cache holds at most
 # CACHE_MAX * CACHE_TEXT_MAX characters (~10 MiB) whatever the traffic
@@ -86,21 +93,26 @@ class Totals:
         self.last_msg_seen = max(self.last_msg_seen, other.last_msg_seen)
 
 
+GaugeOps = dict[str, tuple[float | None, float]]
+
+
 @dataclass
 class Batch:
     """What a reader process accumulated since its last hand-over (picklable).
 
-    Gauges are kept as operations, `(absolute value or None, sum of deltas after it)`, so that
-    merging them in the main process gives what applying them one by one would have given.
+    Gauges are kept as operations, `(absolute value or None, sum of deltas after it)`, grouped by
+    the number of the read they came from (None: not numbered, applied at once), so that merging
+    them in the main process gives what applying them one by one would have given.
     """
 
     counters: dict[str, float]
     timers: dict[str, list[float]]
     timer_counters: dict[str, float]
-    gauge_ops: dict[str, tuple[float | None, float]]
+    gauge_reads: list[tuple[int | None, GaugeOps]]
     sets: dict[str, set[str]]
     totals: Totals
     key_counts: Counter[str]
+    seqs: list[int] = field(default_factory=list)  # every numbered read in this batch
     bad_lines: list[BadLine] = field(default_factory=list)  # the first few, for the log
     packets: list[bytes] = field(default_factory=list)  # raw datagrams, for a repeater
     packets_dropped: int = 0  # datagrams not forwarded: the batch held FORWARD_MAX already
@@ -122,7 +134,13 @@ class Aggregator:
         self.timers: dict[str, list[float]] = {}
         self.timer_counters: dict[str, float] = {}
         self.gauges: dict[str, float] = {}
-        self.gauge_ops: dict[str, tuple[float | None, float]] = {}
+        self.gauge_ops: GaugeOps = {}  # batch mode: the current read's
+        self.gauge_reads: list[tuple[int | None, GaugeOps]] = []  # batch mode: sealed reads
+        self.seqs: list[int] = []
+        self.next_seq = 0  # main: the next numbered read whose gauge operations may be applied
+        self.seq_done: set[int] = set()
+        self.seq_gauges: dict[int, GaugeOps] = {}
+        self.gap_since: float | None = None
         self.gauge_ttl: dict[str, int] = {}
         self.sets: dict[str, set[str]] = {}
         self.totals = Totals()
@@ -218,7 +236,10 @@ class Aggregator:
 
     def series_count(self) -> int:
         """Client series held (the daemon's own stats do not count against maxSeries)."""
-        gauges = len(self.gauge_ops) if self.batch_mode else len(self.gauges)
+        if self.batch_mode:
+            gauges = len(self.gauge_ops) + sum(len(ops) for _, ops in self.gauge_reads)
+        else:
+            gauges = len(self.gauges)
         own = sum(k in self.counters for k in (self.k_packets, self.k_metrics, self.k_bad, self.k_refused))
         own += self.k_lag in self.gauges
         return len(self.counters) - own + len(self.timers) + gauges + len(self.sets)
@@ -264,21 +285,32 @@ class Aggregator:
 
     # --- reader processes ---------------------------------------------------------------
 
+    def seal(self, seq: int) -> None:
+        """Batch mode: what was ingested since the last seal came from read number `seq`."""
+        self.seqs.append(seq)
+        if self.gauge_ops:
+            self.gauge_reads.append((seq, self.gauge_ops))
+            self.gauge_ops = {}
+
     def take_batch(self) -> Batch:
         """Hand over everything since the last call (batch mode, in a reader process)."""
+        if self.gauge_ops:  # ingested without a read number: no order to keep
+            self.gauge_reads.append((None, self.gauge_ops))
         batch = Batch(
             self.counters,
             self.timers,
             self.timer_counters,
-            self.gauge_ops,
+            self.gauge_reads,
             self.sets,
             self.totals,
             self.key_counts,
+            self.seqs,
             self.bad_lines,
         )
         self.bad_lines = []
         self.counters = dict.fromkeys((self.k_packets, self.k_metrics, self.k_bad), 0)
         self.timers, self.timer_counters, self.gauge_ops, self.sets = {}, {}, {}, {}
+        self.gauge_reads, self.seqs = [], []
         self.totals, self.key_counts = Totals(), Counter()
         return batch
 
@@ -302,11 +334,13 @@ class Aggregator:
             else:
                 mine.extend(values)
                 self.timer_counters[key] += batch.timer_counters[key]
-        for key, (absolute, deltas) in batch.gauge_ops.items():
-            if absolute is not None:
-                self.gauge(key, absolute, False)
-            if deltas or absolute is None:
-                self.gauge(key, deltas, True)
+        for seq, ops in batch.gauge_reads:
+            if seq is None:
+                self.apply_gauge_ops(ops)
+            else:
+                self.seq_gauges[seq] = ops
+        self.seq_done.update(batch.seqs)
+        self.advance()
         for key, members in batch.sets.items():
             mine_set = self.sets.get(key)
             if mine_set is None:
@@ -317,6 +351,33 @@ class Aggregator:
         self.totals.add(batch.totals)
         if batch.key_counts:
             self.key_counts.update(batch.key_counts)
+
+    def apply_gauge_ops(self, ops: GaugeOps) -> None:
+        for key, (absolute, deltas) in ops.items():
+            if absolute is not None:
+                self.gauge(key, absolute, False)
+            if deltas or absolute is None:
+                self.gauge(key, deltas, True)
+
+    def advance(self, now: float | None = None, force: bool = False) -> None:
+        """Apply the gauge operations of every numbered read up to the first one not handed over
+        yet. A gap older than GAP_SECONDS (a reader died holding it), or `force` (shutdown, once
+        every reader has handed over), is skipped."""
+        now = time.monotonic() if now is None else now
+        while self.seq_done:
+            if self.next_seq in self.seq_done:
+                self.seq_done.discard(self.next_seq)
+                if (ops := self.seq_gauges.pop(self.next_seq, None)) is not None:
+                    self.apply_gauge_ops(ops)
+                self.next_seq += 1
+                self.gap_since = None
+                continue
+            if self.gap_since is None:
+                self.gap_since = now
+            if not force and now - self.gap_since < GAP_SECONDS:
+                return
+            self.next_seq = min(self.seq_done)
+        self.gap_since = None
 
     # --- flush --------------------------------------------------------------------------
 

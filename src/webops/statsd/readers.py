@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Lock
 
 from .aggregate import AggregationSettings, Aggregator, Batch
 from .listeners import dump_packets, recv_many
@@ -56,7 +58,9 @@ class ReaderSettings:
     log_level: int
 
 
-def reader_main(socks: list[socket.socket], conn: Connection, settings: ReaderSettings) -> None:
+def reader_main(
+    socks: list[socket.socket], conn: Connection, settings: ReaderSettings, turn: Lock, counter: Synchronized
+) -> None:
     """A reader process: read datagrams, aggregate them, hand a batch over every BATCH_SECONDS."""
     # The main process decides when readers stop (SIGTERM to the whole process group, as systemd
     # and `timeout` send it, must not lose the batch a reader holds), and notices if they die.
@@ -75,8 +79,14 @@ def reader_main(socks: list[socket.socket], conn: Connection, settings: ReaderSe
 
     def read(sock: socket.socket, limit: int) -> None:
         nonlocal dropped
-        if got := recv_many(sock, limit):
+        with turn:  # readers take turns at the sockets, so every read gets its place in line
+            got = recv_many(sock, limit)
+            if got:
+                seq = counter.value
+                counter.value = seq + 1
+        if got:
             agg.ingest(b"\n".join(got), time.time(), len(got))  # one decode and split for all
+            agg.seal(seq)
             if settings.forward:
                 room = FORWARD_MAX - len(packets)
                 packets.extend(got[:room])
@@ -148,6 +158,9 @@ class ReaderPool:
         self.readers: list[Reader] = []
         self.restarts = 0
         self.loop = asyncio.get_running_loop()
+        ctx = multiprocessing.get_context("spawn")
+        self.turn = ctx.Lock()  # shared by every generation of readers, as is the read counter
+        self.counter = ctx.Value("Q", 0, lock=False)
 
     @property
     def running(self) -> int:
@@ -180,7 +193,7 @@ class ReaderPool:
             target=reader_main,
             name="webops-statsd-reader",
             daemon=True,
-            args=(self.socks, child, self.settings),
+            args=(self.socks, child, self.settings, self.turn, self.counter),
         )
         proc.start()
         child.close()

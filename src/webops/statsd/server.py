@@ -379,6 +379,7 @@ class StatsdDaemon:
 
     async def _shutdown(self) -> None:
         await self.pool.close()
+        self.aggregator.advance(force=True)  # every reader handed over: apply what is left
         draining: list[UdpListener | StreamListener] = [*self.udp_local.values(), *self.streams.values()]
         for listener in draining:
             listener.drain()
@@ -406,6 +407,7 @@ class StatsdDaemon:
             await asyncio.sleep(max(0.0, due - time.time()))
             self.bad_log.tick()
             self._note_refused()
+            self.aggregator.advance()  # a read lost with a dead reader must not hold gauges back
             if self.flush_pending:
                 # The flusher is still busy with an earlier interval (a huge one, a slow machine):
                 # this interval's data stays in and goes out with the next flush. Nothing is lost
