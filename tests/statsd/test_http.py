@@ -98,3 +98,59 @@ def test_http_can_be_turned_off(start_daemon) -> None:
     assert "http (/health" not in d.logs()
     on = start_daemon()
     assert listening_tcp_ports(on.proc.pid) == {on.mgmt_port, on.http_port}
+
+
+def strict_families(text: str) -> dict[str, str]:
+    """Check the exposition as Prometheus' own (Go) parser reads it: every sample belongs to the
+    family typed right before it (a summary's also as _sum/_count), no family is typed twice and
+    no series appears twice. Returns {family: type}."""
+    import re
+
+    types: dict[str, str] = {}
+    current = None
+    seen = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            assert name not in types, f"family {name} typed twice"
+            types[name], current = kind, name
+            continue
+        m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$", line)
+        assert m, f"not a sample line: {line!r}"
+        name, labels = m.group(1), m.group(2) or ""
+        summary = types[current] == "summary"
+        allowed = {current} | ({f"{current}_sum", f"{current}_count"} if summary else set())
+        assert name in allowed, f"{name} is not a sample of family {current} ({types[current]})"
+        assert (name, labels) not in seen, f"{name}{labels} twice"
+        seen.add((name, labels))
+    return types
+
+
+def test_metrics_families_are_typed_as_prometheus_reads_them(start_daemon) -> None:
+    d = start_daemon(flushInterval=300, deleteIdleStats=True)
+    d.send(b"x:1|c\nx_total:5|g\ny:3|ms\ny:4|g\napi.get-user:1|g\napi_get_user:2|g\nu:a|s\nu:1|g\ngone:1|c")
+    wait_until(lambda: d.summed("counters", "gone") == 1, what="the flush")
+    text = get(d.http_port, "/metrics")[1]
+    types = strict_families(text)
+    assert types["x_total"] == "counter" and types["x_total_gauge"] == "gauge"
+    assert types["y"] == "summary" and types["y_gauge"] == "gauge"
+    assert types["u"] == "gauge" and types["u_set"] == "gauge"
+    assert 'api_get_user{statsd_name="api_get_user"} 2' in text and "api_get_user 1" in text
+    assert "gone_total 1" in text
+    # idle with deleteIdleStats: the series leaves the flushes, and /metrics with them
+    wait_until(lambda: "gone_total" not in get(d.http_port, "/metrics")[1], what="the idle series to leave")
+    strict_families(get(d.http_port, "/metrics")[1])
+
+
+def test_metrics_are_rendered_on_demand_off_the_loop() -> None:
+    from webops.statsd.aggregate import Aggregator
+    from webops.statsd.prometheus import PrometheusView
+    from webops.statsd.snapshot import SummarySettings, summarize
+
+    agg = Aggregator()
+    agg.ingest(b"a:1|c")
+    view = PrometheusView()
+    view.update(summarize(agg.take(1), SummarySettings()))
+    assert view.stale and view.render() == ""  # nothing rendered until a scrape asks
+    view.refresh()
+    assert not view.stale and "a_total 1" in view.render()

@@ -4,14 +4,16 @@ GET /metrics for Prometheus. Plain asyncio: two fixed routes do not justify a we
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from ..common.aio import close_writer
 
 log = logging.getLogger("webops.statsd")
 
-Route = Callable[[], tuple[int, str, str]]  # -> (status, content type, body)
+Reply = tuple[int, str, str]  # (status, content type, body)
+Route = Callable[[], "Reply | Awaitable[Reply]"]
 MAX_CONNECTIONS = 100  # past it a new connection is closed at once; each gets 10 s to send its request
 REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 
@@ -34,7 +36,8 @@ async def serve(routes: dict[str, Route], host: str, port: int) -> asyncio.Serve
             elif method not in ("GET", "HEAD"):
                 status, ctype, body = 405, "text/plain", "GET only\n"
             else:
-                status, ctype, body = routes[path]()
+                result = routes[path]()
+                status, ctype, body = await result if inspect.isawaitable(result) else result
             data = body.encode()
             head = (
                 f"HTTP/1.1 {status} {REASONS[status]}\r\nContent-Type: {ctype}\r\n"

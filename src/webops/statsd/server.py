@@ -335,7 +335,7 @@ class StatsdDaemon:
                 self.http_server.close()
             self.http_server, self.http_bind = None, None
             return
-        routes = {"/health": self._health, "/metrics": self._metrics}
+        routes: dict[str, http.Route] = {"/health": self._health, "/metrics": self._metrics}
         try:
             self.http_server = await self._rebind(
                 self.http_server, bind, lambda h, p: http.serve(routes, h, p)
@@ -349,7 +349,9 @@ class StatsdDaemon:
         state = self.health_state()
         return (200 if state == "up" else 503), "text/plain", f"health: {state}\n"
 
-    def _metrics(self) -> tuple[int, str, str]:
+    async def _metrics(self) -> tuple[int, str, str]:
+        if self.prometheus.stale:  # rendering 100k series takes a while: never on the loop
+            await asyncio.to_thread(self.prometheus.refresh)
         own: list[tuple[str, str, tuple[tuple[str, str], ...], float]] = [
             ("statsd_health_up", "gauge", (), 1.0 if self.health_state() == "up" else 0.0),
             ("statsd_reader_restarts", "gauge", (), self.pool.restarts),
