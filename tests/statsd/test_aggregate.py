@@ -63,7 +63,7 @@ TABLE = [
     ),
     ([b"t:10|ms|@0.1"], {"stats.timers.t.count": "10", "stats.timers.t.count_ps": "1"}),
     ([b"h:5|h\nd:7|d"], {"stats.timers.h.mean": "5", "stats.timers.d.upper": "7"}),
-    ([b"req:1|c|#env:prod,az:b"], {"stats.req;az=b;env=prod": "0.1", "stats_counts.req;az=b;env=prod": "1"}),
+    ([b"req:1|c|#env:prod,az:b"], {"stats.req;env=prod;az=b": "0.1", "stats_counts.req;env=prod;az=b": "1"}),
     ([b"req:1|c|#env:prod", b"req:1|c"], {"stats.req;env=prod": "0.1", "stats.req": "0.1"}),
     ([b"bad", b"x:1|c"], {"stats.statsd.bad_lines_seen": "0.1", "stats_counts.statsd.packets_received": "2"}),
     ([b"a:1|c\nb:2|c\n"], {"stats_counts.statsd.metrics_received": "2", "statsd.numStats": "5"}),
@@ -282,3 +282,9 @@ def test_a_read_lost_with_its_reader_holds_gauges_back_only_for_a_while() -> Non
     assert "g" not in main.gauges
     main.advance(now=main.gap_since + 3.0)
     assert main.gauges == {"g": 5}
+
+
+def test_graphite_names_are_cleaned_even_with_key_name_sanitize_off() -> None:
+    lines = flush([b"my key/with*stuff:1|c|#env:prod"], keyNameSanitize=False)
+    assert "stats_counts.my_key-withstuff;env=prod" in lines
+    assert not any(" " in path for path in lines)

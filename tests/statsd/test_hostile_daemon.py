@@ -277,3 +277,21 @@ def test_hostile_lines_fuzzed_through_the_real_daemon(start_daemon) -> None:
 if sys.platform != "linux":  # /proc, SO_RCVBUFFORCE, unix sockets as used here
     pytestmark = pytest.mark.skip("Linux only")
 _ = subprocess
+
+
+def test_ready_is_notified_once_intake_works(start_daemon, tmp_path) -> None:
+    """systemd's Type=notify: READY=1 only when every reader reads, STOPPING=1 on SIGTERM."""
+    notify_path = str(tmp_path / "notify")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(notify_path)
+    listener.settimeout(60)
+    try:
+        d = start_daemon(readers=2, _popen={"env": {**os.environ, "NOTIFY_SOCKET": notify_path}})
+        assert listener.recv(100) == b"READY=1"
+        assert d.http("/health") == (200, "health: up\n") and len(d.children()) == 2
+        d.send(b"at.once:1|c")
+        wait_until(lambda: "'at.once': 1" in d.console("counters"), what="the packet sent at READY")
+        d.signal(signal.SIGTERM)
+        assert listener.recv(100) == b"STOPPING=1"
+    finally:
+        listener.close()

@@ -36,7 +36,7 @@ def test_metrics_is_valid_prometheus_text_of_the_flushes(start_daemon) -> None:
         b"api.get-user:3|c|#env:prod,az:b\napi.get-user:2|c|#env:prod,az:b\nlat:10|ms\nlat:20|ms\nq:4|g\nu:a|s\nu:b|s"
     )
     d.send(b"2xx:1|c")
-    wait_until(lambda: d.summed("counters", "api.get-user;az=b;env=prod") == 5, what="the flush")
+    wait_until(lambda: d.summed("counters", "api.get-user;env=prod;az=b") == 5, what="the flush")
     wait_until(lambda: d.summed("counters", "2xx") == 1, what="the second packet's flush")
     status, text = get(d.http_port, "/metrics")
     assert status == 200

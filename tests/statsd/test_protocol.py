@@ -28,9 +28,9 @@ from webops.statsd.protocol import BadLine, Sample, parse_line, sanitize_key, sp
         ("hex:0x10|c", [Sample("hex", "c", 16.0)]),
         ("exp:1e3|c", [Sample("exp", "c", 1000.0)]),
         ("type:1|c ", [Sample("type", "c", 1.0)]),
-        ("req:1|c|#route:/a,env:prod", [Sample("req;env=prod;route=-a", "c", 1.0)]),
+        ("req:1|c|#route:/a,env:prod", [Sample("req;route=-a;env=prod", "c", 1.0)]),
         ("req:1|c|#flag", [Sample("req;flag", "c", 1.0)]),
-        ("req:1|c|@0.5|#b:2,a:1", [Sample("req;a=1;b=2", "c", 1.0, 0.5)]),
+        ("req:1|c|@0.5|#b:2,a:1", [Sample("req;b=2;a=1", "c", 1.0, 0.5)]),
         ("req:1|c|#a:1|@0.5", [Sample("req;a=1", "c", 1.0, 0.5)]),
         ("my key/with:1|c", [Sample("my_key-with", "c", 1.0)]),
         ("wei®d*name:1|c", [Sample("weidname", "c", 1.0)]),
@@ -104,3 +104,27 @@ def test_no_bytes_make_the_parser_raise(data: bytes) -> None:
 @given(st.text(alphabet=st.sampled_from(list("ab:|@#,.-+0123456789cmsgdh \t")), max_size=60))
 def test_no_line_of_protocol_characters_makes_the_parser_raise(line: str) -> None:
     assert all(isinstance(i, Sample | BadLine) for i in parse_line(line))
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("req:1|c|#b:2,a:1", [Sample("req;b=2;a=1", "c", 1.0)]),  # Etsy keeps the order sent
+        ("req:1|c|#a;x:1;y", [Sample("req;a_x=1;y", "c", 1.0)]),  # first ; and first : only
+        ("req:1|c|#env:prod|c:3f2a9b", [Sample("req;env=prod", "c", 1.0)]),  # datadog in containers
+        ("req:1|c|c:3f2a9b|T1700000000", [Sample("req", "c", 1.0)]),
+        ("req:2|d|@0.5|card:high|e:it-0", [Sample("req", "ms", 2.0, 0.5)]),
+        ("m:1|c:2|c:3|c", [Sample("m", "c", 1.0), Sample("m", "c", 2.0), Sample("m", "c", 3.0)]),
+    ],
+)
+def test_dogstatsd_lines_as_clients_send_them(line: str, expected: list[Sample]) -> None:
+    assert parse_line(line) == expected
+
+
+def test_events_and_service_checks_are_counted_not_bad_lines() -> None:
+    from webops.statsd.aggregate import Aggregator
+
+    agg = Aggregator()
+    agg.ingest(b"_e{5,4}:title|text|#a:b\n_sc|db.up|0|#env:prod\nok:1|c")
+    assert agg.totals.events_seen == 2 and agg.totals.bad_lines_seen == 0
+    assert agg.counters["ok"] == 1

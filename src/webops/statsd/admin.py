@@ -109,6 +109,7 @@ class Console:
         stat(prefix, "metrics_received", totals.metrics_received)
         stat(prefix, "bad_lines_seen", totals.bad_lines_seen)
         stat(prefix, "metrics_refused", totals.metrics_refused)
+        stat(prefix, "events_seen", totals.events_seen)
         stat(prefix, "series", d.aggregator.series_count())
         for runner in d.runners:
             for metric, value in runner.status().items():

@@ -20,7 +20,16 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from .protocol import BAD, BadLine, Value, line_key, parse_values, sanitize_key, split_packet
+from .protocol import (
+    BAD,
+    EVENT_PREFIXES,
+    BadLine,
+    Value,
+    line_key,
+    parse_values,
+    sanitize_key,
+    split_packet,
+)
 
 GAP_SECONDS = 2.0  # a numbered read not handed over by then is taken as lost (its reader died)
 CACHE_MAX = 50_000  # entries per parse cache; a full cache is emptied and fills again
@@ -83,6 +92,7 @@ class Totals:
     metrics_received: int = 0
     bad_lines_seen: int = 0
     metrics_refused: int = 0  # updates of new series refused because maxSeries was reached
+    events_seen: int = 0  # DogStatsD events (_e{...}) and service checks (_sc|...): not metrics
     last_msg_seen: float = 0.0
 
     def add(self, other: Totals) -> None:
@@ -90,6 +100,7 @@ class Totals:
         self.metrics_received += other.metrics_received
         self.bad_lines_seen += other.bad_lines_seen
         self.metrics_refused += other.metrics_refused
+        self.events_seen += other.events_seen
         self.last_msg_seen = max(self.last_msg_seen, other.last_msg_seen)
 
 
@@ -228,6 +239,9 @@ class Aggregator:
                                 continue
                             members = sets[key] = set()
                         members.add(value)  # type: ignore[arg-type]
+                    elif line.startswith(EVENT_PREFIXES):
+                        totals.events_seen += 1  # recognized, counted, not a metric
+                        break
                     else:
                         assert kind == BAD
                         self.bad(BadLine(line, value))  # type: ignore[arg-type]

@@ -30,6 +30,7 @@ from collections.abc import Callable
 
 from ..common.ratelimit import RateLimitedLog
 from .config import Listener
+from .systemd import sock_key, take_activated
 
 log = logging.getLogger("webops.statsd")
 
@@ -38,7 +39,6 @@ MAX_LINE = 65536
 STREAM_SLICES = 16  # 64 KiB reads of one connection per wake-up: 1 MiB, then the others get a turn
 ACCEPT_PAUSE = 0.5  # seconds accepting waits after running out of file descriptors
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33 if sys.platform.startswith("linux") else None)
-SD_LISTEN_FDS_START = 3
 _rcvbuf_warned = False
 
 OnData = Callable[[list[bytes]], None]  # datagrams (or TCP chunks of whole lines)
@@ -67,60 +67,12 @@ def set_rcvbuf(sock: socket.socket, wanted: int) -> int:
     return got
 
 
-# --- systemd socket activation ------------------------------------------------------------
-
-_activated: dict[tuple, socket.socket] | None = None
-
-
-def _sock_key(kind: str, address: str | tuple) -> tuple:
-    if isinstance(address, str):
-        return ("unix", os.path.realpath(address))
-    host, port = address[0], address[1]
-    with contextlib.suppress(OSError):
-        host = socket.inet_ntop(
-            socket.AF_INET6 if ":" in host else socket.AF_INET,
-            socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host),
-        )
-    return (kind, host, port)
-
-
 def spec_key(spec: Listener) -> tuple:
     """What a listener is bound to, whatever its options (rcvbuf, socket mode)."""
     if spec.kind == "unix":
         assert spec.path
-        return _sock_key("unix", spec.path)
-    return _sock_key(spec.kind, (spec.address, spec.port))
-
-
-def activated_sockets() -> dict[tuple, socket.socket]:
-    """The sockets systemd passed (LISTEN_PID/LISTEN_FDS), by what they are bound to. Read once."""
-    global _activated
-    if _activated is not None:
-        return _activated
-    _activated = {}
-    if os.environ.get("LISTEN_PID") != str(os.getpid()):
-        return _activated
-    try:
-        count = int(os.environ.get("LISTEN_FDS", "0"))
-    except ValueError:
-        count = 0
-    for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count):
-        try:
-            sock = socket.socket(fileno=fd)
-        except OSError as e:
-            log.error("socket activation: fd %d is not a socket: %s", fd, e)
-            continue
-        kind = "udp" if sock.type == socket.SOCK_DGRAM else "tcp"
-        key = _sock_key(kind, sock.getsockname())
-        _activated[key] = sock
-        log.info("socket activation: fd %d is %s", fd, key)
-    for var in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
-        os.environ.pop(var, None)  # not for our children (reader processes)
-    return _activated
-
-
-def _take_activated(spec: Listener) -> socket.socket | None:
-    return activated_sockets().pop(spec_key(spec), None)
+        return sock_key("unix", spec.path)
+    return sock_key(spec.kind, (spec.address, spec.port))
 
 
 # --- binding ------------------------------------------------------------------------------
@@ -128,7 +80,7 @@ def _take_activated(spec: Listener) -> socket.socket | None:
 
 def bind_udp(spec: Listener) -> socket.socket:
     """A bound, non-blocking UDP socket with the receive buffer asked for."""
-    sock = _take_activated(spec)
+    sock = take_activated(spec_key(spec))
     if sock is None:
         family = socket.AF_INET6 if ":" in spec.address else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -168,7 +120,7 @@ def bind_unix(path: str, mode: int) -> socket.socket:
 
 
 def bind_stream(spec: Listener) -> socket.socket:
-    sock = _take_activated(spec)
+    sock = take_activated(spec_key(spec))
     if sock is not None:
         pass
     elif spec.kind == "unix":

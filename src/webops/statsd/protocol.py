@@ -14,6 +14,11 @@ _SAFE_KEY = re.compile(r"[A-Za-z0-9_.;=\-]*")
 _SPACES = re.compile(r"\s+")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.;=\-]")
 _RADIX = re.compile(r"0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+")
+# DogStatsD fields after the type that carry no value webops uses: container id (`|c:...`, which
+# the datadog client adds in containers), client timestamp (`|T1700000000`), cardinality, external
+# data. Ignored, so the metric is kept.
+_DOGSTATSD_EXTRA = re.compile(r"(?:c:|card:|e:|T\d)")
+EVENT_PREFIXES = ("_e{", "_sc|")  # DogStatsD events and service checks: not metrics
 
 # A line with more `:value|type` parts than this is one bad line: each part costs a parse, so a
 # 64 KiB line of colons must not cost 30,000 of them (real clients send a handful at most).
@@ -67,9 +72,9 @@ def sanitize_key(key: str) -> str:
 
 
 def tag_suffix(tags: str) -> str:
-    """DogStatsD `k:v,flag` as Etsy 0.9+ appends it to a key for Graphite: `;k=v;flag`, sorted."""
-    parts = sorted(t.replace(";", "_").replace(":", "=", 1) for t in tags.split(",") if t)
-    return "".join(";" + t for t in parts)
+    """DogStatsD `k:v,flag` as Etsy 0.9+ appends it to a key for Graphite: `;k=v;flag`, in the
+    order sent (JavaScript's replace() changes the first `;` and the first `:` only)."""
+    return "".join(";" + t.replace(";", "_", 1).replace(":", "=", 1) for t in tags.split(",") if t)
 
 
 def split_packet(data: bytes) -> list[str]:
@@ -113,6 +118,21 @@ def parse_values(rest: str) -> tuple[Value, ...]:
     """
     if not rest:
         return ((BAD, "no value", 1.0, False),)
+    parsed = _parse_values(rest)
+    if any(v[0] == BAD for v in parsed) and (
+        "|c:" in rest or "|card:" in rest or "|e:" in rest or "|T" in rest
+    ):
+        # `1|c|c:abc` is DogStatsD's container id, `1|c:2|c` Etsy's two values: the Etsy reading
+        # wins unless it fails and the line reads whole without DogStatsD's extra fields.
+        fields = rest.split("|")
+        plain = "|".join(fields[:2] + [f for f in fields[2:] if not _DOGSTATSD_EXTRA.match(f)])
+        alternative = _parse_values(plain)
+        if not any(v[0] == BAD for v in alternative):
+            return alternative
+    return parsed
+
+
+def _parse_values(rest: str) -> tuple[Value, ...]:
     if ":" not in rest:  # the usual case: one value
         return (_parse_value(rest),)
     if rest.count(":") >= MAX_VALUES_PER_LINE:

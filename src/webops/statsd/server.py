@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..common.config import ConfigError
 from ..common.ratelimit import RateLimitedLog
-from . import backends, http
+from . import backends, http, systemd
 from .admin import Console, serve
 from .aggregate import Aggregator, Batch, Interval, merge_intervals
 from .backends.base import Backend, BackendRunner
@@ -129,6 +129,7 @@ class StatsdDaemon:
         ):
             loop.add_signal_handler(sig, handler)
         log.info("server is up")
+        systemd.notify("READY=1")
         tasks = [asyncio.create_task(self._flush_loop()), asyncio.create_task(self._key_flush_loop())]
         await self.stopping.wait()
         for t in tasks:
@@ -144,6 +145,7 @@ class StatsdDaemon:
     def stop(self) -> None:
         if not self.stopping.is_set():
             log.info("stopping: draining sockets and flushing")
+            systemd.notify("STOPPING=1")
         self.stopping.set()
 
     def reload(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..jsfmt import number
+from ..protocol import sanitize_key
 from ..snapshot import Snapshot
 
 
@@ -18,6 +19,9 @@ class GraphiteNaming:
         self.legacy = g["legacyNamespace"]
         self.prefix_stats = config["prefixStats"]
         self.flush_counts = config["flush_counts"]
+        # With keyNameSanitize off, names reach the backends raw; carbon's plaintext protocol
+        # cannot carry spaces, so (as Etsy's graphite backend does) the name is cleaned here.
+        self.clean = not config["keyNameSanitize"]
         suffix = g["globalSuffix"]
         self.suffix = "." + suffix if suffix else ""
         prefix = g["globalPrefix"]
@@ -38,6 +42,8 @@ class GraphiteNaming:
     def path(self, namespace: list[str], key: str, *extra: str) -> str:
         """namespace.key.extra + globalSuffix, with the key's `;tag=value` part kept at the end."""
         name, sep, tags = key.partition(";")
+        if self.clean:
+            name = sanitize_key(name)
         return ".".join([*namespace, name, *extra]) + self.suffix + sep + tags
 
     def stats_path(self, *parts: str) -> str:
