@@ -1,7 +1,10 @@
 """Reading config files that people write by hand, and saying exactly where they are wrong.
 
-Etsy's statsd evaluates its config as a JavaScript object literal; json5 reads that (unquoted keys,
-comments, trailing commas, single quotes) as well as plain JSON, without running any code.
+Etsy's statsd evaluates its config as JavaScript. json5 reads what most files are (an object literal:
+unquoted keys, comments, trailing commas, single quotes; or plain JSON); a file that uses
+expressions (`60 * 1000`, `0o660`, `process.env.X || "..."`) is read by jsconfig, which evaluates
+those few kinds of expression without running any code. A key whose value is `undefined` or `null`
+(an unset environment variable) reads as unset.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import json5
+
+from .jsconfig import Unsupported, parse_js_object
 
 
 class ConfigError(Exception):
@@ -28,13 +33,26 @@ def load_object(path: str | Path) -> tuple[dict[str, Any], str]:
     try:
         data = json5.loads(text)
     except ValueError as e:
-        # json5 says "<string>:LINE message"; show it as "FILE:LINE: message".
-        m = re.match(r"<string>:(\d+) (.*)", str(e))
-        where, msg = (f"{path}:{m.group(1)}", m.group(2)) if m else (str(path), str(e))
-        raise ConfigError(f"{where}: not a valid JavaScript object literal / JSON: {msg}") from e
+        try:
+            data = parse_js_object(text)
+        except Unsupported as unsupported:  # valid JavaScript that a config may not use
+            raise ConfigError(f"{path}:{unsupported.line}: {unsupported}") from None
+        except ValueError:
+            # json5 says "<string>:LINE message"; show it as "FILE:LINE: message".
+            m = re.match(r"<string>:(\d+) (.*)", str(e))
+            where, msg = (f"{path}:{m.group(1)}", m.group(2)) if m else (str(path), str(e))
+            raise ConfigError(f"{where}: not a valid JavaScript object literal / JSON: {msg}") from e
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the file must hold one object ({{ ... }}), not {type(data).__name__}")
-    return data, text
+    return _without_unset(data), text
+
+
+def _without_unset(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_unset(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_unset(v) for v in value]
+    return value
 
 
 def key_line(text: str, key: str) -> int | None:
