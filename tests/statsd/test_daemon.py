@@ -314,3 +314,20 @@ def test_sigterm_to_the_process_group_loses_nothing(start_daemon) -> None:
     (final,) = d.flushes()
     assert final["counters"]["grp"] == n
     assert d.logs().count("stopping") == 1
+
+
+def test_the_console_answers_a_command_without_a_newline_as_etsy_does(start_daemon) -> None:
+    d = start_daemon()
+    with socket.create_connection(("127.0.0.1", d.mgmt_port), timeout=10) as s:
+        s.sendall(b"health")  # printf health | nc: no newline
+        assert s.recv(100) == b"health: up\n"
+        s.sendall(b"gauges\r\n")
+        assert s.recv(100) == b"{}\nEND\n\n"
+
+
+def test_timestamp_lag_as_etsy_from_the_second_flush_on(start_daemon) -> None:
+    d = start_daemon(flushInterval=1000)
+    wait_until(lambda: len(d.flushes()) >= 2, what="two flushes")
+    first, second = d.flushes()[:2]
+    assert "statsd.timestamp_lag" not in first["gauges"]  # Etsy: no lag before a previous flush
+    assert abs(second["gauges"]["statsd.timestamp_lag"]) <= 1  # seconds between flushes - interval

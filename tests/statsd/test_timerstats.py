@@ -81,7 +81,9 @@ def test_percentile_names() -> None:
 
 
 def test_calculated_timer_metrics_filter() -> None:
-    d = timer_stats([1.0, 2.0, 3.0], 3, [90, -50], 10000)
-    kept = filter_stats(d, ["count", "upper_percent", "mean_top_percent"])
-    assert set(kept) == {"count", "upper_90", "mean_top50"}
+    d = timer_stats([1.0, 2.0, 3.0], 3, [90, -50, 99.9], 10000)
+    kept = filter_stats(d, ["count", "upper_percent", "mean_percent", "sum_squares_percent"])
+    # Etsy's rule, to the letter: mean_top50 is a mean_percent; 99.9's names end in _99_9 -> _99_percent
+    assert set(kept) == {"count", "upper_90", "mean_90", "mean_top50", "sum_squares_90", "sum_squares_top50"}
+    assert set(filter_stats(d, ["upper_99_percent"])) == {"upper_99_9"}
     assert filter_stats(d, []) is d

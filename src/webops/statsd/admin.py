@@ -137,11 +137,19 @@ async def serve(console: Console, host: str, port: int) -> asyncio.Server:
             return
         console.open += 1
         try:
-            while line := await asyncio.wait_for(reader.readline(), idle or None):
-                reply, close = console.execute(line.decode("ascii", "replace"))
-                if reply:
-                    writer.write(reply.encode())
-                    await writer.drain()
+            # As Etsy's console, a command needs no newline: each chunk read is handled at once,
+            # one command per line in it (`printf stats | nc` works).
+            while chunk := await asyncio.wait_for(reader.read(65536), idle or None):
+                close = False
+                for line in chunk.decode("ascii", "replace").splitlines():
+                    if not line.strip():
+                        continue
+                    reply, close = console.execute(line)
+                    if reply:
+                        writer.write(reply.encode())
+                        await writer.drain()
+                    if close:
+                        break
                 if close:
                     break
         except TimeoutError:

@@ -84,6 +84,7 @@ class StatsdDaemon:
         self.interval_start = time.time()  # what the next flush covers starts here
         self.last_interval: Interval | None = None  # the last grid flush's data (see _flush_now)
         self.last_covered_ms = 0
+        self.last_flush_wall: int | None = None
         self.flush_log = RateLimitedLog(log, "flush messages")
         self.refused_log = RateLimitedLog(log, "series limit messages")
         self.refused_seen = 0
@@ -420,7 +421,7 @@ class StatsdDaemon:
                     "flush at %d delayed: the previous flush is still being processed", round(due)
                 )
             else:
-                self._flush_now(round(due), round(time.time() - due, 3))
+                self._flush_now(round(due), self._timestamp_lag())
             if (
                 self.config["automaticConfigReload"]
                 and self.config.path
@@ -428,6 +429,15 @@ class StatsdDaemon:
             ):
                 await self._reload()
             due = next_flush(max(time.time(), due), self.config["flushInterval"] / 1000)
+
+    def _timestamp_lag(self) -> float | None:
+        """Etsy's statsd.timestamp_lag: seconds between this flush and the last one, less the
+        interval (wall clock, whole seconds); none on the first flush, as in Etsy."""
+        now = round(time.time())
+        previous, self.last_flush_wall = self.last_flush_wall, now
+        if previous is None:
+            return None
+        return now - previous - self.config["flushInterval"] / 1000
 
     def _note_refused(self) -> None:
         refused = self.aggregator.totals.metrics_refused
@@ -443,7 +453,7 @@ class StatsdDaemon:
     def _flush_now(self, ts: int, lag: float | None = None, final: bool = False) -> None:
         """Detach the interval in the loop thread (intake runs there too, so no sample can land
         half in one interval and half in the next), then summarize it in the flusher thread.
-        `lag`: how late this flush started after its grid time, in seconds (statsd.timestamp_lag).
+        `lag`: statsd.timestamp_lag (see _timestamp_lag).
         A flush delayed past its interval has its rates computed over its real length.
 
         The final flush (shutdown) is partial. Backends that keep one value per time slot

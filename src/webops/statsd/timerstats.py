@@ -122,7 +122,9 @@ def _histogram(values: list[float], bins: Sequence[float | str]) -> dict[str, in
     return out
 
 
-_PCT_STAT = re.compile(r"^(count|mean|upper|lower|sum|sum_squares)_(top)?\d+(_\d+)?$")
+# Etsy's filter_timer_metrics, to the letter: a trailing `_<digits>` or `_top<digits>` becomes
+# `_percent`, so `mean_top10` is selected by `mean_percent` and `upper_99_9` by `upper_99_percent`.
+_PCT_STAT = re.compile(r"_(top)?\d+$")
 
 
 def filter_stats(data: TimerData, wanted: Sequence[str]) -> TimerData:
@@ -130,11 +132,4 @@ def filter_stats(data: TimerData, wanted: Sequence[str]) -> TimerData:
     if not wanted:
         return data
     keep = set(wanted)
-
-    def generic(stat: str) -> str:
-        m = _PCT_STAT.match(stat)
-        if not m:
-            return stat
-        return f"{m.group(1)}_{'top_' if m.group(2) else ''}percent"
-
-    return {k: v for k, v in data.items() if generic(k) in keep}
+    return {k: v for k, v in data.items() if _PCT_STAT.sub("_percent", k, count=1) in keep}

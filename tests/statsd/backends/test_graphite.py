@@ -270,3 +270,11 @@ def test_the_shutdown_flush_does_not_overwrite_the_last_interval(tmp_path, start
         )
     finally:
         carbon.stop()
+
+
+def test_graphite_stats_start_as_etsys() -> None:
+    from webops.statsd import config as statsd_config
+    from webops.statsd.backends.graphite import GraphiteBackend
+
+    backend = GraphiteBackend(statsd_config.build({}), 1_700_000_000)  # no graphiteHost: no sender
+    assert backend.last_exception == 0 and backend.last_flush == 1_700_000_000

@@ -106,6 +106,7 @@ class GraphiteBackend(Backend):
         self.max_bytes = config["graphiteBufferSize"]
         self.spool = config["graphiteSpoolFile"]
         self.naming = GraphiteNaming(config)
+        self.last_exception = 0  # as Etsy's graphite backend: 0 until a send fails
         self.flush_time = 0
         self.flush_length = 0
         self.dropped = 0
