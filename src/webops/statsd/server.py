@@ -395,7 +395,8 @@ class StatsdDaemon:
         for server in (self.mgmt, self.http_server):
             if server is not None:
                 server.close()
-        self._flush_now(int(time.time()), final=True)
+        now = time.time()
+        self._flush_now(int(now), now, final=True)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self.flusher, lambda: None)  # the last snapshot is queued
         for r in self.runners:
@@ -421,7 +422,7 @@ class StatsdDaemon:
                     "flush at %d delayed: the previous flush is still being processed", round(due)
                 )
             else:
-                self._flush_now(round(due), self._timestamp_lag())
+                self._flush_now(round(due), due, self._timestamp_lag())
             if (
                 self.config["automaticConfigReload"]
                 and self.config.path
@@ -450,9 +451,10 @@ class StatsdDaemon:
             )
             self.refused_seen = refused
 
-    def _flush_now(self, ts: int, lag: float | None = None, final: bool = False) -> None:
+    def _flush_now(self, ts: int, at: float, lag: float | None = None, final: bool = False) -> None:
         """Detach the interval in the loop thread (intake runs there too, so no sample can land
         half in one interval and half in the next), then summarize it in the flusher thread.
+        `ts`: the flush's timestamp (whole seconds); `at`: the exact time it covers up to.
         `lag`: statsd.timestamp_lag (see _timestamp_lag).
         A flush delayed past its interval has its rates computed over its real length.
 
@@ -463,16 +465,16 @@ class StatsdDaemon:
         """
         interval = self.aggregator.take(ts, lag)
         summary = self.summary
-        covered_ms = round((ts - self.interval_start) * 1000)
+        covered_ms = round((at - self.interval_start) * 1000)
         slot: tuple[Interval, SummarySettings] | None = None
         if final and self.last_interval is not None:
             last = self.last_interval
-            slot_ms = round((ts - last.timestamp) * 1000) + self.last_covered_ms
+            slot_ms = round((at - self.interval_start) * 1000) + self.last_covered_ms
             slot = (merge_intervals(last, interval), dataclasses.replace(summary, flush_interval_ms=slot_ms))
         elif covered_ms > summary.flush_interval_ms:
             summary = dataclasses.replace(summary, flush_interval_ms=covered_ms)
         self.last_interval, self.last_covered_ms = interval, summary.flush_interval_ms
-        self.interval_start = ts
+        self.interval_start = at
         self.flush_pending += 1
         self.flusher.submit(self._dispatch, interval, summary, list(self.runners), slot)
 

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import base64
 import collections
+import contextlib
 import json
 import logging
 import os
 import pickle
+import select
 import socket
 import struct
 import threading
@@ -46,6 +48,7 @@ BACKOFF_MAX = 30.0
 IO_TIMEOUT = 10.0  # connect, send, and carbon's answer to the half-close
 ROUND_BYTES = 8 * 1024 * 1024  # at most this much is sent per connection
 RESEND_SECONDS = 60.0
+MAX_ROUNDS = 8  # rounds waiting for carbon's close at once
 SPOOL_MAGIC = "webops-graphite-spool"
 
 
@@ -53,11 +56,12 @@ class Chunk:
     """One flush, ready for the wire. `resend`: already confirmed once (sent again after a
     failure, in case carbon lost it from memory): dropping it loses nothing that is counted."""
 
-    __slots__ = ("confirmed_at", "data", "points", "resend")
+    __slots__ = ("confirmed_at", "data", "in_flight", "points", "resend")
 
     def __init__(self, data: bytes, points: int, resend: bool = False) -> None:
         self.data, self.points, self.resend = data, points, resend
         self.confirmed_at = 0.0
+        self.in_flight = False  # part of a round waiting for carbon's close
 
 
 def encode(lines: list[tuple[str, float]], ts: int, protocol: str) -> bytes:
@@ -71,26 +75,33 @@ def encode(lines: list[tuple[str, float]], ts: int, protocol: str) -> bytes:
     return "".join(f"{p} {number(v)}{suffix}" for p, v in lines).encode()
 
 
-class Unconfirmed(OSError):
-    """Carbon did not confirm a round (no close after our half-close, or data sent back)."""
-
-
-def send_round(host: str, port: int, data: bytes, timeout: float = IO_TIMEOUT) -> None:
-    """One connection: send `data`, half-close, and wait for carbon to close its side, which it
-    does only after reading everything. Raises OSError unless carbon confirmed it all."""
-    with socket.create_connection((host, port), timeout=timeout) as conn:
+def open_round(host: str, port: int, data: bytes, timeout: float = IO_TIMEOUT) -> socket.socket:
+    """Connect, send `data` and half-close: carbon answers by closing its side once it has read
+    it all. Returns the connection to watch for that close."""
+    conn = socket.create_connection((host, port), timeout=timeout)
+    try:
         conn.sendall(data)
         conn.shutdown(socket.SHUT_WR)
-        deadline = time.monotonic() + timeout
-        while True:
-            conn.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                answer = conn.recv(4096)
-            except TimeoutError:
-                raise Unconfirmed(f"no answer to the end of the data within {timeout:.0f} s") from None
-            if not answer:
-                return  # carbon read everything and closed
-            # carbon never writes on these ports: whatever this is, it is not a carbon
+    except OSError:
+        conn.close()
+        raise
+    conn.setblocking(False)
+    return conn
+
+
+class Unconfirmed(OSError):
+    """Carbon did not close the connection after reading the round in time."""
+
+
+class Round:
+    """One connection's worth of flushes: sent and half-closed, waiting for carbon to close."""
+
+    __slots__ = ("chunks", "conn", "deadline", "size", "started")
+
+    def __init__(self, conn: socket.socket, chunks: list[Chunk], size: int) -> None:
+        self.conn, self.chunks, self.size = conn, chunks, size
+        self.started = time.monotonic()
+        self.deadline = self.started + IO_TIMEOUT
 
 
 class GraphiteBackend(Backend):
@@ -168,42 +179,83 @@ class GraphiteBackend(Backend):
     # --- sending ------------------------------------------------------------------------
 
     def _send_loop(self) -> None:
-        backoff = 0.5
+        """Send rounds in order without waiting for the previous one's confirmation (a receiver
+        slow to confirm must not hold the next flushes back), at most MAX_ROUNDS at a time;
+        confirm each when carbon closes it, fail it (its flushes go out again) when it is
+        refused, reset, or not closed within IO_TIMEOUT."""
+        rounds: list[Round] = []
+        backoff, retry_at = 0.5, 0.0
         while True:
+            chunks: list[Chunk] = []
+            size = 0
             with self.cond:
-                while not self.buffer and not self.closing:
+                unsent = [c for c in self.buffer if not c.in_flight]
+                if not unsent and not rounds:
+                    if self.closing:
+                        break
                     self.cond.wait()
-                if not self.buffer:
-                    break
-                round_chunks: list[Chunk] = []
-                size = 0
-                for chunk in self.buffer:
-                    if round_chunks and size + len(chunk.data) > ROUND_BYTES:
-                        break
-                    round_chunks.append(chunk)
-                    size += len(chunk.data)
-            started = time.monotonic()
-            try:
-                send_round(self.host, self.port, b"".join(c.data for c in round_chunks))
-            except OSError as e:
-                self._failed(e)
-                with self.cond:  # wait out the backoff, but wake up at once to shut down
-                    if self.cond.wait_for(lambda: self.closing, timeout=backoff):
-                        break
-                backoff = min(backoff * 2, BACKOFF_MAX)
-                continue
-            backoff = 0.5
-            self._confirmed(round_chunks)
-            self.flush_time = round((time.monotonic() - started) * 1000)
-            self.flush_length = size
-            self.last_flush = int(time.time())
+                    continue
+                if unsent and len(rounds) < MAX_ROUNDS and time.monotonic() >= retry_at:
+                    for chunk in unsent:
+                        if chunks and size + len(chunk.data) > ROUND_BYTES:
+                            break
+                        chunk.in_flight = True
+                        chunks.append(chunk)
+                        size += len(chunk.data)
+                elif self.closing and not rounds:
+                    break  # only flushes waiting out a backoff: close() keeps them
+            if chunks:
+                try:
+                    conn = open_round(self.host, self.port, b"".join(c.data for c in chunks))
+                    rounds.append(Round(conn, chunks, size))
+                except OSError as e:
+                    self._failed(chunks, e)
+                    retry_at, backoff = time.monotonic() + backoff, min(backoff * 2, BACKOFF_MAX)
+            backoff = self._settle(rounds, 0.0 if chunks else 0.05, backoff)
+        for r in rounds:
+            r.conn.close()
+
+    def _settle(self, rounds: list[Round], wait: float, backoff: float) -> float:
+        """Confirm the rounds carbon closed, fail the expired ones; returns the next backoff."""
+        if not rounds:
+            if wait:
+                with self.cond:
+                    self.cond.wait(wait)
+            return backoff
+        readable, _, _ = select.select([r.conn for r in rounds], [], [], wait)
+        now = time.monotonic()
+        for r in list(rounds):
+            error: OSError | None = None
+            if r.conn in readable:
+                try:
+                    if r.conn.recv(4096):
+                        continue  # carbon never writes: ignore it, keep waiting for the close
+                except OSError as e:
+                    error = e
+                else:
+                    rounds.remove(r)
+                    r.conn.close()
+                    self._confirmed(r.chunks)
+                    self.flush_time = round((now - r.started) * 1000)
+                    self.flush_length = r.size
+                    self.last_flush = int(time.time())
+                    backoff = 0.5
+                    continue
+            elif now > r.deadline:
+                error = Unconfirmed(f"no close after the data within {IO_TIMEOUT:.0f} s")
+            if error is not None:
+                rounds.remove(r)
+                r.conn.close()
+                self._failed(r.chunks, error)
+        return backoff
 
     def _confirmed(self, chunks: list[Chunk]) -> None:
         now = time.monotonic()
         with self.cond:
             for chunk in chunks:
-                if self.buffer and self.buffer[0] is chunk:  # not dropped meanwhile
-                    self.buffer.popleft()
+                chunk.in_flight = False
+                with contextlib.suppress(ValueError):  # not dropped meanwhile
+                    self.buffer.remove(chunk)
                     self.buffered_bytes -= len(chunk.data)
                 if not chunk.resend:
                     chunk.confirmed_at = now
@@ -221,9 +273,11 @@ class GraphiteBackend(Backend):
             self.outage_since = None
             self.dropped_this_outage = False
 
-    def _failed(self, e: OSError) -> None:
+    def _failed(self, chunks: list[Chunk], e: OSError) -> None:
         self.last_exception = int(time.time())
         with self.cond:
+            for chunk in chunks:
+                chunk.in_flight = False  # they go out again, in their place in the buffer
             # What carbon confirmed lately may still be in its memory only: send it again.
             again = [Chunk(c.data, c.points, resend=True) for c in self.recent]
             self.recent.clear()
