@@ -11,15 +11,30 @@ import collections
 import logging
 import threading
 import time
+from typing import ClassVar
 
 from ...common.ratelimit import RateLimitedLog
 from ..snapshot import Snapshot
+from ..validate import Key
 
 log = logging.getLogger("webops.statsd")
 
+REGISTRY: dict[str, type[Backend]] = {}  # canonical (lower-case) name -> class
+
+
+def register(cls: type[Backend]) -> type[Backend]:
+    REGISTRY[cls.name] = cls
+    return cls
+
 
 class Backend:
+    """Subclass, set `name`, decorate with @register: that is a whole backend. Its config keys
+    (`CONFIG_KEYS`, and nested `SECTIONS`) join the schema, so they are validated, shown by
+    --check-config and checked against the README like every other key."""
+
     name = "backend"
+    CONFIG_KEYS: ClassVar[dict[str, Key]] = {}
+    SECTIONS: ClassVar[dict[str, dict[str, Key]]] = {}
     # False: the runner stamps last_flush when flush() returns. Backends that only queue the data
     # in flush() (graphite) set it themselves when the data really left.
     manages_last_flush = False

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import ClassVar
 
 from ..jsfmt import inspect
 from ..snapshot import Snapshot
-from .base import Backend
+from ..validate import Key, boolean, section
+from .base import Backend, register
 
 
 def js_date(ts: float) -> str:
@@ -16,8 +18,18 @@ def js_date(ts: float) -> str:
     return time.strftime("%a %b %d %Y %H:%M:%S GMT%z (%Z)", t)
 
 
+CONSOLE_KEYS: dict[str, Key] = {
+    "prettyprint": (True, boolean, "multi-line output"),
+}
+
+
+@register
 class ConsoleBackend(Backend):
     name = "console"
+    CONFIG_KEYS: ClassVar[dict[str, Key]] = {
+        "console": ({}, section(CONSOLE_KEYS), "console backend"),
+    }
+    SECTIONS: ClassVar[dict[str, dict[str, Key]]] = {"console": CONSOLE_KEYS}
 
     def __init__(self, config, startup_time: float, stream=None) -> None:
         super().__init__(config, startup_time)

@@ -9,14 +9,26 @@ from __future__ import annotations
 
 import json
 import os
+from typing import ClassVar
 
 from ..snapshot import Snapshot
-from .base import Backend
+from ..validate import Key, choice, section, string
+from .base import Backend, register
 from .naming import GraphiteNaming
 
+FILE_KEYS: dict[str, Key] = {
+    "path": ("statsd-flush.log", string, "file to append every flush to"),
+    "format": ("graphite", choice("graphite", "json"), "graphite plaintext lines or JSON lines"),
+}
 
+
+@register
 class FileBackend(Backend):
     name = "file"
+    CONFIG_KEYS: ClassVar[dict[str, Key]] = {
+        "file": ({}, section(FILE_KEYS), "file backend (webops / Net::Statsd::Server)"),
+    }
+    SECTIONS: ClassVar[dict[str, dict[str, Key]]] = {"file": FILE_KEYS}
 
     def __init__(self, config, startup_time: float) -> None:
         super().__init__(config, startup_time)

@@ -33,11 +33,13 @@ import socket
 import struct
 import threading
 import time
+from typing import ClassVar
 
+from .. import validate
 from ..jsfmt import number
 from ..persist import write_private
 from ..snapshot import Snapshot
-from .base import Backend
+from .base import Backend, register
 from .naming import GraphiteNaming
 
 log = logging.getLogger("webops.statsd")
@@ -104,10 +106,36 @@ class Round:
         self.deadline = self.started + IO_TIMEOUT
 
 
+GRAPHITE_KEYS: dict[str, validate.Key] = {
+    "legacyNamespace": (True, validate.boolean, "stats.<name>, stats_counts.<name>, stats.timers.<name>..."),
+    "globalPrefix": ("stats", validate.string, "prefix of every name (non-legacy namespace)"),
+    "prefixCounter": ("counters", validate.string, "counter prefix (non-legacy)"),
+    "prefixTimer": ("timers", validate.string, "timer prefix (non-legacy)"),
+    "prefixGauge": ("gauges", validate.string, "gauge prefix (non-legacy)"),
+    "prefixSet": ("sets", validate.string, "set prefix (non-legacy)"),
+    "globalSuffix": (None, validate.string, "suffix appended to every name (e.g. the host name)"),
+}
+
+
+@register
 class GraphiteBackend(Backend):
     name = "graphite"
     manages_last_flush = True
     overwrites_slots = True
+    CONFIG_KEYS: ClassVar[dict[str, validate.Key]] = {
+        "graphiteHost": (None, validate.string, "carbon host"),
+        "graphitePort": (2003, validate.port, "carbon plaintext port"),
+        "graphitePicklePort": (2004, validate.port, "carbon pickle port"),
+        "graphiteProtocol": ("text", validate.choice("text", "pickle"), "carbon protocol"),
+        "graphiteBufferSize": (
+            256 * 1024 * 1024,
+            validate.number(1024, integer=True),
+            "bytes of flushes kept while carbon is away",
+        ),
+        "graphiteSpoolFile": (None, validate.string, "where unsent flushes wait across a restart"),
+        "graphite": ({}, validate.section(GRAPHITE_KEYS), "Graphite naming"),
+    }
+    SECTIONS: ClassVar[dict[str, dict[str, validate.Key]]] = {"graphite": GRAPHITE_KEYS}
 
     def __init__(self, config, startup_time: float) -> None:
         super().__init__(config, startup_time)

@@ -15,10 +15,12 @@ import logging
 import select
 import socket
 import threading
+from typing import Any, ClassVar
 
 from ...common.ratelimit import RateLimitedLog
 from ..snapshot import Snapshot
-from .base import Backend
+from ..validate import Key, choice, port, string
+from .base import Backend, register
 
 log = logging.getLogger("webops.statsd")
 
@@ -36,6 +38,12 @@ def peer_closed(conn: socket.socket) -> bool:
         return conn.recv(1, socket.MSG_PEEK) == b""
     except OSError:
         return True
+
+
+def repeater_targets(v: Any) -> list[dict]:
+    if not isinstance(v, list) or not all(isinstance(r, dict) and "host" in r for r in v):
+        raise ValueError(f"expected a list of {{host, port}}, got {v!r}")
+    return [{"host": string(r["host"]), "port": port(r.get("port", 8125))} for r in v]
 
 
 class TcpTarget:
@@ -129,8 +137,13 @@ class TcpTarget:
                 )
 
 
+@register
 class RepeaterBackend(Backend):
     name = "repeater"
+    CONFIG_KEYS: ClassVar[dict[str, Key]] = {
+        "repeater": ([], repeater_targets, "statsd daemons to forward every packet to"),
+        "repeaterProtocol": ("udp4", choice("udp4", "udp6", "tcp"), "repeater transport"),
+    }
 
     def __init__(self, config, startup_time: float) -> None:
         super().__init__(config, startup_time)
