@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import math
 import os
@@ -20,15 +19,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 from ..common.config import ConfigError
 from ..common.ratelimit import RateLimitedLog
 from . import backends, http, systemd
 from .admin import Console, serve
-from .aggregate import Aggregator, Batch, Interval, merge_intervals
+from .aggregate import Aggregator, Batch
 from .backends.base import Backend, BackendRunner
 from .config import Listener, StatsdConfig
+from .flush import Flusher
 from .listeners import (
     StreamListener,
     UdpListener,
@@ -36,7 +35,6 @@ from .listeners import (
     bind_udp,
     describe,
     dump_packets,
-    printable,
     set_rcvbuf,
     spec_key,
 )
@@ -44,17 +42,12 @@ from .persist import load_gauges, save_gauges
 from .prometheus import PrometheusView
 from .protocol import BadLine
 from .readers import ReaderPool, ReaderSettings
-from .snapshot import SummarySettings, summarize
+from .snapshot import Snapshot
 
 log = logging.getLogger("webops.statsd")
 
 SHUTDOWN_TIMEOUT = 60.0  # seconds the backends get to write the last flushes on exit
 FD_RESERVE = 64  # descriptors kept free of client connections: files, backends, readers, /health
-
-
-def next_flush(now: float, interval_s: float) -> float:
-    """The next multiple of the interval after `now`: flushes stay on the grid (no drift, Etsy #574)."""
-    return (math.floor(now / interval_s) + 1) * interval_s
 
 
 class StatsdDaemon:
@@ -79,13 +72,8 @@ class StatsdDaemon:
         self.prometheus = PrometheusView()
         if config["persistGauges"]:
             self.aggregator.gauges.update(load_gauges(config["persistGauges"]))
-        self.flusher = ThreadPoolExecutor(1, thread_name_prefix="flusher")
-        self.flush_pending = 0  # intervals handed to the flusher and not yet processed
-        self.interval_start = time.time()  # what the next flush covers starts here
-        self.last_interval: Interval | None = None  # the last grid flush's data (see _flush_now)
-        self.last_covered_ms = 0
-        self.last_flush_wall: int | None = None
-        self.flush_log = RateLimitedLog(log, "flush messages")
+        self.flusher = Flusher(self.aggregator, self._deliver)
+        self.events_log = RateLimitedLog(log, "event loop messages")
         self.refused_log = RateLimitedLog(log, "series limit messages")
         self.refused_seen = 0
         self.fd_warned = False
@@ -131,7 +119,8 @@ class StatsdDaemon:
             loop.add_signal_handler(sig, handler)
         log.info("server is up")
         systemd.notify("READY=1")
-        tasks = [asyncio.create_task(self._flush_loop()), asyncio.create_task(self._key_flush_loop())]
+        flushes = self.flusher.run(lambda: self.config["flushInterval"], lambda: self.summary, self._tick)
+        tasks = [asyncio.create_task(flushes), asyncio.create_task(self._key_flush_loop())]
         await self.stopping.wait()
         for t in tasks:
             t.cancel()
@@ -141,7 +130,7 @@ class StatsdDaemon:
         """asyncio's own errors (accept() out of descriptors...), one line each, rate-limited:
         a connection storm must not become a storm of tracebacks in the log."""
         exc = context.get("exception")
-        self.flush_log.warning("event loop: %s%s", context.get("message"), f": {exc}" if exc else "")
+        self.events_log.warning("event loop: %s%s", context.get("message"), f": {exc}" if exc else "")
 
     def stop(self) -> None:
         if not self.stopping.is_set():
@@ -376,7 +365,7 @@ class StatsdDaemon:
         if batch.packets_dropped:
             for backend in self.packet_backends:
                 backend.packets_lost(batch.packets_dropped)
-            self.flush_log.warning(
+            self.events_log.warning(
                 "%d packets not forwarded: a reader held %d for the repeater while this process was busy",
                 batch.packets_dropped,
                 len(batch.packets),
@@ -396,49 +385,23 @@ class StatsdDaemon:
             if server is not None:
                 server.close()
         now = time.time()
-        self._flush_now(int(now), now, final=True)
+        self.flusher.flush(int(now), now, self.summary, final=True)
+        await self.flusher.drain()  # the last snapshot is queued at every backend
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self.flusher, lambda: None)  # the last snapshot is queued
         for r in self.runners:
             if not await loop.run_in_executor(None, r.stop, SHUTDOWN_TIMEOUT):
                 log.error("backend %s did not finish within %d s", r.backend.name, SHUTDOWN_TIMEOUT)
-        self.flusher.shutdown(wait=True)
+        self.flusher.close()
         log.info("stopped")
 
     # --- flushing -----------------------------------------------------------------------
 
-    async def _flush_loop(self) -> None:
-        due = next_flush(time.time(), self.config["flushInterval"] / 1000)
-        while True:
-            await asyncio.sleep(max(0.0, due - time.time()))
-            self.bad_log.tick()
-            self._note_refused()
-            self.aggregator.advance()  # a read lost with a dead reader must not hold gauges back
-            if self.flush_pending:
-                # The flusher is still busy with an earlier interval (a huge one, a slow machine):
-                # this interval's data stays in and goes out with the next flush. Nothing is lost
-                # and memory stays bounded; the rates of that flush cover its real length.
-                self.flush_log.warning(
-                    "flush at %d delayed: the previous flush is still being processed", round(due)
-                )
-            else:
-                self._flush_now(round(due), due, self._timestamp_lag())
-            if (
-                self.config["automaticConfigReload"]
-                and self.config.path
-                and self._mtime() != self.config_mtime
-            ):
-                await self._reload()
-            due = next_flush(max(time.time(), due), self.config["flushInterval"] / 1000)
-
-    def _timestamp_lag(self) -> float | None:
-        """Etsy's statsd.timestamp_lag: seconds between this flush and the last one, less the
-        interval (wall clock, whole seconds); none on the first flush, as in Etsy."""
-        now = round(time.time())
-        previous, self.last_flush_wall = self.last_flush_wall, now
-        if previous is None:
-            return None
-        return now - previous - self.config["flushInterval"] / 1000
+    async def _tick(self) -> None:
+        """After each flush: log summaries due, and a config file that changed."""
+        self.bad_log.tick()
+        self._note_refused()
+        if self.config["automaticConfigReload"] and self.config.path and self._mtime() != self.config_mtime:
+            await self._reload()
 
     def _note_refused(self) -> None:
         refused = self.aggregator.totals.metrics_refused
@@ -451,57 +414,9 @@ class StatsdDaemon:
             )
             self.refused_seen = refused
 
-    def _flush_now(self, ts: int, at: float, lag: float | None = None, final: bool = False) -> None:
-        """Detach the interval in the loop thread (intake runs there too, so no sample can land
-        half in one interval and half in the next), then summarize it in the flusher thread.
-        `ts`: the flush's timestamp (whole seconds); `at`: the exact time it covers up to.
-        `lag`: statsd.timestamp_lag (see _timestamp_lag).
-        A flush delayed past its interval has its rates computed over its real length.
-
-        The final flush (shutdown) is partial. Backends that keep one value per time slot
-        (Graphite: carbon overwrites) get it merged with the last grid flush and stamped with
-        that flush's time instead: stamped `now`, it would land in that same slot and replace
-        a whole interval with a few seconds; stamped in the future, whisper would refuse it.
-        """
-        interval = self.aggregator.take(ts, lag)
-        summary = self.summary
-        covered_ms = round((at - self.interval_start) * 1000)
-        slot: tuple[Interval, SummarySettings] | None = None
-        if final and self.last_interval is not None:
-            last = self.last_interval
-            slot_ms = round((at - self.interval_start) * 1000) + self.last_covered_ms
-            slot = (merge_intervals(last, interval), dataclasses.replace(summary, flush_interval_ms=slot_ms))
-        elif covered_ms > summary.flush_interval_ms:
-            summary = dataclasses.replace(summary, flush_interval_ms=covered_ms)
-        self.last_interval, self.last_covered_ms = interval, summary.flush_interval_ms
-        self.interval_start = at
-        self.flush_pending += 1
-        self.flusher.submit(self._dispatch, interval, summary, list(self.runners), slot)
-
-    def _dispatch(
-        self,
-        interval: Interval,
-        summary: SummarySettings,
-        runners: list[BackendRunner],
-        slot: tuple[Interval, SummarySettings] | None = None,
-    ) -> None:
-        """In the flusher thread: the timer maths, then every backend, /metrics and saved gauges."""
-        try:
-            snapshot = summarize(interval, summary)
-            slot_snapshot = summarize(*slot) if slot else snapshot
-        except Exception:  # a bug here must not silently stop every later flush
-            log.exception("flush at %d failed", interval.timestamp)
-            return
-        finally:
-            self.flush_pending -= 1
-        if snapshot.non_finite:
-            self.flush_log.warning(
-                "flush at %d: %d series overflowed to infinity and were left out: %s",
-                interval.timestamp,
-                len(snapshot.non_finite),
-                printable(", ".join(snapshot.non_finite[:5])[:300]),
-            )
-        for r in runners:
+    def _deliver(self, snapshot: Snapshot, slot_snapshot: Snapshot) -> None:
+        """In the flusher's thread: every backend, /metrics and the saved gauges."""
+        for r in list(self.runners):
             r.submit(slot_snapshot if r.backend.overwrites_slots else snapshot)
         self.prometheus.update(snapshot)
         if path := self.config["persistGauges"]:
