@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from webops.statsd import config as statsd_config
-from webops.statsd.aggregate import Aggregator
+from webops.statsd.aggregate import Aggregator, BatchAggregator
 from webops.statsd.backends.naming import GraphiteNaming
 from webops.statsd.snapshot import summarize
 
@@ -196,7 +196,7 @@ def test_counter_sums_are_conserved_across_any_split_into_packets(samples, data)
 def test_batches_merged_in_order_equal_direct_ingest_for_gauges() -> None:
     direct = Aggregator()
     main = Aggregator()
-    reader = Aggregator(batch_mode=True)
+    reader = BatchAggregator()
     for packet in [b"g:5|g", b"g:+3|g\nh:-2|g", b"g:-1|g"]:
         direct.ingest(packet)
         reader.ingest(packet)
@@ -209,7 +209,7 @@ def test_batches_merged_in_order_equal_direct_ingest_for_gauges() -> None:
 
 def test_merge_carries_totals_key_counts_and_first_bad_lines() -> None:
     settings = statsd_config.build({"keyFlush": {"interval": 1000}}).aggregation()
-    reader = Aggregator(settings, batch_mode=True)
+    reader = BatchAggregator(settings)
     reader.ingest(b"a:1|c\na:1|c\n" + b"\n".join(b"bad%d" % i for i in range(20)), now=123.0, packets=3)
     batch = reader.take_batch()
     assert len(batch.bad_lines) == 10 and batch.totals.bad_lines_seen == 20
@@ -231,7 +231,7 @@ lines_strategy = st.lists(
 @given(lines_strategy, st.lists(st.integers(0, 2), max_size=40))
 def test_any_spread_over_readers_merges_to_the_same_interval(lines, assignment) -> None:
     direct = Aggregator()
-    readers = [Aggregator(batch_mode=True) for _ in range(3)]
+    readers = [BatchAggregator() for _ in range(3)]
     for i, line in enumerate(lines):
         direct.ingest(line)
         readers[assignment[i] if i < len(assignment) else 0].ingest(line)
@@ -256,7 +256,7 @@ def test_gauges_end_as_with_one_reader_whatever_reader_hands_over_first(lines, a
     """Each datagram is read (numbered in queue order) by one of three readers; the readers hand
     their batches over in any order and at any time: the gauges are those of one reader."""
     direct = Aggregator()
-    readers = [Aggregator(batch_mode=True) for _ in range(3)]
+    readers = [BatchAggregator() for _ in range(3)]
     main = Aggregator()
     handed: list = []
     for seq, line in enumerate(lines):
@@ -274,7 +274,7 @@ def test_gauges_end_as_with_one_reader_whatever_reader_hands_over_first(lines, a
 
 
 def test_a_read_lost_with_its_reader_holds_gauges_back_only_for_a_while() -> None:
-    reader = Aggregator(batch_mode=True)
+    reader = BatchAggregator()
     reader.ingest(b"g:5|g")
     reader.seal(1)  # read 0 was taken by a reader that died before handing it over
     main = Aggregator()

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from webops.statsd import config as statsd_config
-from webops.statsd.aggregate import CACHE_TEXT_MAX, AggregationSettings, Aggregator
+from webops.statsd.aggregate import CACHE_TEXT_MAX, AggregationSettings, Aggregator, BatchAggregator
 from webops.statsd.jsfmt import inspect
 from webops.statsd.listeners import printable
 from webops.statsd.persist import load_gauges, save_gauges
@@ -49,7 +49,7 @@ def test_a_line_of_colons_is_one_bad_line() -> None:
 def test_no_protocol_text_makes_ingest_raise(text: str) -> None:
     agg = Aggregator()
     agg.ingest(text.encode())
-    batch = Aggregator(batch_mode=True)
+    batch = BatchAggregator()
     batch.ingest(text.encode())
 
 
@@ -71,9 +71,9 @@ def test_deleting_the_daemons_own_counters_does_not_break_intake() -> None:
     assert agg.counters["statsd.bad_lines_seen"] == 1
 
 
-@pytest.mark.parametrize("batch_mode", [False, True])
-def test_series_past_max_series_are_refused_and_counted(batch_mode: bool) -> None:
-    agg = Aggregator(AggregationSettings(max_series=10), batch_mode=batch_mode)
+@pytest.mark.parametrize("kind", [Aggregator, BatchAggregator])
+def test_series_past_max_series_are_refused_and_counted(kind: type[Aggregator]) -> None:
+    agg = kind(AggregationSettings(max_series=10))
     agg.ingest(b"\n".join(b"s%d:1|%s" % (i, t) for i in range(20) for t in (b"c", b"ms", b"g", b"s")))
     assert agg.series_count() <= 10
     assert agg.totals.metrics_refused > 0
@@ -85,7 +85,7 @@ def test_series_past_max_series_are_refused_and_counted(batch_mode: bool) -> Non
 
 def test_merge_respects_max_series() -> None:
     main = Aggregator(AggregationSettings(max_series=8))
-    reader = Aggregator(batch_mode=True)
+    reader = BatchAggregator()
     reader.ingest(b"\n".join(b"r%d:1|c" % i for i in range(20)))
     main.merge(reader.take_batch())
     assert main.series_count() <= 8

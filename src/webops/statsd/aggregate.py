@@ -129,25 +129,20 @@ class Batch:
     packets_dropped: int = 0  # datagrams not forwarded: the batch held FORWARD_MAX already
 
 
-BadLineHook = Callable[[BadLine], None]  # not called in batch mode: batch.bad_lines carries them
+BadLineHook = Callable[[BadLine], None]
 
 
 class Aggregator:
+    """The main process's state: intake (`ingest`), readers' batches (`merge`), flushes (`take`)."""
+
     def __init__(
-        self,
-        settings: AggregationSettings | None = None,
-        on_bad_line: BadLineHook | None = None,
-        batch_mode: bool = False,
+        self, settings: AggregationSettings | None = None, on_bad_line: BadLineHook | None = None
     ) -> None:
         self.on_bad_line = on_bad_line
-        self.batch_mode = batch_mode
         self.counters: dict[str, float] = {}
         self.timers: dict[str, list[float]] = {}
         self.timer_counters: dict[str, float] = {}
         self.gauges: dict[str, float] = {}
-        self.gauge_ops: GaugeOps = {}  # batch mode: the current read's
-        self.gauge_reads: list[tuple[int | None, GaugeOps]] = []  # batch mode: sealed reads
-        self.seqs: list[int] = []
         self.next_seq = 0  # main: the next numbered read whose gauge operations may be applied
         self.seq_done: set[int] = set()
         self.seq_gauges: dict[int, GaugeOps] = {}
@@ -156,7 +151,6 @@ class Aggregator:
         self.sets: dict[str, set[str]] = {}
         self.totals = Totals()
         self.key_counts: Counter[str] = Counter()
-        self.bad_lines: list[BadLine] = []
         self.configure(settings or AggregationSettings())
 
     def configure(self, settings: AggregationSettings) -> None:
@@ -250,13 +244,13 @@ class Aggregator:
 
     def series_count(self) -> int:
         """Client series held (the daemon's own stats do not count against maxSeries)."""
-        if self.batch_mode:
-            gauges = len(self.gauge_ops) + sum(len(ops) for _, ops in self.gauge_reads)
-        else:
-            gauges = len(self.gauges)
+        gauges = self.gauge_count()
         own = sum(k in self.counters for k in (self.k_packets, self.k_metrics, self.k_bad, self.k_refused))
         own += self.k_lag in self.gauges
         return len(self.counters) - own + len(self.timers) + gauges + len(self.sets)
+
+    def gauge_count(self) -> int:
+        return len(self.gauges)
 
     def admit(self) -> bool:
         """May a new series be created? Past `max_series`, no: the update is counted and dropped."""
@@ -267,15 +261,6 @@ class Aggregator:
         return False
 
     def gauge(self, key: str, value: float, delta: bool) -> None:
-        if self.batch_mode:
-            op = self.gauge_ops.get(key)
-            if op is None:
-                if not self.admit():
-                    return
-                op = (None, 0.0)
-            absolute, deltas = op
-            self.gauge_ops[key] = (absolute, deltas + value) if delta else (value, 0.0)
-            return
         current = self.gauges.get(key)
         if current is None and not self.admit():
             return
@@ -291,42 +276,10 @@ class Aggregator:
     def bad(self, item: BadLine) -> None:
         self.counters[self.k_bad] = self.counters.get(self.k_bad, 0) + 1
         self.totals.bad_lines_seen += 1
-        if self.batch_mode:
-            if len(self.bad_lines) < BATCH_BAD_LINES:
-                self.bad_lines.append(item)
-        elif self.on_bad_line is not None:
+        if self.on_bad_line is not None:
             self.on_bad_line(item)
 
-    # --- reader processes ---------------------------------------------------------------
-
-    def seal(self, seq: int) -> None:
-        """Batch mode: what was ingested since the last seal came from read number `seq`."""
-        self.seqs.append(seq)
-        if self.gauge_ops:
-            self.gauge_reads.append((seq, self.gauge_ops))
-            self.gauge_ops = {}
-
-    def take_batch(self) -> Batch:
-        """Hand over everything since the last call (batch mode, in a reader process)."""
-        if self.gauge_ops:  # ingested without a read number: no order to keep
-            self.gauge_reads.append((None, self.gauge_ops))
-        batch = Batch(
-            self.counters,
-            self.timers,
-            self.timer_counters,
-            self.gauge_reads,
-            self.sets,
-            self.totals,
-            self.key_counts,
-            self.seqs,
-            self.bad_lines,
-        )
-        self.bad_lines = []
-        self.counters = dict.fromkeys((self.k_packets, self.k_metrics, self.k_bad), 0)
-        self.timers, self.timer_counters, self.gauge_ops, self.sets = {}, {}, {}, {}
-        self.gauge_reads, self.seqs = [], []
-        self.totals, self.key_counts = Totals(), Counter()
-        return batch
+    # --- batches from reader processes --------------------------------------------------
 
     def merge(self, batch: Batch) -> None:
         """Fold a reader's batch into this (main) aggregator, as if its lines had come here."""
@@ -458,3 +411,63 @@ class Aggregator:
                     self.gauge_ttl.pop(key, None)
             result.append((pattern, matches))
         return result
+
+
+class BatchAggregator(Aggregator):
+    """A reader process's state: the same intake, with gauge writes kept as operations grouped by
+    read number (`seal`), bad lines carried for the main process to log, and everything handed
+    over by `take_batch` (the main process `merge`s it)."""
+
+    def __init__(self, settings: AggregationSettings | None = None) -> None:
+        self.gauge_ops: GaugeOps = {}  # the current read's
+        self.gauge_reads: list[tuple[int | None, GaugeOps]] = []  # sealed reads
+        self.seqs: list[int] = []
+        self.bad_lines: list[BadLine] = []
+        super().__init__(settings)
+
+    def gauge_count(self) -> int:
+        return len(self.gauge_ops) + sum(len(ops) for _, ops in self.gauge_reads)
+
+    def gauge(self, key: str, value: float, delta: bool) -> None:
+        op = self.gauge_ops.get(key)
+        if op is None:
+            if not self.admit():
+                return
+            op = (None, 0.0)
+        absolute, deltas = op
+        self.gauge_ops[key] = (absolute, deltas + value) if delta else (value, 0.0)
+
+    def bad(self, item: BadLine) -> None:
+        self.counters[self.k_bad] = self.counters.get(self.k_bad, 0) + 1
+        self.totals.bad_lines_seen += 1
+        if len(self.bad_lines) < BATCH_BAD_LINES:
+            self.bad_lines.append(item)
+
+    def seal(self, seq: int) -> None:
+        """What was ingested since the last seal came from read number `seq`."""
+        self.seqs.append(seq)
+        if self.gauge_ops:
+            self.gauge_reads.append((seq, self.gauge_ops))
+            self.gauge_ops = {}
+
+    def take_batch(self) -> Batch:
+        """Hand over everything since the last call."""
+        if self.gauge_ops:  # ingested without a read number: no order to keep
+            self.gauge_reads.append((None, self.gauge_ops))
+        batch = Batch(
+            self.counters,
+            self.timers,
+            self.timer_counters,
+            self.gauge_reads,
+            self.sets,
+            self.totals,
+            self.key_counts,
+            self.seqs,
+            self.bad_lines,
+        )
+        self.bad_lines = []
+        self.counters = dict.fromkeys((self.k_packets, self.k_metrics, self.k_bad), 0)
+        self.timers, self.timer_counters, self.gauge_ops, self.sets = {}, {}, {}, {}
+        self.gauge_reads, self.seqs = [], []
+        self.totals, self.key_counts = Totals(), Counter()
+        return batch

@@ -34,7 +34,7 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Lock
 
-from .aggregate import AggregationSettings, Aggregator, Batch
+from .aggregate import AggregationSettings, Batch, BatchAggregator
 from .listeners import dump_packets, recv_many
 
 log = logging.getLogger("webops.statsd")
@@ -67,7 +67,7 @@ def reader_main(
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s - %(levelname)s - reader: %(message)s")
-    agg = Aggregator(settings.aggregation, batch_mode=True)  # bad lines travel in the batch
+    agg = BatchAggregator(settings.aggregation)  # bad lines travel in the batch
     packets: list[bytes] = []
     dropped = 0
     sel = selectors.DefaultSelector()
