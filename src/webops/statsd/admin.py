@@ -12,15 +12,29 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
-
-from .jsfmt import inspect
-
-if TYPE_CHECKING:
-    from .server import StatsdDaemon
+from typing import TYPE_CHECKING, Protocol
 
 from ..common.aio import close_writer
 from ..common.ratelimit import RateLimitedLog
+from .jsfmt import inspect
+
+if TYPE_CHECKING:
+    from .aggregate import Aggregator
+    from .config import StatsdConfig
+
+
+class ConsoleSource(Protocol):
+    """All the console sees of the daemon (the daemon is one; a test can pass its own)."""
+
+    startup_time: float
+    health: str  # what `health up|down` sets
+    aggregator: Aggregator  # the tables, del*, totals
+    config: StatsdConfig
+
+    def health_state(self) -> str: ...
+
+    def backend_status(self) -> list[tuple[str, dict[str, float]]]: ...
+
 
 log = logging.getLogger("webops.statsd")
 
@@ -48,7 +62,7 @@ def js_string(value: object) -> str:
 class Console:
     def __init__(
         self,
-        daemon: StatsdDaemon,
+        daemon: ConsoleSource,
         clock: Callable[[], float] = time.time,
         limits: tuple[int, float] = (100, 60.0),
     ) -> None:
@@ -111,9 +125,9 @@ class Console:
         stat(prefix, "metrics_refused", totals.metrics_refused)
         stat(prefix, "events_seen", totals.events_seen)
         stat(prefix, "series", d.aggregator.series_count())
-        for runner in d.runners:
-            for metric, value in runner.status().items():
-                stat(runner.backend.name, metric, value)
+        for name, status in d.backend_status():
+            for metric, value in status.items():
+                stat(name, metric, value)
         return "\n".join(lines) + "\nEND\n\n"
 
     def _config(self) -> str:

@@ -94,6 +94,10 @@ class StatsdDaemon:
     def _bad_line(self, bad: BadLine) -> None:
         self.bad_log.warning("bad line: %s: %r", bad.reason, bad.line[:200])
 
+    def backend_status(self) -> list[tuple[str, dict[str, float]]]:
+        """Each backend's name and status (console `stats`, /metrics)."""
+        return [(r.backend.name, r.status()) for r in self.runners]
+
     def health_state(self) -> str:
         """`up`, `down` (set on the console), or `down (...)` when intake is not whole."""
         if self.health != "up":
@@ -349,9 +353,9 @@ class StatsdDaemon:
             ("statsd_reader_restarts", "gauge", (), self.pool.restarts),
             ("statsd_uptime_seconds", "gauge", (), time.time() - self.startup_time),
         ]
-        for r in self.runners:
-            for stat, value in r.status().items():
-                own.append(("statsd_backend", "gauge", (("backend", r.backend.name), ("stat", stat)), value))
+        for name, status in self.backend_status():
+            for stat, value in status.items():
+                own.append(("statsd_backend", "gauge", (("backend", name), ("stat", stat)), value))
         return 200, "text/plain; version=0.0.4; charset=utf-8", self.prometheus.render(own)
 
     def on_batch(self, batch: Batch) -> None:

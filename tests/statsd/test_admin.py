@@ -1,0 +1,38 @@
+"""The console against its narrow view of the daemon (ConsoleSource), without sockets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from webops.statsd import config as statsd_config
+from webops.statsd.admin import Console
+from webops.statsd.aggregate import Aggregator
+
+
+@dataclass
+class Source:
+    startup_time: float = 1000.0
+    health: str = "up"
+    aggregator: Aggregator = field(default_factory=Aggregator)
+    config: statsd_config.StatsdConfig = field(default_factory=lambda: statsd_config.build({}))
+    readers_ok: bool = True
+
+    def health_state(self) -> str:
+        return self.health if self.readers_ok else "down (reader processes: 1 of 2 running)"
+
+    def backend_status(self) -> list[tuple[str, dict[str, float]]]:
+        return [("graphite", {"last_flush": 1040, "datapoints_dropped": 3})]
+
+
+def test_stats_health_and_tables_through_the_narrow_view() -> None:
+    source = Source()
+    source.aggregator.ingest(b"a:1|c\n_e{1,1}:t|x\nbad", now=1030)
+    console = Console(source, clock=lambda: 1042.0)
+    stats, _ = console.execute("stats")
+    assert stats.startswith("uptime: 42\nmessages.last_msg_seen: 12\nmessages.bad_lines_seen: 1\n")
+    assert "statsd.metrics_refused: 0\nstatsd.events_seen: 1\nstatsd.series: 1\n" in stats
+    assert "graphite.last_flush: 2\ngraphite.datapoints_dropped: 3\nEND\n\n" in stats
+    assert console.execute("health down") == ("health: down\n", False)
+    source.health, source.readers_ok = "up", False
+    assert console.execute("health")[0] == "health: down (reader processes: 1 of 2 running)\n"
+    assert console.execute("delcounters a")[0] == "deleted: a\nEND\n\n"
