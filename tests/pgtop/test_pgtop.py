@@ -17,7 +17,9 @@ PGTOP = [sys.executable, "-m", "webops", "pgtop"]
 
 
 def pgtop(pg, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*PGTOP, pg.dsn, *args], capture_output=True, text=True, timeout=60, env=env)
+    # No slow log unless the test asks for one (a later --log-file wins): none in the checkout.
+    command = [*PGTOP, pg.dsn, "--log-file", "", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
 
 
 def rows(pg, *args: str) -> dict[int, dict]:
