@@ -161,7 +161,7 @@ def test_check_config_exits_2_with_one_line(tmp_path: Path, capsys) -> None:
 
 
 def test_a_misspelt_server_module_is_an_error_not_udp() -> None:
-    with pytest.raises(ConfigError, match=r"server: expected ./servers/udp or ./servers/tcp"):
+    with pytest.raises(ConfigError, match=r"server: expected one of \./servers/udp, \./servers/tcp"):
         statsd_config.build({"server": "./servers/tpc"})
     with pytest.raises(ConfigError, match=r"servers\[0\]: server"):
         statsd_config.build({"servers": [{"server": "./servers/tpc"}]})

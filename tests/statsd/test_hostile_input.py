@@ -167,8 +167,7 @@ def test_one_wake_up_reads_a_bounded_slice_of_one_connection_and_hands_lines_ove
     import asyncio
     import socket
 
-    from webops.statsd.config import Listener
-    from webops.statsd.listeners import MAX_PACKET, STREAM_SLICES, StreamListener
+    from webops.statsd.listeners import MAX_PACKET, STREAM_SLICES, Listener, StreamListener
 
     async def scenario() -> list[int]:
         server, client = socket.socketpair()

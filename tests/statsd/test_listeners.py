@@ -29,3 +29,17 @@ def test_rcvbuf_capped_by_the_kernel_warns_once_with_the_fix(monkeypatch, caplog
 def test_rcvbuf_forced_as_root() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         assert listeners.set_rcvbuf(s, 64 << 20) >= 64 << 20
+
+
+def test_listener_kinds_are_registry_entries() -> None:
+    """A `server` module is one SERVERS entry: the config accepts its name, the daemon binds and
+    reads it by what the entry says (datagrams or a stream)."""
+    from webops.statsd import config as statsd_config
+    from webops.statsd.listeners import SERVERS
+
+    for name, server in SERVERS.items():
+        cfg = statsd_config.build({"servers": [{"server": f"./servers/{name}", "port": 9999}]})
+        (spec,) = cfg.listeners
+        assert spec.kind == name and spec.server is server
+    (unix,) = statsd_config.build({"servers": [{"server": "./servers/tcp", "socket": "/s"}]}).listeners
+    assert unix.kind == "unix" and not unix.server.datagram

@@ -16,6 +16,7 @@ from typing import Any
 from ..common.config import ConfigError, key_line, load_object
 from . import backends
 from .aggregate import AggregationSettings
+from .listeners import SERVERS, Listener, server_name
 from .snapshot import SummarySettings
 from .validate import (
     Key,
@@ -36,9 +37,8 @@ log = logging.getLogger("webops.statsd")
 
 def _server(v: Any) -> str:
     """Etsy's `server` module path: ./servers/udp or ./servers/tcp (a typo must not become UDP)."""
-    name = string(v).rstrip("/").rsplit("/", 1)[-1].removesuffix(".js")
-    if name not in ("udp", "tcp"):
-        raise ValueError(f"expected ./servers/udp or ./servers/tcp, got {v!r}")
+    if server_name(string(v)) not in SERVERS:
+        raise ValueError(f"expected one of {', '.join(f'./servers/{n}' for n in SERVERS)}, got {v!r}")
     return v
 
 
@@ -220,16 +220,6 @@ def backend_name(spec: str) -> str:
     return name
 
 
-@dataclass(frozen=True)
-class Listener:
-    kind: str  # "udp", "tcp" or "unix"
-    address: str
-    port: int
-    path: str | None = None
-    mode: int | None = None
-    rcvbuf: int = 0
-
-
 @dataclass
 class StatsdConfig:
     """The effective configuration: Etsy's keys (as a dict, for backends) plus derived settings."""
@@ -264,10 +254,10 @@ class StatsdConfig:
         ]
         out = []
         for s in servers:
-            kind = s.get("server", "./servers/udp").rstrip("/").rsplit("/", 1)[-1].removesuffix(".js")
+            kind = server_name(s.get("server", "./servers/udp"))
             v6 = s.get("address_ipv6", self.raw["address_ipv6"])
             address = s.get("address") or ("::1" if v6 else "127.0.0.1")
-            if kind == "tcp" and s.get("socket"):
+            if not SERVERS[kind].datagram and s.get("socket"):
                 out.append(Listener("unix", "", 0, s["socket"], s.get("socket_mod")))
             else:
                 out.append(

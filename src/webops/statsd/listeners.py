@@ -27,9 +27,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from ..common.ratelimit import RateLimitedLog
-from .config import Listener
 from .systemd import sock_key, take_activated
 
 log = logging.getLogger("webops.statsd")
@@ -42,6 +42,22 @@ SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33 if sys.platform.startswith
 _rcvbuf_warned = False
 
 OnData = Callable[[list[bytes]], None]  # datagrams (or TCP chunks of whole lines)
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One configured listener: `kind` is a SERVERS name, or "unix" (a stream server on a path)."""
+
+    kind: str
+    address: str
+    port: int
+    path: str | None = None
+    mode: int | None = None
+    rcvbuf: int = 0
+
+    @property
+    def server(self) -> Server:
+        return SERVERS["tcp" if self.kind == "unix" else self.kind]
 
 
 def set_rcvbuf(sock: socket.socket, wanted: int) -> int:
@@ -323,3 +339,24 @@ def describe(spec: Listener) -> str:
         return f"unix:{spec.path}"
     host = f"[{spec.address}]" if ":" in spec.address else spec.address
     return f"{spec.kind}://{host}:{spec.port}"
+
+
+@dataclass(frozen=True)
+class Server:
+    """What an Etsy `server` module (./servers/NAME) is here: how it binds, and whether what comes
+    in is datagrams (read by reader processes, or UdpListener) or a stream (StreamListener)."""
+
+    bind: Callable[[Listener], socket.socket]
+    datagram: bool
+
+
+# A new kind of listener is one entry here (and its bind function).
+SERVERS: dict[str, Server] = {
+    "udp": Server(bind_udp, datagram=True),
+    "tcp": Server(bind_stream, datagram=False),
+}
+
+
+def server_name(module: str) -> str:
+    """`./servers/udp`, `servers/udp.js`, `udp` -> `udp`."""
+    return module.rstrip("/").rsplit("/", 1)[-1].removesuffix(".js")

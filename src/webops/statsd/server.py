@@ -26,13 +26,12 @@ from . import backends, http, systemd
 from .admin import Console, serve
 from .aggregate import Aggregator, Batch
 from .backends.base import Backend, BackendRunner
-from .config import Listener, StatsdConfig
+from .config import StatsdConfig
 from .flush import Flusher
 from .listeners import (
+    Listener,
     StreamListener,
     UdpListener,
-    bind_stream,
-    bind_udp,
     describe,
     dump_packets,
     set_rcvbuf,
@@ -210,10 +209,10 @@ class StatsdDaemon:
         new_streams: dict[tuple, tuple[Listener, socket.socket]] = {}
         try:
             for key, spec in wanted.items():
-                if spec.kind == "udp" and key not in self.udp:
-                    new_udp[key] = (spec, bind_udp(spec))
-                elif spec.kind != "udp" and key not in self.streams:
-                    new_streams[key] = (spec, bind_stream(spec))
+                if key in self.udp or key in self.streams:
+                    continue
+                bound = (spec, spec.server.bind(spec))
+                (new_udp if spec.server.datagram else new_streams)[key] = bound
         except OSError as e:
             for _, sock in [*new_udp.values(), *new_streams.values()]:
                 sock.close()
@@ -273,7 +272,7 @@ class StatsdDaemon:
     def _conn_limits(self, config: StatsdConfig) -> tuple[int, float]:
         """tcpMaxConnections per stream listener, lowered if the descriptors cannot hold them all
         (with the console's and HTTP's share and a reserve kept free: /health must still answer)."""
-        streams = max(1, sum(1 for s in config.listeners if s.kind != "udp"))
+        streams = max(1, sum(1 for s in config.listeners if not s.server.datagram))
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         budget = (soft - FD_RESERVE - config["mgmtMaxConnections"] - http.MAX_CONNECTIONS) // streams
         wanted = config["tcpMaxConnections"]
