@@ -28,7 +28,7 @@ class Daemon:
         self.flush_file = tmp_path / "flush.jsonl"
         config.setdefault("backends", ["./backends/file"])
         config.setdefault("file", {"path": str(self.flush_file), "format": "json"})
-        config.setdefault("flushInterval", 60000)
+        config.setdefault("flushInterval", 3_600_000)  # no flush mid-test unless a test asks for one
         self.config_path = tmp_path / "config.js"
         self.write_config(config)
         self.log_path = tmp_path / "daemon.log"
