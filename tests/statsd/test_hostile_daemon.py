@@ -163,9 +163,23 @@ def test_reload_restarts_readers_only_when_their_settings_change(start_daemon) -
     d.signal(signal.SIGHUP)
     wait_until(lambda: "configuration reloaded" in d.logs(), what="the reload")
     assert d.children() == before
-    d.write_config({**d.config, "readers": 3})
-    d.signal(signal.SIGHUP)
-    wait_until(lambda: d.logs().count("configuration reloaded") == 2, what="the second reload")
+    seen: list[tuple[int, int]] = []  # (readers, /health) sampled through the switch: no gap
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            seen.append((len(d.children()), d.http("/health")[0]))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        d.write_config({**d.config, "readers": 3})
+        d.signal(signal.SIGHUP)
+        wait_until(lambda: d.logs().count("configuration reloaded") == 2, what="the second reload")
+    finally:
+        done.set()
+        sampler.join()
+    assert seen and all(readers >= 2 and health == 200 for readers, health in seen), seen
     wait_until(lambda: len(d.children()) == 3 and not d.children() & before, what="three new readers")
     d.send(*[b"r:1|c"] * 30)
     wait_until(lambda: "r: 30" in d.console("counters"), what="intake through the new readers")

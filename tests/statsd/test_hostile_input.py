@@ -202,3 +202,46 @@ def test_one_wake_up_reads_a_bounded_slice_of_one_connection_and_hands_lines_ove
     chunks = asyncio.run(scenario())
     assert sum(chunks) <= STREAM_SLICES * MAX_PACKET
     assert len(chunks) > 1
+
+
+def test_a_flush_slower_than_the_interval_holds_one_flush_and_the_next_covers_both() -> None:
+    """The flusher keeps at most one interval in processing; while it is busy the data stays in
+    the aggregator and the next flush carries it, rates over the real length (nothing lost)."""
+    import asyncio
+    import threading
+
+    from webops.statsd.flush import Flusher
+
+    release = threading.Event()
+    delivered: list = []
+    agg = Aggregator()
+
+    def deliver(snapshot, _slot) -> None:
+        release.wait(30)
+        delivered.append(snapshot)
+
+    flusher = Flusher(agg, deliver)
+    most_pending = 0
+
+    async def scenario() -> None:
+        nonlocal most_pending
+
+        async def tick() -> None:
+            nonlocal most_pending
+            most_pending = max(most_pending, flusher.pending)
+            agg.ingest(b"c:1|c")
+
+        task = asyncio.create_task(
+            flusher.run(lambda: 50, lambda: SummarySettings(flush_interval_ms=50), tick)
+        )
+        while flusher.log.logged == 0:  # until a flush was delayed
+            await asyncio.sleep(0.01)
+        release.set()
+        while sum(s.counters.get("c", 0) for s in delivered) < 3:
+            await asyncio.sleep(0.01)
+        task.cancel()
+
+    asyncio.run(scenario())
+    flusher.close()
+    assert most_pending <= 1
+    assert any(s.flush_interval_ms > 50 for s in delivered)  # a flush that covered the delayed one

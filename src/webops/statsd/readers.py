@@ -177,23 +177,23 @@ class ReaderPool:
         if socks == self.socks and settings == self.settings and self.healthy:
             return
         old = [r for r in self.readers if not r.stopping]
-        self.socks, self.settings = list(socks), settings
-        new = [self._spawn() for _ in range(settings.count if socks else 0)]
+        new = [self._spawn(list(socks), settings) for _ in range(settings.count if socks else 0)]
         if new:
             await asyncio.wait([r.ready for r in new], timeout=START_TIMEOUT)
             if not all(r.ready.done() and r.ready.result() for r in new):
                 log.error("reader processes did not all start within %d s", START_TIMEOUT)
+        # Only now: until the new readers read, the old ones are what health is judged by.
+        self.socks, self.settings = list(socks), settings
         await self.stop(old)
 
-    def _spawn(self) -> Reader:
-        assert self.settings is not None
+    def _spawn(self, socks: list[socket.socket], settings: ReaderSettings) -> Reader:
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
         proc = ctx.Process(
             target=reader_main,
             name="webops-statsd-reader",
             daemon=True,
-            args=(self.socks, child, self.settings, self.turn, self.counter),
+            args=(socks, child, settings, self.turn, self.counter),
         )
         proc.start()
         child.close()
@@ -245,7 +245,7 @@ class ReaderPool:
             self.restarts,
         )
         if self.socks and self.settings is not None:
-            self._spawn()
+            self._spawn(self.socks, self.settings)
 
     async def stop(self, readers: list[Reader] | None = None, timeout: float = 10.0) -> None:
         """Stop readers (default: all) after they drained the sockets and handed over their batch."""
