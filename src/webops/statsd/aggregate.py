@@ -276,6 +276,10 @@ class Aggregator:
     def bad(self, item: BadLine) -> None:
         self.counters[self.k_bad] = self.counters.get(self.k_bad, 0) + 1
         self.totals.bad_lines_seen += 1
+        self.report_bad(item)
+
+    def report_bad(self, item: BadLine) -> None:
+        """Where a bad line goes once counted: the log hook here, the batch in a reader."""
         if self.on_bad_line is not None:
             self.on_bad_line(item)
 
@@ -437,9 +441,7 @@ class BatchAggregator(Aggregator):
         absolute, deltas = op
         self.gauge_ops[key] = (absolute, deltas + value) if delta else (value, 0.0)
 
-    def bad(self, item: BadLine) -> None:
-        self.counters[self.k_bad] = self.counters.get(self.k_bad, 0) + 1
-        self.totals.bad_lines_seen += 1
+    def report_bad(self, item: BadLine) -> None:
         if len(self.bad_lines) < BATCH_BAD_LINES:
             self.bad_lines.append(item)
 
