@@ -245,3 +245,47 @@ def test_a_flush_slower_than_the_interval_holds_one_flush_and_the_next_covers_bo
     flusher.close()
     assert most_pending <= 1
     assert any(s.flush_interval_ms > 50 for s in delivered)  # a flush that covered the delayed one
+
+
+def _reader_with_small_forward_bound(sock, conn, settings, turn, counter) -> None:
+    from webops.statsd import readers
+
+    readers.FORWARD_MAX = 10
+    readers.reader_main([sock], conn, settings, turn, counter)
+
+
+def test_a_reader_holds_a_bounded_number_of_packets_for_the_repeater() -> None:
+    """While the main process does not take batches, a reader keeps at most FORWARD_MAX raw
+    datagrams for the repeater; the rest are still counted, and reported as not forwarded."""
+    import logging
+    import multiprocessing
+    import socket
+
+    from webops.statsd.readers import READY, STOP, ReaderSettings
+
+    ctx = multiprocessing.get_context("fork")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    parent, child = ctx.Pipe()
+    settings = ReaderSettings(1, AggregationSettings(), True, False, logging.WARNING)
+    proc = ctx.Process(
+        target=_reader_with_small_forward_bound,
+        args=(sock, child, settings, ctx.Lock(), ctx.Value("Q", 0, lock=False)),
+    )
+    proc.start()
+    try:
+        assert parent.poll(30) and parent.recv() == READY
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for _ in range(50):
+                s.sendto(b"fwd:1|c", sock.getsockname())
+        parent.send(STOP)
+        batches = []
+        while (message := parent.recv()) is not None:
+            batches.append(message)
+    finally:
+        proc.join(30)
+        sock.close()
+    assert sum(b.totals.packets_received for b in batches) == 50  # every datagram counted
+    assert all(len(b.packets) <= 10 for b in batches)
+    assert sum(len(b.packets) + b.packets_dropped for b in batches) == 50
+    assert sum(b.packets_dropped for b in batches) > 0
