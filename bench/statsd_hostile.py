@@ -9,6 +9,8 @@
 3. Parse caches under 64 KiB distinct lines: memory stays flat.
 4. The real daemon fed 5,000,000 distinct counters over loopback UDP with a 1 s flush: what it
    keeps, what it refuses, its memory, and how long it takes to stop.
+5. Shutdown with the graphite backend: SIGTERM to the process group (what systemd and `timeout`
+   send) at a random moment of traffic and flushes, 26 times; how long each stop takes.
 """
 
 from __future__ import annotations
@@ -111,9 +113,68 @@ def five_million_series() -> None:
     print(f"   SIGTERM to exit: {time.monotonic() - stopping:.1f} s")
 
 
+def graphite_shutdowns(runs: int = 26) -> None:
+    import json
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import threading
+
+    from statsd_bench import HOST, free_port, received
+
+    carbon = socket.create_server((HOST, 0))  # reads everything, closes when the sender does
+
+    def drain(conn: socket.socket) -> None:
+        with conn:
+            while conn.recv(65536):
+                pass
+
+    def accept() -> None:
+        while True:
+            threading.Thread(target=drain, args=(carbon.accept()[0],), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    print(f"5. SIGTERM to the process group with the graphite backend, {runs} runs")
+    stops = []
+    for _ in range(runs):
+        port, mgmt_port = free_port(), free_port()
+        config = {"port": port, "mgmt_port": mgmt_port, "http": False, "flushInterval": 1000}
+        config |= {"backends": ["./backends/graphite"], "graphiteHost": HOST}
+        config["graphitePort"] = carbon.getsockname()[1]
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+            json.dump(config, f)
+            f.flush()
+            cmd = [sys.executable, "-m", "webops", "statsd", f.name]
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            while True:
+                try:
+                    received(mgmt_port)
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                until = time.monotonic() + random.uniform(1.0, 3.0)
+                while time.monotonic() < until:  # bounded by time: ~500 packets/s to loopback
+                    s.sendto(b"a:1|c\nb:2|ms\ng:3|g", (HOST, port))
+                    time.sleep(0.002)
+            stopping = time.monotonic()
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(60)
+            stops.append(time.monotonic() - stopping)
+    stops.sort()
+    print(
+        f"   stop: median {stops[len(stops) // 2]:.2f} s, max {stops[-1]:.2f} s; "
+        f"{sum(s > 5 for s in stops)} of {runs} over 5 s"
+    )
+
+
 if __name__ == "__main__":
     per_line_cost()
     series_limit()
     cache_memory()
     five_million_series()
+    graphite_shutdowns()
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")

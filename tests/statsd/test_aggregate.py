@@ -129,14 +129,14 @@ def test_delete_idle_stats_forgets_idle_series_but_keeps_own_counters() -> None:
     agg = Aggregator(cfg.aggregation())
     agg.ingest(b"c:1|c\nt:1|ms\ng:5|g\ns:a|s")
     first = agg.take(TS)
-    assert first.gauges["g"] == 5
+    assert first.tables["gauges"]["g"] == 5
     second = agg.take(TS + 10)
-    assert second.counters == {
+    assert second.tables["counters"] == {
         "statsd.packets_received": 0,
         "statsd.metrics_received": 0,
         "statsd.bad_lines_seen": 0,
     }
-    assert (second.timers, second.sets, second.gauges) == ({}, {}, {})
+    assert (second.tables["timers"], second.tables["sets"], second.tables["gauges"]) == ({}, {}, {})
 
 
 def test_individual_delete_option_overrides_delete_idle_stats() -> None:
@@ -144,22 +144,22 @@ def test_individual_delete_option_overrides_delete_idle_stats() -> None:
     agg = Aggregator(cfg.aggregation())
     agg.ingest(b"g:5|g")
     agg.take(TS)
-    assert agg.take(TS + 10).gauges == {"g": 5}
+    assert agg.take(TS + 10).tables["gauges"] == {"g": 5}
 
 
 def test_gauges_max_ttl() -> None:
     cfg = statsd_config.build({"deleteGauges": True, "gaugesMaxTTL": 2})
     agg = Aggregator(cfg.aggregation())
     agg.ingest(b"g:5|g")
-    assert agg.take(TS).gauges == {"g": 5}
-    assert agg.take(TS + 10).gauges == {"g": 5}
-    assert agg.take(TS + 20).gauges == {}
+    assert agg.take(TS).tables["gauges"] == {"g": 5}
+    assert agg.take(TS + 10).tables["gauges"] == {"g": 5}
+    assert agg.take(TS + 20).tables["gauges"] == {}
 
 
 def test_timestamp_lag_is_a_gauge_under_prefix_stats() -> None:
     cfg = statsd_config.build({"prefixStats": "mystatsd"})
     agg = Aggregator(cfg.aggregation())
-    assert agg.take(TS, lag=0.5).gauges["mystatsd.timestamp_lag"] == 0.5
+    assert agg.take(TS, lag=0.5).tables["gauges"]["mystatsd.timestamp_lag"] == 0.5
     assert "mystatsd.packets_received" in agg.counters
 
 
@@ -172,7 +172,7 @@ def test_console_delete_patterns() -> None:
     assert result["a.x"] == ["a.x"]
     assert "a.b.c" not in agg.counters
     agg.delete("timers", ["t.one"])
-    assert "t.one" not in agg.timer_counters
+    assert "t.one" not in agg.table("timers")
 
 
 names = st.sampled_from(["a", "b.c", "d-e", "f;k=v"])
@@ -239,9 +239,11 @@ def test_any_spread_over_readers_merges_to_the_same_interval(lines, assignment) 
     for r in readers:
         main.merge(r.take_batch())
     assert main.counters == direct.counters
-    assert {k: sorted(v) for k, v in main.timers.items()} == {k: sorted(v) for k, v in direct.timers.items()}
-    assert main.timer_counters == pytest.approx(direct.timer_counters)
-    assert main.sets == direct.sets
+    timers = [{k: (sorted(t.samples), t.count) for k, t in a.table("timers").items()} for a in (main, direct)]
+    assert timers[0].keys() == timers[1].keys()
+    for key, (samples, count) in timers[0].items():
+        assert samples == timers[1][key][0] and count == pytest.approx(timers[1][key][1])
+    assert main.table("sets") == direct.table("sets")
 
 
 gauge_lines = st.sampled_from([b"g:100|g", b"g:+1|g", b"g:-2|g", b"g:7|g", b"h:+5|g", b"h:3|g"])

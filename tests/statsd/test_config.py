@@ -54,12 +54,7 @@ def test_etsy_config_js_works_unchanged(tmp_path: Path) -> None:
     assert cfg.section("graphite")["globalPrefix"] == "app"
     assert cfg.section("graphite")["prefixCounter"] == "counters"
     agg = cfg.aggregation()
-    assert (agg.delete_counters, agg.delete_timers, agg.delete_sets, agg.delete_gauges) == (
-        True,
-        True,
-        True,
-        False,
-    )
+    assert agg.deletes == {"counters", "timers", "sets"}
     assert cfg["mgmt_address"] == "0.0.0.0"
 
 

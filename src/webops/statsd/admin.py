@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 from ..common.aio import close_writer
 from ..common.ratelimit import RateLimitedLog
 from .jsfmt import inspect
+from .kinds import BY_TABLE
 
 if TYPE_CHECKING:
     from .aggregate import Aggregator
@@ -38,10 +39,8 @@ class ConsoleSource(Protocol):
 
 log = logging.getLogger("webops.statsd")
 
-HELP = (
-    "Commands: stats, counters, timers, gauges, sets, delcounters, deltimers, delgauges, delsets, "
-    "health, config, quit\n\n"
-)
+_TABLES = ", ".join(BY_TABLE)
+HELP = f"Commands: stats, {_TABLES}, {', '.join('del' + t for t in BY_TABLE)}, health, config, quit\n\n"
 
 
 def js_string(value: object) -> str:
@@ -91,12 +90,9 @@ class Console:
             return self._config(), False
         if cmd == "stats":
             return self._stats(), False
-        if cmd in ("counters", "timers", "gauges", "sets"):
-            table = agg.table(cmd)
-            if cmd == "sets":
-                table = {k: sorted(v) for k, v in table.items()}
-            return inspect(table) + "\nEND\n\n", False
-        if cmd in ("delcounters", "deltimers", "delgauges", "delsets"):
+        if cmd in BY_TABLE:
+            return inspect(BY_TABLE[cmd].console(agg.table(cmd))) + "\nEND\n\n", False
+        if cmd.startswith("del") and cmd[3:] in BY_TABLE:
             out = []
             for pattern, deleted in agg.delete(cmd[3:], args):
                 if not deleted:

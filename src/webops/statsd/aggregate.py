@@ -4,8 +4,12 @@
 `value|type` texts (real statsd traffic is very repetitive), and does everything heavy (sorting
 timers, percentiles) later, on the `Interval` handed out by `take()`.
 
-Reader processes aggregate into a `Batch` (the same code, with gauge writes recorded as
-operations so their order survives) and the main process `merge`s batches into its aggregator.
+What each metric type means (parsing a value, accumulating, merging, resetting) is its module
+in kinds/; this module is the frame around them: the caches, maxSeries, the daemon's own stats.
+
+Reader processes aggregate into a `Batch` (the same code, with the writes of ordered kinds,
+gauges, recorded as operations so their order survives) and the main process `merge`s batches
+into its aggregator.
 
 Counters, timers and sets do not care in which order their samples come; gauges do (`g:100|g`
 then `g:+1|g` is 101, the other way round 100). Readers take turns at the socket and number each
@@ -15,21 +19,16 @@ the datagrams, whichever reader handed them over first: the same result as a sin
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from .protocol import (
-    BAD,
-    EVENT_PREFIXES,
-    BadLine,
-    Value,
-    line_key,
-    parse_values,
-    sanitize_key,
-    split_packet,
-)
+from .kinds import BY_CODE, KINDS, default_options
+from .kinds.base import Kind
+from .protocol import EVENT_PREFIXES, BadLine, line_key, parse_values, sanitize_key, split_packet
 
 GAP_SECONDS = 2.0  # a numbered read not handed over by then is taken as lost (its reader died)
 CACHE_MAX = 50_000  # entries per parse cache; a full cache is emptied and fills again
@@ -44,43 +43,25 @@ class AggregationSettings:
 
     prefix_stats: str = "statsd"
     sanitize: bool = True
-    delete_counters: bool = False
-    delete_timers: bool = False
-    delete_gauges: bool = False
-    delete_sets: bool = False
-    gauges_max_ttl: int = 1
+    deletes: frozenset[str] = frozenset()  # kinds (tables) whose idle series a flush forgets
+    options: Mapping[str, Any] = field(default_factory=default_options)  # the kinds' own keys
     key_flush: bool = False  # count keys for Etsy's keyFlush log
     max_series: int = 500_000  # distinct series kept; past it, new series are refused and counted
 
 
 @dataclass
 class Interval:
-    """Everything accepted during one flush interval, detached from the live aggregator."""
+    """Everything accepted during one flush interval, detached from the live aggregator: one
+    table per metric kind (`counters`, `timers`, ...), series key -> the kind's state."""
 
     timestamp: int
-    counters: dict[str, float]
-    timers: dict[str, list[float]]
-    timer_counters: dict[str, float]
-    gauges: dict[str, float]
-    sets: dict[str, set[str]]
+    tables: dict[str, dict[str, Any]]
 
 
 def merge_intervals(first: Interval, second: Interval) -> Interval:
-    """Both intervals as one, stamped with the first's time (new containers: both stay as they are).
-    Gauges take the later value; sets the union."""
-    counters = dict(first.counters)
-    for k, v in second.counters.items():
-        counters[k] = counters.get(k, 0) + v
-    timers = {k: list(v) for k, v in first.timers.items()}
-    timer_counters = dict(first.timer_counters)
-    for k, values in second.timers.items():
-        timers.setdefault(k, []).extend(values)
-        timer_counters[k] = timer_counters.get(k, 0) + second.timer_counters.get(k, 0)
-    sets = {k: set(v) for k, v in first.sets.items()}
-    for k, members in second.sets.items():
-        sets.setdefault(k, set()).update(members)
+    """Both intervals as one, stamped with the first's time (new containers: both stay as they are)."""
     return Interval(
-        first.timestamp, counters, timers, timer_counters, {**first.gauges, **second.gauges}, sets
+        first.timestamp, {k.table: k.combine(first.tables[k.table], second.tables[k.table]) for k in KINDS}
     )
 
 
@@ -104,23 +85,20 @@ class Totals:
         self.last_msg_seen = max(self.last_msg_seen, other.last_msg_seen)
 
 
-GaugeOps = dict[str, tuple[float | None, float]]
+Ops = dict[str, dict[str, Any]]  # ordered kind's table -> its recorded operations
 
 
 @dataclass
 class Batch:
     """What a reader process accumulated since its last hand-over (picklable).
 
-    Gauges are kept as operations, `(absolute value or None, sum of deltas after it)`, grouped by
-    the number of the read they came from (None: not numbered, applied at once), so that merging
-    them in the main process gives what applying them one by one would have given.
+    The ordered kinds (gauges) travel as operations grouped by the number of the read they came
+    from (None: not numbered, applied at once), so that replaying them in the main process gives
+    what applying them one by one would have given.
     """
 
-    counters: dict[str, float]
-    timers: dict[str, list[float]]
-    timer_counters: dict[str, float]
-    gauge_reads: list[tuple[int | None, GaugeOps]]
-    sets: dict[str, set[str]]
+    tables: dict[str, dict[str, Any]]  # the other kinds' tables
+    reads: list[tuple[int | None, Ops]]
     totals: Totals
     key_counts: Counter[str]
     seqs: list[int] = field(default_factory=list)  # every numbered read in this batch
@@ -130,6 +108,8 @@ class Batch:
 
 
 BadLineHook = Callable[[BadLine], None]
+Adder = Callable[[str, Any, float, bool], None]
+Parsed = tuple["Adder | None", Any, float, bool]  # a Value with its code resolved to the kind's add
 
 
 class Aggregator:
@@ -139,19 +119,26 @@ class Aggregator:
         self, settings: AggregationSettings | None = None, on_bad_line: BadLineHook | None = None
     ) -> None:
         self.on_bad_line = on_bad_line
-        self.counters: dict[str, float] = {}
-        self.timers: dict[str, list[float]] = {}
-        self.timer_counters: dict[str, float] = {}
-        self.gauges: dict[str, float] = {}
-        self.next_seq = 0  # main: the next numbered read whose gauge operations may be applied
+        self.kinds: dict[str, Kind] = {k.table: k(self) for k in KINDS}
+        # the hot path's dispatch: wire code -> the kind's add
+        self.adders: dict[str, Adder] = {code: self.kinds[k.table].add for code, k in BY_CODE.items()}
+        self.next_seq = 0  # main: the next numbered read whose ordered operations may be applied
         self.seq_done: set[int] = set()
-        self.seq_gauges: dict[int, GaugeOps] = {}
+        self.seq_ops: dict[int, Ops] = {}
         self.gap_since: float | None = None
-        self.gauge_ttl: dict[str, int] = {}
-        self.sets: dict[str, set[str]] = {}
         self.totals = Totals()
         self.key_counts: Counter[str] = Counter()
         self.configure(settings or AggregationSettings())
+
+    @property
+    def counters(self) -> dict[str, float]:
+        """The live counters (the daemon's own stats are counters)."""
+        return self.kinds["counters"].series
+
+    @property
+    def gauges(self) -> dict[str, float]:
+        """The live gauges (timestamp_lag, and persistGauges, write here)."""
+        return self.kinds["gauges"].series
 
     def configure(self, settings: AggregationSettings) -> None:
         """Apply (re)loaded settings; Etsy resets its own three counters to 0 when it does this."""
@@ -162,10 +149,12 @@ class Aggregator:
         self.k_bad = f"{prefix}.bad_lines_seen"
         self.k_lag = f"{prefix}.timestamp_lag"
         self.k_refused = f"{prefix}.metrics_refused"
-        for k in (self.k_packets, self.k_metrics, self.k_bad):
+        self.own_counters = (self.k_packets, self.k_metrics, self.k_bad)  # sent at every flush
+        self.own_keys = frozenset((*self.own_counters, self.k_refused))  # not client series
+        for k in self.own_counters:
             self.counters.setdefault(k, 0)
         self._keys: dict[str, str] = {}
-        self._values: dict[str, tuple[Value, ...]] = {}
+        self._values: dict[str, tuple[Parsed, ...]] = {}
 
     # --- intake -------------------------------------------------------------------------
 
@@ -183,8 +172,7 @@ class Aggregator:
         if now:
             totals.last_msg_seen = now
         sanitize = self.settings.sanitize
-        keys, values = self._keys, self._values
-        timers, timer_counters, sets, gauge = self.timers, self.timer_counters, self.sets, self.gauge
+        keys, values, adders = self._keys, self._values, self.adders
         count_keys = self.settings.key_flush
         for line in lines:
             try:
@@ -200,57 +188,29 @@ class Aggregator:
                                 keys.clear()  # the traffic changed: start over, the hot names come back
                             keys[name] = key
                 parsed = values.get(rest)
-                if parsed is None:
-                    parsed = parse_values(rest)
+                if parsed is None:  # resolved to the kind's add (None: a bad value, with the reason)
+                    parsed = tuple((adders.get(v[0]), *v[1:]) for v in parse_values(rest))
                     if len(rest) <= CACHE_TEXT_MAX:
                         if len(values) >= CACHE_MAX:
                             values.clear()
                         values[rest] = parsed
                 if count_keys:
                     self.key_counts[key] += 1
-                for kind, value, rate, delta in parsed:
-                    if kind == "c":
-                        current = counters.get(key)
-                        if current is not None:
-                            counters[key] = current + value / rate  # type: ignore[operator]
-                        elif self.admit():
-                            counters[key] = value / rate  # type: ignore[operator]
-                    elif kind == "ms":
-                        samples = timers.get(key)
-                        if samples is None:
-                            if not self.admit():
-                                continue
-                            samples = timers[key] = []
-                            timer_counters[key] = 0
-                        samples.append(value)  # type: ignore[arg-type]
-                        timer_counters[key] += 1 / rate
-                    elif kind == "g":
-                        gauge(key, value, delta)  # type: ignore[arg-type]
-                    elif kind == "s":
-                        members = sets.get(key)
-                        if members is None:
-                            if not self.admit():
-                                continue
-                            members = sets[key] = set()
-                        members.add(value)  # type: ignore[arg-type]
+                for add, value, rate, delta in parsed:
+                    if add is not None:
+                        add(key, value, rate, delta)
                     elif line.startswith(EVENT_PREFIXES):
                         totals.events_seen += 1  # recognized, counted, not a metric
                         break
                     else:
-                        assert kind == BAD
                         self.bad(BadLine(line, value))  # type: ignore[arg-type]
             except Exception as e:  # a parser bug must cost one line, never the rest of the packet
                 self.bad(BadLine(line, f"internal error: {type(e).__name__}: {e}"))
 
     def series_count(self) -> int:
         """Client series held (the daemon's own stats do not count against maxSeries)."""
-        gauges = self.gauge_count()
-        own = sum(k in self.counters for k in (self.k_packets, self.k_metrics, self.k_bad, self.k_refused))
-        own += self.k_lag in self.gauges
-        return len(self.counters) - own + len(self.timers) + gauges + len(self.sets)
-
-    def gauge_count(self) -> int:
-        return len(self.gauges)
+        own = sum(k in self.counters for k in self.own_keys) + (self.k_lag in self.gauges)
+        return sum(kind.size() for kind in self.kinds.values()) - own
 
     def admit(self) -> bool:
         """May a new series be created? Past `max_series`, no: the update is counted and dropped."""
@@ -260,18 +220,9 @@ class Aggregator:
         self.totals.metrics_refused += 1
         return False
 
-    def gauge(self, key: str, value: float, delta: bool) -> None:
-        current = self.gauges.get(key)
-        if current is None and not self.admit():
-            return
-        if delta and current is not None:
-            value += current
-            if value - value != 0:  # +1e308 twice: keep the last finite value, count the line as bad
-                self.bad(BadLine(f"{key}:{value}|g", "gauge would overflow to infinity"))
-                return
-        if self.settings.delete_gauges:
-            self.gauge_ttl[key] = self.settings.gauges_max_ttl
-        self.gauges[key] = value
+    def reject(self, line: str, reason: str) -> None:
+        """A kind refuses a sample it parsed (a gauge that would overflow): a bad line."""
+        self.bad(BadLine(line, reason))
 
     def bad(self, item: BadLine) -> None:
         self.counters[self.k_bad] = self.counters.get(self.k_bad, 0) + 1
@@ -287,59 +238,33 @@ class Aggregator:
 
     def merge(self, batch: Batch) -> None:
         """Fold a reader's batch into this (main) aggregator, as if its lines had come here."""
-        counters = self.counters
-        own = (self.k_packets, self.k_metrics, self.k_bad, self.k_refused)
-        for key, value in batch.counters.items():
-            current = counters.get(key)
-            if current is not None:
-                counters[key] = current + value
-            elif key in own or self.admit():
-                counters[key] = value
-        for key, values in batch.timers.items():
-            mine = self.timers.get(key)
-            if mine is None:
-                if not self.admit():
-                    continue
-                self.timers[key] = values
-                self.timer_counters[key] = batch.timer_counters[key]
-            else:
-                mine.extend(values)
-                self.timer_counters[key] += batch.timer_counters[key]
-        for seq, ops in batch.gauge_reads:
+        for table, series in batch.tables.items():
+            self.kinds[table].merge(series)
+        for seq, ops in batch.reads:
             if seq is None:
-                self.apply_gauge_ops(ops)
+                self.replay(ops)
             else:
-                self.seq_gauges[seq] = ops
+                self.seq_ops[seq] = ops
         self.seq_done.update(batch.seqs)
         self.advance()
-        for key, members in batch.sets.items():
-            mine_set = self.sets.get(key)
-            if mine_set is None:
-                if self.admit():
-                    self.sets[key] = members
-            else:
-                mine_set |= members
         self.totals.add(batch.totals)
         if batch.key_counts:
             self.key_counts.update(batch.key_counts)
 
-    def apply_gauge_ops(self, ops: GaugeOps) -> None:
-        for key, (absolute, deltas) in ops.items():
-            if absolute is not None:
-                self.gauge(key, absolute, False)
-            if deltas or absolute is None:
-                self.gauge(key, deltas, True)
+    def replay(self, ops: Ops) -> None:
+        for table, table_ops in ops.items():
+            self.kinds[table].replay(table_ops)
 
     def advance(self, now: float | None = None, force: bool = False) -> None:
-        """Apply the gauge operations of every numbered read up to the first one not handed over
+        """Apply the ordered operations of every numbered read up to the first one not handed over
         yet. A gap older than GAP_SECONDS (a reader died holding it), or `force` (shutdown, once
         every reader has handed over), is skipped."""
         now = time.monotonic() if now is None else now
         while self.seq_done:
             if self.next_seq in self.seq_done:
                 self.seq_done.discard(self.next_seq)
-                if (ops := self.seq_gauges.pop(self.next_seq, None)) is not None:
-                    self.apply_gauge_ops(ops)
+                if (ops := self.seq_ops.pop(self.next_seq, None)) is not None:
+                    self.replay(ops)
                 self.next_seq += 1
                 self.gap_since = None
                 continue
@@ -353,35 +278,12 @@ class Aggregator:
     # --- flush --------------------------------------------------------------------------
 
     def take(self, timestamp: int, lag: float | None = None) -> Interval:
-        """Detach this interval's data and reset for the next one, as Etsy's clear_metrics does.
-
-        Counters/timers/sets are swapped out (cheap); idle ones are re-created empty unless the
-        matching delete* option says to forget them. Gauges persist and are copied.
-        """
-        s = self.settings
+        """Detach this interval's data and reset for the next one, as Etsy's clear_metrics does:
+        idle series start again empty unless their kind's delete* option says to forget them."""
         if lag is not None:
             self.gauges[self.k_lag] = lag
-        interval = Interval(
-            timestamp, self.counters, self.timers, self.timer_counters, dict(self.gauges), self.sets
-        )
-        own = (self.k_packets, self.k_metrics, self.k_bad)
-        if s.delete_counters:
-            self.counters = dict.fromkeys(own, 0)
-        else:
-            self.counters = dict.fromkeys(interval.counters, 0)
-        if s.delete_timers:
-            self.timers, self.timer_counters = {}, {}
-        else:
-            self.timers = {k: [] for k in interval.timers}
-            self.timer_counters = dict.fromkeys(interval.timers, 0)
-        self.sets = {} if s.delete_sets else {k: set() for k in interval.sets}
-        if s.delete_gauges:
-            for key in list(self.gauge_ttl):
-                self.gauge_ttl[key] -= 1
-                if self.gauge_ttl[key] < 1:
-                    del self.gauge_ttl[key]
-                    self.gauges.pop(key, None)
-        return interval
+        deletes = self.settings.deletes
+        return Interval(timestamp, {t: kind.take(t in deletes) for t, kind in self.kinds.items()})
 
     def take_key_counts(self) -> Counter[str]:
         counts, self.key_counts = self.key_counts, Counter()
@@ -390,86 +292,65 @@ class Aggregator:
     # --- management console -------------------------------------------------------------
 
     def table(self, kind: str) -> dict:
-        tables: dict[str, dict] = {
-            "counters": self.counters,
-            "timers": self.timers,
-            "gauges": self.gauges,
-            "sets": self.sets,
-        }
-        return tables[kind]
+        return self.kinds[kind].series
 
     def delete(self, kind: str, patterns: Iterable[str]) -> list[tuple[str, list[str]]]:
         """Etsy's delete_stats: exact names, or `folder.*` for everything under a prefix."""
-        table = self.table(kind)
+        live = self.kinds[kind]
         result = []
         for pattern in patterns:
-            matches = [pattern] if pattern in table else []
+            matches = [pattern] if pattern in live.series else []
             if pattern.endswith(".*"):
                 folder = pattern[:-1]
-                matches += [k for k in table if k.startswith(folder) and k != pattern]
+                matches += [k for k in live.series if k.startswith(folder) and k != pattern]
             for key in matches:
-                table.pop(key, None)
-                if kind == "timers":
-                    self.timer_counters.pop(key, None)
-                if kind == "gauges":
-                    self.gauge_ttl.pop(key, None)
+                live.forget(key)
             result.append((pattern, matches))
         return result
 
 
 class BatchAggregator(Aggregator):
-    """A reader process's state: the same intake, with gauge writes kept as operations grouped by
-    read number (`seal`), bad lines carried for the main process to log, and everything handed
-    over by `take_batch` (the main process `merge`s it)."""
+    """A reader process's state: the same intake, with the ordered kinds' writes kept as
+    operations grouped by read number (`seal`), bad lines carried for the main process to log,
+    and everything handed over by `take_batch` (the main process `merge`s it)."""
 
     def __init__(self, settings: AggregationSettings | None = None) -> None:
-        self.gauge_ops: GaugeOps = {}  # the current read's
-        self.gauge_reads: list[tuple[int | None, GaugeOps]] = []  # sealed reads
+        self.reads: list[tuple[int | None, Ops]] = []  # sealed reads
         self.seqs: list[int] = []
         self.bad_lines: list[BadLine] = []
         super().__init__(settings)
+        self.ops: Ops = {t: {} for t, kind in self.kinds.items() if kind.ordered}  # the current read's
+        for code, cls in BY_CODE.items():
+            if cls.ordered:
+                self.adders[code] = functools.partial(self.kinds[cls.table].record, self.ops[cls.table])
 
-    def gauge_count(self) -> int:
-        return len(self.gauge_ops) + sum(len(ops) for _, ops in self.gauge_reads)
-
-    def gauge(self, key: str, value: float, delta: bool) -> None:
-        op = self.gauge_ops.get(key)
-        if op is None:
-            if not self.admit():
-                return
-            op = (None, 0.0)
-        absolute, deltas = op
-        self.gauge_ops[key] = (absolute, deltas + value) if delta else (value, 0.0)
+    def series_count(self) -> int:
+        recorded = sum(len(ops) for ops in self.ops.values())
+        recorded += sum(len(ops) for _, read in self.reads for ops in read.values())
+        return super().series_count() + recorded
 
     def report_bad(self, item: BadLine) -> None:
         if len(self.bad_lines) < BATCH_BAD_LINES:
             self.bad_lines.append(item)
 
+    def _drain_ops(self) -> Ops | None:
+        ops = {t: dict(o) for t, o in self.ops.items() if o}
+        for o in self.ops.values():
+            o.clear()
+        return ops or None
+
     def seal(self, seq: int) -> None:
         """What was ingested since the last seal came from read number `seq`."""
         self.seqs.append(seq)
-        if self.gauge_ops:
-            self.gauge_reads.append((seq, self.gauge_ops))
-            self.gauge_ops = {}
+        if (ops := self._drain_ops()) is not None:
+            self.reads.append((seq, ops))
 
     def take_batch(self) -> Batch:
         """Hand over everything since the last call."""
-        if self.gauge_ops:  # ingested without a read number: no order to keep
-            self.gauge_reads.append((None, self.gauge_ops))
-        batch = Batch(
-            self.counters,
-            self.timers,
-            self.timer_counters,
-            self.gauge_reads,
-            self.sets,
-            self.totals,
-            self.key_counts,
-            self.seqs,
-            self.bad_lines,
-        )
-        self.bad_lines = []
-        self.counters = dict.fromkeys((self.k_packets, self.k_metrics, self.k_bad), 0)
-        self.timers, self.timer_counters, self.gauge_ops, self.sets = {}, {}, {}, {}
-        self.gauge_reads, self.seqs = [], []
+        if (ops := self._drain_ops()) is not None:  # ingested without a read number: no order
+            self.reads.append((None, ops))
+        tables = {t: kind.take(True) for t, kind in self.kinds.items() if not kind.ordered}
+        batch = Batch(tables, self.reads, self.totals, self.key_counts, self.seqs, self.bad_lines)
+        self.bad_lines, self.reads, self.seqs = [], [], []
         self.totals, self.key_counts = Totals(), Counter()
         return batch

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..common.config import ConfigError, key_line, load_object
-from . import backends
+from . import backends, kinds
 from .aggregate import AggregationSettings
 from .listeners import SERVERS, Listener, server_name
 from .snapshot import SummarySettings
@@ -53,17 +53,6 @@ def _mode(v: Any) -> int:
     return int(mode)
 
 
-def _pcts(v: Any) -> list[float]:
-    items = v if isinstance(v, list) else [v]
-    out = []
-    for item in items:
-        n = number()(item)
-        if n == 0 or not -100 <= n <= 100:
-            raise ValueError(f"percentiles must be between -100 and 100 and not 0, got {item!r}")
-        out.append(n)
-    return out
-
-
 def _readers(v: Any) -> str | int:
     return v if v == "auto" else number(0, integer=True, maximum=64)(v)
 
@@ -76,18 +65,6 @@ def _http(v: Any) -> dict | bool:
     if not isinstance(v, dict):
         raise ValueError(f"expected false or {{address, port}}, got {v!r}")
     return {"address": string(v.get("address", "127.0.0.1")), "port": port(v.get("port", 8127))}
-
-
-def _histogram(v: Any) -> list[dict]:
-    if not isinstance(v, list):
-        raise ValueError(f"expected a list of {{metric, bins}}, got {v!r}")
-    for entry in v:
-        if not isinstance(entry, dict) or not isinstance(entry.get("bins", []), list):
-            raise ValueError(f"each entry needs metric and a bins list, got {entry!r}")
-        for b in entry.get("bins", []):
-            if b != "inf":
-                number()(b)
-    return v
 
 
 def _servers(v: Any) -> list[dict]:
@@ -186,16 +163,8 @@ SCHEMA: dict[str, tuple[Any, Validator, str]] = {
         "backends to flush to: graphite, console, file, repeater (Etsy or Perl names)",
     ),
     "flushInterval": (10000, number(1, integer=True), "flush interval in ms"),
-    "percentThreshold": ([90], _pcts, "timer percentile(s); negative = top percentiles"),
-    "histogram": ([], _histogram, "timer histograms: [{metric, bins: [..., 'inf']}]"),
-    "calculatedTimerMetrics": ([], str_list, "timer stats to send (empty: all)"),
     "flush_counts": (True, boolean, "send stats_counts (legacy) / .count counter values"),
-    "deleteIdleStats": (False, boolean, "default for all four delete* options"),
-    "deleteCounters": (None, boolean, "drop idle counters instead of sending 0"),
-    "deleteTimers": (None, boolean, "drop idle timers instead of sending count 0"),
-    "deleteGauges": (None, boolean, "drop idle gauges instead of repeating them"),
-    "deleteSets": (None, boolean, "drop idle sets instead of sending 0"),
-    "gaugesMaxTTL": (1, number(1, integer=True), "with deleteGauges: flushes a gauge survives idle"),
+    "deleteIdleStats": (False, boolean, "default for every delete* option (deleteCounters, ...)"),
     "prefixStats": ("statsd", string, "prefix of the daemon's own stats"),
     "keyNameSanitize": (True, boolean, "clean metric names as Etsy does"),
     "healthStatus": ("up", choice("up", "down"), "initial health reported by the console"),
@@ -209,7 +178,8 @@ SCHEMA: dict[str, tuple[Any, Validator, str]] = {
     "persistGauges": (None, string, "file where gauges survive a restart"),
 }
 
-SCHEMA.update(backends.CONFIG_KEYS)  # each backend brings its own keys
+SCHEMA.update(kinds.CONFIG_KEYS)  # each metric kind brings its own keys (delete<Kind>, ...)
+SCHEMA.update(backends.CONFIG_KEYS)  # and each backend
 
 
 def backend_name(spec: str) -> str:
@@ -275,23 +245,19 @@ class StatsdConfig:
         return AggregationSettings(
             prefix_stats=r["prefixStats"],
             sanitize=r["keyNameSanitize"],
-            delete_counters=r["deleteCounters"],
-            delete_timers=r["deleteTimers"],
-            delete_gauges=r["deleteGauges"],
-            delete_sets=r["deleteSets"],
-            gauges_max_ttl=r["gaugesMaxTTL"],
+            deletes=frozenset(k.table for k in kinds.KINDS if r[k.delete_key()]),
+            options=self.kind_options(),
             key_flush=bool(r["keyFlush"].get("interval")),
             max_series=r["maxSeries"],
         )
 
     def summary(self) -> SummarySettings:
         r = self.raw
-        return SummarySettings(
-            flush_interval_ms=r["flushInterval"],
-            pct_threshold=tuple(r["percentThreshold"]),
-            histogram=tuple(r["histogram"]),
-            calculated_timer_metrics=tuple(r["calculatedTimerMetrics"]),
-        )
+        return SummarySettings(flush_interval_ms=r["flushInterval"], options=self.kind_options())
+
+    def kind_options(self) -> dict[str, Any]:
+        """The values of the metric kinds' own keys (percentThreshold, gaugesMaxTTL, ...)."""
+        return {key: self.raw[key] for key in kinds.CONFIG_KEYS}
 
 
 def build(user: dict[str, Any], path: str | None = None, text: str = "") -> StatsdConfig:
@@ -314,7 +280,7 @@ def build(user: dict[str, Any], path: str | None = None, text: str = "") -> Stat
         raw["address"] = raw["host"]
     if raw["address_ipv6"] and "address" not in user and not raw["host"]:
         raw["address"] = "::1"
-    for key in ("deleteCounters", "deleteTimers", "deleteGauges", "deleteSets"):
+    for key in (k.delete_key() for k in kinds.KINDS):
         if raw[key] is None:
             raw[key] = raw["deleteIdleStats"]
     if raw["backends"] is None:

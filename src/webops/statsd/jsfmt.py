@@ -1,4 +1,4 @@
-"""Render values the way node.js does, so output that scripts parse matches Etsy's statsd.
+"""Numbers the way node.js reads and writes them, so statsd lines and output match Etsy's.
 
 Etsy's daemon writes numbers with JavaScript's `Number#toString` (to Graphite, files and the
 console) and dumps its tables with `util.inspect`. Python's `repr` differs (`1.0`, `1e-07`), and a
@@ -15,6 +15,28 @@ from decimal import Decimal
 _IDENTIFIER = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
 _BREAK_LENGTH = 80
 _MAX_ARRAY_LENGTH = 100
+_RADIX = re.compile(r"0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+")
+
+
+def to_number(text: str) -> float | None:
+    """JavaScript's Number() for the strings statsd accepts; None where Etsy's isNumber says no.
+
+    Python's float() is more lenient (nan, inf, `1_0`, non-ASCII digits), so those are refused,
+    and JS's radix literals (0x1f, 0o7, 0b1) are accepted.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        stripped = text.strip()
+        if not _RADIX.fullmatch(stripped):
+            return None
+        try:
+            return float(int(stripped, 0))
+        except (OverflowError, ValueError):  # more digits than a float holds: JS says Infinity
+            return None
+    if value - value != 0 or "_" in text or not text.isascii():
+        return None
+    return value
 
 
 def number(x: float | int) -> str:

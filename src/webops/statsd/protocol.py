@@ -9,11 +9,14 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from .jsfmt import to_number
+from .kinds import BY_CODE
+from .kinds.base import BAD, Value, bad
+
 # Etsy's keyNameSanitize (0.9+ keeps `;` and `=` so Graphite tags survive).
 _SAFE_KEY = re.compile(r"[A-Za-z0-9_.;=\-]*")
 _SPACES = re.compile(r"\s+")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.;=\-]")
-_RADIX = re.compile(r"0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+")
 # DogStatsD fields after the type that carry no value webops uses: container id (`|c:...`, which
 # the datadog client adds in containers), client timestamp (`|T1700000000`), cardinality, external
 # data. Ignored, so the metric is kept.
@@ -24,12 +27,10 @@ EVENT_PREFIXES = ("_e{", "_sc|")  # DogStatsD events and service checks: not met
 # 64 KiB line of colons must not cost 30,000 of them (real clients send a handful at most).
 MAX_VALUES_PER_LINE = 100
 
-TIMER_TYPES = frozenset({"ms", "h", "d"})
-KNOWN_TYPES = frozenset({"c", "g", "s"}) | TIMER_TYPES
-
 
 class Sample(NamedTuple):
-    """One value for one series. `kind` is c, ms, g or s (h and d are folded into ms)."""
+    """One value for one series. `kind` is the wire code a metric kind parses to: c, ms, g or s
+    (h and d are folded into ms)."""
 
     key: str
     kind: str
@@ -41,27 +42,6 @@ class Sample(NamedTuple):
 class BadLine(NamedTuple):
     line: str
     reason: str
-
-
-def to_number(text: str) -> float | None:
-    """JavaScript's Number() for the strings statsd accepts; None where Etsy's isNumber says no.
-
-    Python's float() is more lenient (nan, inf, `1_0`, non-ASCII digits), so those are refused,
-    and JS's radix literals (0x1f, 0o7, 0b1) are accepted.
-    """
-    try:
-        value = float(text)
-    except ValueError:
-        stripped = text.strip()
-        if not _RADIX.fullmatch(stripped):
-            return None
-        try:
-            return float(int(stripped, 0))
-        except (OverflowError, ValueError):  # more digits than a float holds: JS says Infinity
-            return None
-    if value - value != 0 or "_" in text or not text.isascii():
-        return None
-    return value
 
 
 def sanitize_key(key: str) -> str:
@@ -107,17 +87,13 @@ def line_key(name: str, rest: str, sanitize: bool) -> tuple[str, str]:
     return (sanitize_key(key) if sanitize else key), rest
 
 
-BAD = "!"
-Value = tuple[str, "float | str", float, bool]  # (kind, value, rate, delta); kind BAD: value is the reason
-
-
 def parse_values(rest: str) -> tuple[Value, ...]:
     """The `value|type[|@rate]` parts after a name's colon (tags already removed).
 
     Returns plain tuples so the daemon can cache them by text: statsd traffic repeats itself.
     """
     if not rest:
-        return ((BAD, "no value", 1.0, False),)
+        return (bad("no value"),)
     parsed = _parse_values(rest)
     if any(v[0] == BAD for v in parsed) and (
         "|c:" in rest or "|card:" in rest or "|e:" in rest or "|T" in rest
@@ -136,37 +112,26 @@ def _parse_values(rest: str) -> tuple[Value, ...]:
     if ":" not in rest:  # the usual case: one value
         return (_parse_value(rest),)
     if rest.count(":") >= MAX_VALUES_PER_LINE:
-        return ((BAD, f"more than {MAX_VALUES_PER_LINE} values on one line", 1.0, False),)
+        return (bad(f"more than {MAX_VALUES_PER_LINE} values on one line"),)
     return tuple(_parse_value(bit) for bit in rest.split(":"))
 
 
 def _parse_value(bit: str) -> Value:
     fields = bit.split("|")
     if len(fields) < 2:
-        return (BAD, "no metric type", 1.0, False)
-    raw, kind = fields[0], fields[1]
-    if kind not in KNOWN_TYPES:
-        kind = kind.strip()
-        if kind not in KNOWN_TYPES:
-            return (BAD, f"unknown metric type {kind!r}", 1.0, False)
+        return bad("no metric type")
+    raw, code = fields[0], fields[1]
+    kind = BY_CODE.get(code)
+    if kind is None:
+        code = code.strip()
+        kind = BY_CODE.get(code)
+        if kind is None:
+            return bad(f"unknown metric type {code!r}")
     rate = 1.0
     if len(fields) > 2:
         rate_text = fields[2]
         parsed_rate = to_number(rate_text[1:]) if rate_text[:1] == "@" and rate_text[1:2] != "-" else None
         if parsed_rate is None or parsed_rate <= 0:
-            return (BAD, f"bad sample rate {rate_text!r}", 1.0, False)
+            return bad(f"bad sample rate {rate_text!r}")
         rate = parsed_rate
-    if kind == "s":
-        return ("s", raw or "0", rate, False)
-    value = to_number(raw)
-    if value is None:
-        return (BAD, f"bad value {raw!r}", 1.0, False)
-    if rate != 1.0 and kind != "g" and (value / rate) - (value / rate) != 0:
-        return (BAD, f"value {raw!r} at rate {rate:g} is too large", 1.0, False)
-    if kind in TIMER_TYPES:
-        if kind == "ms" and value < 0:
-            return (BAD, f"negative timer value {raw!r}", 1.0, False)
-        return ("ms", value, rate, False)
-    if kind == "g":
-        return ("g", value, rate, raw[:1] in ("+", "-"))
-    return ("c", value, rate, False)
+    return kind.parse(raw, code, rate)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -251,9 +252,12 @@ class StatsdDaemon:
         readers = config.readers
         socks = [self.udp[k][1] for k in keys]
         if readers:
+            # A reader hands everything over: what a flush keeps or forgets (delete*) and the
+            # kinds' options are the main process's, and changing them restarts no reader.
+            intake = dataclasses.replace(config.aggregation(), deletes=frozenset(), options={})
             settings = ReaderSettings(
                 readers,
-                config.aggregation(),
+                intake,
                 bool(self.packet_backends),
                 config["dumpMessages"],
                 log.getEffectiveLevel(),

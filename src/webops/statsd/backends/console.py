@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..jsfmt import inspect
+from ..kinds import KINDS
 from ..snapshot import Snapshot
 from ..validate import Key, boolean, section
 from .base import Backend, register
@@ -36,15 +37,10 @@ class ConsoleBackend(Backend):
         self.stream = stream or sys.stdout
 
     def flush(self, snapshot: Snapshot) -> None:
-        out = {
-            "counters": snapshot.counters,
-            "timers": snapshot.timers,
-            "gauges": snapshot.gauges,
-            "timer_data": snapshot.timer_data,
-            "counter_rates": snapshot.counter_rates,
-            "sets": {k: sorted(v) for k, v in snapshot.sets.items()},
-            "pctThreshold": list(snapshot.pct_threshold),
-        }
+        out: dict[str, Any] = {}
+        for kind in KINDS:
+            out.update(kind.fields(snapshot.tables[kind.table], snapshot.summaries[kind.table], True))
+        out["pctThreshold"] = list(snapshot.pct_threshold)
         self.stream.write(f"Flushing stats at {js_date(snapshot.timestamp)}\n{inspect(out)}\n")
         self.stream.flush()
 

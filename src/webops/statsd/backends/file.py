@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from ..kinds import KINDS
 from ..snapshot import Snapshot
 from ..validate import Key, choice, section, string
 from .base import Backend, register
@@ -59,15 +60,10 @@ class FileBackend(Backend):
     def render(self, snap: Snapshot) -> str:
         if self.format == "graphite":
             return self.naming.plaintext(snap)
-        record = {
-            "timestamp": snap.timestamp,
-            "counters": snap.counters,
-            "counter_rates": snap.counter_rates,
-            "timer_data": snap.timer_data,
-            "gauges": snap.gauges,
-            "sets": {k: len(v) for k, v in snap.sets.items()},
-            "statsd_metrics": {**snap.statsd_metrics, "numStats": snap.num_stats},
-        }
+        record: dict[str, Any] = {"timestamp": snap.timestamp}
+        for kind in KINDS:
+            record.update(kind.fields(snap.tables[kind.table], snap.summaries[kind.table], False))
+        record["statsd_metrics"] = {**snap.statsd_metrics, "numStats": snap.num_stats}
         return json.dumps(record, separators=(",", ":")) + "\n"
 
     def flush(self, snapshot: Snapshot) -> None:

@@ -37,6 +37,7 @@ from typing import ClassVar
 
 from .. import validate
 from ..jsfmt import number
+from ..kinds import KINDS
 from ..persist import write_private
 from ..snapshot import Snapshot
 from .base import Backend, register
@@ -109,10 +110,10 @@ class Round:
 GRAPHITE_KEYS: dict[str, validate.Key] = {
     "legacyNamespace": (True, validate.boolean, "stats.<name>, stats_counts.<name>, stats.timers.<name>..."),
     "globalPrefix": ("stats", validate.string, "prefix of every name (non-legacy namespace)"),
-    "prefixCounter": ("counters", validate.string, "counter prefix (non-legacy)"),
-    "prefixTimer": ("timers", validate.string, "timer prefix (non-legacy)"),
-    "prefixGauge": ("gauges", validate.string, "gauge prefix (non-legacy)"),
-    "prefixSet": ("sets", validate.string, "set prefix (non-legacy)"),
+    **{  # one per metric kind: prefixCounter, prefixTimer, prefixGauge, prefixSet
+        f"prefix{kind.graphite_name}": (kind.table, validate.string, f"{kind.table[:-1]} prefix (non-legacy)")
+        for kind in KINDS
+    },
     "globalSuffix": (None, validate.string, "suffix appended to every name (e.g. the host name)"),
 }
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..jsfmt import number
+from ..kinds import KINDS
+from ..kinds.base import Kind
 from ..protocol import sanitize_key
 from ..snapshot import Snapshot
 
@@ -25,19 +27,14 @@ class GraphiteNaming:
         suffix = g["globalSuffix"]
         self.suffix = "." + suffix if suffix else ""
         prefix = g["globalPrefix"]
-        if self.legacy:
-            self.global_ns = [prefix]
-            self.counter_ns, self.timer_ns = [prefix], [prefix, "timers"]
-            self.gauge_ns, self.set_ns = [prefix, "gauges"], [prefix, "sets"]
-        else:
-            base = [prefix] if prefix else []
+        self.global_ns = [prefix] if self.legacy or prefix else []
+        self.namespaces: dict[str, list[str]] = {}
+        for kind in KINDS:
+            part = kind.legacy_namespace if self.legacy else g[f"prefix{kind.graphite_name}"]
+            self.namespaces[kind.table] = self.global_ns + ([part] if part else [])
 
-            def ns(p: str) -> list[str]:
-                return base + ([p] if p else [])
-
-            self.global_ns = base
-            self.counter_ns, self.timer_ns = ns(g["prefixCounter"]), ns(g["prefixTimer"])
-            self.gauge_ns, self.set_ns = ns(g["prefixGauge"]), ns(g["prefixSet"])
+    def namespace(self, kind: type[Kind]) -> list[str]:
+        return self.namespaces[kind.table]
 
     def path(self, namespace: list[str], key: str, *extra: str) -> str:
         """namespace.key.extra + globalSuffix, with the key's `;tag=value` part kept at the end."""
@@ -52,27 +49,10 @@ class GraphiteNaming:
 
     def metrics(self, snap: Snapshot) -> Iterator[tuple[str, float]]:
         """Every (path, value) of a flush, in Etsy's order."""
-        for key, value in snap.counters.items():
-            rate = snap.counter_rates[key]
-            if self.legacy:
-                yield self.path(self.counter_ns, key), rate
-                if self.flush_counts:
-                    yield self.path(["stats_counts"], key), value
-            else:
-                yield self.path(self.counter_ns, key, "rate"), rate
-                if self.flush_counts:
-                    yield self.path(self.counter_ns, key, "count"), value
-        for key, data in snap.timer_data.items():
-            for stat, stat_value in data.items():
-                if isinstance(stat_value, dict):
-                    for bin_name, freq in stat_value.items():
-                        yield self.path(self.timer_ns, key, stat, bin_name), freq
-                else:
-                    yield self.path(self.timer_ns, key, stat), stat_value
-        for key, value in snap.gauges.items():
-            yield self.path(self.gauge_ns, key), value
-        for key, members in snap.sets.items():
-            yield self.path(self.set_ns, key, "count"), len(members)
+        for kind in KINDS:
+            raw, summaries = snap.tables[kind.table], snap.summaries[kind.table]
+            for key, summary in summaries.items():
+                yield from kind.graphite(self, key, raw[key], summary)
         if self.legacy:
             yield self.prefix_stats + ".numStats" + self.suffix, snap.num_stats
         else:

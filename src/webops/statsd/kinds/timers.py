@@ -1,0 +1,174 @@
+"""Timers (`|ms`, and DogStatsD's `|h` histograms and `|d` distributions, which Etsy treats the
+same): every sample of the interval is kept, and a flush computes Etsy's statistics (count,
+percentiles, histogram bins...; the maths is in timerstats.py). Prometheus gets a summary:
+quantiles from the last flush, `_sum` and `_count` since start."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from .. import jsfmt
+from ..exposition import Exposition, Sample, split_key
+from ..timerstats import TimerData, filter_stats, histogram_bins, pct_suffix, timer_stats
+from ..validate import Key, number, str_list
+from . import register
+from .base import Kind, Value, bad, number_value
+
+
+def _pcts(v: Any) -> list[float]:
+    items = v if isinstance(v, list) else [v]
+    out = []
+    for item in items:
+        n = number()(item)
+        if n == 0 or not -100 <= n <= 100:
+            raise ValueError(f"percentiles must be between -100 and 100 and not 0, got {item!r}")
+        out.append(n)
+    return out
+
+
+def _histogram(v: Any) -> list[dict]:
+    if not isinstance(v, list):
+        raise ValueError(f"expected a list of {{metric, bins}}, got {v!r}")
+    for entry in v:
+        if not isinstance(entry, dict) or not isinstance(entry.get("bins", []), list):
+            raise ValueError(f"each entry needs metric and a bins list, got {entry!r}")
+        for b in entry.get("bins", []):
+            if b != "inf":
+                number()(b)
+    return v
+
+
+@dataclass(slots=True)
+class TimerSeries:
+    """One timer's interval: its samples, and how many it stands for (`1 / rate` each)."""
+
+    samples: list[float] = field(default_factory=list)
+    count: float = 0
+
+
+@register
+class Timers(Kind):
+    table = "timers"
+    codes = ("ms", "h", "d")
+    order = 1
+    graphite_name = "Timer"
+    legacy_namespace = "timers"
+    delete_doc = "drop idle timers instead of sending count 0"
+    CONFIG_KEYS: ClassVar[dict[str, Key]] = {
+        "percentThreshold": ([90], _pcts, "timer percentile(s); negative = top percentiles"),
+        "histogram": ([], _histogram, "timer histograms: [{metric, bins: [..., 'inf']}]"),
+        "calculatedTimerMetrics": ([], str_list, "timer stats to send (empty: all)"),
+    }
+
+    @staticmethod
+    def parse(raw: str, code: str, rate: float) -> Value:
+        value = number_value(raw, code, rate)
+        if isinstance(value, tuple):
+            return value
+        if code == "ms" and value < 0:
+            return bad(f"negative timer value {raw!r}")
+        return ("ms", value, rate, False)
+
+    def add(self, key: str, value: float, rate: float, delta: bool) -> None:
+        timer = self.series.get(key)
+        if timer is None and (timer := self.created(key)) is None:
+            return
+        timer.samples.append(value)
+        timer.count += 1 / rate
+
+    def empty(self) -> TimerSeries:
+        return TimerSeries()
+
+    @staticmethod
+    def copy(state: TimerSeries) -> TimerSeries:
+        return TimerSeries(list(state.samples), state.count)
+
+    @staticmethod
+    def absorb(mine: TimerSeries, theirs: TimerSeries) -> None:
+        mine.samples.extend(theirs.samples)
+        mine.count += theirs.count
+
+    @classmethod
+    def summarize(
+        cls, table: dict[str, TimerSeries], settings: Any
+    ) -> tuple[dict[str, TimerData], list[str]]:
+        """Etsy's process_metrics for timers: the CPU-heavy part of a flush."""
+        options = settings.options
+        histogram, wanted = options["histogram"], options["calculatedTimerMetrics"]
+        out: dict[str, TimerData] = {}
+        left_out = []
+        for key, timer in table.items():
+            bins = histogram_bins(key, histogram) if histogram else []
+            try:
+                data = timer_stats(
+                    timer.samples, timer.count, options["percentThreshold"], settings.flush_interval_ms, bins
+                )
+            except (OverflowError, ValueError):  # JS rounding of an infinite mean
+                data = {"sum": math.inf}
+            if not all(math.isfinite(v) for v in data.values() if isinstance(v, float)):
+                left_out.append(key)  # values near 1e308 whose sum overflowed
+                continue
+            out[key] = filter_stats(data, wanted)
+        return out, left_out
+
+    @classmethod
+    def fields(
+        cls, table: dict[str, TimerSeries], summary: dict[str, TimerData], full: bool
+    ) -> dict[str, Any]:
+        if full:
+            return {"timers": cls.console(table), "timer_data": summary}
+        return {"timer_data": summary}
+
+    @classmethod
+    def console(cls, table: dict[str, TimerSeries]) -> dict[str, list[float]]:
+        return {k: t.samples for k, t in table.items()}
+
+    @classmethod
+    def graphite(
+        cls, naming: Any, key: str, raw: TimerSeries, summary: TimerData
+    ) -> Iterator[tuple[str, float]]:
+        ns = naming.namespace(cls)
+        for stat, value in summary.items():
+            if isinstance(value, dict):
+                for bin_name, freq in value.items():
+                    yield naming.path(ns, key, stat, bin_name), freq
+            else:
+                yield naming.path(ns, key, stat), value
+
+    @classmethod
+    def accumulate(
+        cls, previous: Mapping[str, tuple[float, float]], snap: Any
+    ) -> dict[str, tuple[float, float]]:
+        kept = {}
+        for key, data in snap.summaries[cls.table].items():
+            total, count = previous.get(key, (0, 0))
+            add_sum, add_count = data.get("sum", 0), data.get("count", 0)
+            kept[key] = (
+                total + (add_sum if isinstance(add_sum, int | float) else 0),
+                count + (add_count if isinstance(add_count, int | float) else 0),
+            )
+        return kept
+
+    @classmethod
+    def expose(cls, out: Exposition, snap: Any, kept: Mapping[str, tuple[float, float]]) -> None:
+        for key, data in snap.summaries[cls.table].items():
+            statsd_name, name, labels = split_key(key)
+            family = out.family(name, "summary", "timer")
+            samples: list[Sample] = []
+            median = data.get("median")
+            if isinstance(median, int | float):
+                samples.append((family, (*labels, ("quantile", "0.5")), median))
+            for pct in snap.pct_threshold:
+                upper = data.get("upper_" + pct_suffix(pct))
+                if pct > 0 and isinstance(upper, int | float):
+                    samples.append(
+                        (family, (*labels, ("quantile", str(Decimal(jsfmt.number(pct)) / 100))), upper)
+                    )
+            total, count = kept.get(key, (0, 0))
+            samples.append((family + "_sum", labels, total))
+            samples.append((family + "_count", labels, count))
+            out.add(family, samples, statsd_name)
