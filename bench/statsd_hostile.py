@@ -148,7 +148,9 @@ def graphite_shutdowns(runs: int = 26) -> None:
             json.dump(config, f)
             f.flush()
             cmd = [sys.executable, "-m", "webops", "statsd", f.name]
-            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            )
             while True:
                 try:
                     received(mgmt_port)
