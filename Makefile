@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 CORE   := $(VENV)/.installed-core
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench bench-webops bench-hostile bench-vlogdump bench-cluster clean
+.PHONY: run test lint bench bench-webops bench-hostile bench-pgtop bench-vlogdump bench-cluster clean
 
 $(CORE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,9 +43,14 @@ bench: $(STAMP) $(ETSY_JS)
 bench-webops: $(STAMP)
 	$(BIN)/python bench/statsd_bench.py $(BENCH_ARGS)
 
-## bench-hostile: what hostile input costs the statsd core; memory at the series limit
+## bench-hostile: what hostile input costs the statsd core; memory at the series limit; shutdowns
 bench-hostile: $(STAMP)
 	$(BIN)/python bench/statsd_hostile.py
+
+## bench-pgtop: pgtop's client CPU per refresh against pg_activity's (installed from PyPI here)
+bench-pgtop: $(STAMP)
+	$(BIN)/pip install --quiet pg_activity
+	$(BIN)/python bench/pgtop_bench.py $(BENCH_ARGS)
 
 ## bench-vlogdump: millions of Varnish transactions through vlogdump: lines/s and memory
 bench-vlogdump: $(STAMP)

@@ -67,3 +67,12 @@ def session(pg: Postgres) -> Iterator:
     yield start
     for s in opened:
         s.close()
+
+
+@pytest.fixture(autouse=True)
+def state_home(tmp_path_factory, monkeypatch) -> Iterator:
+    """pgtop keeps its slow log and what it already reported under $XDG_STATE_HOME: a fresh one
+    per test (inherited by the pgtop processes a test starts)."""
+    path = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("XDG_STATE_HOME", str(path))
+    yield path

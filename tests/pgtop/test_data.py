@@ -81,8 +81,8 @@ def test_filters_and_their_prompt_language() -> None:
 
 
 def test_slow_is_active_client_queries_past_the_threshold() -> None:
-    assert pids(slow(SNAP, 5)) == [1, 2]
-    assert pids(slow(SNAP, 10)) == [1]
+    assert pids(slow(SNAP.backends, 5)) == [1, 2]
+    assert pids(slow(SNAP.backends, 10)) == [1]
 
 
 def test_rates_and_cache_ratio() -> None:

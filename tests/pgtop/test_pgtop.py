@@ -124,9 +124,11 @@ def test_an_ordinary_role_sees_what_it_may(pg, session) -> None:
         admin.execute("REVOKE pg_signal_backend FROM watcher")
     protected = session("SELECT pg_sleep(60)", user="app", running_for=1.0)
     from webops.pgtop.actions import signal_backends
+    from webops.pgtop.data import fetch
 
     with psycopg.connect(as_watcher, autocommit=True) as conn:
-        (result,) = signal_backends(conn, [protected.pid], "terminate")
+        listed = [b for b in fetch(conn).backends if b.pid == protected.pid]
+        (result,) = signal_backends(conn, listed, "terminate")
     assert not result.ok and "not allowed" in result.message
 
 
@@ -164,19 +166,36 @@ def test_slow_queries_are_posted_to_slack(pg, session, slack_hook, tmp_path) -> 
     assert "```SELECT pg_sleep(60) /* post me */```" in post["text"]
 
 
-def test_a_dead_webhook_is_not_fatal(pg, session, tmp_path) -> None:
-    session("SELECT pg_sleep(60)", running_for=1.0)
-    r = pgtop(
-        pg,
-        "--once",
-        "--slow-threshold",
-        "1",
-        "--slack-webhook",
-        "http://127.0.0.1:1/nope",
-        "--log-file",
-        str(tmp_path / "l"),
-    )
-    assert r.returncode == 0
+class Failing(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(500)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.mark.parametrize("hook", ["refused", "http 500"])
+def test_failed_slack_posts_are_said_in_once_mode(pg, session, tmp_path, hook) -> None:
+    s = session("SELECT pg_sleep(60)", running_for=1.0)
+    server = None
+    url = "http://127.0.0.1:1/nope"
+    if hook == "http 500":
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    try:
+        r = pgtop(
+            pg, "--once", "--slow-threshold", "1", "--slack-webhook", url, "--log-file", str(tmp_path / "l")
+        )
+    finally:
+        if server is not None:
+            server.shutdown()
+    assert str(s.pid) in r.stdout  # the table is still printed: a dead webhook is not fatal
+    assert r.returncode == 1, r.stderr  # but cron sees that something failed, and why
+    expected = "HTTP 500" if hook == "http 500" else "Connection refused"
+    assert "slack: " in r.stderr and expected in r.stderr and str(s.pid) in r.stderr
 
 
 def test_config_file_with_the_command_line_winning(pg, session, tmp_path) -> None:
@@ -234,3 +253,73 @@ def test_the_dsn_can_come_from_the_config_file(pg, tmp_path) -> None:
     )
     assert r.returncode == 0, r.stderr  # "running" is the value of --view, not a DSN on the command line
     assert "backends" in json.loads(r.stdout)
+
+
+def test_refresh_and_config_values_are_checked(pg, tmp_path) -> None:
+    r = subprocess.run([*PGTOP, pg.dsn, "--refresh", "0"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--refresh" in r.stderr and "at least 0.1" in r.stderr
+    conf = tmp_path / "pgtop.json"
+    for bad, says in (
+        ({"idle": "no"}, "idle: expected true or false, got 'no'"),
+        ({"refresh": "abc"}, "refresh: not a valid value"),
+        ({"refresh": 0}, "refresh: not a valid value"),
+        ({"slow-threshold": [1]}, "slow-threshold: expected a number"),
+        ({"view": 3}, "view: expected a string"),
+        ({"terminate": "yes"}, "terminate: expected true or false"),
+    ):
+        conf.write_text(json.dumps(bad))
+        r = subprocess.run([*PGTOP, pg.dsn, "--config", str(conf), "--once"], capture_output=True, text=True)
+        assert r.returncode == 2 and says in r.stderr and r.stderr.count("\n") == 1, (bad, r.stderr)
+
+
+def test_cancel_or_terminate_can_be_set_in_the_config(pg, session, tmp_path) -> None:
+    victim = session("SELECT pg_sleep(60)", running_for=1.0)
+    conf = tmp_path / "killer.json"
+    conf.write_text(json.dumps({"kill-slower-than": 1, "terminate": True, "yes": True, "log-file": ""}))
+    r = subprocess.run([*PGTOP, pg.dsn, "--config", str(conf)], capture_output=True, text=True, timeout=60)
+    assert f"{victim.pid}: ok: terminated" in r.stdout, r.stdout + r.stderr
+
+
+def test_the_slow_log_lives_in_the_state_directory_and_cron_runs_report_once(
+    pg, session, slack_hook, tmp_path, state_home
+) -> None:
+    url, received = slack_hook
+    s = session("SELECT pg_sleep(60) /* a < b && c > d ``` */", running_for=1.0)
+    command = [*PGTOP, pg.dsn, "--once", "--slow-threshold", "1", "--slack-webhook", url]
+    for _ in range(3):  # cron, every minute
+        r = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing in the directory it ran in
+    log = (state_home / "webops" / "pgtop-slow.log").read_text()
+    assert log.count(f"pid={s.pid} ") == 1 and f"server=127.0.0.1:{pg.port}/postgres" in log
+    (post,) = [p for p in received if f"pid={s.pid}" in p["text"]]
+    assert f"127.0.0.1:{pg.port}/postgres" in post["text"]  # which server
+    assert "a &lt; b &amp;&amp; c &gt; d" in post["text"]  # Slack's markup escaped
+    assert post["text"].count("```") == 2  # the SQL's own ``` does not end the code block
+
+
+def test_posts_over_the_rate_limit_are_said(pg, session, slack_hook) -> None:
+    url, received = slack_hook
+    for i in range(3):
+        session(f"SELECT pg_sleep(60) /* slow {i} */", running_for=1.0)
+    r = pgtop(pg, "--once", "--slow-threshold", "1", "--slack-webhook", url, "--slack-per-minute", "1")
+    assert len(received) == 1
+    assert r.returncode == 1 and r.stderr.count("rate limit (1/min)") == 2, r.stderr
+
+
+def test_locks_and_the_blocking_tree_once(pg, session) -> None:
+    with pg.connect() as admin:
+        admin.execute("CREATE TABLE IF NOT EXISTS oncelock (id int)")
+    holder = psycopg.connect(pg.dsn)
+    holder.execute("LOCK TABLE oncelock IN ACCESS EXCLUSIVE MODE")
+    try:
+        waiter = session("SELECT count(*) FROM oncelock")
+        got = rows(pg, "--view", "tree")
+        assert list(got) == [holder.info.backend_pid, waiter.pid]  # the root first, then its waiter
+        assert (got[waiter.pid]["lock_mode"], got[waiter.pid]["lock_relation"]) == (
+            "AccessShareLock",
+            "oncelock",
+        )
+        assert got[holder.info.backend_pid]["held"] == ["AccessExclusiveLock on oncelock"]
+    finally:
+        holder.close()

@@ -204,7 +204,7 @@ def run(opts: Options) -> int:
                     break
                 if live_sources == 0 and not interactive:
                     break
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, EOFError):  # ^C, or the terminal closed
         pass
     except (ConnectionError, OSError, ValueError) as e:
         print(f"webops keytop: {e}", file=sys.stderr)

@@ -12,7 +12,7 @@ import sys
 
 from ..common.config import ConfigError, load_object
 from ..common.terminal import has_tty
-from . import data
+from . import columns, data
 
 # psycopg, httpx and the screen are imported when pgtop runs, not when `webops` builds its
 # command line: `webops statsd` should not pay for them.
@@ -33,7 +33,14 @@ def build_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("-U", "--user", help="role to connect as (PGUSER)")
     p.add_argument("-d", "--dbname", help="database to connect to (PGDATABASE)")
     p.add_argument(
-        "--refresh", type=float, default=2.0, metavar="S", help="seconds between refreshes (default 2)"
+        "-W", "--password", action="store_true", help="ask for the password before connecting (as psql -W)"
+    )
+    p.add_argument(
+        "--refresh",
+        type=refresh_seconds,
+        default=2.0,
+        metavar="S",
+        help="seconds between refreshes (default 2)",
     )
     p.add_argument(
         "--slow-threshold",
@@ -42,7 +49,10 @@ def build_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="S",
         help="queries running this long are slow: bold yellow, logged, killed by K (default 5)",
     )
-    p.add_argument("--log-file", default="pgtop.log", help="slow query log (default pgtop.log; '' for none)")
+    p.add_argument(
+        "--log-file",
+        help="slow query log (default $XDG_STATE_HOME/webops/pgtop-slow.log; '' for none)",
+    )
     p.add_argument(
         "--slack-webhook", metavar="URL", help="post each slow query to this Slack incoming webhook"
     )
@@ -57,6 +67,18 @@ def build_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--min-duration", type=float, metavar="S", help="only queries running at least S seconds")
     p.add_argument("--query-regex", metavar="REGEX", help="only queries matching (case-insensitive)")
     p.add_argument("--idle", action="store_true", default=False, help="show idle sessions too")
+    p.add_argument(
+        "--columns",
+        type=columns_option,
+        metavar="LIST",
+        help=f"columns shown, e.g. pid,db,duration,query (of: {', '.join(columns.COLUMNS)})",
+    )
+    p.add_argument(
+        "--profile",
+        choices=list(columns.PROFILES),
+        default="standard",
+        help="a set of columns (C cycles them on screen; default standard)",
+    )
     p.add_argument("--once", action="store_true", help="print the table once and exit")
     p.add_argument("--format", choices=["text", "json"], default="text", help="--once output format")
     p.add_argument(
@@ -85,28 +107,63 @@ def register(sub: argparse._SubParsersAction) -> None:
     _parser = build_parser(sub)
 
 
+def refresh_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0.1:  # 0 would redraw in a busy loop; NaN is refused too
+        raise argparse.ArgumentTypeError(f"{text!r}: at least 0.1 seconds")
+    return value
+
+
+def columns_option(text: str) -> tuple[str, ...]:
+    try:
+        return columns.parse_columns(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def apply_config(args: argparse.Namespace, argv_given: set[str]) -> None:
-    """Options from --config FILE, for every option not given on the command line."""
+    """Options from --config FILE, for every option not given on the command line; a value of
+    the wrong type is an error naming the key (never taken for something else)."""
     assert _parser is not None
     conf, _ = load_object(args.config)
-    actions = {a.dest: a for a in _parser._actions if a.dest not in ("help", "config", "run")}
+    actions = {a.dest: a for a in _parser._actions if a.dest not in ("help", "config", "run", "how")}
+    switches = {"cancel": "cancel", "terminate": "terminate"}  # --cancel / --terminate set `how`
     for key, value in conf.items():
         dest = key.replace("-", "_")
+        if dest in switches:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{args.config}: {key}: expected true or false, got {value!r}")
+            if value and "how" not in argv_given:
+                args.how = switches[dest]
+            continue
         if dest not in actions:
             raise ConfigError(f"{args.config}: unknown option {key!r}")
         if dest in argv_given:
             continue
-        action = actions[dest]
-        if isinstance(value, str) and action.type is not None:
-            try:
-                value = action.type(value)  # type: ignore[operator]  # a callable type= in our parser
-            except ValueError:
-                raise ConfigError(f"{args.config}: {key}: not a valid value: {value!r}") from None
-        if action.choices and value not in action.choices:
-            raise ConfigError(
-                f"{args.config}: {key}: expected one of {', '.join(action.choices)}, got {value!r}"
-            )
-        setattr(args, dest, value)
+        setattr(args, dest, _config_value(args.config, key, actions[dest], value))
+
+
+def _config_value(path: str, key: str, action: argparse.Action, value: object) -> object:
+    if isinstance(action, argparse._StoreTrueAction):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: {key}: expected true or false, got {value!r}")
+        return value
+    if action.type in (int, float, refresh_seconds):
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ConfigError(f"{path}: {key}: expected a number, got {value!r}")
+    elif not isinstance(value, str):
+        raise ConfigError(f"{path}: {key}: expected a string, got {value!r}")
+    if action.type is not None:
+        try:
+            value = action.type(str(value))  # type: ignore[operator]
+        except (TypeError, ValueError, argparse.ArgumentTypeError) as e:
+            raise ConfigError(f"{path}: {key}: not a valid value: {value!r} ({e})") from None
+    if action.choices and value not in action.choices:
+        raise ConfigError(f"{path}: {key}: expected one of {', '.join(action.choices)}, got {value!r}")
+    return value
 
 
 def _given(argv: list[str]) -> set[str]:
@@ -125,22 +182,56 @@ def _given(argv: list[str]) -> set[str]:
     return set(vars(given))
 
 
-def connector(args: argparse.Namespace):
-    params = {
-        k: v
-        for k, v in (("host", args.host), ("port", args.port), ("user", args.user), ("dbname", args.dbname))
-        if v is not None
-    }
+class Connector:
+    """libpq connections with the options given; asks for the password (once, as psql does)
+    when the server wants one and none was given, if there is a terminal to ask on."""
 
-    import psycopg
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.dsn = args.dsn or ""
+        self.params = {
+            k: v
+            for k, v in (
+                ("host", args.host),
+                ("port", args.port),
+                ("user", args.user),
+                ("dbname", args.dbname),
+            )
+            if v is not None
+        }
+        self.interactive = has_tty()
+        if args.password:
+            self.params["password"] = self._ask()
 
-    def connect():
-        conn = psycopg.connect(
-            args.dsn or "", autocommit=True, connect_timeout=10, application_name="webops pgtop", **params
-        )
-        return conn
+    def _ask(self) -> str:
+        import getpass
 
-    return connect
+        import psycopg.conninfo
+
+        user = psycopg.conninfo.conninfo_to_dict(self.dsn, **self.params).get("user") or getpass.getuser()
+        with open("/dev/tty", "w") as tty:
+            return getpass.getpass(f"Password for user {user}: ", stream=tty)
+
+    def __call__(self):
+        import psycopg
+
+        def connect():
+            return psycopg.connect(
+                self.dsn, autocommit=True, connect_timeout=10, application_name="webops pgtop", **self.params
+            )
+
+        try:
+            return connect()
+        except psycopg.OperationalError as e:
+            if "no password supplied" not in str(e) or "password" in self.params or not self.interactive:
+                raise
+        self.params["password"] = self._ask()
+        return connect()
+
+
+def server_label(conn) -> str:
+    """Which server: `host:port/dbname` (a socket directory for host), never the password."""
+    info = conn.info
+    return f"{info.host}:{info.port}/{info.dbname}"
 
 
 def filters(args: argparse.Namespace) -> data.Filters:
@@ -165,68 +256,83 @@ def run(args: argparse.Namespace) -> int:
     except re.error as e:
         print(f"webops pgtop: --query-regex: {e}", file=sys.stderr)
         return 2
+    if args.slack_webhook and not re.match(r"https?://[^/\s]+", args.slack_webhook):
+        print(f"webops pgtop: --slack-webhook: not an http(s) URL: {args.slack_webhook!r}", file=sys.stderr)
+        return 2
     import psycopg
 
     from . import render
-    from .slowlog import Slack, SlowLog
+    from .slowlog import Slack, SlowLog, default_log_path, state_dir
 
-    connect = connector(args)
-    slack = Slack(args.slack_webhook, args.slack_per_minute) if args.slack_webhook else None
-    slowlog = SlowLog(args.log_file or None, slack)
+    connect = Connector(args)
+    try:
+        conn = connect()  # a first connection that fails is an error, not a screen retrying forever
+    except psycopg.Error as e:
+        print(f"webops pgtop: {str(e).strip().splitlines()[0]}", file=sys.stderr)
+        return 2
+    server = server_label(conn)
+    slack = Slack(args.slack_webhook, args.slack_per_minute, server) if args.slack_webhook else None
+    log_file = default_log_path() if args.log_file is None else args.log_file or None
+    slowlog = SlowLog(log_file, slack, server, state_dir() / "pgtop-seen.json")
+    shown = args.columns or columns.PROFILES[args.profile]
+    interactive = not (args.once or args.kill_slower_than is not None) and sys.stdout.isatty() and has_tty()
     try:
         if args.kill_slower_than is not None:
-            return kill_slow(connect, args)
-        if args.once or not (sys.stdout.isatty() and has_tty()):
-            with connect() as conn:
+            return kill_slow(conn, args)
+        if not interactive:
+            with conn:
                 snap = data.fetch(conn)
-                slowlog.record(data.slow(snap, args.slow_threshold))
+                slowlog.record(data.slow(snap.backends, args.slow_threshold))
                 rows = data.select(snap, args.view, f, args.sort)
                 sys.stdout.write(
-                    render.as_json(snap, rows) if args.format == "json" else render.as_text(snap, rows)
+                    render.as_json(snap, rows) if args.format == "json" else render.as_text(snap, rows, shown)
                 )
-            return 0
+            return report(slowlog, slack)
     except psycopg.Error as e:
         print(f"webops pgtop: {str(e).strip().splitlines()[0]}", file=sys.stderr)
         return 2
     finally:
-        if slack is not None and (args.once or args.kill_slower_than is not None):
+        if slack is not None and not interactive:
             slack.close()
     from .ui import Screen, State
 
-    state = State(view=args.view, sort=args.sort, refresh=args.refresh, filters=f)
-    target = (
-        args.dsn
-        or " ".join(
-            f"{k}={v}" for k, v in (("host", args.host), ("port", args.port), ("db", args.dbname)) if v
-        )
-        or "(libpq defaults)"
-    )
+    state = State(view=args.view, sort=args.sort, refresh=args.refresh, filters=f, columns=shown)
     try:
-        return Screen(connect, state, args.slow_threshold, slowlog, f"pgtop {target}").run()
+        return Screen(connect, state, args.slow_threshold, slowlog, f"pgtop {server}", conn).run()
     finally:
         if slack is not None:
-            slack.close()
+            for failure in slack.close():
+                print(f"webops pgtop: {failure}", file=sys.stderr)
 
 
-def kill_slow(connect, args: argparse.Namespace) -> int:
+def report(slowlog, slack) -> int:
+    """After --once: every problem with the log or Slack on stderr; exit 1 if there was one."""
+    problems = list(slowlog.errors)
+    if slack is not None:
+        problems += slack.close()
+    for p in problems:
+        print(f"webops pgtop: {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def kill_slow(conn, args: argparse.Namespace) -> int:
     """--kill-slower-than S [--cancel|--terminate] --yes: the K key, without a terminal."""
-    from . import render
     from .actions import signal_backends
 
     how = args.how or "cancel"
-    with connect() as conn:
-        targets = data.slow(data.fetch(conn), args.kill_slower_than)
+    with conn:
+        targets = data.slow(data.fetch(conn).backends, args.kill_slower_than)
         if not targets:
             print(f"no query running longer than {args.kill_slower_than:g}s")
             return 0
         if not args.yes:
             for b in targets:
                 query = " ".join((b.query or "").split())
-                print(f"would {how} {b.pid} ({render.seconds(b.query_seconds)}): {query}")
+                print(f"would {how} {b.pid} ({columns.seconds(b.query_seconds)}): {query}")
             print("(add --yes to do it)")
             return 0
         failed = 0
-        for r in signal_backends(conn, [b.pid for b in targets], how):
-            print(f"{r.pid}: {'ok' if r.ok else 'FAILED'}: {r.message}")
+        for r in signal_backends(conn, targets, how):
+            print(f"{r.pid}: {'ok' if r.ok else 'skipped' if r.skipped else 'FAILED'}: {r.message}")
             failed += not r.ok
     return 1 if failed else 0

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from . import queries
 
 HIDDEN = "<insufficient privilege>"
-VIEWS = ("all", "running", "waiting", "blocking")
+VIEWS = ("all", "running", "waiting", "blocking", "tree")
 SORTS = ("duration", "pid", "user", "database")
 
 
@@ -33,6 +34,19 @@ class Backend:
     blocked_by: list[int]
     leader_pid: int | None = None
     query_id: int | None = None
+    backend_start: datetime | None = None  # with pid and query_start: what a signal is checked against
+    lock_type: str | None = None  # the lock this backend waits for
+    lock_mode: str | None = None
+    lock_relation: str | None = None
+    held: list[str] = field(default_factory=list)  # locks it holds that others wait for
+    depth: int = 0  # in the tree view: how deep under the root blocker
+
+    @property
+    def lock(self) -> str:
+        """What it waits for (`AccessShareLock on orders`) or holds that blocks others."""
+        if self.lock_mode:
+            return f"{self.lock_mode} on {self.lock_relation or self.lock_type}"
+        return ", ".join(self.held)
 
     @property
     def visible(self) -> bool:
@@ -46,7 +60,9 @@ class Backend:
 
     def as_dict(self) -> dict:
         d = asdict(self)
-        d["query_start"] = self.query_start.isoformat() if self.query_start else None
+        for key in ("query_start", "backend_start"):
+            d[key] = d[key].isoformat() if d[key] else None
+        d.pop("depth")
         return d
 
 
@@ -73,6 +89,7 @@ class Snapshot:
     backends: list[Backend]
     xacts_per_s: float | None = None
     tuples_per_s: float | None = None
+    procs: dict[int, Any] = field(default_factory=dict)  # pid -> procstats.Usage, local servers only
 
     def states(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -93,6 +110,12 @@ def fetch(conn, previous: Snapshot | None = None) -> Snapshot:
     backends = [
         Backend(**dict(zip([c.name for c in cur.description], r, strict=True))) for r in cur.fetchall()
     ]
+    blockers = {pid for b in backends for pid in b.blocked_by}
+    if blockers:
+        by_pid = {b.pid: b for b in backends}
+        for pid, locktype, mode, relation in conn.execute(queries.HELD, (sorted(blockers),)).fetchall():
+            if pid in by_pid:
+                by_pid[pid].held.append(f"{mode} on {relation or locktype}")
     snap = Snapshot(server, backends)
     if previous is not None:
         elapsed = server.at - previous.server.at
@@ -178,6 +201,8 @@ def select(snap: Snapshot, view: str, filters: Filters, sort: str) -> list[Backe
     elif view == "blocking":
         blockers = {pid for b in snap.backends for pid in b.blocked_by}
         rows = [b for b in rows if b.pid in blockers]
+    elif view == "tree":
+        return tree(rows)
     key = {
         "duration": lambda b: -(b.query_seconds or 0),
         "pid": lambda b: b.pid,
@@ -187,10 +212,39 @@ def select(snap: Snapshot, view: str, filters: Filters, sort: str) -> list[Backe
     return sorted(rows, key=key)
 
 
-def slow(snap: Snapshot, threshold: float) -> list[Backend]:
-    """Queries running for `threshold` seconds or more (what K kills and the slow log records)."""
+def tree(rows: list[Backend]) -> list[Backend]:
+    """The blocking tree: each backend that blocks others and is not blocked itself, then the
+    backends waiting for it, indented (`depth`), then theirs; the longest waits first."""
+    shown = {b.pid: b for b in rows}
+    waiting_for: dict[int, list[Backend]] = {}
+    for b in rows:
+        for pid in b.blocked_by:
+            waiting_for.setdefault(pid, []).append(b)
+    roots = [b for b in rows if b.pid in waiting_for and not any(p in shown for p in b.blocked_by)]
+    out: list[Backend] = []
+    placed: set[int] = set()
+
+    def place(b: Backend, depth: int) -> None:
+        if b.pid in placed:  # a backend waiting for two others, or a deadlock about to be broken
+            return
+        placed.add(b.pid)
+        out.append(replace(b, depth=depth))
+        for waiter in sorted(waiting_for.get(b.pid, []), key=lambda w: -(w.query_seconds or 0)):
+            place(waiter, depth + 1)
+
+    for root in sorted(roots, key=lambda r: -(r.query_seconds or 0)):
+        place(root, 0)
+    for b in rows:  # cycles with no root: still shown
+        if b.pid in waiting_for and b.pid not in placed:
+            place(b, 0)
+    return out
+
+
+def slow(backends: list[Backend], threshold: float) -> list[Backend]:
+    """Queries running for `threshold` seconds or more: what the slow log records (of every
+    backend) and K kills (of the rows on screen)."""
     return [
         b
-        for b in snap.backends
+        for b in backends
         if b.state == "active" and b.backend_type == "client backend" and (b.query_seconds or 0) >= threshold
     ]

@@ -18,9 +18,27 @@ SELECT a.pid, a.datname, a.usename, host(a.client_addr) AS client_addr, a.client
        a.application_name, a.backend_type, a.state, a.wait_event_type, a.wait_event,
        extract(epoch FROM clock_timestamp() - a.query_start)::float8 AS query_seconds,
        extract(epoch FROM clock_timestamp() - a.xact_start)::float8 AS xact_seconds,
-       a.query_start, a.query, pg_blocking_pids(a.pid) AS blocked_by, {", ".join(extras)}
+       a.query_start, a.query, pg_blocking_pids(a.pid) AS blocked_by, {", ".join(extras)},
+       a.backend_start, w.locktype AS lock_type, w.mode AS lock_mode, w.relation AS lock_relation
 FROM pg_stat_activity a
+LEFT JOIN LATERAL (
+    SELECT l.locktype, l.mode, l.relation::regclass::text AS relation
+    FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted LIMIT 1
+) w ON true
 WHERE a.pid <> pg_backend_pid()
+"""
+
+
+# The locks the blockers hold on what their waiters wait for (sent only when someone waits).
+HELD = """
+SELECT DISTINCT h.pid, h.locktype, h.mode, h.relation::regclass::text AS relation
+FROM pg_locks w
+JOIN pg_locks h ON h.granted AND h.pid <> w.pid AND h.locktype = w.locktype
+    AND h.database IS NOT DISTINCT FROM w.database AND h.relation IS NOT DISTINCT FROM w.relation
+    AND h.transactionid IS NOT DISTINCT FROM w.transactionid
+    AND h.virtualxid IS NOT DISTINCT FROM w.virtualxid AND h.page IS NOT DISTINCT FROM w.page
+    AND h.tuple IS NOT DISTINCT FROM w.tuple
+WHERE NOT w.granted AND h.pid = ANY(%s)
 """
 
 
@@ -34,5 +52,12 @@ SELECT current_setting('server_version') AS version,
 FROM pg_stat_database
 """
 
-CANCEL = "SELECT pg_cancel_backend(%s)"
-TERMINATE = "SELECT pg_terminate_backend(%s)"
+# Check and signal in one statement: the backend is signalled only if it still is the session
+# (backend_start) running the query (query_start) that was listed; no row back means it was not.
+_GUARDED = """
+SELECT {function}(a.pid) FROM pg_stat_activity a
+WHERE a.pid = %(pid)s AND a.backend_start IS NOT DISTINCT FROM %(backend_start)s
+  AND a.query_start IS NOT DISTINCT FROM %(query_start)s
+"""
+CANCEL = _GUARDED.format(function="pg_cancel_backend")
+TERMINATE = _GUARDED.format(function="pg_terminate_backend")

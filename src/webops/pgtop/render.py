@@ -1,39 +1,14 @@
-"""pgtop's table: as plain text or JSON (--once), and as the rich live screen."""
+"""pgtop's output: the table as plain text or JSON (--once), and the live screen's lines."""
 
 from __future__ import annotations
 
 import json
 
 from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 
+from . import columns
 from .data import Backend, Snapshot
-
-COLUMNS = [
-    "PID",
-    "DB",
-    "USER",
-    "CLIENT",
-    "APP",
-    "TYPE",
-    "STATE",
-    "WAIT",
-    "DURATION",
-    "XACT",
-    "BLOCKED BY",
-    "QUERY",
-]
-
-
-def seconds(s: float | None) -> str:
-    if s is None:
-        return ""
-    if s < 60:
-        return f"{s:.1f}s"
-    m, sec = divmod(int(s), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
 
 
 def uptime(s: float) -> str:
@@ -41,25 +16,6 @@ def uptime(s: float) -> str:
     h, rest = divmod(rest, 3600)
     m, sec = divmod(rest, 60)
     return f"{days}d {h:02d}:{m:02d}:{sec:02d}" if days else f"{h:02d}:{m:02d}:{sec:02d}"
-
-
-def cells(b: Backend) -> list[str]:
-    wait = f"{b.wait_event_type}:{b.wait_event}" if b.wait_event else ""
-    query = " ".join((b.query or "").split())
-    return [
-        str(b.pid),
-        b.datname or "",
-        b.usename or "",
-        b.client,
-        b.application_name or "",
-        (b.backend_type or "").replace(" backend", ""),
-        b.state or "",
-        wait,
-        seconds(b.query_seconds),
-        seconds(b.xact_seconds),
-        ",".join(map(str, b.blocked_by)),
-        query,
-    ]
 
 
 def header(snap: Snapshot) -> list[str]:
@@ -73,17 +29,21 @@ def header(snap: Snapshot) -> list[str]:
     ]
 
 
-def as_text(snap: Snapshot, rows: list[Backend], width: int = 200) -> str:
-    body = [cells(b) for b in rows]
-    widths = [max([len(COLUMNS[i])] + [len(r[i]) for r in body]) for i in range(len(COLUMNS) - 1)]
-    used = sum(widths) + 2 * len(widths)
+def table(
+    snap: Snapshot, rows: list[Backend], keys: tuple[str, ...], width: int, local: bool
+) -> tuple[str, list[str]]:
+    """The header line and one line per row, fitted to `width`."""
+    texts = [[columns.COLUMNS[k].cell(b, snap.procs.get(b.pid)) for b in rows] for k in keys]
+    layout = columns.layout(keys, texts, width, local)
+    index = {k: i for i, k in enumerate(keys)}
+    head = columns.line(layout, [c.title for c, _ in layout])
+    body = [columns.line(layout, [texts[index[c.key]][r] for c, _ in layout]) for r in range(len(rows))]
+    return head, body
 
-    def line(r: list[str]) -> str:
-        return ("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])[
-            : max(width, used + 20)
-        ]
 
-    return "\n".join([*header(snap), line(COLUMNS), *map(line, body)]) + "\n"
+def as_text(snap: Snapshot, rows: list[Backend], keys: tuple[str, ...], width: int = 200) -> str:
+    head, body = table(snap, rows, keys, width, local=False)
+    return "\n".join([*header(snap), head.rstrip(), *(line.rstrip() for line in body)]) + "\n"
 
 
 def as_json(snap: Snapshot, rows: list[Backend]) -> str:
@@ -109,57 +69,80 @@ def as_json(snap: Snapshot, rows: list[Backend]) -> str:
     )
 
 
+def visible(count: int, selected: int, offset: int, height: int) -> tuple[int, int]:
+    """(first row shown, how many) for `height` lines: the selection always inside, and one line
+    kept for "N more" when the rows do not all fit."""
+    if count <= height:
+        return 0, count
+    shown = height - 1
+    offset = min(max(offset, selected - shown + 1), selected, count - shown)
+    return max(0, offset), shown
+
+
 def screen(
+    title: str,
     snap: Snapshot | None,
     rows: list[Backend],
-    selected: int,
-    slow_threshold: float | None,
+    view: dict,
     status_line: str,
-    body_height: int,
-    title: str,
+    size: tuple[int, int],
     overlay: list[str] | None = None,
-) -> Group:
-    """The whole screen, always the same height: header, table (padded), overlay or status, keys."""
-    head = Text("\n".join([title, *(header(snap) if snap else ["", ""])]), style="bold")
+) -> tuple[Group, int]:
+    """The whole screen, always `size` (width, height): title, header, table (padded) with an "N
+    more" line, overlay or status, keys. Returns it with the first row shown (the scroll offset)."""
+    width, height = size
+    body_height = max(3, height - 6)
+    lines = [Text(title[:width], style="bold")]
+    lines += [Text(t[:width], style="bold") for t in (header(snap) if snap else ["", ""])]
     if overlay is not None:
-        lines = overlay[: body_height + 1]
-        body = Text("\n".join(lines + [""] * (body_height + 1 - len(lines))))
-        return Group(head, body, Text(status_line, style="reverse"), Text(KEYS, style="dim"))
-    table = Table(expand=True, box=None, header_style="bold reverse", pad_edge=False)
-    for name in COLUMNS:
-        table.add_column(
-            name,
-            no_wrap=True,
-            overflow="ellipsis",
-            ratio=8 if name == "QUERY" else None,
-            justify="right" if name in ("PID", "DURATION", "XACT") else "left",
-        )
-    for i, b in enumerate(rows[:body_height]):
+        shown_overlay = overlay[: body_height + 1]
+        lines += [Text(t[:width]) for t in shown_overlay]
+        lines += [Text("")] * (body_height + 1 - len(shown_overlay))
+        lines += [Text(status_line[:width], style="reverse"), Text(KEYS[:width], style="dim")]
+        return Group(*lines), view["offset"]
+    first, count = visible(len(rows), view["selected"], view["offset"], body_height)
+    if snap is not None:
+        head, body = table(snap, rows[first : first + count], view["columns"], width - 2, view["local"])
+    else:
+        head, body = "", []
+    lines.append(Text(("  " + head).ljust(width)[:width], style="bold reverse"))
+    threshold = view["slow"]
+    for i, text in enumerate(body):
+        b = rows[first + i]
         style = ""
-        if slow_threshold is not None and b.state == "active" and (b.query_seconds or 0) >= slow_threshold:
+        if b.state == "active" and b.backend_type == "client backend" and (b.query_seconds or 0) >= threshold:
             style = "bold yellow"
-        if i == selected:
+        if first + i == view["selected"]:
             style = (style + " reverse").strip()
-        table.add_row(*cells(b), style=style)
-    for _ in range(body_height - min(len(rows), body_height)):
-        table.add_row(*[""] * len(COLUMNS))
-    return Group(head, table, Text(status_line, style="reverse"), Text(KEYS, style="dim"))
+        mark = "*" if b.pid in view["tagged"] else " "
+        lines.append(Text(f"{mark} {text}"[:width], style=style))
+    if count < len(rows):
+        above, below = first, len(rows) - first - count
+        more = "  ".join(
+            t for t in (f"{above} more above" if above else "", f"{below} more below" if below else "") if t
+        )
+        lines.append(Text(f"  ({more}: PgUp/PgDn, Home/End)"[:width], style="dim"))
+    lines += [Text("")] * (body_height + 1 - (len(lines) - 3))
+    lines += [Text(status_line[:width], style="reverse"), Text(KEYS[:width], style="dim")]
+    return Group(*lines), first
 
 
-KEYS = (
-    "q quit  k kill  K kill slow  / filter  s sort  v view  i idle  +/- refresh  "
-    "up/down select  enter query  ? help"
-)
+KEYS = "q quit  k/K kill  space tag  / filter  s sort  v view  C columns  i idle  p pause  ? help"
 
 HELP = """pgtop keys
 
-  q          quit
-  up / down  select a backend;  enter  show its full query (any key returns)
-  k          cancel or terminate the selected backend (you confirm first)
-  K          cancel or terminate ALL queries running longer than the slow threshold
-  /          filter: db=NAME user=NAME state=STATE min=SECONDS re=REGEX (empty: none)
-  s          sort by duration, pid, user, database (cycles)
-  v          view all, running, waiting (blocked), blocking (cycles)
-  i          show / hide idle sessions
-  + / -      refresh slower / faster
-  ?          this help (any key returns)"""
+  q            quit
+  up / down    select a backend (PgUp / PgDn, Home / End: a page, the first, the last)
+  enter        show the selected backend's full query (any key returns)
+  space        tag / untag the selected backend;  u  untag all
+  k            cancel or terminate the tagged backends, or the selected one (you confirm first)
+  K            cancel or terminate the queries running longer than the slow threshold, among
+               the rows of the current view and filter (you confirm first)
+  /            filter: db=NAME user=NAME state=STATE min=SECONDS re=REGEX (empty: none)
+  s            sort by duration, pid, user, database (cycles)
+  v            view all, running, waiting (blocked), blocking, tree (who blocks whom)
+  C            columns: standard, full, minimal (cycles)
+  i            show / hide idle sessions
+  p            pause / resume the refresh
+  + / -        refresh slower / faster
+  ?            this help (any key returns)"""

@@ -1,4 +1,5 @@
-"""The interactive screen: refresh, keys, confirmations. All data work is in data.py."""
+"""The interactive screen: refresh, keys, confirmations. All data work is in data.py, the
+layout in columns.py and render.py; this is state and events."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from rich.console import Console
 from rich.live import Live
 
 from ..common.terminal import Keyboard
-from . import data, render
-from .actions import signal_backends
+from . import columns, data, render
+from .actions import signal_backends, summary
+from .procstats import Sampler, is_local
 from .slowlog import SlowLog
 
 
@@ -23,131 +25,177 @@ class State:
     sort: str = "duration"
     refresh: float = 2.0
     filters: data.Filters = field(default_factory=data.Filters)
+    columns: tuple[str, ...] = columns.PROFILES["standard"]
     selected: int = 0
+    selected_pid: int | None = None  # the selection follows its backend across refreshes
+    offset: int = 0  # first row shown
+    tagged: set[int] = field(default_factory=set)
+    paused: bool = False
     message: str = ""
     overlay: list[str] | None = None
-    confirm: list[data.Backend] | None = None  # backends about to be signalled
+    confirm: list[data.Backend] | None = None  # backends about to be signalled, as listed
+    confirm_what: str = ""
     prompt: str | None = None  # text typed at the filter prompt
 
 
 class Screen:
-    def __init__(self, connect, state: State, slow_threshold: float, slowlog: SlowLog, title: str) -> None:
+    def __init__(
+        self, connect, state: State, slow_threshold: float, slowlog: SlowLog, title: str, conn=None
+    ) -> None:
         self.connect, self.state, self.slow_threshold, self.slowlog = connect, state, slow_threshold, slowlog
         self.title = title
-        self.conn = None
+        self.conn = conn
         self.snap: data.Snapshot | None = None
         self.rows: list[data.Backend] = []
         self.console = Console()
+        self.sampler = Sampler()
+        self.local = conn is not None and is_local(conn.info.backend_pid)
+        self.drawn: object = None  # what is on the terminal (redraw only on change)
+
+    # --- data ---------------------------------------------------------------------------
 
     def poll(self) -> None:
-        """Fetch a snapshot; a lost connection is shown and retried at the next refresh."""
+        """Fetch a snapshot; a lost connection clears the rows (nothing stale to act on) and is
+        retried at the next refresh."""
+        s = self.state
         try:
             if self.conn is None or self.conn.closed:
                 self.conn = self.connect()
+                self.local = is_local(self.conn.info.backend_pid)
             self.snap = data.fetch(self.conn, self.snap)
-            if self.state.message.startswith("connection lost"):
-                self.state.message = "reconnected"
-            new = self.slowlog.record(data.slow(self.snap, self.slow_threshold))
+            if self.local:
+                self.snap.procs = self.sampler.sample([b.pid for b in self.snap.backends])
+            if s.message.startswith("connection lost"):
+                s.message = "reconnected"
+            new = self.slowlog.record(data.slow(self.snap.backends, self.slow_threshold))
             if new:
-                self.state.message = f"{len(new)} new slow quer{'y' if len(new) == 1 else 'ies'} logged"
-            if self.slowlog.errors:
-                self.state.message = self.slowlog.errors.pop()
+                s.message = f"{len(new)} new slow quer{'y' if len(new) == 1 else 'ies'} logged"
         except (psycopg.Error, RuntimeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            self.state.message = f"connection lost: {first}; retrying every {self.state.refresh:g}s"
+            s.message = f"connection lost: {first}; retrying every {s.refresh:g}s"
             if self.conn is not None:
                 self.conn.close()
-            self.conn = None
+            self.conn, self.snap = None, None
+        if problem := self.slowlog.problem():
+            s.message = problem
         self._select()
 
     def _select(self) -> None:
         s = self.state
         self.rows = data.select(self.snap, s.view, s.filters, s.sort) if self.snap else []
+        pids = [b.pid for b in self.rows]
+        if s.selected_pid in pids:
+            s.selected = pids.index(s.selected_pid)
         s.selected = max(0, min(s.selected, len(self.rows) - 1))
+        s.selected_pid = self.rows[s.selected].pid if self.rows else None
+        s.tagged &= set(pids) if self.snap else set()
+
+    # --- drawing ------------------------------------------------------------------------
+
+    def body_height(self) -> int:
+        return max(3, self.console.size.height - 6)
 
     def render(self):
         s = self.state
         size = os.get_terminal_size(sys.stdout.fileno())
         self.console.size = size
-        body = max(3, size.lines - 7)
         status = s.message
         if s.prompt is not None:
             status = f"filter (db= user= state= min= re=; enter applies, esc backs out): {s.prompt}"
         elif s.confirm is not None:
             status = "c: cancel the queries (pg_cancel_backend)   t: terminate the sessions   esc: back out"
+        elif s.paused:
+            status = "paused (p resumes)" + (f"  {status}" if status else "")
         info = (
             f"{self.title}   view {s.view}  sort {s.sort}  refresh {s.refresh:g}s"
             f"  idle {'shown' if s.filters.show_idle else 'hidden'}"
             + (f"  filter {s.filters.describe()}" if s.filters.describe() else "")
+            + (f"  tagged {len(s.tagged)}" if s.tagged else "")
         )
         overlay = s.overlay
         if s.confirm is not None:
-            overlay = [f"About to signal {len(s.confirm)} backend(s):", ""] + [
-                f"  {b.pid:>7}  {b.usename or ''}  {b.datname or ''}  {render.seconds(b.query_seconds)}  "
-                f"{' '.join((b.query or '').split())[:120]}"
+            overlay = [f"About to signal {len(s.confirm)} backend(s) ({s.confirm_what}):", ""] + [
+                f"  {b.pid:>7}  {b.usename or ''}  {b.datname or ''}  {columns.seconds(b.query_seconds)}  "
+                f"{' '.join((b.query or '').split())[:200]}"
                 for b in s.confirm
             ]
-        return render.screen(
-            self.snap, self.rows, s.selected, self.slow_threshold, status, body, info, overlay
+        view = {
+            "selected": s.selected,
+            "offset": s.offset,
+            "columns": s.columns,
+            "local": self.local,
+            "slow": self.slow_threshold,
+            "tagged": s.tagged,
+        }
+        group, s.offset = render.screen(
+            info, self.snap, self.rows, view, status, (size.columns, size.lines), overlay
         )
+        return group
+
+    # --- keys ---------------------------------------------------------------------------
 
     def key(self, key: str) -> bool:
         """Handle one key; False means quit."""
         s = self.state
+        if key == "resize":
+            return True
         if s.prompt is not None:
             return self._prompt_key(key)
         if s.confirm is not None:
-            if key in ("c", "t"):
-                how = "cancel" if key == "c" else "terminate"
-                pids = [b.pid for b in s.confirm]
-                results: list = signal_backends(self.conn, pids, how) if self.conn else []
-                s.overlay = (
-                    [f"{how}:", ""]
-                    + [f"  {r.pid:>7}  {'ok' if r.ok else 'FAILED'}  {r.message}" for r in results]
-                    + ["", "(any key returns)"]
-                )
-                s.message = f"{how}: {sum(r.ok for r in results)} of {len(results)} done"
-                s.confirm = None
-            elif key in ("escape", "q", "n"):
-                s.confirm = None
-                s.message = "nothing signalled"
+            self._confirm_key(key)
             return True
         if s.overlay is not None:
             s.overlay = None
             return True
         if key in ("q", "Q"):
             return False
-        if key == "up":
-            s.selected = max(0, s.selected - 1)
-        elif key == "down":
-            s.selected = min(len(self.rows) - 1, s.selected + 1)
-        elif key in ("\n", "\r"):
+        page = self.body_height() - 1
+        moves = {
+            "up": -1,
+            "down": 1,
+            "pgup": -page,
+            "pgdn": page,
+            "home": -len(self.rows),
+            "end": len(self.rows),
+        }
+        if key in moves:
+            s.selected = max(0, min(len(self.rows) - 1, s.selected + moves[key]))
+            s.selected_pid = self.rows[s.selected].pid if self.rows else None
+            return True
+        if key in ("\n", "\r"):
             if self.rows:
                 b = self.rows[s.selected]
                 s.overlay = [
-                    f"pid {b.pid}  {b.usename} @ {b.datname}  {render.seconds(b.query_seconds)}",
+                    f"pid {b.pid}  {b.usename} @ {b.datname}  {columns.seconds(b.query_seconds)}"
+                    + (f"  {b.lock}" if b.lock else ""),
                     "",
                     *(b.query or "").splitlines(),
                     "",
                     "(any key returns)",
                 ]
-        elif key == "k":
+        elif key == " ":
             if self.rows:
-                s.confirm = [self.rows[s.selected]]
-        elif key == "K":
-            targets = data.slow(self.snap, self.slow_threshold) if self.snap else []
-            if targets:
-                s.confirm = targets
-            else:
-                s.message = f"no query running longer than {self.slow_threshold:g}s"
+                s.tagged ^= {self.rows[s.selected].pid}
+        elif key == "u":
+            s.tagged.clear()
+        elif key in ("k", "K"):
+            self._ask(key)
         elif key == "/":
             s.prompt = ""
         elif key == "s":
             s.sort = data.SORTS[(data.SORTS.index(s.sort) + 1) % len(data.SORTS)]
         elif key == "v":
             s.view = data.VIEWS[(data.VIEWS.index(s.view) + 1) % len(data.VIEWS)]
+        elif key == "C":
+            names = list(columns.PROFILES)
+            current = next((n for n, keys in columns.PROFILES.items() if keys == s.columns), names[-1])
+            name = names[(names.index(current) + 1) % len(names)]
+            s.columns = columns.PROFILES[name]
+            s.message = f"columns: {name}"
         elif key == "i":
             s.filters.show_idle = not s.filters.show_idle
+        elif key == "p":
+            s.paused = not s.paused
         elif key == "+":
             s.refresh = min(60.0, s.refresh * 2)
         elif key == "-":
@@ -156,6 +204,47 @@ class Screen:
             s.overlay = render.HELP.splitlines()
         self._select()
         return True
+
+    def _ask(self, key: str) -> None:
+        """k: the tagged backends, or the selected one; K: the slow queries among the rows shown
+        (the current view and filter). Either way the list is what will be checked at signal time."""
+        s = self.state
+        if self.snap is None or self.conn is None:
+            s.message = "not connected: nothing to act on"
+            return
+        where = f"view {s.view}" + (f", filter {s.filters.describe()}" if s.filters.describe() else "")
+        if key == "k":
+            targets = [b for b in self.rows if b.pid in s.tagged] or self.rows[s.selected : s.selected + 1]
+            what = f"{len(s.tagged)} tagged" if s.tagged else "the selected row"
+        else:
+            targets = data.slow(self.rows, self.slow_threshold)
+            what = f"queries over {self.slow_threshold:g}s in {where}"
+            if not targets:
+                s.message = f"no query running longer than {self.slow_threshold:g}s in {where}"
+                return
+        if targets:
+            s.confirm, s.confirm_what = targets, what
+
+    def _confirm_key(self, key: str) -> None:
+        s = self.state
+        assert s.confirm is not None
+        if key in ("c", "t"):
+            how = "cancel" if key == "c" else "terminate"
+            results = signal_backends(self.conn, s.confirm, how) if self.conn else []
+            s.overlay = (
+                [f"{how}:", ""]
+                + [
+                    f"  {r.pid:>7}  {'ok' if r.ok else 'skipped' if r.skipped else 'FAILED'}  {r.message}"
+                    for r in results
+                ]
+                + ["", "(any key returns)"]
+            )
+            s.message = summary(how, results)
+            s.confirm = None
+            s.tagged.clear()
+        elif key in ("escape", "q", "n"):
+            s.confirm = None
+            s.message = "nothing signalled"
 
     def _prompt_key(self, key: str) -> bool:
         s = self.state
@@ -176,20 +265,33 @@ class Screen:
             s.prompt += key
         return True
 
+    # --- the loop -----------------------------------------------------------------------
+
+    def draw(self, live: Live) -> None:
+        """Send the screen to the terminal only if it changed since the last time."""
+        group = self.render()
+        key = (self.console.size, [(t.plain, str(t.style)) for t in group.renderables])  # type: ignore[union-attr]
+        if key != self.drawn:
+            live.update(group, refresh=True)
+            self.drawn = key
+
     def run(self) -> int:
         keyboard = Keyboard()
         try:
             with Live(console=self.console, screen=True, auto_refresh=False) as live:
                 next_poll = 0.0
                 while True:
-                    if time.monotonic() >= next_poll:
+                    s = self.state
+                    # no refresh while paused, or while a confirmation lists what will be signalled
+                    if time.monotonic() >= next_poll and not s.paused and s.confirm is None:
                         self.poll()
-                        next_poll = time.monotonic() + self.state.refresh
-                    live.update(self.render(), refresh=True)
-                    key = keyboard.read(next_poll - time.monotonic())
+                        next_poll = time.monotonic() + s.refresh
+                    self.draw(live)
+                    wait = next_poll - time.monotonic() if not s.paused and s.confirm is None else 3600
+                    key = keyboard.read(wait)
                     if key is not None and not self.key(key):
                         return 0
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, EOFError):
             return 0
         finally:
             keyboard.close()
