@@ -105,13 +105,30 @@ class Carbon:
 
 
 class Memcached:
-    """A memcached (Debian's package) on a free loopback port."""
+    """A memcached (Debian's package) on a free loopback port; `restart` keeps the port."""
 
-    def __init__(self) -> None:
+    def __init__(self, *extra: str) -> None:
         need(shutil.which("memcached") is not None, "memcached not found (apt-get install memcached)")
         self.port = free_port()
+        self.extra = extra
+        self.start()
+
+    def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["memcached", "-u", "nobody", "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-t", "2"],
+            [
+                "memcached",
+                "-u",
+                "nobody",
+                "-l",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "0",
+                "-t",
+                "2",
+                *self.extra,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -120,6 +137,10 @@ class Memcached:
         except BaseException:
             self.stop()
             raise
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
 
     @property
     def address(self) -> str:

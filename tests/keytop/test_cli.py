@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -105,7 +106,9 @@ def test_runtime_stops_it_and_text_is_the_default(memcached: Memcached) -> None:
         "SETS",
         "READ",
         "WRITTEN",
+        "SIZE",
         "CALLS/S",
+        "BYTES/S",
         "SHARE",
     ]
 
@@ -198,5 +201,163 @@ def test_live_screen_in_a_terminal(memcached: Memcached) -> None:
             lambda: tmux_run(["has-session", "-t", session]).returncode != 0,
             what="q to quit",
         )
+    finally:
+        tmux_run(["kill-session", "-t", session])
+
+
+def keytop_json(proc: subprocess.Popen) -> tuple[dict, str]:
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    return json.loads(out), err
+
+
+@pytest.mark.parametrize("stop", ["runtime", "sigterm"])
+@pytest.mark.parametrize("mode", ["--stdin", "--field"])
+def test_stdin_stopped_while_open_keeps_the_last_burst(mode: str, stop: str) -> None:
+    args = ["--stdin"] if mode == "--stdin" else ["--field", "2"]
+    if stop == "runtime":
+        args += ["--runtime", "3"]
+    proc = subprocess.Popen(
+        [*KEYTOP, *args, "--format", "json"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None
+    burst = (
+        b"".join(b"get burst:key\r\n" for _ in range(10)) if mode == "--stdin" else b"GET burst:key\n" * 10
+    )
+    proc.stdin.write(burst)
+    proc.stdin.flush()  # and the input stays open
+    try:
+        if stop == "sigterm":
+            time.sleep(1)
+            proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        stop_process(proc)
+    assert proc.returncode == 0, err  # not 134 ("Fatal Python error ... daemon threads")
+    rows = {r["key"]: r for r in json.loads(out)["keys"]}
+    assert rows["burst:key"]["calls"] == 10
+
+
+def test_a_restarted_memcached_is_reconnected_and_the_gap_said() -> None:
+    m = Memcached()
+    proc = subprocess.Popen(
+        [*KEYTOP, "--server", m.address, "--format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: m.stats().get("log_watchers") == "1", what="keytop watching")
+        client = Client(("127.0.0.1", m.port))
+        client.get("before")
+        client.close()
+        wait_until(lambda: int(m.stats()["log_watcher_sent"]) >= 1, what="the get logged")
+        m.restart()
+        wait_until(lambda: m.stats().get("log_watchers") == "1", what="keytop watching again", timeout=20)
+        client = Client(("127.0.0.1", m.port))
+        client.get("after")
+        client.close()
+        wait_until(lambda: int(m.stats()["log_watcher_sent"]) >= 1, what="the get logged")
+        report, _ = keytop_json(proc)
+    finally:
+        stop_process(proc)
+        m.stop()
+    assert {r["key"] for r in report["keys"]} == {"before", "after"}
+    totals = report["totals"]
+    assert totals["approximate"] and len(totals["gaps"]) == 1 and totals["gaps"][0]["server"] == m.address
+
+
+def test_entries_memcached_dropped_are_counted_and_said() -> None:
+    m = Memcached("-o", "watcher_logbuf_size=8")  # a small log buffer: a burst overflows it
+    proc = subprocess.Popen(
+        [*KEYTOP, "--server", m.address, "--format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: m.stats().get("log_watchers") == "1", what="keytop watching")
+        import socket
+
+        gets = 100_000
+        with socket.create_connection(("127.0.0.1", m.port)) as s:
+            s.sendall(b"".join(b"get burst%d\r\n" % (i % 1000) for i in range(gets)))
+            got = b""
+            while got.count(b"END\r\n") < gets:
+                got += s.recv(1 << 20)
+
+        def accounted() -> int:  # every get was logged to keytop, or dropped and counted
+            st = m.stats()
+            return sum(int(st[k]) for k in ("log_watcher_sent", "log_watcher_skipped", "log_worker_dropped"))
+
+        wait_until(lambda: accounted() >= gets, what="memcached done with the burst")
+        st = m.stats()
+        skipped = int(st["log_watcher_skipped"]) + int(st["log_worker_dropped"])
+        report, _ = keytop_json(proc)
+    finally:
+        stop_process(proc)
+        m.stop()
+    totals = report["totals"]
+    assert skipped > 0, "the burst did not overflow memcached's log buffer"
+    assert totals["lost_entries"] == skipped and totals["approximate"]
+    assert totals["calls"] + skipped == gets
+
+
+def test_one_server_down_among_several_does_not_stop_the_others(memcached: Memcached) -> None:
+    proc = subprocess.Popen(
+        [*KEYTOP, "--server", memcached.address, "--server", "127.0.0.1:1", "--format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: memcached.stats().get("log_watchers") == "1", what="keytop watching")
+        client = Client(("127.0.0.1", memcached.port))
+        client.get("still:counted")
+        client.close()
+        wait_until(lambda: int(memcached.stats()["log_watcher_sent"]) >= 1, what="the get logged")
+        report, err = keytop_json(proc)
+    finally:
+        stop_process(proc)
+    rows = {r["key"]: r for r in report["keys"]}
+    assert rows["still:counted"]["calls"] == 1 and rows["still:counted"]["servers"] == [memcached.address]
+    assert "127.0.0.1:1" in report["totals"]["down"] and "127.0.0.1:1: down" in err
+
+
+def test_the_80_column_screen_shows_help_escaped_keys_and_the_new_columns(memcached: Memcached) -> None:
+    need(shutil.which("tmux") is not None, "tmux not found (apt-get install tmux)")
+    session = f"keytop80{memcached.port}"
+    cmd = " ".join([*KEYTOP, "--server", memcached.address, "--time", "0.2"])  # the default --limit 40
+    tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", cmd)
+    try:
+        screen = lambda: tmux("capture-pane", "-p", "-t", session)  # noqa: E731
+        wait_until(lambda: memcached.stats().get("log_watchers") == "1", what="keytop watching")
+        client = Client(("127.0.0.1", memcached.port), allow_unicode_keys=True)
+        client.set("big:value", b"x" * 5000, noreply=False)
+        client.set("small", b"x", noreply=False)
+        for _ in range(3):
+            client.get("small")
+        import socket
+
+        with socket.create_connection(("127.0.0.1", memcached.port)) as s:
+            s.sendall(b"get \x1b[31mred\r\n")
+            s.recv(100)
+        client.close()
+        text = wait_until(lambda: t if "red" in (t := screen()) and "small" in t else None, what="the keys")
+        assert "\\x1b[31mred" in text  # escaped, not interpreted
+        assert "q: quit" in text  # the help line fits with the default limit of 40
+        assert all(len(line) <= 80 for line in text.splitlines())
+        assert "SIZE" in text or "CALLS" in text
+        tmux("send-keys", "-t", session, "z")  # sort by value size
+        wait_until(lambda: "SIZE*" in screen(), what="sorting by value size")
+        lines = screen().splitlines()
+        order = [next(i for i, x in enumerate(lines) if k in x) for k in ("big:value", "small")]
+        assert order[0] < order[1]
+        tmux("send-keys", "-t", session, "o")  # the other way round
+        wait_until(lambda: "SIZE^" in screen(), what="reverse order")
     finally:
         tmux_run(["kill-session", "-t", session])

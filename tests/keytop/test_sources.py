@@ -9,7 +9,7 @@ import pytest
 
 from webops.keytop.events import Event
 from webops.keytop.pcap import read_pcap
-from webops.keytop.protocol import TextDecoder
+from webops.keytop.protocol import Connection, TextDecoder
 from webops.keytop.watch import WatchDecoder, parse_line
 
 DATA = Path(__file__).parent / "data"
@@ -18,14 +18,16 @@ DATA = Path(__file__).parent / "data"
 # tcpdump -w (memcached.pcap), tcpdump -A (tcpdump-A.txt) and tcpflow -c (tcpflow.txt):
 #   set user:1, set user:2, get user:1, get user:1 user:2 user:3, gets user:2, get nothere,
 #   mg user:1 v, mg ghost v, ms sess:9 4, delete user:2, incr hits 1, md sess:9, get user:1
+# Every column means what it means in the watch stream: delete, incr and md are lookups (found:
+# a hit, not found: a miss), a set counts once memcached said STORED / HD.
 EXPECTED = {
     "user:1": {"call": 5, "hit": 4, "set": 1, "read": 20, "written": 5},
-    "user:2": {"call": 4, "hit": 2, "set": 1, "read": 6, "written": 3},
+    "user:2": {"call": 4, "hit": 3, "set": 1, "read": 6, "written": 3},
     "user:3": {"call": 1, "miss": 1},
     "nothere": {"call": 1, "miss": 1},
     "ghost": {"call": 1, "miss": 1},
-    "sess:9": {"call": 2, "set": 1, "written": 4},
-    "hits": {"call": 1},
+    "sess:9": {"call": 2, "hit": 1, "set": 1, "written": 4},
+    "hits": {"call": 1, "miss": 1},
 }
 
 
@@ -69,9 +71,35 @@ def test_requests_only_count_calls_of_every_multiget_key() -> None:
 
 def test_a_value_that_looks_like_a_command_is_not_counted() -> None:
     decoder = TextDecoder()
-    lines = ["set k 0 0 9\r\n", "get evil\r\n", "VALUE k 0 7\r\n", "set x y\r\n", "END\r\n"]
+    lines = ["set k 0 0 10\r\n", "get evil\r\n", "\r\n", "STORED\r\n", "get k\r\n", "VALUE k 0 9\r\n"]
+    lines += ["set x y\r\n", "\r\n", "END\r\n"]
     events = [e for line in lines for e in decoder.feed(line)]
-    assert tally(events) == {"k": {"call": 1, "set": 1, "written": 9}}
+    assert tally(events) == {"k": {"call": 2, "set": 1, "written": 10, "hit": 1, "read": 9}}
+
+
+@pytest.mark.parametrize("cr_dropped", [False, True])
+def test_values_with_bare_line_feeds_are_skipped_byte_for_byte(cr_dropped: bool) -> None:
+    """A value of LFs and command text (`a\\nget x\\nb`, 9 bytes): tcpflow keeps the CRs, tcpdump -A
+    drops those before a LF."""
+    end = "\n" if cr_dropped else "\r\n"
+    conn = Connection(cr_dropped=cr_dropped)
+    events = conn.feed(f"set lf 0 0 9{end}a\nget x\nb{end}get lf{end}", "req")
+    events += conn.feed(f"STORED{end}VALUE lf 0 9{end}a\nget x\nb{end}END{end}", "resp")
+    assert tally(events) == {"lf": {"call": 2, "set": 1, "written": 9, "hit": 1, "read": 9}}
+
+
+def test_meta_replies_are_matched_in_order_with_quiet_mode_and_opaques() -> None:
+    conn = Connection()
+    requests = "ms a 1\r\nx\r\nmg a v q\r\nmg gone v q\r\nmd gone q\r\nmg a v O7\r\nmg b v k\r\nmn\r\n"
+    events = conn.feed(requests, "req")
+    # HD for ms; mg a (quiet hit): VA; mg gone (quiet miss): nothing; md gone q: NF (a failure shows);
+    # mg a O7: VA with the opaque; mg b k: EN; mn: MN
+    events += conn.feed("HD\r\nVA 1\r\nx\r\nNF\r\nVA 1 O7\r\nx\r\nEN\r\nMN\r\n", "resp")
+    assert tally(events) == {
+        "a": {"call": 3, "set": 1, "written": 1, "hit": 2, "read": 2},
+        "gone": {"call": 2, "miss": 2},
+        "b": {"call": 1, "miss": 1},
+    }
 
 
 def test_garbage_never_raises() -> None:

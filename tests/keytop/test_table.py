@@ -20,7 +20,7 @@ def test_counts_and_totals() -> None:
     rows = {r["key"]: r for r in t.rows("calls", 10, now=100.0)}
     assert (rows["a"]["calls"], rows["a"]["hits"], rows["a"]["bytes_read"]) == (1, 1, 10)
     assert (rows["b"]["calls"], rows["b"]["sets"], rows["b"]["bytes_written"]) == (2, 1, 4)
-    assert rows["b"]["share"] == 2 / 3
+    assert rows["b"]["share"] == round(2 / 3, 6)
     totals = t.totals(now=100.0)
     assert totals["calls"] == 3 and totals["hit_ratio"] == 1.0 and totals["distinct_keys"] == 2
 
@@ -66,7 +66,7 @@ def test_memory_stays_bounded_and_hot_keys_stay_exact() -> None:
     assert abs(totals["distinct_keys"] - 200_020) / 200_020 < 0.03
 
 
-def test_a_forgotten_key_is_marked_and_short_by_at_most_the_floor() -> None:
+def test_a_forgotten_key_is_marked_and_its_error_bound_is_tight() -> None:
     t = KeyTable(max_keys=100)
     rnd = random.Random(2)
     truth = {f"k{i}": rnd.randint(1, 50) for i in range(1000)}
@@ -75,11 +75,31 @@ def test_a_forgotten_key_is_marked_and_short_by_at_most_the_floor() -> None:
     for key in stream:
         t.add(Event(key), 1.0)
     assert len(t.entries) <= 100
-    for r in t.rows("calls", 100, 1.0):
-        if r["approximate"]:
-            assert r["calls"] <= truth[r["key"]] <= r["calls"] + t.floor
-        else:
-            assert r["calls"] == truth[r["key"]]
+    rows = t.rows("calls", 100, 1.0)
+    for r in rows:
+        assert r["calls"] <= truth[r["key"]] <= r["calls"] + r["max_error"]  # a bound, never wrong
+    # and a useful one: what each key really lost, not the largest count ever forgotten
+    lost = [truth[r["key"]] - r["calls"] for r in rows if r["approximate"]]
+    slack = [r["max_error"] - (truth[r["key"]] - r["calls"]) for r in rows if r["approximate"]]
+    assert lost and sum(slack) <= sum(lost) * 0.1, (sum(slack), sum(lost))
+
+
+def test_rates_cover_the_time_since_the_start_in_the_first_window() -> None:
+    t = KeyTable(started=100.0)
+    for _ in range(30):
+        t.add(Event("k", read=100), now=102.5)
+    (row,) = t.rows("calls", 1, now=103.0)
+    assert row["calls_per_s"] == 10.0 and row["bytes_per_s"] == 1000.0  # 30 calls in 3 s, not in 10
+
+
+def test_value_size_and_reverse_order() -> None:
+    t = KeyTable()
+    t.add(Event("big", set=True, written=1000), 1)
+    t.add(Event("small", set=True, written=10), 1)
+    t.add(Event("small"), 1)
+    assert [r["key"] for r in t.rows("size", 5, 1)] == ["big", "small"]
+    assert [r["key"] for r in t.rows("size", 5, 1, reverse=True)] == ["small", "big"]
+    assert [r["key"] for r in t.rows("calls", 5, 1, reverse=True)] == ["big", "small"]
 
 
 def test_hyperloglog_estimate() -> None:

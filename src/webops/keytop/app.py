@@ -1,16 +1,22 @@
-"""keytop's main loop: sources feed events from threads, the table is redrawn every --time."""
+"""keytop's main loop: sources feed events from threads, the table is redrawn every --time.
+
+Sources say what they could not see on the same queue (`Notice`): a memcached that went away (and
+the gap until it came back), entries memcached dropped, the parts of a capture that are missing.
+The counts are then marked approximate, on screen and in every output format.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import queue
+import select
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from rich.console import Console
 from rich.live import Live
@@ -18,13 +24,62 @@ from rich.live import Live
 from ..common.terminal import Keyboard, has_tty
 from . import render, watch
 from .events import Event
-from .pcap import read_pcap
-from .protocol import TextDecoder
+from .pcap import CaptureReport, read_pcap
+from .protocol import TextDecoder, text
 from .table import KeyTable
 
-Feed = queue.Queue  # of list[Event], BaseException (a source failed) or None (a source ended)
+SORT_KEYS = {"c": "calls", "h": "hits", "m": "misses", "s": "sets", "b": "bytes", "r": "rate",
+             "w": "bandwidth", "z": "size", "k": "key"}  # fmt: skip
+RECONNECT_EVERY = 1.0  # seconds between attempts to reach a memcached that went away
 
-SORT_KEYS = {"c": "calls", "h": "hits", "m": "misses", "b": "bytes", "r": "rate"}
+
+@dataclass
+class Notice:
+    """Something a source could not see, or a change of its state."""
+
+    source: str
+    message: str
+    skipped: int = 0  # log entries memcached dropped (since the last notice)
+    gap: float = 0.0  # seconds without data that just ended
+    down: bool = False
+    note: str = ""  # what a capture did not hold
+
+
+@dataclass
+class Health:
+    """What keytop knows it missed, for the screen and the outputs."""
+
+    servers: dict[str, str] = field(default_factory=dict)  # source -> "up" or why it is down
+    skipped: int = 0
+    gaps: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    last: str = ""
+
+    def apply(self, n: Notice) -> None:
+        self.skipped += n.skipped
+        if n.note:
+            self.notes.append(n.note)
+        if n.gap:
+            self.gaps.append({"server": n.source, "seconds": round(n.gap, 1)})
+        if n.message:
+            self.servers[n.source] = n.message if n.down else "up"
+            self.last = f"{n.source}: {n.message}"
+
+    @property
+    def approximate(self) -> bool:
+        return bool(self.skipped or self.gaps or self.notes or any(v != "up" for v in self.servers.values()))
+
+    def as_dict(self) -> dict:
+        return {
+            "approximate": self.approximate,
+            "lost_entries": self.skipped,
+            "gaps": self.gaps,
+            "down": {k: v for k, v in self.servers.items() if v != "up"},
+            "notes": self.notes,
+        }
+
+
+Feed = queue.Queue  # of list[Event], Notice, BaseException (fatal) or None (a source ended)
 
 
 @dataclass
@@ -40,17 +95,61 @@ class Options:
     format: str | None
     sort: str
     max_keys: int
+    reverse: bool = False
 
 
-def watch_source(server: str, feed: Feed, stop: threading.Event) -> None:
-    try:
-        sock = watch.connect(server)
-    except (OSError, ValueError) as e:
-        feed.put(ConnectionError(f"{server}: {getattr(e, 'strerror', None) or e}"))
-        return
-    decoder = watch.WatchDecoder()
+def watch_source(server: str, feed: Feed, stop: threading.Event, fatal_first: bool) -> None:
+    """memcached's watch stream, reconnected whenever it goes away; the gap is reported."""
+    down_since: float | None = None
+    first = True
+    while not stop.is_set():
+        try:
+            sock = watch.connect(server)
+        except ValueError as e:  # a malformed --server
+            feed.put(e)
+            return
+        except OSError as e:
+            reason = f"{getattr(e, 'strerror', None) or e}"
+            if first and fatal_first:
+                feed.put(ConnectionError(f"{server}: {reason}"))
+                return
+            if down_since is None:
+                down_since = time.monotonic()
+                feed.put(Notice(server, f"down ({reason}); retrying every {RECONNECT_EVERY:g}s", down=True))
+            first = False
+            stop.wait(RECONNECT_EVERY)
+            continue
+        first = False
+        if down_since is not None:
+            gap = time.monotonic() - down_since
+            feed.put(Notice(server, f"back after {gap:.1f}s without data", gap=gap))
+            down_since = None
+        else:
+            feed.put(Notice(server, "watching"))
+        if _read_watch(server, sock, feed, stop):
+            return
+        down_since = time.monotonic()
+        feed.put(Notice(server, f"connection lost; reconnecting every {RECONNECT_EVERY:g}s", down=True))
+    feed.put(None)
+
+
+def _read_watch(server: str, sock, feed: Feed, stop: threading.Event) -> bool:
+    """Read one watch connection until it ends (False) or keytop stops (True); every second, and
+    at the end, memcached's count of dropped log entries says what this stream did not carry."""
+    decoder = watch.WatchDecoder(server)
     sock.settimeout(0.2)
     buf = b""
+    reported = _lost(server)
+    checked = time.monotonic()
+
+    def report_losses() -> None:
+        nonlocal reported, checked
+        now = _lost(server)
+        if now is not None and reported is not None and now > reported:
+            feed.put(Notice(server, "", skipped=now - reported))
+            reported = now
+        checked = time.monotonic()
+
     with sock:
         while True:
             try:
@@ -58,28 +157,66 @@ def watch_source(server: str, feed: Feed, stop: threading.Event) -> None:
             except TimeoutError:
                 feed.put(decoder.expire())
                 if stop.is_set():  # the socket is empty: everything sent before the stop is in
-                    break
-                continue
-            if not chunk:
-                break
-            *complete, buf = (buf + chunk).split(b"\n")
-            events: list[Event] = []
-            for raw in complete:
-                events.extend(decoder.feed(raw.decode("utf-8", "replace")))
-            events.extend(decoder.expire())
-            feed.put(events)
-    feed.put(decoder.expire(older_than=0))
-    feed.put(None)
+                    feed.put(decoder.expire(older_than=0))
+                    report_losses()
+                    feed.put(None)
+                    return True
+                chunk = None
+            except OSError:
+                chunk = b""
+            if chunk == b"":
+                feed.put(decoder.expire(older_than=0))
+                return False
+            if chunk:
+                *complete, buf = (buf + chunk).split(b"\n")
+                events: list[Event] = []
+                for raw in complete:
+                    events.extend(decoder.feed(raw.decode("utf-8", "replace")))
+                events.extend(decoder.expire())
+                feed.put(events)
+            if time.monotonic() - checked >= 1.0:
+                report_losses()
 
 
-def line_source(lines: Iterable[str], to_events: Callable[[str], list[Event]], finish, feed: Feed) -> None:
+def _lost(server: str) -> int | None:
+    try:
+        return watch.lost_entries(server)
+    except (OSError, ValueError):
+        return None
+
+
+def stream_source(
+    fd: int,
+    to_events: Callable[[str], list[Event]],
+    idle: Callable[[], list[Event]],
+    finish: Callable[[], list[Event]],
+    feed: Feed,
+    stop: threading.Event,
+) -> None:
+    """Lines of a file descriptor (stdin), read without Python's buffered stdin (a stop while the
+    input is still open must not hang the interpreter's shutdown). A pause in the input hands
+    over what was read so far at once: a burst shows without waiting for the next line."""
+    buf = b""
     batch: list[Event] = []
-    last = time.monotonic()
-    for line in lines:
-        batch.extend(to_events(line))
-        if len(batch) > 1000 or time.monotonic() - last > 0.1:
+    while not stop.is_set():
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if not ready:
+            batch.extend(idle())
+            if batch:
+                feed.put(batch)
+                batch = []
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        *lines, buf = (buf + chunk).split(b"\n")
+        for raw in lines:
+            batch.extend(to_events(raw.decode("latin-1") + "\n"))
+        if len(batch) > 1000:
             feed.put(batch)
-            batch, last = [], time.monotonic()
+            batch = []
+    if buf:
+        batch.extend(to_events(buf.decode("latin-1")))
     batch.extend(finish())
     feed.put(batch)
     feed.put(None)
@@ -90,15 +227,16 @@ def field_events(n: int) -> Callable[[str], list[Event]]:
 
     def events(line: str) -> list[Event]:
         fields = line.split()
-        return [Event(fields[n - 1])] if len(fields) >= n else []
+        return [Event(text(fields[n - 1]))] if len(fields) >= n else []
 
     return events
 
 
 def pcap_source(path: str, port: int, feed: Feed) -> None:
+    report = CaptureReport()
     try:
         batch: list[Event] = []
-        for ev in read_pcap(path, port):
+        for ev in read_pcap(path, port, report):
             batch.append(ev)
             if len(batch) >= 1000:
                 feed.put(batch)
@@ -106,6 +244,8 @@ def pcap_source(path: str, port: int, feed: Feed) -> None:
         feed.put(batch)
     except (OSError, ValueError) as e:
         feed.put(e)
+    for note in report.notes:
+        feed.put(Notice(path, "", note=note))
     feed.put(None)
 
 
@@ -115,16 +255,17 @@ def start_sources(opts: Options, feed: Feed, stop: threading.Event) -> tuple[lis
         targets = [(pcap_source, (opts.pcap, opts.port, feed))]
         title = f"keytop: {opts.pcap}"
     elif opts.stdin or opts.field:
-        stream = (raw.decode("utf-8", "replace") for raw in sys.stdin.buffer)
+        fd = sys.stdin.fileno()
         if opts.field:
-            targets = [(line_source, (stream, field_events(opts.field), list, feed))]
+            targets = [(stream_source, (fd, field_events(opts.field), list, list, feed, stop))]
             title = f"keytop: field {opts.field} of stdin"
         else:
             decoder = TextDecoder(opts.port)
-            targets = [(line_source, (stream, decoder.feed, decoder.finish, feed))]
+            targets = [(stream_source, (fd, decoder.feed, decoder.idle, decoder.finish, feed, stop))]
             title = "keytop: memcached traffic on stdin"
     else:
-        targets = [(watch_source, (s, feed, stop)) for s in opts.servers]
+        single = len(opts.servers) == 1
+        targets = [(watch_source, (s, feed, stop, single)) for s in opts.servers]
         title = "keytop: " + ", ".join(opts.servers)
     threads = [threading.Thread(target=fn, args=args, daemon=True) for fn, args in targets]
     for t in threads:
@@ -133,7 +274,8 @@ def start_sources(opts: Options, feed: Feed, stop: threading.Event) -> tuple[lis
 
 
 def run(opts: Options) -> int:
-    table = KeyTable(opts.max_keys)
+    table = KeyTable(opts.max_keys, started=time.time())
+    health = Health()
     feed: Feed = queue.Queue()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -141,7 +283,7 @@ def run(opts: Options) -> int:
     interactive = opts.format is None and sys.stdout.isatty() and has_tty()
     deadline = time.monotonic() + opts.runtime if opts.runtime else None
     live_sources = len(threads)
-    sort, paused = opts.sort, False
+    view = render.View(opts.sort, opts.reverse)
     keyboard = Keyboard() if interactive else None
     console = Console()
 
@@ -156,6 +298,8 @@ def run(opts: Options) -> int:
                 return
             if item is None:
                 live_sources -= 1
+            elif isinstance(item, Notice):
+                health.apply(item)
             elif isinstance(item, BaseException):
                 raise item
             else:
@@ -165,10 +309,10 @@ def run(opts: Options) -> int:
 
     def draw(live: Live) -> None:
         now = time.time()
-        screen = render.screen(
-            table.rows(sort, opts.limit, now), table.totals(now), title, sort, paused, opts.limit
-        )
-        live.update(screen, refresh=True)
+        size = os.get_terminal_size(sys.stdout.fileno())
+        console.size = size
+        rows = table.rows(view.sort, min(opts.limit, render.rows_fitting(size.lines)), now, view.reverse)
+        live.update(render.screen(rows, table.totals(now), health, title, view, size.columns), refresh=True)
 
     try:
         with (
@@ -183,9 +327,7 @@ def run(opts: Options) -> int:
                 if keyboard is not None:
                     drain(None)
                     assert live is not None
-                    # the real terminal size: stale COLUMNS/LINES in the environment must not win
-                    console.size = os.get_terminal_size(sys.stdout.fileno())
-                    if not paused:
+                    if not view.paused:
                         draw(live)
                     while (left := tick - time.monotonic()) > 0:
                         key = keyboard.read(left)
@@ -193,9 +335,11 @@ def run(opts: Options) -> int:
                             stop.set()
                             break
                         if key in ("p", "P"):
-                            paused = not paused
+                            view.paused = not view.paused
+                        elif key == "o":
+                            view.reverse = not view.reverse
                         elif key in SORT_KEYS:
-                            sort = SORT_KEYS[key]
+                            view.sort, view.reverse = SORT_KEYS[key], False
                         if key is not None:
                             draw(live)
                 else:
@@ -219,7 +363,9 @@ def run(opts: Options) -> int:
         drain(None)
     if not interactive:
         now = time.time()
-        sys.stdout.write(
-            render.FORMATS[opts.format or "text"](table.rows(sort, opts.limit, now), table.totals(now))
-        )
+        totals = {**table.totals(now), **health.as_dict()}
+        rows = table.rows(view.sort, opts.limit, now, view.reverse)
+        sys.stdout.write(render.FORMATS[opts.format or "text"](rows, totals))
+    for line in [*health.notes, *(f"{k}: {v}" for k, v in health.as_dict()["down"].items())]:
+        print(f"webops keytop: {line}", file=sys.stderr)
     return 0

@@ -16,3 +16,4 @@ class Event(NamedTuple):
     set: bool = False
     read: int = 0  # value bytes sent to the client (hits)
     written: int = 0  # value bytes stored (sets)
+    server: str = ""  # the memcached it was seen on (watch mode with several --server)

@@ -5,6 +5,10 @@ logs an internal fetch before every store (`set` shows as item_get + item_store,
 connection), so a fetch is held back until the next event of its connection tells which it was.
 Deletes, touches and incr/decr only show as fetches: they count as calls (with their hit/miss).
 Keys are %-escaped by memcached where they hold non-printable bytes; they are shown as sent.
+
+memcached drops log entries when they come faster than it (or keytop) can pass them on: in the
+worker threads' log buffers and in the watcher's. Its `stats` count both (`log_worker_dropped`,
+`log_watcher_skipped`); `lost_entries` reads them, so a burst that was not fully seen is said.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ def parse_line(line: str) -> dict[str, str] | None:
 class WatchDecoder:
     """Turns watch lines into events, pairing each store with the fetch memcached logged before it."""
 
-    def __init__(self) -> None:
+    def __init__(self, server: str = "") -> None:
+        self.server = server
         self.pending: dict[str, tuple[float, dict[str, str]]] = {}  # per connection (cfd)
 
     def feed(self, line: str, now: float | None = None) -> list[Event]:
@@ -48,9 +53,11 @@ class WatchDecoder:
             if held is not None and held[1]["key"] != fields["key"]:
                 out.append(self._fetch(held[1]))
             if fields.get("status") == "stored":
-                out.append(Event(_key(fields), set=True, written=_int(fields.get("size"))))
+                out.append(
+                    Event(_key(fields), set=True, written=_int(fields.get("size")), server=self.server)
+                )
             else:  # NOT_STORED / EXISTS / NOT_FOUND: still a call on the key
-                out.append(Event(_key(fields)))
+                out.append(Event(_key(fields), server=self.server))
             return out
         if held is not None:
             out.append(self._fetch(held[1]))
@@ -64,11 +71,10 @@ class WatchDecoder:
         done = [cfd for cfd, (t, _) in self.pending.items() if now - t >= older_than]
         return [self._fetch(self.pending.pop(cfd)[1]) for cfd in done]
 
-    @staticmethod
-    def _fetch(fields: dict[str, str]) -> Event:
+    def _fetch(self, fields: dict[str, str]) -> Event:
         if fields.get("status") == "found":
-            return Event(_key(fields), hit=True, read=_int(fields.get("size")))
-        return Event(_key(fields), miss=True)
+            return Event(_key(fields), hit=True, read=_int(fields.get("size")), server=self.server)
+        return Event(_key(fields), miss=True, server=self.server)
 
 
 def _key(fields: dict[str, str]) -> str:
@@ -82,12 +88,32 @@ def _int(text: str | None) -> int:
         return 0
 
 
-def connect(server: str, timeout: float = 5.0) -> socket.socket:
-    """Open a watch connection to host:port and check memcached accepted the command."""
+def _address(server: str) -> tuple[str, int]:
     host, _, port = server.rpartition(":")
     if not host or not port.isdigit():
         raise ValueError(f"--server {server!r}: expected host:port")
-    sock = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
+    return host.strip("[]"), int(port)
+
+
+def lost_entries(server: str, timeout: float = 5.0) -> int:
+    """Log entries memcached has dropped since it started (worker buffers and watchers)."""
+    with socket.create_connection(_address(server), timeout=timeout) as sock:
+        sock.sendall(b"stats\r\n")
+        data = b""
+        while not data.endswith(b"END\r\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    stats = dict(
+        line.split(" ", 2)[1:] for line in data.decode(errors="replace").splitlines() if line.count(" ") >= 2
+    )
+    return _int(stats.get("log_worker_dropped")) + _int(stats.get("log_watcher_skipped"))
+
+
+def connect(server: str, timeout: float = 5.0) -> socket.socket:
+    """Open a watch connection to host:port and check memcached accepted the command."""
+    sock = socket.create_connection(_address(server), timeout=timeout)
     sock.sendall(WATCH_COMMAND)
     reply = b""
     while not reply.endswith(b"\r\n"):
