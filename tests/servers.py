@@ -174,7 +174,7 @@ sub vcl_recv {
 }
 """
 
-    def __init__(self, backend_port: int) -> None:
+    def __init__(self, backend_port: int, vcl: str | None = None, *params: str) -> None:
         import os
         import tempfile
 
@@ -184,9 +184,9 @@ sub vcl_recv {
         )
         self.root = Path(tempfile.mkdtemp(prefix="webops-varnish-"))
         os.chmod(self.root, 0o755)
-        vcl = self.root / "test.vcl"
-        vcl.write_text(self.VCL % backend_port)
-        vcl.chmod(0o644)
+        vcl_file = self.root / "test.vcl"
+        vcl_file.write_text((vcl or self.VCL) % backend_port)
+        vcl_file.chmod(0o644)
         self.workdir = self.root / "work"
         self.port = free_port()
         self.out = open(self.root / "varnishd.out", "wb")  # noqa: SIM115 - closed in stop()
@@ -197,13 +197,14 @@ sub vcl_recv {
                 "-a",
                 f"127.0.0.1:{self.port}",
                 "-f",
-                str(vcl),
+                str(vcl_file),
                 "-n",
                 str(self.workdir),
                 "-s",
                 "malloc,32m",
                 "-T",
                 "127.0.0.1:0",
+                *(arg for p in params for arg in ("-p", p)),
             ],
             stdout=self.out,
             stderr=subprocess.STDOUT,

@@ -234,8 +234,11 @@ def test_stdin_stopped_while_open_keeps_the_last_burst(mode: str, stop: str) -> 
         if stop == "sigterm":
             time.sleep(1)
             proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        proc.wait(timeout=30)  # not communicate(): that would close the input
+        assert proc.stdout is not None and proc.stderr is not None
+        out, err = proc.stdout.read(), proc.stderr.read()
     finally:
+        proc.stdin.close()
         stop_process(proc)
     assert proc.returncode == 0, err  # not 134 ("Fatal Python error ... daemon threads")
     rows = {r["key"]: r for r in json.loads(out)["keys"]}

@@ -75,3 +75,27 @@ def test_requests_whose_fetch_never_comes_are_still_shown() -> None:
             no_bereqs.append(line)
     out, p = parse("".join(no_bereqs))
     assert len(out) == 5 and p.counts.unjoined == 3
+
+
+def test_fetches_dropped_by_max_pending_are_counted() -> None:
+    p = LogParser(max_pending=2)
+    for vxid in range(10, 15):  # backend fetches whose requests never come
+        p.feed(f"*   << BeReq    >> {vxid}\n")
+        p.feed(f"-   Begin          bereq {vxid - 1} fetch\n")
+        p.feed("-   End\n")
+    assert p.counts.fetches_dropped == 3  # pushed out of the holding area
+    list(p.finish())
+    assert p.counts.fetches_dropped == 5  # and the two left at the end
+
+
+def test_deep_nesting_markers() -> None:
+    p = LogParser()
+    lines = ["*   << Request  >> 1\n", "-   Begin          req 0 rxreq\n", "-   ReqURL         /a\n"]
+    lines += [
+        "*4* << Request  >> 4\n",
+        "-4- Begin          req 1 esi\n",
+        "-4- ReqURL         /deep\n",
+        "-4- End\n",
+    ]
+    out = [t for line in lines for t in p.feed(line)]
+    assert [t.url for t in out] == ["/deep"] and p.counts.bad_lines == 0

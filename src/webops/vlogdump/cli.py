@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import sys
+from collections.abc import Iterator
 
 from . import output
-from .filters import Filters
-from .parse import LogParser
+from .filters import Filters, is_true
+from .parse import JOIN_WAIT, LogParser
 
 BOOLEAN = ["show_req_headers", "show_resp_headers", "only_hits", "only_misses", "only_pass"]
 VALUED = {
@@ -64,6 +66,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="transactions held while incomplete or awaiting their backend fetch (default 10000)",
     )
+    p.add_argument(
+        "--join-wait",
+        type=float,
+        default=JOIN_WAIT,
+        metavar="S",
+        help=f"seconds a request waits for a backend fetch not read yet (default {JOIN_WAIT:g})",
+    )
     p.add_argument("--no-summary", action="store_true", help="no summary on stderr at exit")
     p.set_defaults(run=run)
 
@@ -80,6 +89,25 @@ def options(args: argparse.Namespace) -> dict[str, str]:
     return opts
 
 
+def read_lines(fd: int, live: bool) -> Iterator[list[bytes] | None]:
+    """Lines as they come; None after a quiet half second of a live input (a pipe from
+    varnishlog), so that waiting requests can go out without stalling until the next line."""
+    buf = b""
+    while True:
+        if live:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if not ready:
+                yield None
+                continue
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        *lines, buf = (buf + chunk).split(b"\n")
+        yield [line + b"\n" for line in lines]
+    if buf:
+        yield [buf]
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         opts = options(args)
@@ -90,9 +118,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     color = not args.no_color and sys.stdout.isatty() and "NO_COLOR" not in os.environ
     live = not args.file  # a pipe from varnishlog: show each transaction as soon as it is complete
-    show_req = opts.get("show_req_headers", "0") not in ("", "0")
-    show_resp = opts.get("show_resp_headers", "0") not in ("", "0")
-    parser = LogParser(args.max_pending)
+    show_req = is_true(opts.get("show_req_headers"))
+    show_resp = is_true(opts.get("show_resp_headers"))
+    parser = LogParser(args.max_pending, args.join_wait)
     summary = output.Summary()
     write = sys.stdout.write
 
@@ -109,8 +137,12 @@ def run(args: argparse.Namespace) -> int:
                     sys.stdout.flush()
 
     try:
-        for raw in stream:
-            show(parser.feed(raw.decode("utf-8", "replace")))
+        for lines in read_lines(stream.fileno(), live):
+            if lines is None:  # the input is quiet: requests waited long enough for their fetch
+                show(parser.expire())
+                continue
+            for raw in lines:
+                show(parser.feed(raw.decode("utf-8", "replace")))
     except KeyboardInterrupt:
         pass
     except BrokenPipeError:  # `| head`: the reader is gone, so is the point of going on

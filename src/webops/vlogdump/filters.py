@@ -36,7 +36,7 @@ class Filters:
             except ValueError:
                 raise ValueError(f"only_slow: expected milliseconds, got {opts['only_slow']!r}") from None
         for name, handling in (("only_hits", "HIT"), ("only_misses", "MISS"), ("only_pass", "PASS")):
-            if _true(opts.get(name)):
+            if is_true(opts.get(name)):
                 f.handlings.add(handling)
         for name in ("only_status", "client_match", "req_method", "req_headers_match", "resp_headers_match"):
             if opts.get(name):
@@ -72,5 +72,6 @@ def _any_header(pattern: re.Pattern[str], headers: list[tuple[str, str]]) -> boo
     return any(pattern.search(f"{name}: {value}") for name, value in headers)
 
 
-def _true(value: str | None) -> bool:
+def is_true(value: str | None) -> bool:
+    """The awk tool's flags: 1, true, yes... are on; 0, false, no and nothing are off."""
     return value is not None and value.lower() not in ("", "0", "false", "no")

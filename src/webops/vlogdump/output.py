@@ -17,8 +17,19 @@ def text(t: Transaction, req_headers: bool, resp_headers: bool, color: bool, slo
     if color and t.time_ms is not None:
         shade = RED if t.time_ms >= slow_ms else YELLOW if t.time_ms >= slow_ms / 10 else GREEN
         time_text = f"{shade}{time_text}{RESET}"
+    notes = []
+    if t.esi_parent is not None:
+        level = f", level {t.esi_level}" if t.esi_level else ""
+        notes.append(f"(ESI of {t.esi_parent}{level})")
+    if t.restarts:
+        notes.append(f"(restarted {t.restarts}x as {t.url})")
+    if t.backend is not None and t.backend.retries:
+        notes.append(f"(fetch retried {t.backend.retries}x)")
+    if t.bgfetch is not None:
+        notes.append("(grace: refreshed in the background)")
+    first = f"{t.client} => {t.method} {t.first_url or t.url} {t.protocol} {t.handling} {' '.join(notes)}"
     lines = [
-        f"{t.client} => {t.method} {t.url} {t.protocol} {t.handling}".rstrip(),
+        first.rstrip(),
         f"{INDENT}<= {t.status} {t.reason} {time_text}",
     ]
     if req_headers:
@@ -41,7 +52,7 @@ def as_json(t: Transaction) -> str:
         "client": t.client,
         "client_port": t.client_port,
         "method": t.method,
-        "url": t.url,
+        "url": t.first_url or t.url,
         "protocol": t.protocol,
         "handling": t.handling,
         "status": t.status,
@@ -50,6 +61,11 @@ def as_json(t: Transaction) -> str:
         "start": t.start,
         "req_headers": headers(t.req_headers),
         "resp_headers": headers(t.resp_headers),
+        "esi_parent": t.esi_parent,
+        "esi_level": t.esi_level,
+        "restarts": t.restarts,
+        "restarted_as": t.url if t.restarts else None,
+        "bgfetch": t.bgfetch,
         "backend": None,
     }
     if b := t.backend:
@@ -60,6 +76,7 @@ def as_json(t: Transaction) -> str:
             "status": b.status,
             "reason": b.reason,
             "time_ms": b.time_ms,
+            "retries": b.retries,
             "req_headers": headers(b.req_headers),
             "resp_headers": headers(b.resp_headers),
         }
@@ -74,6 +91,7 @@ class Summary:
 
     def __init__(self) -> None:
         self.shown = 0
+        self.esi = 0
         self.hits = self.misses = self.passes = 0
         self.status: Counter[str] = Counter()
         self.buckets: Counter[int] = Counter()
@@ -81,6 +99,9 @@ class Summary:
 
     def add(self, t: Transaction) -> None:
         self.shown += 1
+        if t.esi_parent is not None:  # a part of a page, not a client request: not in the ratios
+            self.esi += 1
+            return
         self.hits += t.handling == "HIT"
         self.misses += t.handling == "MISS"
         self.passes += t.handling == "PASS"
@@ -107,9 +128,12 @@ class Summary:
         pcts = "  ".join(
             f"p{p} {v:.3f} ms" if (v := self.percentile(p)) is not None else f"p{p} -" for p in (50, 90, 99)
         )
+        esi = f", {counts.esi} ESI subrequests ({self.esi} shown)" if counts.esi else ""
         return (
-            f"vlogdump: {counts.transactions} transactions seen, {self.shown} shown; "
+            f"vlogdump: {counts.transactions} transactions seen, {self.shown - self.esi} shown{esi}; "
             f"hit ratio {ratio} ({self.hits} hits, {self.misses} misses, {self.passes} passes); "
             f"status {statuses or '-'}; {pcts}; "
+            f"{counts.unjoined} shown without their backend fetch, "
+            f"{counts.fetches_dropped} backend fetches without their request, "
             f"{counts.incomplete} incomplete dropped, {counts.bad_lines} bad lines skipped\n"
         )

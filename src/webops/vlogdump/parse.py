@@ -1,23 +1,32 @@
-"""varnishlog text (Varnish 6.x/7.x, `-g vxid` or `-g request`) -> one joined record per request.
+"""varnishlog text (Varnish 6.x/7.x, `-g vxid`, `-g request` or `-g session`) -> one joined
+record per client request.
 
 Only transactions still being read are kept: a transaction is handed on at its `End` record and
-forgotten, client requests are joined with their backend fetch through `Link`, and every holding
-area is capped (oldest dropped and counted), so memory stays flat on an endless pipe.
+forgotten. A client request is handed on as soon as it ends, joined with its backend fetch when
+that is already read; otherwise it waits for it at most `join_wait` seconds (of log time, or of
+wall time with nothing to read: `expire`), then goes out without it, counted. What Varnish does
+to one request is shown as one record: a retried fetch joins with its last attempt (the one whose
+response the client got), a restart merges into the request it restarted, a grace hit is shown at
+once (its background fetch is not its response), and an ESI subrequest is marked with its parent
+and level. Every holding area is capped (oldest dropped and counted), so memory stays flat on an
+endless pipe. Nesting of any depth is read (`**`, `***`, `*4*`, `-4-`, ...).
 """
 
 from __future__ import annotations
 
-import re
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-_HEADER = re.compile(r"^(\*+)\s+<<\s+(\w+)\s+>>\s+(\d+)")
 NOTHING: list = []  # shared empty result; never appended to
+JOIN_WAIT = 2.0  # seconds a request waits for a backend fetch that is not in the stream yet
 
 HANDLINGS = {"HIT": "HIT", "MISS": "MISS", "PASS": "PASS", "PIPE": "PIPE", "SYNTH": "SYNTH"}
+JOINED_LINKS = frozenset({"fetch", "pass", "pipe"})  # a bgfetch is not the response the client got
 RECORDS = frozenset(
     {  # the tags Transaction.record uses; the others are skipped unparsed
+        "Begin",
         "ReqHeader",
         "BereqHeader",
         "RespHeader",
@@ -44,6 +53,14 @@ RECORDS = frozenset(
 )
 
 
+def _level(marker: str) -> int | None:
+    """`*`, `**`, `---` -> 1, 2, 3; `*4*`, `-12-` -> 4, 12 (Varnish's notation from level 4 on)."""
+    inner = marker[1:-1]
+    if inner.isdigit():
+        return int(inner)
+    return len(marker) if marker.strip(marker[0]) == "" else None
+
+
 @dataclass
 class Transaction:
     vxid: int
@@ -60,8 +77,23 @@ class Transaction:
     start: float | None = None
     req_headers: list[tuple[str, str]] = field(default_factory=list)
     resp_headers: list[tuple[str, str]] = field(default_factory=list)
-    link: int | None = None  # the backend fetch of a client request
+    link: int | None = None  # the backend fetch of a client request (fetch, pass, pipe)
     backend: Transaction | None = None
+    parent: int | None = None  # Begin: the transaction this one was started for
+    begun: str = ""  # why it began (Begin): rxreq, restart, esi, fetch, bgfetch, retry, ...
+    bgfetch: int | None = None  # a grace hit's background fetch (not joined)
+    restart_to: int | None = None  # the request this one restarted as
+    retry_to: int | None = None  # the fetch attempt after this one
+    restarts: int = 0  # how many times the client request was restarted before this
+    asked_url: str = ""  # the first ReqURL: what the client asked for (VCL may change it)
+    first_url: str = ""  # with restarts: the URL the client asked for
+    retries: int = 0  # fetch attempts before the one shown
+    esi_level: int | None = 0  # 0: a client request; n: an ESI subrequest n includes deep (None: unknown)
+    last_ts: float = 0.0  # the latest log time seen in it (epoch seconds)
+
+    @property
+    def esi_parent(self) -> int | None:
+        return self.parent if self.begun == "esi" else None
 
     def record(self, tag: str, value: str) -> None:
         """Apply one log record. Unknown tags are ignored (there are many, and more each release)."""
@@ -77,6 +109,7 @@ class Transaction:
             self.method = value
         elif tag in ("ReqURL", "BereqURL"):
             self.url = value
+            self.asked_url = self.asked_url or value
         elif tag in ("ReqProtocol", "BereqProtocol"):
             self.protocol = value
         elif tag in ("RespStatus", "BerespStatus"):
@@ -90,20 +123,37 @@ class Transaction:
         elif tag == "VCL_call" and value in HANDLINGS:
             self.handling = HANDLINGS[value]
         elif tag == "Link":
+            self._link(value.split())
+        elif tag == "Begin":
             parts = value.split()
-            if len(parts) >= 2 and parts[0] == "bereq" and parts[1].isdigit():
-                self.link = int(parts[1])
+            if len(parts) >= 3 and parts[1].isdigit():
+                self.parent, self.begun = int(parts[1]), parts[2]
         elif tag == "Timestamp":
             self._timestamp(value)
+
+    def _link(self, parts: list[str]) -> None:
+        if len(parts) < 3 or not parts[1].isdigit():
+            return
+        kind, vxid, reason = parts[0], int(parts[1]), parts[2]
+        if kind == "bereq" and reason in JOINED_LINKS:
+            self.link = vxid
+        elif kind == "bereq" and reason == "bgfetch":
+            self.bgfetch = vxid
+        elif kind == "bereq" and reason == "retry":
+            self.retry_to = vxid
+        elif kind == "req" and reason == "restart":
+            self.restart_to = vxid
 
     def _timestamp(self, value: str) -> None:
         label, _, rest = value.partition(":")
         parts = rest.split()
         try:
+            if parts:
+                self.last_ts = max(self.last_ts, float(parts[0]))
             if label == "Start" and parts:
                 self.start = float(parts[0])
-            elif label in ("Resp", "BerespBody", "Retry", "Error") and len(parts) >= 2:
-                self.time_ms = float(parts[1]) * 1000
+            elif label in ("Resp", "BerespBody", "Retry", "Error", "Restart", "Pipe") and len(parts) >= 2:
+                self.time_ms = round(float(parts[1]) * 1000, 3)  # Varnish logs microseconds
         except ValueError:
             pass
 
@@ -123,31 +173,49 @@ def _unset(headers: list[tuple[str, str]], value: str) -> None:
 
 @dataclass
 class Counts:
-    transactions: int = 0  # client requests completed
+    transactions: int = 0  # client requests completed (restarts merged, ESI subrequests apart)
+    esi: int = 0  # ESI subrequests completed
     incomplete: int = 0  # transactions dropped before their End (cap, or end of input)
     bad_lines: int = 0
-    unjoined: int = 0  # requests shown without their backend fetch (it never came)
+    unjoined: int = 0  # requests shown without their backend fetch (it never came in time)
+    fetches_dropped: int = 0  # backend fetches whose request never came (--max-pending, end of input)
+
+
+@dataclass
+class Waiting:
+    txn: Transaction
+    log_deadline: float  # log time after which it goes out without its fetch
+    wall_deadline: float
 
 
 class LogParser:
     """Feed varnishlog lines; get back completed client requests, joined with their backend fetch."""
 
-    def __init__(self, max_pending: int = 10_000) -> None:
+    def __init__(self, max_pending: int = 10_000, join_wait: float = JOIN_WAIT) -> None:
         self.max_pending = max_pending
+        self.join_wait = join_wait
         self.open: OrderedDict[int, Transaction] = OrderedDict()  # read, not ended yet
         self.levels: dict[int, int] = {}  # nesting level -> vxid (-g request nests with ** / --)
-        self.waiting: OrderedDict[int, Transaction] = (
-            OrderedDict()
-        )  # requests awaiting their bereq, by bereq vxid
-        self.fetched: OrderedDict[int, Transaction] = OrderedDict()  # bereqs that ended before their request
+        self.waiting: OrderedDict[int, Waiting] = OrderedDict()  # requests awaiting their bereq vxid
+        self.fetched: OrderedDict[int, Transaction] = OrderedDict()  # bereqs ended before their request
+        self.retried: OrderedDict[int, tuple[int, int]] = OrderedDict()  # next attempt -> (first, tries)
+        self.restarted: OrderedDict[int, Transaction] = OrderedDict()  # restart vxid -> the request
+        self.depth: OrderedDict[int, int] = OrderedDict()  # ESI depth of requests ended or open
+        self.unwanted: OrderedDict[int, None] = OrderedDict()  # fetches of restarted requests
+        self.clock = 0.0  # the latest log time read
         self.counts = Counts()
 
     def feed(self, line: str) -> list[Transaction]:
         """One line of varnishlog output; returns the requests it completed (usually none)."""
         first = line[:1]
         if first == "-":  # a record: the hot path, kept free of regular expressions
-            body = line.lstrip("-")
-            vxid = self.levels.get(len(line) - len(body))
+            if line[1:2] == " ":  # level 1, the usual case
+                level: int | None = 1
+                body = line[2:]
+            else:
+                marker, _, body = line.partition(" ")
+                level = _level(marker)
+            vxid = self.levels.get(level) if level is not None else None
             txn = self.open.get(vxid) if vxid is not None else None
             parts = body.split(None, 1)
             if txn is None or not parts:
@@ -159,12 +227,20 @@ class LogParser:
                 return self._ended(txn)
             if tag in RECORDS:
                 txn.record(tag, parts[1].rstrip() if len(parts) > 1 else "")
+                if tag == "Begin" and txn.begun == "esi":  # one level below its parent, if known
+                    parent = self.depth.get(txn.parent) if txn.parent is not None else None
+                    txn.esi_level = parent + 1 if parent is not None else None
             return NOTHING
-        if first == "*" and (m := _HEADER.match(line)):
-            vxid = int(m.group(3))
-            self.levels[len(m.group(1))] = vxid
-            self._open(Transaction(vxid, m.group(2)))
-        elif line.strip():
+        if first == "*":
+            words = line.split()
+            # `*   << Request  >> 12`: marker, <<, kind, >>, vxid
+            if len(words) >= 5 and words[1] == "<<" and words[3] == ">>" and words[4].isdigit():
+                level = _level(words[0])
+                if level is not None:
+                    self.levels[level] = int(words[4])
+                    self._open(Transaction(int(words[4]), words[2]))
+                    return NOTHING
+        if line.strip():
             self.counts.bad_lines += 1
         return NOTHING
 
@@ -177,39 +253,96 @@ class LogParser:
             self.counts.incomplete += 1
 
     def _ended(self, txn: Transaction) -> list[Transaction]:
+        out = self._expired_by_log(txn.last_ts) if txn.last_ts > self.clock else []
         if txn.kind == "BeReq":
-            request = self.waiting.pop(txn.vxid, None)
-            if request is not None:
-                request.backend = txn
-                return [request]
-            self._hold(self.fetched, txn.vxid, txn)
+            return out + self._fetch_ended(txn)
+        if txn.kind == "Request":
+            return out + self._request_ended(txn)
+        return out
+
+    def _fetch_ended(self, txn: Transaction) -> list[Transaction]:
+        first, tries = self.retried.pop(txn.vxid, (txn.vxid, 0))
+        txn.retries = tries
+        if txn.retry_to is not None:  # not the response the client got: wait for the next attempt
+            self._cap(self.retried, txn.retry_to, (first, tries + 1))
             return NOTHING
-        if txn.kind != "Request":
+        if first in self.unwanted:  # the fetch of a request that restarted: not what was delivered
+            del self.unwanted[first]
             return NOTHING
-        self.counts.transactions += 1
+        if txn.begun == "bgfetch":
+            return NOTHING  # a grace hit's refresh: the hit was shown already
+        waiting = self.waiting.pop(first, None)
+        if waiting is not None:
+            waiting.txn.backend = txn
+            return [waiting.txn]
+        if self._cap(self.fetched, first, txn):
+            self.counts.fetches_dropped += 1
+        return NOTHING
+
+    def _request_ended(self, txn: Transaction) -> list[Transaction]:
+        if txn.begun == "restart" and (before := self.restarted.pop(txn.vxid, None)) is not None:
+            txn.restarts = before.restarts + 1
+            txn.first_url = before.first_url or before.asked_url
+            txn.client, txn.client_port = txn.client or before.client, txn.client_port or before.client_port
+            txn.start = before.start if before.start is not None else txn.start
+        if txn.restart_to is not None:  # what the client gets comes from the restarted request
+            if txn.link is not None and self.fetched.pop(txn.link, None) is None:
+                self._cap(self.unwanted, txn.link, None)
+            if self._cap(self.restarted, txn.restart_to, txn):
+                self.counts.incomplete += 1
+            return NOTHING
+        self._cap(self.depth, txn.vxid, txn.esi_level if txn.esi_level is not None else 1)
+        if txn.begun == "esi":
+            self.counts.esi += 1
+        else:
+            self.counts.transactions += 1
         if txn.link is None:
             return [txn]
         backend = self.fetched.pop(txn.link, None)
         if backend is not None:
             txn.backend = backend
             return [txn]
-        late = self._hold(self.waiting, txn.link, txn)
+        self.waiting[txn.link] = Waiting(txn, txn.last_ts + self.join_wait, time.monotonic() + self.join_wait)
+        late = []
+        while len(self.waiting) > self.max_pending:
+            late.append(self.waiting.popitem(last=False)[1].txn)
         self.counts.unjoined += len(late)
         return late
 
-    def _hold(self, area: OrderedDict[int, Transaction], key: int, txn: Transaction) -> list[Transaction]:
-        area[key] = txn
-        evicted = []
-        while len(area) > self.max_pending:
-            evicted.append(area.popitem(last=False)[1])
-        return evicted if area is self.waiting else []
+    def _cap(self, area: OrderedDict, key: int, value) -> bool:
+        """Hold `value`; True if the area was full and its oldest entry was dropped."""
+        area[key] = value
+        if len(area) > self.max_pending:
+            area.popitem(last=False)
+            return True
+        return False
+
+    def _expired_by_log(self, now: float) -> list[Transaction]:
+        self.clock = now
+        late = [k for k, w in self.waiting.items() if w.log_deadline < now]
+        return self._give_up(late)
+
+    def expire(self, now: float | None = None) -> list[Transaction]:
+        """Requests that waited `join_wait` seconds of wall time for a fetch (call it when the input
+        is quiet: log time does not move then)."""
+        now = time.monotonic() if now is None else now
+        return self._give_up([k for k, w in self.waiting.items() if w.wall_deadline <= now])
+
+    def _give_up(self, keys: list[int]) -> list[Transaction]:
+        out = [self.waiting.pop(k).txn for k in keys]
+        self.counts.unjoined += len(out)
+        return out
 
     def finish(self) -> Iterator[Transaction]:
         """End of input: requests still waiting for a fetch are shown; unfinished ones are dropped."""
-        self.counts.incomplete += len(self.open)
+        self.counts.incomplete += len(self.open) + len(self.restarted)
         self.open.clear()
-        for txn in self.waiting.values():
+        for waiting in self.waiting.values():
             self.counts.unjoined += 1
-            yield txn
+            yield waiting.txn
+        self.counts.fetches_dropped += len(self.fetched)
         self.waiting.clear()
         self.fetched.clear()
+        self.retried.clear()
+        self.restarted.clear()
+        self.unwanted.clear()
