@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 CORE   := $(VENV)/.installed-core
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench bench-webops bench-hostile bench-pgtop bench-vlogdump bench-cluster clean
+.PHONY: run test lint bench bench-webops bench-hostile bench-pgtop bench-vlogdump bench-cluster bench-cluster-eval bench-cluster-recycle clean
 
 $(CORE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,14 @@ bench-pgtop: $(STAMP)
 ## bench-vlogdump: millions of Varnish transactions through vlogdump: lines/s and memory
 bench-vlogdump: $(STAMP)
 	$(BIN)/python bench/vlogdump_bench.py $(BENCH_ARGS)
+
+## bench-cluster-eval: adjusted Rand index per threshold on the labelled set (where the presets come from)
+bench-cluster-eval: $(STAMP)
+	$(BIN)/python bench/cluster_eval.py
+
+## bench-cluster-recycle: requests lost across worker recycles (recycling on)
+bench-cluster-recycle: $(STAMP)
+	$(BIN)/python bench/cluster_recycle.py $(BENCH_ARGS)
 
 ## bench-cluster: memory (PSS, per-worker USS) and speed of the clustering API, with and without preload
 bench-cluster: $(STAMP)

@@ -185,4 +185,4 @@ def test_a_bad_environment_variable_breaks_only_the_tool_that_reads_it() -> None
     bad = subprocess.run(
         [sys.executable, "-m", "webops", "cluster", "serve"], env=env, capture_output=True, text=True
     )
-    assert bad.returncode == 2 and "invalid int value: 'abc'" in bad.stderr
+    assert bad.returncode == 2 and "--port: 'abc' is not a whole number" in bad.stderr

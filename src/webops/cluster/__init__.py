@@ -15,3 +15,7 @@ EXAMPLE = [
     "Master The Art of Public Speaking",
     "The Best Way To Public Speaking",
 ]
+
+# What users mean by "similar" (cosine distance thresholds; measured in clustering.py's docstring).
+PRESETS = {"topic": 0.85, "paraphrase": 0.4}
+DEFAULT_MODE = "topic"

@@ -6,12 +6,58 @@ import argparse
 import os
 import sys
 
+from . import DEFAULT_MODE, PRESETS
+
 
 def _env(name: str, default: str | None) -> str | None:
     """A default from the environment, as text: argparse converts it with the option's `type` only
     when this command runs, so `PORT=abc` is an error of `webops cluster serve` alone (naming the
     option), never of every webops tool at start-up."""
     return os.environ.get(name) or default
+
+
+def _at_least(minimum: int):
+    def check(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is less than {minimum}")
+        return value
+
+    return check
+
+
+def _port(text: str) -> int:
+    value = _at_least(1)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port (1-65535)")
+    return value
+
+
+def _threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (0 < value <= 2):  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"{text} is not a cosine distance in (0, 2]")
+    return value
+
+
+def _address(text: str) -> str:
+    """host:port that resolves now: a typo is an error at start, not a traceback after the model loads."""
+    import socket
+
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HOST:PORT")
+    try:
+        socket.getaddrinfo(host, int(port), type=socket.SOCK_DGRAM)
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {host} does not resolve ({e.strerror or e})") from None
+    return text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,19 +70,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         "/docs. Defaults can come from the environment: WORKERS, PORT, TIMEOUT, LOG_LEVEL.",
     )
     s.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="bind address (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=_env("PORT", "8000"), help="port (PORT, default 8000)")
-    s.add_argument("--workers", type=int, default=_env("WORKERS", "3"), help="worker processes (WORKERS, 3)")
+    s.add_argument("--port", type=_port, default=_env("PORT", "8000"), help="port (PORT, default 8000)")
     s.add_argument(
-        "--timeout", type=int, default=_env("TIMEOUT", "60"), help="worker timeout (TIMEOUT, 60 s)"
+        "--workers", type=_at_least(1), default=_env("WORKERS", "3"), help="worker processes (WORKERS, 3)"
+    )
+    s.add_argument(
+        "--timeout", type=_at_least(1), default=_env("TIMEOUT", "60"), help="worker timeout (TIMEOUT, 60 s)"
     )
     s.add_argument(
         "--log-level", default=_env("LOG_LEVEL", "info"), help="gunicorn log level (LOG_LEVEL, info)"
     )
     s.add_argument(
-        "--max-requests", type=int, default=50, help="recycle a worker after N requests (50; 0: never)"
+        "--max-requests",
+        type=_at_least(0),
+        default=0,
+        help="recycle a worker after N requests (default 0: never; see the README)",
     )
     s.add_argument(
-        "--max-requests-jitter", type=int, default=10, help="random extra requests per worker (10)"
+        "--max-requests-jitter",
+        type=_at_least(0),
+        help="random extra requests per worker, so they do not retire together (default: half of N)",
     )
     s.add_argument(
         "--no-preload",
@@ -44,25 +97,56 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_false",
         help="load the model in every worker instead of once in the master (to compare memory)",
     )
-    s.add_argument("--threads", type=int, default=1, help="torch threads per worker (1)")
+    s.add_argument("--threads", type=_at_least(1), default=1, help="torch threads per worker (1)")
     s.add_argument(
         "--model",
         default=_env("MODEL", None),
         help="model path or name (MODEL; default: bundled all-MiniLM-L6-v2)",
     )
-    s.add_argument("--threshold", type=float, default=0.5, help="default cosine distance threshold (0.5)")
-    s.add_argument("--max-sentences", type=int, default=1000, help="sentences per request at most (1000)")
-    s.add_argument("--max-chars", type=int, default=2000, help="characters per sentence at most (2000)")
-    s.add_argument("--statsd", metavar="HOST:PORT", help="send request count and latency to this statsd")
+    s.add_argument(
+        "--mode",
+        choices=sorted(PRESETS),
+        default=DEFAULT_MODE,
+        help="default grouping: topic (cosine distance 0.85) or paraphrase (0.4); default topic",
+    )
+    s.add_argument(
+        "--threshold", type=_threshold, help="default cosine distance threshold, in (0, 2] (overrides --mode)"
+    )
+    s.add_argument(
+        "--max-sentences", type=_at_least(1), default=1000, help="sentences per request at most (1000)"
+    )
+    s.add_argument(
+        "--max-chars", type=_at_least(1), default=2000, help="characters per sentence at most (2000)"
+    )
+    s.add_argument(
+        "--max-tokens",
+        type=_at_least(1),
+        default=50_000,
+        help="word pieces per request at most (50000: ~16 s of a core; at most 1000 x --timeout)",
+    )
+    s.add_argument(
+        "--max-body", type=_at_least(1), default=1 << 20, help="request body bytes at most (1048576)"
+    )
+    s.add_argument(
+        "--statsd", type=_address, metavar="HOST:PORT", help="send counts and latency to this statsd"
+    )
+    s.add_argument("--access-log", metavar="FILE", help="log every request to FILE ('-': stderr)")
     s.add_argument("--reload", action="store_true", help="development: uvicorn with auto-reload, one process")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
+        from .api import Limits
         from .serve import ServeOptions, Server
     except ImportError as e:
         print(f"webops cluster: {e.name} is missing: pip install 'webops[cluster]'", file=sys.stderr)
+        return 2
+    limits = Limits(args.max_sentences, args.max_chars, args.max_tokens, args.max_body)
+    try:
+        limits.check(args.timeout)
+    except ValueError as e:
+        print(f"webops cluster: {e}", file=sys.stderr)
         return 2
     if args.reload:
         import uvicorn
@@ -71,13 +155,15 @@ def run(args: argparse.Namespace) -> int:
             {
                 "WEBOPS_CLUSTER_MODEL": args.model or "",
                 "WEBOPS_CLUSTER_STATSD": args.statsd or "",
-                "WEBOPS_CLUSTER_THRESHOLD": str(args.threshold),
+                "WEBOPS_CLUSTER_MODE": args.mode,
+                "WEBOPS_CLUSTER_THRESHOLD": "" if args.threshold is None else str(args.threshold),
             }
         )
         uvicorn.run(
             "webops.cluster.serve:dev_app",
             factory=True,
             reload=True,
+            reload_dirs=[os.path.dirname(os.path.dirname(os.path.abspath(__file__)))],  # not .venv
             host=args.host,
             port=args.port,
             log_level=args.log_level,
@@ -94,10 +180,11 @@ def run(args: argparse.Namespace) -> int:
         preload=args.preload,
         threads=args.threads,
         model=args.model,
+        mode=args.mode,
         threshold=args.threshold,
-        max_sentences=args.max_sentences,
-        max_chars=args.max_chars,
+        limits=limits,
         statsd=args.statsd,
+        access_log=args.access_log,
     )
     Server(opts).run()
     return 0

@@ -3,18 +3,25 @@
 With `preload_app`, the workers share the model's memory pages copy-on-write instead of each
 loading its own copy (bench/cluster_bench.py measures the difference). Nothing runs inference in
 the master; each worker sets torch's thread count after the fork.
+
+Worker recycling (`--max-requests`) is off by default: no memory creep was seen that it would
+prevent, and a retiring worker cost seconds of capacity. When it is on, a retiring worker leaves
+at once after its last request (`os._exit` in gunicorn's worker_exit hook: Python's teardown of a
+preloaded model touches every copy-on-write page, 42 -> 287 MiB and 4-7 s), so its replacement is
+forked right away, and the limits are staggered (jitter: half the limit by default) so workers do
+not retire together.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gunicorn.app.base import BaseApplication
 
+from . import DEFAULT_MODE
 from . import model as models
 from .api import Limits, create_app
-from .clustering import DEFAULT_THRESHOLD
 
 
 @dataclass
@@ -23,21 +30,20 @@ class ServeOptions:
     port: int = 8000
     workers: int = 3
     timeout: int = 60
-    max_requests: int = 50
-    max_requests_jitter: int = 10
+    max_requests: int = 0
+    max_requests_jitter: int | None = None  # None: half of max_requests
     log_level: str = "info"
     preload: bool = True
     threads: int = 1  # torch threads per worker: workers are the parallelism
     model: str | None = None
-    threshold: float = DEFAULT_THRESHOLD
-    max_sentences: int = 1000
-    max_chars: int = 2000
+    mode: str = DEFAULT_MODE
+    threshold: float | None = None  # overrides the mode's
+    limits: Limits = field(default_factory=Limits)
     statsd: str | None = None
+    access_log: str | None = None  # a file, or "-" for stderr
 
     def app(self):
-        return create_app(
-            models.load(self.model), Limits(self.max_sentences, self.max_chars), self.threshold, self.statsd
-        )
+        return create_app(models.load(self.model), self.limits, self.mode, self.threshold, self.statsd)
 
 
 class Server(BaseApplication):
@@ -52,17 +58,26 @@ class Server(BaseApplication):
         def post_fork(server, worker) -> None:
             models.after_fork(threads)
 
+        def worker_exit(server, worker) -> None:
+            os._exit(0)  # a retiring worker's teardown only costs time and memory: skip it
+
+        jitter = o.max_requests // 2 if o.max_requests_jitter is None else o.max_requests_jitter
         settings = {
             "bind": f"{o.host}:{o.port}",
             "workers": o.workers,
-            "worker_class": "uvicorn_worker.UvicornWorker",
+            "worker_class": "webops.cluster.worker.Worker",
             "preload_app": o.preload,
             "max_requests": o.max_requests,
-            "max_requests_jitter": o.max_requests_jitter,
+            "max_requests_jitter": jitter,
             "timeout": o.timeout,
             "loglevel": o.log_level,
             "post_fork": post_fork,
+            "worker_exit": worker_exit,
+            # gunicorn's control socket (~/.gunicorn/gunicorn.ctl, one path for every instance): unused
+            "control_socket_disable": True,
         }
+        if o.access_log:
+            settings["accesslog"] = o.access_log
         for key, value in settings.items():
             self.cfg.set(key, value)
 
@@ -72,8 +87,10 @@ class Server(BaseApplication):
 
 def dev_app():
     """For `--reload`: uvicorn re-imports this in a fresh process, so options travel in the environment."""
+    threshold = os.environ.get("WEBOPS_CLUSTER_THRESHOLD")
     return ServeOptions(
         model=os.environ.get("WEBOPS_CLUSTER_MODEL") or None,
-        threshold=float(os.environ.get("WEBOPS_CLUSTER_THRESHOLD", DEFAULT_THRESHOLD)),
+        mode=os.environ.get("WEBOPS_CLUSTER_MODE") or DEFAULT_MODE,
+        threshold=float(threshold) if threshold else None,
         statsd=os.environ.get("WEBOPS_CLUSTER_STATSD") or None,
     ).app()
