@@ -1,0 +1,1 @@
+"""`webops cmdlog`: what a service user ran on a host (reference: nagios-command-logging.txt)."""

@@ -1,0 +1,169 @@
+"""Command records, from every place they end up, into one shape. Pure: lines in, records out.
+
+Understood, whatever the syslog front (`Mar 30 10:48:05 host tag[pid]: ...`, rsyslog's
+`2026-11-23T19:40:00.123456+00:00 host tag[pid]: ...`, `journalctl -o short-iso`, or
+`journalctl -o json` lines):
+- webops cmdlog's own records: tag `webops-cmdlog`, `user=... uid=... pid=... cwd=... cmd=...`
+  (cwd percent-escaped, the command last and raw);
+- the seed's recipe (`logger -t nagios "Running $BASH_COMMAND"`): the tag taken as the user;
+- snoopy's default format: `[uid:1000 sid:12 tty:/dev/pts/0 cwd:/tmp filename:/bin/ls]: ls -la`;
+- `ausearch -i` output: events (SYSCALL + EXECVE + CWD + PROCTITLE, grouped by event id).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from urllib.parse import unquote
+
+TAG = "webops-cmdlog"
+
+_RFC3164 = re.compile(  # the host is missing in what logger sends to a local socket
+    r"^(?P<ts>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) (?:(?P<host>\S+) )?"
+    r"(?P<tag>[^\s:\[]+)(?:\[(?P<pid>\d+)\])?: ?(?P<msg>.*)$"
+)
+_PRI = re.compile(r"^<\d{1,3}>")  # as received on the socket, before a syslog daemon writes it
+_ISO = re.compile(
+    r"^(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?) (?P<host>\S+) "
+    r"(?P<tag>[^\s:\[]+)(?:\[(?P<pid>\d+)\])?: ?(?P<msg>.*)$"
+)
+_OWN = re.compile(r"^user=(?P<user>\S*) uid=(?P<uid>\S*) pid=(?P<pid>\d+) cwd=(?P<cwd>\S*) cmd=(?P<cmd>.*)$")
+_SNOOPY = re.compile(r"^\[(?P<fields>[^\]]*)\]: (?P<cmd>.*)$")
+_SEED = re.compile(r"^Running (?P<cmd>.*)$")
+_AUDIT = re.compile(
+    r"^(?:node=(?P<node>\S+) )?type=(?P<type>\w+) msg=audit\((?P<when>[^)]*):(?P<id>\d+)\) ?: ?(?P<rest>.*)$"
+)
+
+
+@dataclass
+class Record:
+    time: datetime | None
+    host: str
+    user: str
+    pid: int | None
+    cwd: str
+    command: str
+    source: str  # webops, seed, snoopy, audit
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["time"] = self.time.isoformat() if self.time else None
+        return d
+
+
+def _time(text: str, year: int | None = None) -> datetime | None:
+    try:
+        if text[:1].isdigit():
+            return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        stamp = datetime.strptime(f"{year or datetime.now().year} {text}", "%Y %b %d %H:%M:%S")
+        return stamp
+    except ValueError:
+        return None
+
+
+def from_syslog(line: str) -> Record | None:
+    """One syslog line (or a `journalctl -o json` line) as a record, if it carries a command."""
+    line = _PRI.sub("", line.rstrip("\n"))
+    if line.startswith("{"):
+        return _from_journal_json(line)
+    m = _ISO.match(line) or _RFC3164.match(line)
+    if not m:
+        return None
+    pid = int(m["pid"]) if m["pid"] else None
+    return _message(_time(m["ts"]), m["host"] or "", m["tag"], pid, m["msg"])
+
+
+def _from_journal_json(line: str) -> Record | None:
+    try:
+        entry = json.loads(line)
+        stamp = datetime.fromtimestamp(int(entry["__REALTIME_TIMESTAMP"]) / 1e6, UTC)
+        pid = entry.get("SYSLOG_PID") or entry.get("_PID")
+        return _message(
+            stamp,
+            entry.get("_HOSTNAME", ""),
+            entry.get("SYSLOG_IDENTIFIER", ""),
+            int(pid) if pid else None,
+            entry.get("MESSAGE", "") if isinstance(entry.get("MESSAGE"), str) else "",
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _message(stamp: datetime | None, host: str, tag: str, pid: int | None, msg: str) -> Record | None:
+    if tag == TAG and (m := _OWN.match(msg)):
+        return Record(stamp, host, m["user"], int(m["pid"]), unquote(m["cwd"]), m["cmd"], "webops")
+    if tag == "snoopy" and (m := _SNOOPY.match(msg)):
+        fields = dict(f.split(":", 1) for f in m["fields"].split() if ":" in f)
+        user = fields.get("username") or fields.get("login") or fields.get("uid", "")
+        return Record(stamp, host, user, pid, fields.get("cwd", ""), m["cmd"], "snoopy")
+    if m := _SEED.match(msg):
+        return Record(stamp, host, tag, pid, "", m["cmd"], "seed")
+    return None
+
+
+def from_ausearch(lines: Iterable[str]) -> Iterator[Record]:
+    """`ausearch -i` output: one record per event that has an EXECVE (its arguments are the
+    command; PROCTITLE when there is none), with the SYSCALL's user and pid and the CWD."""
+    event: dict[str, dict[str, str]] = {}
+    current = None
+    for line in lines:
+        m = _AUDIT.match(line.strip())
+        if not m:
+            continue
+        if m["id"] != current and event:
+            if (r := _event(event)) is not None:
+                yield r
+            event = {}
+        current = m["id"]
+        fields = _audit_fields(m["rest"])
+        fields["_when"], fields["_node"] = m["when"], m["node"] or ""
+        event.setdefault(m["type"], fields)
+    if event and (r := _event(event)) is not None:
+        yield r
+
+
+def _audit_fields(rest: str) -> dict[str, str]:
+    out = {}
+    for m in re.finditer(r"(\w+)=((?:\"[^\"]*\")|\S*)", rest):
+        out[m.group(1)] = m.group(2).strip('"')
+    return out
+
+
+def _event(event: dict[str, dict[str, str]]) -> Record | None:
+    execve, syscall = event.get("EXECVE"), event.get("SYSCALL", {})
+    if execve is None:
+        return None
+    argc = int(execve.get("argc", "0") or 0)
+    args = [execve.get(f"a{i}", "") for i in range(argc)]
+    command = " ".join(args) or event.get("PROCTITLE", {}).get("proctitle", "")
+    stamp = None
+    with contextlib.suppress(ValueError):  # ausearch -i: 11/23/2026 19:40:00.123
+        stamp = datetime.strptime(execve["_when"].split(".")[0], "%m/%d/%Y %H:%M:%S")
+    pid = syscall.get("pid")
+    return Record(
+        stamp,
+        execve["_node"],
+        syscall.get("uid", ""),  # who ran it (auid, the login, is unset for daemons such as NRPE)
+        int(pid) if pid and pid.isdigit() else None,
+        event.get("CWD", {}).get("cwd", ""),
+        command,
+        "audit",
+    )
+
+
+def read(lines: Iterable[str]) -> Iterator[Record]:
+    """Records from any mix of the formats above (audit events are grouped as they come)."""
+    audit: list[str] = []
+    for line in lines:
+        if "msg=audit(" in line:
+            audit.append(line)
+            continue
+        if line.startswith("----"):
+            continue
+        if (r := from_syslog(line)) is not None:
+            yield r
+    yield from from_ausearch(audit)

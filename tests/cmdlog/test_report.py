@@ -1,0 +1,101 @@
+"""`webops cmdlog report`: every record format, real bash + logger into a real socket, filters."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import need
+from webops.cmdlog.records import read
+
+CMDLOG = [sys.executable, "-m", "webops", "cmdlog", "report"]
+
+SEED = "Mar 30 10:48:05 big1 nagios: Running /usr/lib/nagios/plugins/check_cpu -i 5 -w 90 -c 98\n"
+OWN = (
+    "2026-11-23T19:40:00.123456+00:00 web1 webops-cmdlog[4242]: user=nagios uid=110 pid=4300 "
+    'cwd=/var/lib/my%20dir cmd=/usr/lib/nagios/plugins/check_disk -w 20 -c 10 -r "^/(ssd|store[1-3])?$"\n'
+)
+SNOOPY = (
+    "Nov 23 19:41:02 web1 snoopy[5151]: [uid:110 sid:5100 tty:(none) cwd:/tmp filename:/usr/bin/ls]: "
+    "ls -la /tmp\n"
+)
+JOURNAL = json.dumps(
+    {
+        "__REALTIME_TIMESTAMP": "1795462920000000",
+        "_HOSTNAME": "web2",
+        "SYSLOG_IDENTIFIER": "webops-cmdlog",
+        "SYSLOG_PID": "77",
+        "MESSAGE": "user=deploy uid=1001 pid=78 cwd=/srv cmd=git pull",
+    }
+)
+AUDIT = """----
+type=PROCTITLE msg=audit(11/23/2026 19:43:10.120:812) : proctitle=check_load -w 5
+type=CWD msg=audit(11/23/2026 19:43:10.120:812) : cwd=/var/lib/nagios
+type=EXECVE msg=audit(11/23/2026 19:43:10.120:812) : argc=3 a0=check_load a1=-w a2=5
+type=SYSCALL msg=audit(11/23/2026 19:43:10.120:812) : arch=x86_64 syscall=execve success=yes exit=0 \
+ppid=900 pid=901 auid=unset uid=nagios gid=nagios comm=check_load exe=/usr/lib/nagios/plugins/check_load \
+key=webops-cmdlog
+"""
+
+
+def test_every_format_comes_out_in_one_shape() -> None:
+    records = list(read([SEED, OWN, SNOOPY, JOURNAL + "\n", "unrelated: line\n", *AUDIT.splitlines(True)]))
+    got = [(r.source, r.host, r.user, r.pid, r.cwd, r.command) for r in records]
+    assert got == [
+        ("seed", "big1", "nagios", None, "", "/usr/lib/nagios/plugins/check_cpu -i 5 -w 90 -c 98"),
+        (
+            "webops",
+            "web1",
+            "nagios",
+            4300,
+            "/var/lib/my dir",
+            '/usr/lib/nagios/plugins/check_disk -w 20 -c 10 -r "^/(ssd|store[1-3])?$"',
+        ),
+        ("snoopy", "web1", "110", 5151, "/tmp", "ls -la /tmp"),
+        ("webops", "web2", "deploy", 78, "/srv", "git pull"),
+        ("audit", "", "nagios", 901, "/var/lib/nagios", "check_load -w 5"),
+    ]
+
+
+def test_real_bash_and_logger_into_a_real_socket(tmp_path: Path) -> None:
+    need(shutil.which("logger") is not None, "logger not found (bsdutils)")
+    path = str(tmp_path / "log.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(5)
+    trap = f"trap 'logger --socket {path} -t nagios \"Running $BASH_COMMAND\"' DEBUG"  # the seed's recipe
+    subprocess.run(["bash", "-c", f"{trap}; echo hi >/dev/null; cd /tmp && true"], check=True)
+    received = [sock.recv(4096).decode() for _ in range(3)]
+    sock.close()
+    r = subprocess.run(
+        [*CMDLOG, "--format", "json"], input="\n".join(received) + "\n", capture_output=True, text=True
+    )
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [(row["user"], row["command"]) for row in rows] == [
+        ("nagios", "echo hi > /dev/null"),
+        ("nagios", "cd /tmp"),
+        ("nagios", "true"),
+    ]
+
+
+def test_filters_and_text_output(tmp_path: Path) -> None:
+    log = tmp_path / "auth.log"
+    log.write_text(SEED + OWN + SNOOPY + AUDIT)
+    r = subprocess.run(
+        [*CMDLOG, str(log), "--user", "nagios", "--grep", "check_(disk|load)"], capture_output=True, text=True
+    )
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and len(lines) == 2
+    assert lines[0].split("  ")[:5] == ["2026-11-23 19:40:00", "web1", "nagios", "4300", "/var/lib/my dir"]
+    r = subprocess.run([*CMDLOG, str(log), "--since", "2026-11-23T19:42"], capture_output=True, text=True)
+    assert [line.split("  ")[-1] for line in r.stdout.splitlines()] == ["check_load -w 5"]
+    r = subprocess.run([*CMDLOG, str(tmp_path / "missing.log")], capture_output=True, text=True)
+    assert r.returncode == 2 and "missing.log" in r.stderr and r.stderr.count("\n") == 1
+    r = subprocess.run([*CMDLOG, "--since", "yesterday"], capture_output=True, text=True, input="")
+    assert r.returncode == 2 and "ISO 8601" in r.stderr
+    assert os.listdir(tmp_path) == ["auth.log"]  # report only reads
