@@ -14,7 +14,7 @@ from typing import TextIO
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("cmdlog", help="what a service user ran on a host (report)")
+    p = sub.add_parser("cmdlog", help="what a service user ran on a host")
     cmds = p.add_subparsers(dest="cmdlog_cmd", metavar="COMMAND", required=True)
     r = cmds.add_parser(
         "report",
@@ -28,6 +28,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--until", type=_when, metavar="TIME", help="only before this time (ISO 8601)")
     r.add_argument("--grep", type=_regex, metavar="REGEX", help="only commands matching")
     r.add_argument("--format", choices=["text", "json"], default="text", help="json: one object a line")
+    for name, text in (
+        (
+            "install",
+            "put the snippet in a user's start files (and print what else each way of running needs)",
+        ),
+        ("uninstall", "remove it: the start files come back as they were"),
+    ):
+        c = cmds.add_parser(name, help=text, description=text)
+        c.add_argument("--user", required=True, help="the user whose commands are logged")
+        c.add_argument("--home", help="that user's home (default: from the password database)")
     p.set_defaults(run=run)
 
 
@@ -51,6 +61,41 @@ def _naive(t: datetime) -> datetime:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.cmdlog_cmd in ("install", "uninstall"):
+        return _install(args)
+    return _report(args)
+
+
+def _install(args: argparse.Namespace) -> int:
+    import pwd
+    from pathlib import Path
+
+    from . import snippet
+
+    uid: int | None
+    try:
+        entry = pwd.getpwnam(args.user)
+        home, uid = Path(args.home or entry.pw_dir), entry.pw_uid
+    except KeyError:
+        if not args.home:
+            print(f"webops cmdlog: no user {args.user!r} on this host", file=sys.stderr)
+            return 2
+        home, uid = Path(args.home), None
+    if not home.is_dir():
+        print(f"webops cmdlog: {home}: not a directory", file=sys.stderr)
+        return 2
+    try:
+        changed = snippet.install(home) if args.cmdlog_cmd == "install" else snippet.uninstall(home)
+    except OSError as e:
+        print(f"webops cmdlog: {e.filename}: {e.strerror}", file=sys.stderr)
+        return 2
+    print(f"{args.cmdlog_cmd}: " + (", ".join(map(str, changed)) or "nothing to change"))
+    if args.cmdlog_cmd == "install":
+        print("\n".join(snippet.instructions(home, args.user, uid)))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
     from .records import read
 
     try:

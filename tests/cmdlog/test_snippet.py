@@ -1,0 +1,82 @@
+"""The snippet in real bash: installed idempotently, logging through one logger into a real
+socket, harmless when the logger is gone, and removed without a trace."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import need
+from webops.cmdlog.records import read
+from webops.cmdlog.snippet import FILE
+
+DEBIAN_BASHRC = '# ~/.bashrc\ncase $- in\n    *i*) ;;\n      *) return;;\nesac\nalias ll="ls -l"\n'
+
+
+def cmdlog(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "webops", "cmdlog", *args], capture_output=True, text=True)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    need(
+        shutil.which("bash") is not None and shutil.which("logger") is not None, "bash and logger (bsdutils)"
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".bashrc").write_text(DEBIAN_BASHRC)
+    return home
+
+
+def records(sock: socket.socket) -> list:
+    sock.settimeout(2)
+    lines = []
+    try:
+        while True:
+            lines.append(sock.recv(8192).decode() + "\n")
+    except TimeoutError:
+        pass
+    return list(read(lines))
+
+
+def test_install_is_idempotent_goes_above_the_guard_and_uninstall_restores(home: Path) -> None:
+    r = cmdlog("install", "--user", "nagios-test", "--home", str(home))
+    assert r.returncode == 0 and "BASH_ENV=" in r.stdout and "auditctl" in r.stdout
+    assert cmdlog("install", "--user", "nagios-test", "--home", str(home)).stdout.startswith(
+        "install: nothing to change"
+    )
+    text = (home / ".bashrc").read_text()
+    assert text.count(f". ~/{FILE}") == 1 and text.index(f". ~/{FILE}") < text.index("case $- in")
+    assert cmdlog("uninstall", "--user", "nagios-test", "--home", str(home)).returncode == 0
+    assert (home / ".bashrc").read_text() == DEBIAN_BASHRC and not (home / FILE).exists()
+
+
+def test_commands_of_interactive_and_non_interactive_bash_are_logged(home: Path, tmp_path: Path) -> None:
+    cmdlog("install", "--user", "nagios-test", "--home", str(home))
+    path = str(tmp_path / "log.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    env = {"HOME": str(home), "PATH": "/usr/bin:/bin", "USER": "nagios-test", "WEBOPS_CMDLOG_SOCKET": path}
+    work = tmp_path / "my dir"
+    work.mkdir()
+    bash_env = {**env, "BASH_ENV": str(home / FILE)}  # what install says non-interactive bash needs
+    subprocess.run(["bash", "-c", "true one; echo two >/dev/null"], env=bash_env, cwd=work, check=True)
+    subprocess.run(["bash", "-i", "-c", "true three"], env=env, cwd=work, capture_output=True, check=True)
+    subprocess.run(["bash", "-c", "true not-logged"], env=env, cwd=work, check=True)  # no BASH_ENV
+    got = records(sock)
+    sock.close()
+    assert [r.command for r in got] == ["true one", "echo two > /dev/null", "true three"]
+    assert {(r.user, r.cwd) for r in got} == {("nagios-test", str(work))}
+
+
+def test_the_shell_goes_on_when_the_logger_is_gone(home: Path, tmp_path: Path) -> None:
+    cmdlog("install", "--user", "nagios-test", "--home", str(home))
+    env = {"HOME": str(home), "PATH": "/usr/bin:/bin", "WEBOPS_CMDLOG_SOCKET": str(tmp_path / "nobody.sock")}
+    script = "kill $__webops_cmdlog_pid; wait $__webops_cmdlog_pid 2>/dev/null; echo still; echo here"
+    r = subprocess.run(["bash", "-i", "-c", script], env=env, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout == "still\nhere\n"
