@@ -290,3 +290,38 @@ def test_graphite_stats_start_as_etsys() -> None:
 
     backend = GraphiteBackend(statsd_config.build({}), 1_700_000_000)  # no graphiteHost: no sender
     assert backend.last_exception == 0 and backend.last_flush == 1_700_000_000
+
+
+def test_close_returns_as_soon_as_everything_is_sent(monkeypatch) -> None:
+    """Shutdown waits for the sender only while there is something to send: with the shutdown
+    budget raised to an hour, close() after a flush must still return (the first release waited
+    out its 10 s budget in about half the stops: the sender never woke it)."""
+    import socket
+    import threading
+    import time
+
+    from webops.statsd import config as statsd_config
+    from webops.statsd.aggregate import Aggregator
+    from webops.statsd.backends import graphite
+    from webops.statsd.snapshot import summarize
+
+    sink = socket.create_server(("127.0.0.1", 0))
+
+    def drain() -> None:
+        while True:
+            conn, _ = sink.accept()
+            with conn:
+                while conn.recv(65536):
+                    pass
+
+    threading.Thread(target=drain, daemon=True).start()
+    monkeypatch.setattr(graphite, "SHUTDOWN_SEND", 3600.0)
+    cfg = statsd_config.build({"graphiteHost": "127.0.0.1", "graphitePort": sink.getsockname()[1]})
+    backend = graphite.GraphiteBackend(cfg, time.time())
+    agg = Aggregator(cfg.aggregation())
+    agg.ingest(b"shutdown.sent:1|c")
+    backend.flush(summarize(agg.take(int(time.time())), cfg.summary()))
+    closed = threading.Event()
+    threading.Thread(target=lambda: (backend.close(), closed.set()), daemon=True).start()
+    assert closed.wait(60), "close() is waiting out its shutdown budget with nothing left to send"
+    sink.close()
