@@ -205,6 +205,14 @@ def test_live_screen_in_a_terminal(memcached: Memcached) -> None:
         tmux_run(["kill-session", "-t", session])
 
 
+def watching(*servers: str) -> subprocess.Popen:
+    """keytop on the watch stream of `servers`, printing JSON when it is stopped."""
+    args = [arg for server in servers for arg in ("--server", server)]
+    return subprocess.Popen(
+        [*KEYTOP, *args, "--format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
 def keytop_json(proc: subprocess.Popen) -> tuple[dict, str]:
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
@@ -247,12 +255,7 @@ def test_stdin_stopped_while_open_keeps_the_last_burst(mode: str, stop: str) -> 
 
 def test_a_restarted_memcached_is_reconnected_and_the_gap_said() -> None:
     m = Memcached()
-    proc = subprocess.Popen(
-        [*KEYTOP, "--server", m.address, "--format", "json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = watching(m.address)
     try:
         wait_until(lambda: m.stats().get("log_watchers") == "1", what="keytop watching")
         client = Client(("127.0.0.1", m.port))
@@ -276,12 +279,7 @@ def test_a_restarted_memcached_is_reconnected_and_the_gap_said() -> None:
 
 def test_entries_memcached_dropped_are_counted_and_said() -> None:
     m = Memcached("-o", "watcher_logbuf_size=8")  # a small log buffer: a burst overflows it
-    proc = subprocess.Popen(
-        [*KEYTOP, "--server", m.address, "--format", "json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = watching(m.address)
     try:
         wait_until(lambda: m.stats().get("log_watchers") == "1", what="keytop watching")
         import socket
@@ -311,12 +309,7 @@ def test_entries_memcached_dropped_are_counted_and_said() -> None:
 
 
 def test_one_server_down_among_several_does_not_stop_the_others(memcached: Memcached) -> None:
-    proc = subprocess.Popen(
-        [*KEYTOP, "--server", memcached.address, "--server", "127.0.0.1:1", "--format", "json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = watching(memcached.address, "127.0.0.1:1")
     try:
         wait_until(lambda: memcached.stats().get("log_watchers") == "1", what="keytop watching")
         client = Client(("127.0.0.1", memcached.port))

@@ -95,16 +95,22 @@ def _address(server: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _ask(sock: socket.socket, command: bytes, end: bytes, chunk_size: int = 65536) -> bytes:
+    """Send a command; read until the reply ends with `end` (or the connection closes)."""
+    sock.sendall(command)
+    reply = b""
+    while not reply.endswith(end):
+        chunk = sock.recv(chunk_size)
+        if not chunk:
+            break
+        reply += chunk
+    return reply
+
+
 def lost_entries(server: str, timeout: float = 5.0) -> int:
     """Log entries memcached has dropped since it started (worker buffers and watchers)."""
     with socket.create_connection(_address(server), timeout=timeout) as sock:
-        sock.sendall(b"stats\r\n")
-        data = b""
-        while not data.endswith(b"END\r\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = _ask(sock, b"stats\r\n", b"END\r\n")
     stats = dict(
         line.split(" ", 2)[1:] for line in data.decode(errors="replace").splitlines() if line.count(" ") >= 2
     )
@@ -114,13 +120,7 @@ def lost_entries(server: str, timeout: float = 5.0) -> int:
 def connect(server: str, timeout: float = 5.0) -> socket.socket:
     """Open a watch connection to host:port and check memcached accepted the command."""
     sock = socket.create_connection(_address(server), timeout=timeout)
-    sock.sendall(WATCH_COMMAND)
-    reply = b""
-    while not reply.endswith(b"\r\n"):
-        chunk = sock.recv(64)
-        if not chunk:
-            break
-        reply += chunk
+    reply = _ask(sock, WATCH_COMMAND, b"\r\n", 64)  # small reads: the log stream follows the OK
     if not reply.startswith(b"OK"):
         sock.close()
         raise ConnectionError(
