@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 CORE   := $(VENV)/.installed-core
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench bench-webops bench-hostile bench-pgtop bench-vlogdump bench-cluster bench-cluster-eval bench-cluster-recycle clean
+.PHONY: run test lint bench bench-webops bench-hostile bench-pgtop bench-vlogdump bench-cluster bench-cluster-eval bench-cluster-recycle bench-cmdlog clean
 
 $(CORE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,10 @@ bench-cluster-eval: $(STAMP)
 ## bench-cluster-recycle: requests lost across worker recycles (recycling on)
 bench-cluster-recycle: $(STAMP)
 	$(BIN)/python bench/cluster_recycle.py $(BENCH_ARGS)
+
+## bench-cmdlog: what the cmdlog snippet costs a shell per command, against none and the seed's recipe
+bench-cmdlog: $(STAMP)
+	$(BIN)/python bench/cmdlog_bench.py $(BENCH_ARGS)
 
 ## bench-cluster: memory (PSS, per-worker USS) and speed of the clustering API, with and without preload
 bench-cluster: $(STAMP)

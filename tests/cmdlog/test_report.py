@@ -99,3 +99,87 @@ def test_filters_and_text_output(tmp_path: Path) -> None:
     r = subprocess.run([*CMDLOG, "--since", "yesterday"], capture_output=True, text=True, input="")
     assert r.returncode == 2 and "ISO 8601" in r.stderr
     assert os.listdir(tmp_path) == ["auth.log"]  # report only reads
+
+
+DATA = Path(__file__).parent / "data"
+# What a throwaway user ran (by `runuser -u nagioscap -- bash -c ...`) on a Debian 12 host with
+# Debian's snoopy 2.5.1 preloaded, and then with Debian's auditd 3.0.9 and the rule `webops cmdlog
+# install` prints: audit.log as auditd wrote it (ENRICHED), ausearch-i.txt is `ausearch -i` of it.
+CAPTURED = [
+    ("/tmp", "bash -c cd /var/tmp; ls -la /tmp/cap >/dev/null; sh -c "),
+    ("/var/tmp", "ls -la /tmp/cap"),
+    ("/var/tmp", 'sh -c id -u; /bin/echo "quoted arg" "x=1"'),
+    ("/var/tmp", "id -u"),
+    ("/var/tmp", "/bin/echo quoted arg x=1"),  # one argument with a space: hex-encoded in the raw log
+    ("/var/tmp", "/usr/bin/printf %s\\n tab"),
+]
+
+
+def test_real_audit_events_raw_and_interpreted_come_out_the_same() -> None:
+    for name in ("audit.log", "ausearch-i.txt"):
+        with open(DATA / name, encoding="utf-8") as f:
+            got = list(read(f))
+        # runuser's failed execve attempts along PATH ran nothing: they are not commands
+        assert [(r.cwd, r.command[: len(c)]) for r, (_, c) in zip(got, CAPTURED, strict=True)] == CAPTURED
+        assert {(r.user, r.source) for r in got} == {("nagioscap", "audit")}
+        assert [r.pid for r in got] == list(range(5692, 5698))
+        assert got[0].time is not None and got[0].time.strftime("%m-%d %H:%M:%S") == "11-23 20:39:04"
+
+
+def test_real_snoopy_lines() -> None:
+    with open(DATA / "snoopy-2.5.1.syslog", encoding="utf-8") as f:
+        got = list(read(f))
+    assert [(r.host, r.user, r.pid, r.cwd, r.command) for r in got][-2:] == [
+        ("vm", "nagioscap", 5579, "/var/tmp", "id -u"),
+        ("vm", "nagioscap", 5580, "/var/tmp", "/bin/echo quoted arg"),
+    ]
+    assert len(got) == 6 and {r.source for r in got} == {"snoopy"}
+
+
+def test_control_characters_of_a_command_do_not_reach_the_terminal() -> None:
+    hostile = OWN.replace("cmd=", "cmd=printf '\x1b[2J\x1b]0;owned\x07' #")
+    r = subprocess.run(CMDLOG, input=hostile, capture_output=True, text=True)
+    assert r.returncode == 0 and "\x1b" not in r.stdout and "\\x1b[2J" in r.stdout
+    r = subprocess.run([*CMDLOG, "--format", "json"], input=hostile, capture_output=True, text=True)
+    assert json.loads(r.stdout)["command"].startswith("printf '\x1b[2J")  # JSON keeps it, escaped
+
+
+JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
+
+
+def test_the_journal(tmp_path: Path) -> None:
+    """A real journal file (systemd-journal-remote writes it from the export format journald
+    itself uses), read through journalctl: the snippet's, snoopy's and the seed's records only."""
+    need(shutil.which("journalctl") is not None and os.path.exists(JOURNAL_REMOTE), "systemd-journal-remote")
+    entries = [
+        ("webops-cmdlog", 4242, "user=nagios uid=110 pid=4300 cwd=/var/lib/my%20dir cmd=check_disk -w 20"),
+        ("sshd", 77, "Accepted publickey for nagios"),
+        ("nagios", 4301, "Running check_load -w 5"),
+        ("webops-cmdlog", 4242, "user=deploy uid=1001 pid=4302 cwd=/srv cmd=git pull"),
+    ]
+    export = "".join(
+        f"__REALTIME_TIMESTAMP={1795462920000000 + i * 1000000}\n__MONOTONIC_TIMESTAMP={i + 1}\n"
+        f"_BOOT_ID={'0' * 31}1\n_HOSTNAME=web1\nSYSLOG_IDENTIFIER={tag}\n_PID={pid}\nMESSAGE={msg}\n\n"
+        for i, (tag, pid, msg) in enumerate(entries)
+    )
+    journal = tmp_path / "remote.journal"
+    subprocess.run([JOURNAL_REMOTE, "-o", str(journal), "-"], input=export, text=True, check=True)
+    r = subprocess.run(
+        [*CMDLOG, "--journal", str(journal), "--format", "json"], capture_output=True, text=True
+    )
+    got = [
+        (row["user"], row["host"], row["cwd"], row["command"])
+        for row in map(json.loads, r.stdout.splitlines())
+    ]
+    assert got == [
+        ("nagios", "web1", "/var/lib/my dir", "check_disk -w 20"),
+        ("deploy", "web1", "/srv", "git pull"),
+    ]
+    r = subprocess.run(
+        [*CMDLOG, "--journal", str(journal), "--user", "nagios"], capture_output=True, text=True
+    )
+    assert [line.split("  ")[-1] for line in r.stdout.splitlines()] == ["check_disk -w 20", "check_load -w 5"]
+    r = subprocess.run([*CMDLOG, "--journal", str(tmp_path / "none.journal")], capture_output=True, text=True)
+    assert (
+        r.returncode == 2 and r.stderr.startswith("webops cmdlog: journalctl: ") and r.stderr.count("\n") == 1
+    )

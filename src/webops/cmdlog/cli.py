@@ -1,16 +1,17 @@
-"""`webops cmdlog report`: one line per command a user ran, from wherever the records are.
-
-(`install`, `uninstall` and `doctor` are issue 18's next parts.)
-"""
+"""`webops cmdlog`: install the snippet for a user, say what will be logged (doctor), and report
+one line per command a user ran, from wherever the records are."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import subprocess
 import sys
 from datetime import datetime
-from typing import TextIO
+from pathlib import Path
+from typing import IO
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "`ausearch -i` events) from FILEs or stdin and prints time, host, user, pid, directory, command.",
     )
     r.add_argument("files", nargs="*", metavar="FILE", help="files to read (default: stdin)")
+    r.add_argument(
+        "--journal",
+        action="store_true",
+        help="read the systemd journal (journalctl -o json; with FILEs: those journal files)",
+    )
     r.add_argument("--user", action="append", help="only this user (repeat for several)")
     r.add_argument("--since", type=_when, metavar="TIME", help="only from this time on (ISO 8601)")
     r.add_argument("--until", type=_when, metavar="TIME", help="only before this time (ISO 8601)")
@@ -38,7 +44,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         c = cmds.add_parser(name, help=text, description=text)
         c.add_argument("--user", required=True, help="the user whose commands are logged")
         c.add_argument("--home", help="that user's home (default: from the password database)")
+    d = cmds.add_parser(
+        "doctor",
+        help="say what will and will not be logged for a user here, and why",
+        description="Each line a check (ok, gap: some ways of running commands are not logged, fail: "
+        "nothing is) with its fix. Exits 1 unless every check is ok.",
+    )
+    d.add_argument("--user", required=True, help="the user whose commands are logged")
+    d.add_argument(
+        "--socket",
+        default=os.environ.get("WEBOPS_CMDLOG_SOCKET", "/dev/log"),
+        help="the syslog socket the snippet writes to (default: $WEBOPS_CMDLOG_SOCKET or /dev/log)",
+    )
+    d.add_argument("--nrpe-config", type=Path, default=Path("/etc/nagios/nrpe.cfg"), metavar="FILE")
+    d.add_argument("--audit-rules", type=Path, default=Path("/etc/audit/rules.d"), metavar="DIR")
+    d.add_argument("--crontabs", type=Path, default=Path("/var/spool/cron/crontabs"), metavar="DIR")
+    d.add_argument("--format", choices=["text", "json"], default="text", help="json: one object a check")
     p.set_defaults(run=run)
+
+
+# a command may carry escape sequences (to retitle or clear the reader's terminal): shown, not run
+_VISIBLE = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F] if c != 0x09} | {0x09: "\\t"}
 
 
 def _when(text: str) -> datetime:
@@ -63,29 +89,59 @@ def _naive(t: datetime) -> datetime:
 def run(args: argparse.Namespace) -> int:
     if args.cmdlog_cmd in ("install", "uninstall"):
         return _install(args)
+    if args.cmdlog_cmd == "doctor":
+        return _doctor(args)
     return _report(args)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from . import doctor
+
+    try:
+        facts = doctor.gather(
+            args.user,
+            args.socket,
+            args.nrpe_config,
+            args.audit_rules,
+            args.crontabs,
+        )
+    except KeyError:
+        print(f"webops cmdlog: no user {args.user!r} on this host", file=sys.stderr)
+        return 2
+    found = doctor.checks(facts)
+    for c in found:
+        if args.format == "json":
+            print(json.dumps(asdict(c)))
+        else:
+            print(f"{c.state:<5} {c.what:<22} {c.detail}" + (f"\n{'':28}fix: {c.fix}" if c.fix else ""))
+    return 0 if all(c.state == "ok" for c in found) else 1
 
 
 def _install(args: argparse.Namespace) -> int:
     import pwd
-    from pathlib import Path
 
     from . import snippet
 
     uid: int | None
     try:
         entry = pwd.getpwnam(args.user)
-        home, uid = Path(args.home or entry.pw_dir), entry.pw_uid
+        home, uid, gid = Path(args.home or entry.pw_dir), entry.pw_uid, entry.pw_gid
     except KeyError:
         if not args.home:
             print(f"webops cmdlog: no user {args.user!r} on this host", file=sys.stderr)
             return 2
-        home, uid = Path(args.home), None
+        home, uid, gid = Path(args.home), None, -1
     if not home.is_dir():
         print(f"webops cmdlog: {home}: not a directory", file=sys.stderr)
         return 2
     try:
         changed = snippet.install(home) if args.cmdlog_cmd == "install" else snippet.uninstall(home)
+        if uid is not None and os.geteuid() == 0:  # root installing: the files stay the user's
+            for path in changed:
+                if path.exists():
+                    os.chown(path, uid, gid)
     except OSError as e:
         print(f"webops cmdlog: {e.filename}: {e.strerror}", file=sys.stderr)
         return 2
@@ -95,12 +151,31 @@ def _install(args: argparse.Namespace) -> int:
     return 0
 
 
+def _journal(args: argparse.Namespace) -> subprocess.Popen[str]:
+    """journalctl's JSON of the identifiers records come under: the snippet's, snoopy's and, for
+    the seed's recipe, the users' names."""
+    from .records import TAG
+
+    cmd = ["journalctl", "-o", "json", "--no-pager", *(f"--file={f}" for f in args.files)]
+    if args.since:
+        cmd.append(f"--since={args.since:%Y-%m-%d %H:%M:%S}")
+    for ident in [TAG, "snoopy", *(args.user or [])]:
+        cmd += ["-t", ident]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace")
+
+
 def _report(args: argparse.Namespace) -> int:
     from .records import read
 
+    journal = None
     try:
-        streams: list[TextIO] = [open(f, encoding="utf-8", errors="replace") for f in args.files]  # noqa: SIM115
-        streams = streams or [sys.stdin]
+        if args.journal:
+            journal = _journal(args)
+            assert journal.stdout is not None
+            streams: list[IO[str]] = [journal.stdout]
+        else:
+            streams = [open(f, encoding="utf-8", errors="replace") for f in args.files]  # noqa: SIM115
+            streams = streams or [sys.stdin]
     except OSError as e:
         print(f"webops cmdlog: {e.filename}: {e.strerror}", file=sys.stderr)
         return 2
@@ -122,11 +197,16 @@ def _report(args: argparse.Namespace) -> int:
                     when = rec.time.strftime("%Y-%m-%d %H:%M:%S") if rec.time else "-"
                     pid = str(rec.pid) if rec.pid is not None else "-"
                     fields = [when, rec.host or "-", rec.user or "-", pid, rec.cwd or "-", rec.command]
-                    sys.stdout.write("  ".join(fields) + "\n")
+                    sys.stdout.write("  ".join(fields).translate(_VISIBLE) + "\n")
     except BrokenPipeError:
         sys.stderr.close()
     finally:
         for stream in streams:
             if stream is not sys.stdin:
                 stream.close()
+    if journal is not None and journal.wait() != 0:
+        assert journal.stderr is not None
+        why = " ".join(journal.stderr.read().split()) or f"exit status {journal.returncode}"
+        print(f"webops cmdlog: journalctl: {why}", file=sys.stderr)
+        return 2
     return 0

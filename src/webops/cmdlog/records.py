@@ -106,8 +106,9 @@ def _message(stamp: datetime | None, host: str, tag: str, pid: int | None, msg: 
 
 
 def from_ausearch(lines: Iterable[str]) -> Iterator[Record]:
-    """`ausearch -i` output: one record per event that has an EXECVE (its arguments are the
-    command; PROCTITLE when there is none), with the SYSCALL's user and pid and the CWD."""
+    """Audit events, from `ausearch -i` (interpreted) or raw from audit.log: one record per
+    successful execve (its EXECVE arguments are the command; PROCTITLE when there is none), with
+    the SYSCALL's user and pid and the CWD. Records of one event are grouped by its serial."""
     event: dict[str, dict[str, str]] = {}
     current = None
     for line in lines:
@@ -119,35 +120,79 @@ def from_ausearch(lines: Iterable[str]) -> Iterator[Record]:
                 yield r
             event = {}
         current = m["id"]
-        fields = _audit_fields(m["rest"])
+        raw = _RAW_WHEN.match(m["when"]) is not None
+        rest = m["rest"].split("\x1d")[0]  # an enriched raw log: the interpretations follow a GS
+        fields = _execve_args(rest, raw) if m["type"] == "EXECVE" else _audit_fields(rest, raw)
+        if m["type"] == "SYSCALL" and "\x1d" in m["rest"]:
+            fields.update(_audit_fields(m["rest"].split("\x1d", 1)[1], True))
         fields["_when"], fields["_node"] = m["when"], m["node"] or ""
         event.setdefault(m["type"], fields)
     if event and (r := _event(event)) is not None:
         yield r
 
 
-def _audit_fields(rest: str) -> dict[str, str]:
-    out = {}
-    for m in re.finditer(r"(\w+)=((?:\"[^\"]*\")|\S*)", rest):
-        out[m.group(1)] = m.group(2).strip('"')
+_RAW_WHEN = re.compile(r"^\d+\.\d+$")  # raw logs stamp events in epoch seconds
+_HEX = re.compile(r"^(?:[0-9A-F]{2})+$")
+_STRINGS = {"cwd", "name", "comm", "exe", "proctitle", "key"}  # raw logs may hex-encode these
+
+
+def _value(text: str, raw: bool) -> str:
+    """A field's value: raw logs quote plain strings and hex-encode those with spaces, quotes or
+    control characters; `ausearch -i` has already decoded them."""
+    if raw:
+        if text.startswith('"') and text.endswith('"') and len(text) >= 2:
+            return text[1:-1]
+        if _HEX.match(text):
+            return bytes.fromhex(text).decode("utf-8", "replace").replace("\0", " ")
+    return text
+
+
+def _audit_fields(rest: str, raw: bool) -> dict[str, str]:
+    fields = re.finditer(r'(\w+)=("[^"]*"|\S*)', rest)
+    return {m[1]: _value(m[2], raw) if m[1] in _STRINGS else m[2].strip('"') for m in fields}
+
+
+def _execve_args(rest: str, raw: bool) -> dict[str, str]:
+    """EXECVE's `argc=N a0=... a1=...`: interpreted values are not quoted and may hold spaces, so
+    each argument runs up to the next ` a<i+1>=` (the last to the end of the line)."""
+    m = re.match(r"argc=(\d+) ?", rest)
+    if not m:
+        return {}
+    argc, out, pos = int(m[1]), {"argc": m[1]}, m.end()
+    for i in range(argc):
+        if not rest.startswith(f"a{i}=", pos):
+            break  # an argument split into a<i>[0]= pieces (over the kernel's record size): stop
+        start = pos + len(f"a{i}=")
+        nxt = rest.find(f" a{i + 1}=", start) if i + 1 < argc else -1
+        end = nxt if nxt >= 0 else len(rest)
+        out[f"a{i}"] = _value(rest[start:end].rstrip(" ") if nxt < 0 else rest[start:end], raw)
+        pos = end + 1
     return out
+
+
+def _audit_time(when: str) -> datetime | None:
+    """`ausearch -i` prints the local time as %x %T (11/23/26 20:39:04.037 in the C locale);
+    raw logs print epoch seconds."""
+    if _RAW_WHEN.match(when):
+        return datetime.fromtimestamp(float(when), UTC)
+    for fmt in ("%m/%d/%y %H:%M:%S", "%m/%d/%Y %H:%M:%S"):
+        with contextlib.suppress(ValueError):
+            return datetime.strptime(when.split(".")[0], fmt)
+    return None
 
 
 def _event(event: dict[str, dict[str, str]]) -> Record | None:
     execve, syscall = event.get("EXECVE"), event.get("SYSCALL", {})
-    if execve is None:
-        return None
-    argc = int(execve.get("argc", "0") or 0)
-    args = [execve.get(f"a{i}", "") for i in range(argc)]
+    if execve is None or syscall.get("success", "yes") != "yes":
+        return None  # a failed execve ran nothing (a shell trying each directory of PATH)
+    args = [execve[f"a{i}"] for i in range(int(execve.get("argc", "0"))) if f"a{i}" in execve]
     command = " ".join(args) or event.get("PROCTITLE", {}).get("proctitle", "")
-    stamp = None
-    with contextlib.suppress(ValueError):  # ausearch -i: 11/23/2026 19:40:00.123
-        stamp = datetime.strptime(execve["_when"].split(".")[0], "%m/%d/%Y %H:%M:%S")
     pid = syscall.get("pid")
     return Record(
-        stamp,
+        _audit_time(execve["_when"]),
         execve["_node"],
-        syscall.get("uid", ""),  # who ran it (auid, the login, is unset for daemons such as NRPE)
+        # who ran it, by name where known (auid, the login, is unset for daemons such as NRPE)
+        syscall.get("UID") or syscall.get("uid", ""),
         int(pid) if pid and pid.isdigit() else None,
         event.get("CWD", {}).get("cwd", ""),
         command,

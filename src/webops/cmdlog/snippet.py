@@ -8,6 +8,8 @@ and logging stops there. Commands of the start files themselves are not logged.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from .records import TAG
@@ -38,34 +40,72 @@ fi
 """
 # Debian's .bashrc returns early when the shell is not interactive: the snippet goes above that
 GUARDS = ("case $- in", '[ -z "$PS1" ] && return')
+# a login bash reads the first of these that exists, and not .bashrc (Debian's .profile reads it)
+LOGIN_FILES = (".bash_profile", ".bash_login", ".profile")
+BLOCK = f"{BEGIN}\n[ -f ~/{FILE} ] && . ~/{FILE}\n{END}\n"
+_READS_BASHRC = re.compile(r"""(^|[\s;])(\.|source)\s+["']?(\$HOME|\$\{HOME\}|~)/\.bashrc""", re.M)
+
+
+def above_guard(bashrc: str) -> bool:
+    """Whether the block comes before Debian's not-interactive guard (if there is one)."""
+    guards = [i for g in GUARDS if (i := bashrc.find(g)) >= 0]
+    return BEGIN in bashrc and (not guards or bashrc.index(BEGIN) < min(guards))
+
+
+def login_file(files: Mapping[str, str | None]) -> str | None:
+    """The start file a login bash reads, by name, from the texts of those that exist."""
+    return next((n for n in LOGIN_FILES if files.get(n) is not None), None)
+
+
+def reads_snippet(text: str) -> bool:
+    return BEGIN in text or _READS_BASHRC.search(text) is not None
+
+
+def audit_rule(uid: int | None) -> str:
+    """The audit rule that sees every command of the user, whatever runs it."""
+    return f"-a always,exit -F arch=b64 -S execve -F uid={'UID' if uid is None else uid} -k {TAG}"
+
+
+def _without_block(text: str) -> str:
+    start = text.index(BEGIN)
+    return text[:start] + text[text.index(END, start) + len(END) + 1 :]
 
 
 def install(home: Path) -> list[Path]:
     """Write the snippet file and source it at the top of .bashrc (before the not-interactive
-    guard); nothing changes if it is already there. Returns the files written."""
-    snippet = home / FILE
+    guard, moving a block found below it) and of the login file if that reads neither; nothing
+    changes when all is in place. Returns the files written."""
     written = []
+    snippet = home / FILE
     if not snippet.exists() or snippet.read_text() != SNIPPET:
         snippet.write_text(SNIPPET)
         written.append(snippet)
     bashrc = home / ".bashrc"
     text = bashrc.read_text() if bashrc.exists() else ""
-    if BEGIN not in text:
-        block = f"{BEGIN}\n[ -f ~/{FILE} ] && . ~/{FILE}\n{END}\n"
-        bashrc.write_text(block + text)
+    if not above_guard(text):
+        bashrc.write_text(BLOCK + (_without_block(text) if BEGIN in text else text))
         written.append(bashrc)
+    texts = {n: (home / n).read_text() if (home / n).exists() else None for n in LOGIN_FILES}
+    login = home / (login_file(texts) or ".profile")  # none: a .profile of the block alone
+    if not reads_snippet(texts.get(login.name) or ""):
+        login.write_text(BLOCK + (texts.get(login.name) or ""))
+        written.append(login)
     return written
 
 
 def uninstall(home: Path) -> list[Path]:
-    """Remove the block and the snippet file; .bashrc comes back as it was."""
+    """Remove the blocks and the snippet file: the start files come back as they were (a login
+    file that held the block alone, because install made it, goes)."""
     changed = []
-    bashrc = home / ".bashrc"
-    if bashrc.exists() and BEGIN in (text := bashrc.read_text()):
-        start = text.index(BEGIN)
-        end = text.index(END, start) + len(END) + 1
-        bashrc.write_text(text[:start] + text[end:])
-        changed.append(bashrc)
+    for name in (".bashrc", *LOGIN_FILES):
+        path = home / name
+        if path.exists() and BEGIN in (text := path.read_text()):
+            rest = _without_block(text)
+            if rest or name == ".bashrc":
+                path.write_text(rest)
+            else:
+                path.unlink()
+            changed.append(path)
     snippet = home / FILE
     if snippet.exists():
         snippet.unlink()
@@ -79,8 +119,11 @@ def instructions(home: Path, user: str, uid: int | None) -> list[str]:
     return [
         f"non-interactive bash (bash -c, scripts): export BASH_ENV={path} in the service's environment",
         f"  (systemd: Environment=BASH_ENV={path}; cron: BASH_ENV={path} at the top of the crontab)",
-        "NRPE and anything run through /bin/sh (dash) never reads bash's files: only auditd sees those:",
-        f"  auditctl -a always,exit -F arch=b64 -S execve -F uid={'UID' if uid is None else uid} -k {TAG}",
-        "  (persistently: that line without 'auditctl ' in /etc/audit/rules.d/webops-cmdlog.rules)",
-        f"  then: ausearch -i -k webops-cmdlog | webops cmdlog report --user {user}",
+        f"NRPE: keep_env_vars=BASH_ENV in nrpe.cfg (NRPE 4), with BASH_ENV={path} in its unit's Environment=",
+        "  (bash plugins then log; what it runs through /bin/sh (dash) never reads bash's files)",
+        "everything else, and complete coverage, only auditd sees:",
+        f"  auditctl {audit_rule(uid)}",
+        f"  (persistently: that line without 'auditctl ' in /etc/audit/rules.d/{TAG}.rules)",
+        f"  then: ausearch -i -k {TAG} | webops cmdlog report --user {user}",
+        f"check what will be logged: webops cmdlog doctor --user {user}",
     ]
