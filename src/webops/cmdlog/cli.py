@@ -179,13 +179,14 @@ def _report(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"webops cmdlog: {e.filename}: {e.strerror}", file=sys.stderr)
         return 2
-    users = set(args.user or [])
+    users, dropped = set(args.user or []), 0
     try:
         for stream in streams:
             for rec in read(stream):
-                if users and rec.user not in users:
+                dropped += rec.dropped  # a gap in everyone's records: shown whatever the filters
+                if not rec.dropped and users and rec.user not in users:
                     continue
-                if args.grep and not args.grep.search(rec.command):
+                if not rec.dropped and args.grep and not args.grep.search(rec.command):
                     continue
                 if args.since and (rec.time is None or _naive(rec.time) < _naive(args.since)):
                     continue
@@ -204,6 +205,11 @@ def _report(args: argparse.Namespace) -> int:
         for stream in streams:
             if stream is not sys.stdin:
                 stream.close()
+    if dropped:
+        print(
+            f"webops cmdlog: {dropped} records were dropped before syslog (the 'dropped' lines)",
+            file=sys.stderr,
+        )
     if journal is not None and journal.wait() != 0:
         assert journal.stderr is not None
         why = " ".join(journal.stderr.read().split()) or f"exit status {journal.returncode}"

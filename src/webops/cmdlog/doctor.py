@@ -45,6 +45,7 @@ class Facts:
     socket: str
     socket_problem: str | None  # None: the socket takes a datagram
     sh: str  # what /bin/sh is
+    perl: bool  # the snippet's relay runs on it
     files: Mapping[str, str | None]  # start file name -> its text (None: absent)
     nrpe: Nrpe | None
     audit_files: tuple[str, ...]  # rule lines of the rules directory
@@ -76,7 +77,9 @@ def _snippet(f: Facts) -> list[Check]:
     text = f.files.get(snippet.FILE)
     if text is None:
         return [Check("fail", "snippet", f"~/{snippet.FILE} is missing: bash logs nothing", install)]
-    if text != snippet.SNIPPET:
+    if not f.perl:
+        first = Check("fail", "snippet", "no perl: the snippet's relay cannot start", "apt-get install perl")
+    elif text != snippet.SNIPPET:
         first = Check("gap", "snippet", f"~/{snippet.FILE} is not this version's (edited?)", install)
     else:
         first = Check("ok", "snippet", f"~/{snippet.FILE} is this version's")
@@ -228,6 +231,7 @@ def gather(user: str, sock: str, nrpe_config: Path, audit_rules: Path, crontabs:
         socket=sock,
         socket_problem=_probe(sock),
         sh=os.path.realpath("/bin/sh"),
+        perl=shutil.which("perl", path="/usr/bin:/bin") is not None,
         files=files,
         nrpe=_nrpe_config(nrpe_config),
         audit_files=tuple(_rule_lines(audit_rules)),

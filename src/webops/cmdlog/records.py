@@ -34,6 +34,7 @@ _ISO = re.compile(
 _OWN = re.compile(r"^user=(?P<user>\S*) uid=(?P<uid>\S*) pid=(?P<pid>\d+) cwd=(?P<cwd>\S*) cmd=(?P<cmd>.*)$")
 _SNOOPY = re.compile(r"^\[(?P<fields>[^\]]*)\]: (?P<cmd>.*)$")
 _SEED = re.compile(r"^Running (?P<cmd>.*)$")
+_DROPPED = re.compile(r"^dropped (?P<n>\d+) records: ")  # the snippet's relay, after a stalled syslog
 _AUDIT = re.compile(
     r"^(?:node=(?P<node>\S+) )?type=(?P<type>\w+) msg=audit\((?P<when>[^)]*):(?P<id>\d+)\) ?: ?(?P<rest>.*)$"
 )
@@ -47,7 +48,8 @@ class Record:
     pid: int | None
     cwd: str
     command: str
-    source: str  # webops, seed, snoopy, audit
+    source: str  # webops, seed, snoopy, audit; dropped: a relay's count of records syslog refused
+    dropped: int = 0
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -96,6 +98,8 @@ def _from_journal_json(line: str) -> Record | None:
 def _message(stamp: datetime | None, host: str, tag: str, pid: int | None, msg: str) -> Record | None:
     if tag == TAG and (m := _OWN.match(msg)):
         return Record(stamp, host, m["user"], int(m["pid"]), unquote(m["cwd"]), m["cmd"], "webops")
+    if tag == TAG and (m := _DROPPED.match(msg)):
+        return Record(stamp, host, "", pid, "", msg, "dropped", int(m["n"]))
     if tag == "snoopy" and (m := _SNOOPY.match(msg)):
         fields = dict(f.split(":", 1) for f in m["fields"].split() if ":" in f)
         user = fields.get("username") or fields.get("login") or fields.get("uid", "")

@@ -1,9 +1,13 @@
 """The shell snippet that records a user's commands, and its idempotent install into start files.
 
-One long-lived `logger` per shell (a process substitution fed through a file descriptor), not one
-process per command; the DEBUG trap only formats a line with builtins. If the logger is gone, the
-shell goes on: SIGPIPE is ignored around the write (a write to a closed pipe would kill the shell),
-and logging stops there. Commands of the start files themselves are not logged.
+One long-lived relay per shell (a process substitution fed through a file descriptor), not one
+process per command; the DEBUG trap only formats a line with builtins. The relay is a few lines of
+perl (Debian's perl-base is essential) rather than `logger`, because logger blocks when the syslog
+daemon stalls (rsyslog on a full disk): its pipe fills and every shell of the user hangs on its
+next command. The relay waits a second at most for a slow syslog, then sends without waiting
+until the socket takes a record again, and counts what it could not send. If the relay is gone,
+the shell goes on: SIGPIPE is ignored around the write (a write to a closed pipe would kill
+the shell), and logging stops there. Commands of the start files themselves are not logged.
 """
 
 from __future__ import annotations
@@ -17,18 +21,38 @@ from .records import TAG
 FILE = ".webops-cmdlog.sh"
 BEGIN = "# >>> webops cmdlog >>>"
 END = "# <<< webops cmdlog <<<"
-SNIPPET = r"""# webops cmdlog: every command of this bash goes to syslog, tag webops-cmdlog
+SNIPPET = r"""# webops cmdlog: every command of this bash goes to syslog (authpriv), tag webops-cmdlog
 # (webops cmdlog report reads it back; webops cmdlog uninstall removes this).
 if [ -n "$BASH_VERSION" ] && [ -z "${__webops_cmdlog_pid-}" ]; then
-  exec {__webops_cmdlog_fd}> >(exec logger -t webops-cmdlog \
-    ${WEBOPS_CMDLOG_SOCKET:+--socket "$WEBOPS_CMDLOG_SOCKET"} 2>/dev/null)
+  # one relay per shell (perl-base is in every Debian). It waits up to a second for a slow
+  # syslog, then stops waiting until the socket takes a record again: what it refuses meanwhile
+  # is counted and said in the next record that gets through, and the shell never hangs on it
+  exec {__webops_cmdlog_fd}> >(exec perl -MSocket -e '
+    my ($path, $tag, $dropped, $s) = (@ARGV, 0);
+    my @mon = qw(Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec);
+    sub line {  # what logger sends: <authpriv.info>Mmm dd hh:mm:ss tag[pid]: text
+      my @t = localtime;
+      sprintf("<86>%s %2d %02d:%02d:%02d %s[%d]: %s", $mon[$t[4]], @t[3, 2, 1, 0], $tag, $$, @_);
+    }
+    socket($s, PF_UNIX, SOCK_DGRAM, 0) or exit 1;
+    setsockopt($s, SOL_SOCKET, SO_SNDTIMEO, pack("l!l!", 1, 0));
+    my $to = pack_sockaddr_un($path);
+    my $lost = "records: the syslog socket was full or missing";
+    while (my $text = <STDIN>) {
+      chomp $text;
+      my $wait = $dropped ? MSG_DONTWAIT : 0;
+      $dropped = 0 if $dropped && send($s, line("dropped $dropped $lost"), MSG_DONTWAIT, $to);
+      send($s, line($text), $wait, $to) or $dropped++;
+    }
+    send($s, line("dropped $dropped $lost"), 0, $to) if $dropped;' \
+    "${WEBOPS_CMDLOG_SOCKET:-/dev/log}" webops-cmdlog >/dev/null 2>&1)  # none of the shell's output
   __webops_cmdlog_pid=$!
   __webops_cmdlog_user=${USER:-$(id -un 2>/dev/null)}  # once: no process per command
   __webops_cmdlog() {
     case ${BASH_SOURCE[1]-} in  # the start files themselves are not what the user ran
       */.bashrc|*/.profile|*/.bash_profile|*/.bash_login|/etc/*) return 0 ;;
     esac
-    trap '' PIPE  # a logger that is gone must not take the shell with it (SIGPIPE)
+    trap '' PIPE  # a relay that is gone must not take the shell with it (SIGPIPE)
     printf 'user=%s uid=%s pid=%s cwd=%s cmd=%s\n' "$__webops_cmdlog_user" "$UID" "$$" \
       "${PWD// /%20}" "${BASH_COMMAND//$'\n'/ }" >&"$__webops_cmdlog_fd" 2>/dev/null \
       || trap - DEBUG  # and then nothing more is tried
