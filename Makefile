@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 CORE   := $(VENV)/.installed-core
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench bench-webops bench-hostile bench-pgtop bench-vlogdump bench-cluster bench-cluster-eval bench-cluster-recycle bench-cmdlog clean
+.PHONY: run test lint bench bench-webops bench-hostile bench-pgtop bench-vlogdump bench-cluster bench-cluster-eval bench-cluster-recycle bench-cmdlog bench-gate clean
 
 $(CORE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,10 @@ bench-cluster-recycle: $(STAMP)
 ## bench-cmdlog: what the cmdlog snippet costs a shell per command, against none and the seed's recipe
 bench-cmdlog: $(STAMP)
 	$(BIN)/python bench/cmdlog_bench.py $(BENCH_ARGS)
+
+## bench-gate: the publisher on 1M users; requests/s and varnishd CPU with the gate and without (wrk)
+bench-gate: $(STAMP)
+	$(BIN)/python bench/gate_bench.py $(BENCH_ARGS)
 
 ## bench-cluster: memory (PSS, per-worker USS) and speed of the clustering API, with and without preload
 bench-cluster: $(STAMP)

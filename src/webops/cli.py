@@ -11,6 +11,7 @@ from . import __version__
 def main(argv: list[str] | None = None) -> int:
     from .cluster import cli as cluster_cli
     from .cmdlog import cli as cmdlog_cli
+    from .gate import cli as gate_cli
     from .keytop import cli as keytop_cli
     from .pgtop import cli as pgtop_cli
     from .statsd import cli as statsd_cli
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     vlogdump_cli.register(sub)
     cluster_cli.register(sub)
     cmdlog_cli.register(sub)
+    gate_cli.register(sub)
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     args.argv = argv[1:]  # the tool's own arguments, for tools that need to know what was given

@@ -1,0 +1,1 @@
+"""`webops gate`: who gets a personalized response, decided inside Varnish per request."""

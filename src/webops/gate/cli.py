@@ -1,0 +1,126 @@
+"""`webops gate`: build (publish the profiles file), vcl (the VCL to include), check (one user's
+decision, and why), vmod (build the VMOD on this host)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from .config import KEYS
+
+    p = sub.add_parser("gate", help="who gets a personalized response, decided inside Varnish")
+    cmds = p.add_subparsers(dest="gate_cmd", metavar="COMMAND", required=True)
+    parsers = {
+        "build": cmds.add_parser(
+            "build",
+            help="publish the profiles file from user signals (JSONL or CSV)",
+            description="Counts events per user from FILEs (or stdin), marks has_profile from min_events, "
+            "writes a new SQLite file beside the live one, checks it and renames it over the live file.",
+        ),
+        "vcl": cmds.add_parser("vcl", help="print the VCL to include in varnishd's"),
+        "check": cmds.add_parser("check", help="what the gate decides for a user, and why"),
+    }
+    b = parsers["build"]
+    b.add_argument("files", nargs="*", metavar="FILE", help="signal files (default: stdin)")
+    b.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="the files' format")
+    b.add_argument("--force", action="store_true", help="publish even past max_change")
+    parsers["check"].add_argument("user_id", metavar="USER_ID")
+    parsers["check"].add_argument("--format", choices=["text", "json"], default="text")
+    for parser in parsers.values():
+        parser.add_argument("--config", type=Path, metavar="FILE", help="the gate's settings (TOML)")
+        for key in KEYS:
+            default = f" (default: {key.default!r})" if key.default != "" else ""
+            parser.add_argument(f"--{key.name.replace('_', '-')}", dest=key.name, help=key.help + default)
+    v = cmds.add_parser("vmod", help="build the VMOD against this host's varnishd and install it")
+    v.add_argument(
+        "--out", type=Path, metavar="DIR", help="where to put libvmod_gate.so (default: varnish's)"
+    )
+    p.set_defaults(run=run)
+
+
+def _number(text: str | None) -> object:
+    """Command-line values into what the TOML file would hold."""
+    if text is None:
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def run(args: argparse.Namespace) -> int:
+    from .config import KEYS, ConfigError, load
+
+    if args.gate_cmd == "vmod":
+        return _vmod(args)
+    numeric = {"rollout", "min_events", "max_change", "check_interval"}
+    overrides = {k.name: _number(v) if k.name in numeric else v for k in KEYS if (v := getattr(args, k.name))}
+    try:
+        cfg = load(args.config, overrides)
+    except ConfigError as e:
+        print(f"webops gate: {e}", file=sys.stderr)
+        return 2
+    if args.gate_cmd == "vcl":
+        from .vcl import render
+
+        sys.stdout.write(render(cfg))
+        return 0
+    if args.gate_cmd == "check":
+        from .decide import decide
+
+        d = decide(args.user_id, cfg)
+        if args.format == "json":
+            print(json.dumps({"user_id": args.user_id, "decision": d.decision, "steps": d.steps}))
+        else:
+            print(f"{args.user_id}: {d.decision}")
+            print("\n".join(f"  {step}" for step in d.steps))
+        return 0
+    return _build(args, cfg)
+
+
+def _build(args: argparse.Namespace, cfg: object) -> int:
+    from .config import Config
+    from .publish import PublishError, publish
+    from .signals import READERS, SignalError
+
+    assert isinstance(cfg, Config)
+    counts: Counter[str] = Counter()
+    reader = READERS[args.format]
+    try:
+        if not args.files:
+            reader(sys.stdin, "stdin", counts)
+        for name in args.files:
+            with open(name, encoding="utf-8", newline="") as f:
+                reader(f, name, counts)
+        report = publish(counts, cfg, force=args.force, source=", ".join(args.files) or "stdin")
+    except OSError as e:
+        print(f"webops gate: {e.filename}: {e.strerror}", file=sys.stderr)
+        return 2
+    except UnicodeDecodeError as e:
+        print(f"webops gate: not UTF-8 text: {e}", file=sys.stderr)
+        return 2
+    except (SignalError, PublishError) as e:
+        print(f"webops gate: {e}", file=sys.stderr)
+        return 1
+    print("\n".join(report.lines()))
+    return 0
+
+
+def _vmod(args: argparse.Namespace) -> int:
+    from .vmod import BuildError, build, default_dir
+
+    try:
+        path = build(args.out or default_dir())
+    except (BuildError, OSError) as e:
+        print(f"webops gate: {e}", file=sys.stderr)
+        return 1
+    print(f"built {path}")
+    print("in VCL: " + ("import gate;" if args.out is None else f'import gate from "{path}";'))
+    return 0

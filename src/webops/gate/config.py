@@ -1,0 +1,135 @@
+"""The gate's settings: one TOML file shared by `build`, `vcl` and `check`, each key a row of
+KEYS (its type, default and meaning), every key overridable on the command line."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work: said in one line, naming the key."""
+
+
+def _path(v: Any) -> Path:
+    if not isinstance(v, str) or not v.startswith("/"):
+        raise ValueError("an absolute path")
+    return Path(v)
+
+
+def _text(v: Any) -> str:
+    if not isinstance(v, str):
+        raise ValueError("a string")
+    return v
+
+
+def _cookie(v: Any) -> str:
+    if not isinstance(v, str) or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", v):
+        raise ValueError("a cookie name (RFC 6265 token)")
+    return v
+
+
+def _regex(v: Any) -> str:
+    if not isinstance(v, str) or '"' in v:
+        raise ValueError("a regular expression without double quotes (it goes into VCL)")
+    try:
+        re.compile(v)
+    except re.error as e:
+        raise ValueError(f"a regular expression ({e})") from None
+    return v
+
+
+def _percent(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 100:
+        raise ValueError("a whole percentage, 0 to 100")
+    return v
+
+
+def _positive_int(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError("a whole number, 1 or more")
+    return v
+
+
+def _fraction(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not v >= 0:
+        raise ValueError("a fraction, 0 or more (0.2 = 20 %)")
+    return float(v)
+
+
+def _seconds(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 3600:
+        raise ValueError("seconds, more than 0 and at most 3600")
+    return float(v)
+
+
+def _salt(v: Any) -> str:
+    if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9_.-]*", v):
+        raise ValueError("letters, digits, '_', '.' or '-' (it goes into VCL)")
+    return v
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    parse: Callable[[Any], Any]
+    default: Any
+    help: str
+
+
+KEYS = [
+    Key("db", _path, "/var/lib/webops-gate/user_profiles.db", "the live SQLite file varnishd reads"),
+    Key("cookie", _cookie, "userId", "the cookie that carries the user id"),
+    Key("url", _regex, "^/", "the requests the gate decides (a regular expression on req.url)"),
+    Key("id_pattern", _regex, "^[A-Za-z0-9_-]{1,64}$", "a well-formed user id; anything else is anonymous"),
+    Key("rollout", _percent, 100, "the share of users with a profile that get a personalized response"),
+    Key("salt", _salt, "", "mixed into the rollout bucket (one per feature)"),
+    Key("min_events", _positive_int, 5, "the history a user needs for has_profile (build)"),
+    Key("max_change", _fraction, 0.2, "how much the profile count may change between publishes"),
+    Key("check_interval", _seconds, 5.0, "how often varnishd looks for a new file, in seconds"),
+    Key("vmod", _text, "", "libvmod_gate.so's path for `import gate from`; empty: varnish's vmod dir"),
+]
+
+
+@dataclass(frozen=True)
+class Config:
+    db: Path
+    cookie: str
+    url: str
+    id_pattern: str
+    rollout: int
+    salt: str
+    min_events: int
+    max_change: float
+    check_interval: float
+    vmod: str
+
+
+def load(path: Path | None, overrides: Mapping[str, Any]) -> Config:
+    """Defaults, then the file's keys, then the command line's; raises ConfigError."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            values = tomllib.loads(path.read_text())
+        except OSError as e:
+            raise ConfigError(f"{path}: {e.strerror}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: not TOML: {e}") from None
+    known = {k.name: k for k in KEYS}
+    for name in values:
+        if name not in known:
+            raise ConfigError(f"{path}: unknown key {name!r} (known: {', '.join(known)})")
+    values |= {k: v for k, v in overrides.items() if v is not None}
+    out = {}
+    for key in KEYS:
+        raw = values.get(key.name, key.default)
+        try:
+            out[key.name] = key.parse(raw)
+        except ValueError as e:
+            raise ConfigError(f"{key.name} = {raw!r}: expected {e}") from None
+    assert {f.name for f in fields(Config)} == set(out)
+    return Config(**out)

@@ -1,0 +1,123 @@
+"""`webops gate build`, `check`, `vcl` and the settings, against real files (and a real
+PostgreSQL query result): what is published, what is refused, and that a refusal touches nothing."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.gate.conftest import GATE
+from tests.servers import Postgres
+from webops.gate.bucket import bucket
+
+
+def gate(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run([*GATE, *args], input=stdin, capture_output=True, text=True)
+
+
+def rows(db: Path) -> dict[str, int]:
+    with sqlite3.connect(db) as c:
+        out = dict(c.execute("SELECT user_id, has_profile FROM user_profiles").fetchall())
+    c.close()
+    return out
+
+
+def test_jsonl_and_csv_add_up_per_user_and_the_threshold_decides(tmp_path: Path) -> None:
+    db = tmp_path / "user_profiles.db"
+    (tmp_path / "a.jsonl").write_text(
+        '{"user_id": "alice", "events": 3}\n{"user_id": "alice"}\n\n{"user_id": 42, "events": 5}\n'
+        '{"user_id": "bad id; DROP TABLE", "events": 9}\n'
+    )
+    (tmp_path / "b.csv").write_text("user_id,events\nalice,1\nbob,2\n")
+    r = gate("build", "--db", str(db), str(tmp_path / "a.jsonl"))
+    assert r.returncode == 0, r.stderr
+    assert "2 users, 1 with a profile" in r.stdout and "skipped 1 ids" in r.stdout  # alice 4 < 5, 42: 5
+    r = gate("build", "--db", str(db), "--format", "csv", str(tmp_path / "b.csv"), "--min-events", "2")
+    assert r.returncode == 0, r.stderr
+    assert rows(db) == {"alice": 0, "bob": 1}  # a publish replaces, it does not merge
+    assert "since the last publish: 1 -> 1 profiles, +1 -1" in r.stdout
+    assert oct(db.stat().st_mode & 0o777) == "0o644"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jsonl", "b.csv", "user_profiles.db"]
+
+
+def test_a_big_change_is_refused_unless_forced_and_a_refusal_touches_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "user_profiles.db"
+    many = "".join(f'{{"user_id": "u{i}", "events": 9}}\n' for i in range(100))
+    assert gate("build", "--db", str(db), stdin=many).returncode == 0
+    before = (db.stat().st_ino, db.read_bytes())
+    few = "".join(f'{{"user_id": "u{i}", "events": 9}}\n' for i in range(70))  # -30 %
+    r = gate("build", "--db", str(db), stdin=few)
+    assert r.returncode == 1 and "100 to 70" in r.stderr and "--force" in r.stderr
+    assert r.stderr.count("\n") == 1 and (db.stat().st_ino, db.read_bytes()) == before
+    r = gate("build", "--db", str(db), "--max-change", "0.5", stdin=few)
+    assert r.returncode == 0 and "+0 -30" in r.stdout
+    assert gate("build", "--db", str(db), "--force", stdin="").returncode == 0 and rows(db) == {}
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "error"),
+    [
+        ([], '{"user_id": "a"}\n{"user_id": \n', "stdin:2: not JSON"),
+        ([], '{"user": "a"}\n', "stdin:1: expected an object with a user_id"),
+        ([], '{"user_id": "a", "events": -1}\n', "stdin:1: events -1 is not a count"),
+        (["--format", "csv"], "id,events\na,1\n", "stdin:1: expected a header with a user_id column"),
+        (["--format", "csv"], "user_id,events\na,many\n", "stdin:2: events 'many' is not a whole number"),
+        (["--rollout", "150"], "", "rollout = 150: expected a whole percentage"),
+        (["--db", "relative.db"], "", "db = 'relative.db': expected an absolute path"),
+        (["--db", "/nonexistent/dir/p.db"], "", "/nonexistent/dir: no such directory"),
+    ],
+)
+def test_bad_input_is_one_line_and_publishes_nothing(
+    tmp_path: Path, args: list[str], stdin: str, error: str
+) -> None:
+    db = tmp_path / "p.db"
+    r = gate("build", "--db", str(db), *args, stdin=stdin) if "--db" not in args else gate("build", *args)
+    assert r.returncode in (1, 2) and error in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_config_file_is_shared_and_checked(tmp_path: Path) -> None:
+    db = tmp_path / "p.db"
+    conf = tmp_path / "gate.toml"
+    conf.write_text(f'db = "{db}"\nrollout = 50\nsalt = "s1"\ncookie = "uid"\nurl = "^/api/recs"\n')
+    assert gate("build", "--config", str(conf), stdin='{"user_id": "alice", "events": 5}\n').returncode == 0
+    vcl = gate("vcl", "--config", str(conf)).stdout
+    assert 'cookie.get("uid")' in vcl and 'gate.bucket(req.http.X-Webops-Gate-Id, "s1") >= 50' in vcl
+    assert f'gate.db("{db}", 5s)' in vcl and "import gate;" in vcl
+    out = json.loads(gate("check", "--config", str(conf), "--format", "json", "alice").stdout)
+    inside = bucket("alice", "s1") < 50
+    assert out["decision"] == ("personalized" if inside else "generic: outside the rollout (50%)")
+    text = gate("check", "--config", str(conf), "--rollout", "0", "alice").stdout
+    assert text.startswith("alice: generic: outside the rollout (0%)") and "has a profile" in text
+    assert "not well-formed" in gate("check", "--config", str(conf), "x' OR 1=1").stdout
+    assert "nobody has a profile" in gate("check", "--db", str(tmp_path / "none.db"), "alice").stdout
+    conf.write_text('db = "/x.db"\nroll_out = 5\n')
+    r = gate("vcl", "--config", str(conf))
+    assert r.returncode == 2 and "unknown key 'roll_out'" in r.stderr
+    conf.write_text('url = "^/a"b"\n')
+    assert "not TOML" in gate("vcl", "--config", str(conf)).stderr
+
+
+def test_a_query_result_from_postgresql(tmp_path: Path) -> None:
+    """What a batch job has: events in PostgreSQL, counted by a query, psql --csv into build."""
+    pg = Postgres()
+    try:
+        dsn = pg.dsn
+        sql = (
+            "CREATE TABLE reads (user_id text, article int);"
+            "INSERT INTO reads SELECT 'u' || (i % 10), i FROM generate_series(1, 95) i;"
+        )
+        subprocess.run(["psql", dsn, "-q", "-c", sql], check=True, capture_output=True)
+        query = "SELECT user_id, count(*) AS events FROM reads GROUP BY user_id"
+        csv = subprocess.run(["psql", dsn, "--csv", "-c", query], check=True, capture_output=True, text=True)
+    finally:
+        pg.stop()
+    db = tmp_path / "p.db"
+    r = gate("build", "--db", str(db), "--format", "csv", "--min-events", "10", stdin=csv.stdout)
+    assert r.returncode == 0, r.stderr
+    # reads 1..95 by u(i % 10): u1-u5 read 10 articles each, the others 9
+    assert rows(db) == {f"u{i}": int(1 <= i <= 5) for i in range(10)}
