@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 CORE   := $(VENV)/.installed-core
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench bench-webops bench-hostile bench-pgtop bench-vlogdump bench-cluster bench-cluster-eval bench-cluster-recycle bench-cmdlog bench-gate clean
+.PHONY: run test lint bench bench-webops bench-hostile bench-pgtop bench-vlogdump bench-cluster bench-cluster-eval bench-cluster-recycle bench-cmdlog bench-gate bench-store clean
 
 $(CORE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,10 @@ bench-cmdlog: $(STAMP)
 ## bench-gate: the publisher on 1M users; requests/s and varnishd CPU with the gate and without (wrk)
 bench-gate: $(STAMP)
 	$(BIN)/python bench/gate_bench.py $(BENCH_ARGS)
+
+## bench-store: the embedded store's CPU and disk per flush of 10k and 100k series, and its reads
+bench-store: $(STAMP)
+	$(BIN)/python bench/store_bench.py $(BENCH_ARGS)
 
 ## bench-cluster: memory (PSS, per-worker USS) and speed of the clustering API, with and without preload
 bench-cluster: $(STAMP)

@@ -160,7 +160,7 @@ SCHEMA: dict[str, tuple[Any, Validator, str]] = {
     "backends": (
         None,
         str_list,
-        "backends to flush to: graphite, console, file, repeater (Etsy or Perl names)",
+        "backends to flush to: graphite, console, file, repeater, store (Etsy or Perl names)",
     ),
     "flushInterval": (10000, number(1, integer=True), "flush interval in ms"),
     "flush_counts": (True, boolean, "send stats_counts (legacy) / .count counter values"),

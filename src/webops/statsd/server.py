@@ -27,6 +27,7 @@ from . import backends, http, systemd
 from .admin import Console, serve
 from .aggregate import Aggregator, Batch
 from .backends.base import Backend, BackendRunner
+from .backends.store import StoreBackend
 from .config import StatsdConfig
 from .flush import Flusher
 from .listeners import (
@@ -43,6 +44,8 @@ from .prometheus import PrometheusView
 from .protocol import BadLine
 from .readers import ReaderPool, ReaderSettings
 from .snapshot import Snapshot
+from .store import graphite_api
+from .store.db import Store
 
 log = logging.getLogger("webops.statsd")
 
@@ -334,7 +337,12 @@ class StatsdDaemon:
                 self.http_server.close()
             self.http_server, self.http_bind = None, None
             return
-        routes: dict[str, http.Route] = {"/health": self._health, "/metrics": self._metrics}
+        routes: dict[str, http.Route] = {
+            "/health": self._health,
+            "/metrics": self._metrics,
+            "/render": self._graphite(graphite_api.render),
+            "/metrics/find": self._graphite(graphite_api.find_nodes),
+        }
         try:
             self.http_server = await self._rebind(
                 self.http_server, bind, lambda h, p: http.serve(routes, h, p)
@@ -342,13 +350,29 @@ class StatsdDaemon:
         except OSError as e:
             raise OSError(f"cannot listen on http {bind[0]}:{bind[1]}: {e.strerror or e}") from e
         self.http_bind = bind
-        log.info("http (/health, /metrics) on %s:%s", *bind)
+        log.info("http (/health, /metrics, Graphite's /render and /metrics/find) on %s:%s", *bind)
 
-    def _health(self) -> tuple[int, str, str]:
+    def _graphite(self, answer: Callable[[Store, http.Request], http.Reply]) -> http.Route:
+        """A Graphite API route on the store backend's data, off the event loop (a wide wildcard
+        reads thousands of series)."""
+
+        async def route(request: http.Request) -> http.Reply:
+            store = next((r.backend.store for r in self.runners if isinstance(r.backend, StoreBackend)), None)
+            if store is None:
+                return (
+                    404,
+                    "text/plain",
+                    'no store: add "store" to backends for history and the Graphite API\n',
+                )
+            return await asyncio.to_thread(answer, store, request)
+
+        return route
+
+    def _health(self, request: http.Request | None = None) -> tuple[int, str, str]:
         state = self.health_state()
         return (200 if state == "up" else 503), "text/plain", f"health: {state}\n"
 
-    async def _metrics(self) -> tuple[int, str, str]:
+    async def _metrics(self, request: http.Request | None = None) -> tuple[int, str, str]:
         if self.prometheus.stale:  # rendering 100k series takes a while: never on the loop
             await asyncio.to_thread(self.prometheus.refresh)
         own: list[tuple[str, str, tuple[tuple[str, str], ...], float]] = [

@@ -1,0 +1,211 @@
+"""The store on disk: one SQLite file (WAL), whisper's layout in tables.
+
+Why SQLite and not whisper files: whisper writes one file per series, each update a read of its
+header and a write per archive, so 10,000 series at a 10 s flush cost more than a tenth of a core
+in system calls alone; here a flush is one transaction of upserts. The layout is whisper's all the
+same: each series has fixed archives (step, points), each archive a ring of `points` slots
+(slot = time / step mod points), so the disk use is bounded by the retentions from the first
+write, and reads skip slots whose stamp is outside the window asked for. Crash safety is
+SQLite's: a flush is one transaction, so `kill -9` loses at most the flush being written, never
+the file.
+
+The coarser archives are written at every flush with the rollup of the bucket so far (a Bucket
+per series and archive in memory); after a restart, a bucket in progress is first rebuilt from
+the finest archive, which holds its points.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .retention import ROLLUPS, Archive, Bucket, Schema, rollup_of, schema_of
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS series (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, "
+    "archives TEXT NOT NULL, rollup TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS points (series INTEGER NOT NULL, archive INTEGER NOT NULL, "
+    "slot INTEGER NOT NULL, ts INTEGER NOT NULL, value REAL NOT NULL, "
+    "PRIMARY KEY (series, archive, slot)) WITHOUT ROWID",
+)
+
+
+@dataclass(frozen=True)
+class Series:
+    id: int
+    archives: tuple[Archive, ...]
+    rollup: str
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """Values from `start` every `step` seconds; None where nothing was written."""
+
+    start: int
+    step: int
+    values: list[float | None]
+
+
+class Store:
+    """Writes come from one thread (the backend's), reads from the HTTP server's: each has its
+    own connection; WAL lets them run side by side."""
+
+    def __init__(self, path: Path, schemas: Sequence[Schema]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.schemas = schemas
+        self.db = self._connect()
+        for statement in SCHEMA:
+            self.db.execute(statement)
+        self.series: dict[str, Series] = {
+            name: Series(sid, tuple(Archive(*a) for a in json.loads(archives)), rollup)
+            for sid, name, archives, rollup in self.db.execute(
+                "SELECT id, name, archives, rollup FROM series"
+            )
+        }
+        self.buckets: dict[tuple[int, int], Bucket] = {}
+        self.local = threading.local()  # readers' connections
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")  # a process crash loses nothing committed
+        return db
+
+    def write(self, ts: int, values: Iterable[tuple[str, float]]) -> int:
+        """One flush, in one transaction; returns the points written."""
+        rows: list[tuple[int, int, int, int, float]] = []
+        db = self.db
+        db.execute("BEGIN")
+        try:
+            for name, value in values:
+                series = self.series.get(name) or self._add(name)
+                for i, a in enumerate(series.archives):
+                    start = ts - ts % a.step
+                    if i == 0:
+                        rows.append((series.id, 0, start // a.step % a.points, start, value))
+                        continue
+                    bucket = self.buckets.get((series.id, i))
+                    if bucket is None or bucket.start != start:
+                        bucket = self.buckets[series.id, i] = self._resume(series, start, a.step, ts)
+                    bucket.add(value)
+                    rows.append(
+                        (series.id, i, start // a.step % a.points, start, ROLLUPS[series.rollup](bucket))
+                    )
+            db.executemany("INSERT OR REPLACE INTO points VALUES (?, ?, ?, ?, ?)", rows)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return len(rows)
+
+    def _add(self, name: str) -> Series:
+        """A new series takes the retentions its name matches now (as whisper: a file's archives
+        are fixed when it is created)."""
+        archives = schema_of(name, self.schemas).archives
+        cur = self.db.execute(
+            "INSERT INTO series (name, archives, rollup) VALUES (?, ?, ?)",
+            (name, json.dumps([[a.step, a.points] for a in archives]), rollup_of(name)),
+        )
+        assert cur.lastrowid is not None
+        series = self.series[name] = Series(cur.lastrowid, archives, rollup_of(name))
+        return series
+
+    def _resume(self, series: Series, start: int, step: int, now: int) -> Bucket:
+        """A bucket from the finest archive's points already in it (none, unless restarted)."""
+        bucket = Bucket(start)
+        for (value,) in self.db.execute(
+            "SELECT value FROM points WHERE series = ? AND archive = 0 AND ts >= ? AND ts < ? ORDER BY ts",
+            (series.id, start, min(start + step, now)),
+        ):
+            bucket.add(value)
+        return bucket
+
+    # ------------------------------------------------------------------ reading
+
+    def _reader(self) -> sqlite3.Connection:
+        db = getattr(self.local, "db", None)
+        if db is None:
+            db = self.local.db = self._connect()
+        return db
+
+    def names(self) -> list[str]:
+        return [name for (name,) in self._reader().execute("SELECT name FROM series ORDER BY name")]
+
+    def fetch(self, name: str, start: int, end: int, now: int) -> Fetched | None:
+        """The finest archive that reaches back to `start` (whisper's choice), points in
+        [start, end) on its grid; None for an unknown series."""
+        db = self._reader()
+        row = db.execute("SELECT id, archives FROM series WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        sid, archives = row[0], [Archive(*a) for a in json.loads(row[1])]
+        index, archive = next(
+            ((i, a) for i, a in enumerate(archives) if now - a.seconds <= start),
+            (len(archives) - 1, archives[-1]),
+        )
+        step = archive.step
+        first = start - start % step + (step if start % step else 0)
+        first = max(first, now - now % step - archive.seconds + step)
+        if end <= first:
+            return Fetched(first, step, [])
+        count = (end - first + step - 1) // step
+        values: list[float | None] = [None] * count
+        for ts, value in db.execute(
+            "SELECT ts, value FROM points WHERE series = ? AND archive = ? AND ts >= ? AND ts < ?",
+            (sid, index, first, end),
+        ):
+            values[(ts - first) // step] = value
+        return Fetched(first, step, values)
+
+    def disk_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """Graphite's wildcards, node by node: `*`, `?`, `[0-9]`, `{a,b}`; a `*` never crosses a dot."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "*":
+            out.append(r"[^.]*")
+        elif c == "?":
+            out.append(r"[^.]")
+        elif c == "[" and (close := pattern.find("]", i)) > i:
+            out.append("[" + pattern[i + 1 : close].replace("\\", "\\\\") + "]")
+            i = close
+        elif c == "{" and (close := pattern.find("}", i)) > i:
+            out.append("(?:" + "|".join(re.escape(alt) for alt in pattern[i + 1 : close].split(",")) + ")")
+            i = close
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def find(names: Iterable[str], pattern: str) -> Iterator[tuple[str, bool]]:
+    """(path, is_leaf) for every node the pattern names, as /metrics/find answers: series
+    (leaves) and the branches above them; a path that is both comes twice."""
+    depth = pattern.count(".") + 1
+    regex = glob_regex(pattern)
+    found: set[tuple[str, bool]] = set()
+    for name in names:
+        parts = name.split(".")
+        if len(parts) >= depth and regex.match(node := ".".join(parts[:depth])):
+            found.add((node, len(parts) == depth))
+    yield from sorted(found)
+
+
+def matching(names: Iterable[str], pattern: str) -> list[str]:
+    """The series a render target's path expression names."""
+    regex = glob_regex(pattern)
+    return sorted(n for n in names if regex.match(n))

@@ -1,0 +1,147 @@
+"""Graphite's HTTP API on the store: /metrics/find and /render, answered as graphite-web answers
+them, for dashboards that speak Graphite (Grafana's Graphite datasource among them).
+
+Targets are path expressions with Graphite's wildcards; render functions come next (issue 19):
+until then a target that calls one is refused with a 400 that names it, never answered wrongly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from ..http import Reply, Request
+from .db import Store, find, matching
+
+# Graphite's units for relative times (-1h, -10min, -2d): a bare `m` is minutes, as in graphite-web
+UNITS = {
+    "s": 1, "sec": 1, "second": 1, "seconds": 1,
+    "min": 60, "mins": 60, "minute": 60, "minutes": 60, "m": 60,
+    "h": 3600, "hour": 3600, "hours": 3600,
+    "d": 86400, "day": 86400, "days": 86400,
+    "w": 604800, "week": 604800, "weeks": 604800,
+    "mon": 2592000, "month": 2592000, "months": 2592000,
+    "y": 31536000, "year": 31536000, "years": 31536000,
+}  # fmt: skip
+
+
+class ApiError(ValueError):
+    """A request that cannot be answered: a 400 with this one line."""
+
+
+def parse_time(text: str, now: int) -> int:
+    """now, -1h / -10min / -2d (relative), epoch seconds, HH:MM_YYYYMMDD or YYYYMMDD."""
+    t = text.strip().lower()
+    if t in ("", "now"):
+        return now
+    if m := re.fullmatch(r"([-+])(\d+)([a-z]+)", t):
+        if m[3] not in UNITS:
+            raise ApiError(f"{text!r}: unknown unit {m[3]!r}")
+        delta = int(m[2]) * UNITS[m[3]]
+        return now - delta if m[1] == "-" else now + delta
+    if t.isdigit():
+        return int(t)
+    for fmt in ("%H:%M_%Y%m%d", "%Y%m%d"):
+        try:
+            return int(datetime.strptime(t, fmt).timestamp())
+        except ValueError:
+            continue
+    raise ApiError(f"{text!r}: expected now, -1h, epoch seconds, HH:MM_YYYYMMDD or YYYYMMDD")
+
+
+@dataclass
+class Series:
+    name: str
+    start: int
+    step: int
+    values: list[float | None]
+
+
+def consolidate(series: Series, max_points: int) -> Series:
+    """graphite-web's default for maxDataPoints: average groups of points, a coarser step."""
+    n = len(series.values)
+    if max_points < 1 or n <= max_points:
+        return series
+    per = math.ceil(n / max_points)
+    out: list[float | None] = []
+    for i in range(0, n, per):
+        known = [v for v in series.values[i : i + per] if v is not None]
+        out.append(sum(known) / len(known) if known else None)
+    return Series(series.name, series.start, series.step * per, out)
+
+
+def fetch(store: Store, targets: Sequence[str], start: int, end: int, now: int) -> list[Series]:
+    names = store.names()
+    out = []
+    for target in targets:
+        if m := re.match(r"\s*([A-Za-z_]\w*)\(", target):
+            raise ApiError(f"{target!r}: render functions are not supported yet ({m[1]})")
+        for name in matching(names, target.strip()):
+            got = store.fetch(name, start, end, now)
+            if got is not None:
+                out.append(Series(name, got.start, got.step, got.values))
+    return out
+
+
+def render(store: Store, request: Request, now: int | None = None) -> Reply:
+    now = int(time.time()) if now is None else now
+    try:
+        start = parse_time(request.get("from", "-24h"), now)
+        end = parse_time(request.get("until", "now"), now)
+        if end <= start:
+            raise ApiError("until must be after from")
+        fmt = request.get("format", "json")
+        if fmt not in ("json", "csv"):
+            raise ApiError(f"format {fmt!r}: json or csv")
+        try:
+            max_points = int(request.get("maxDataPoints", "0"))
+        except ValueError:
+            raise ApiError("maxDataPoints: expected a whole number") from None
+        series = [
+            consolidate(s, max_points)
+            for s in fetch(store, request.params.get("target", []), start, end, now)
+        ]
+    except ApiError as e:
+        return 400, "text/plain", f"{e}\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        for s in series:
+            for i, v in enumerate(s.values):
+                stamp = datetime.fromtimestamp(s.start + i * s.step).strftime("%Y-%m-%d %H:%M:%S")
+                writer.writerow([s.name, stamp, "" if v is None else v])
+        return 200, "text/csv", buf.getvalue()
+    body = [
+        {
+            "target": s.name,
+            "tags": {"name": s.name},
+            "datapoints": [[v, s.start + i * s.step] for i, v in enumerate(s.values)],
+        }
+        for s in series
+    ]
+    return 200, "application/json", json.dumps(body)
+
+
+def find_nodes(store: Store, request: Request) -> Reply:
+    """graphite-web's treejson: what Grafana's query editor lists, a node at a time."""
+    query = request.get("query")
+    if not query:
+        return 400, "text/plain", "query is required (a path with wildcards: stats.*)\n"
+    nodes = [
+        {
+            "text": path.rsplit(".", 1)[-1],
+            "id": path,
+            "leaf": int(leaf),
+            "expandable": int(not leaf),
+            "allowChildren": int(not leaf),
+        }
+        for path, leaf in find(store.names(), query)
+    ]
+    return 200, "application/json", json.dumps(nodes)

@@ -1,0 +1,140 @@
+"""The embedded history: retentions, rollups per kind, the ring's bound, a restart in the middle
+of a bucket, wildcards, and a real daemon killed with SIGKILL mid-run."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import wait_until
+from webops.statsd.store.db import Store, find, matching
+from webops.statsd.store.retention import Archive, RetentionError, parse, rollup_of, schemas
+
+T0 = 1_795_467_600  # a round hour: every archive's bucket starts here
+
+
+def test_retentions_parse_as_whisper_and_bad_ones_say_why() -> None:
+    assert parse("10s:6h,1m:7d,10m:1y") == [Archive(10, 2160), Archive(60, 10080), Archive(600, 52560)]
+    assert parse("1s:60,60:1d") == [Archive(1, 60), Archive(60, 1440)]  # bare numbers: seconds, points
+    for bad, why in [
+        ("10s", "STEP:DURATION"),
+        ("10q:1h", "unit"),
+        ("1m:1h,90s:1d", "multiple"),
+        ("10s:1d,1m:1h", "further back"),
+        ("10s:5s", "at least one step"),
+    ]:
+        with pytest.raises(RetentionError, match=why):
+            parse(bad)
+
+
+@pytest.mark.parametrize(
+    ("name", "rollup"),
+    [
+        ("stats.counters.api.hits.count", "sum"),
+        ("stats_counts.api.hits", "sum"),
+        ("stats.counters.api.hits.rate", "average"),
+        ("stats.api.hits", "average"),
+        ("stats.timers.api.latency.upper_90", "max"),
+        ("stats.timers.api.latency.lower", "min"),
+        ("stats.timers.api.latency.mean_90", "average"),
+        ("stats.timers.api.latency.sum", "sum"),
+        ("stats.gauges.queue.depth", "last"),
+        ("stats.sets.users.count", "max"),
+    ],
+)
+def test_each_kind_rolls_up_with_its_own_function(name: str, rollup: str) -> None:
+    assert rollup_of(name) == rollup
+
+
+def store(tmp_path: Path, retentions: str = "10s:1h,1m:1d") -> Store:
+    return Store(tmp_path / "store.sqlite", schemas([(".", retentions)]))
+
+
+def test_points_and_rollups_come_back(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    names = {"count": "stats.counters.a.count", "upper": "stats.timers.t.upper", "gauge": "stats.gauges.g"}
+    for i in range(6):  # one minute of 10 s flushes: 1..6
+        s.write(T0 + 10 * i, [(n, float(i + 1)) for n in names.values()])
+    now = T0 + 60
+    fine = s.fetch(names["count"], T0, now, now)
+    assert fine is not None and fine.step == 10 and fine.start == T0 and fine.values == [1, 2, 3, 4, 5, 6]
+    coarse = {k: s.fetch(n, T0 - 7200, now, now) for k, n in names.items()}  # past the 1 h archive
+    assert {k: (f.step, [v for v in f.values if v is not None]) for k, f in coarse.items() if f} == {
+        "count": (60, [21.0]),
+        "upper": (60, [6.0]),
+        "gauge": (60, [6.0]),
+    }
+    assert s.fetch("no.such.series", T0, now, now) is None
+
+
+def test_the_ring_bounds_the_disk_and_old_slots_are_not_answered(tmp_path: Path) -> None:
+    s = store(tmp_path, "10s:1m")  # 6 slots
+    for i in range(50):
+        s.write(T0 + 10 * i, [("a.b", float(i))])
+    with sqlite3.connect(tmp_path / "store.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM points").fetchone()[0] == 6
+    db.close()
+    now = T0 + 500  # as whisper: the archive answers for (now - 1 min, now]
+    got = s.fetch("a.b", now - 60, now, now)
+    assert got is not None and (got.start, got.values) == (T0 + 450, [45.0, 46.0, 47.0, 48.0, 49.0])
+    old = s.fetch("a.b", T0, T0 + 60, now)  # further back than the retention: nothing
+    assert old is not None and all(v is None for v in old.values)
+
+
+def test_a_restart_in_the_middle_of_a_bucket_keeps_its_rollup(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    for i in range(3):
+        s.write(T0 + 10 * i, [("stats.counters.a.count", 1.0)])
+    s.close()
+    s = store(tmp_path)  # a new process: the minute's bucket is rebuilt from the 10 s points
+    for i in range(3, 6):
+        s.write(T0 + 10 * i, [("stats.counters.a.count", 1.0)])
+    got = s.fetch("stats.counters.a.count", T0 - 7200, T0 + 60, T0 + 60)
+    assert got is not None and [v for v in got.values if v is not None] == [6.0]
+
+
+def test_graphite_wildcards() -> None:
+    names = ["stats.a.x", "stats.a.y", "stats.b.x", "stats.b1.z.deep", "stats_counts.a"]
+    assert matching(names, "stats.*.x") == ["stats.a.x", "stats.b.x"]
+    assert matching(names, "stats.{a,b}.?") == ["stats.a.x", "stats.a.y", "stats.b.x"]
+    assert matching(names, "stats.b[0-9].z.*") == ["stats.b1.z.deep"]
+    assert matching(names, "stats.*") == []  # a * never crosses a dot
+    assert list(find(names, "stats.*")) == [("stats.a", False), ("stats.b", False), ("stats.b1", False)]
+    assert list(find(names, "stats.a.*")) == [("stats.a.x", True), ("stats.a.y", True)]
+
+
+def test_sigkill_at_any_moment_loses_at_most_the_last_flush(start_daemon, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    d = start_daemon(backends=["store"], store={"dir": str(data)}, flushInterval=200)
+    path = data / "store.sqlite"
+
+    def flushes() -> int:
+        try:
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+                row = db.execute(
+                    "SELECT count(*) FROM points p JOIN series s ON s.id = p.series "
+                    "WHERE s.name = 'stats.gauges.kill.me' AND p.archive = 0"
+                ).fetchone()
+            db.close()
+            return int(row[0])
+        except sqlite3.Error:
+            return 0
+
+    for i in range(1, 6):  # a value a flush, five flushes, then SIGKILL whatever is being written
+        seen = flushes()
+        d.send(f"kill.me:{i}|g".encode())
+        wait_until(lambda s=seen: flushes() > s, timeout=30, what="a flush in the store")
+    seen = flushes()
+    d.signal(signal.SIGKILL)
+    d.proc.wait(30)
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        kept = db.execute(
+            "SELECT count(*) FROM points p JOIN series s ON s.id = p.series "
+            "WHERE s.name = 'stats.gauges.kill.me' AND p.archive = 0"
+        ).fetchone()[0]
+    db.close()
+    assert kept >= seen  # everything committed before the kill is there
