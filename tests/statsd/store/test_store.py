@@ -59,8 +59,10 @@ def test_points_and_rollups_come_back(tmp_path: Path) -> None:
     for i in range(6):  # one minute of 10 s flushes: 1..6
         s.write(T0 + 10 * i, [(n, float(i + 1)) for n in names.values()])
     now = T0 + 60
-    fine = s.fetch(names["count"], T0, now, now)
-    assert fine is not None and fine.step == 10 and fine.start == T0 and fine.values == [1, 2, 3, 4, 5, 6]
+    fine = s.fetch(names["count"], T0 - 10, now, now)  # as whisper: stamps in (from, until]
+    assert (
+        fine is not None and (fine.start, fine.step) == (T0, 10) and fine.values == [1, 2, 3, 4, 5, 6, None]
+    )
     coarse = {k: s.fetch(n, T0 - 7200, now, now) for k, n in names.items()}  # past the 1 h archive
     assert {k: (f.step, [v for v in f.values if v is not None]) for k, f in coarse.items() if f} == {
         "count": (60, [21.0]),
@@ -79,7 +81,7 @@ def test_the_ring_bounds_the_disk_and_old_slots_are_not_answered(tmp_path: Path)
     db.close()
     now = T0 + 500  # as whisper: the archive answers for (now - 1 min, now]
     got = s.fetch("a.b", now - 60, now, now)
-    assert got is not None and (got.start, got.values) == (T0 + 450, [45.0, 46.0, 47.0, 48.0, 49.0])
+    assert got is not None and (got.start, got.values) == (T0 + 450, [45.0, 46.0, 47.0, 48.0, 49.0, None])
     old = s.fetch("a.b", T0, T0 + 60, now)  # further back than the retention: nothing
     assert old is not None and all(v is None for v in old.values)
 

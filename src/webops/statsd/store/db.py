@@ -138,27 +138,29 @@ class Store:
         return [name for (name,) in self._reader().execute("SELECT name FROM series ORDER BY name")]
 
     def fetch(self, name: str, start: int, end: int, now: int) -> Fetched | None:
-        """The finest archive that reaches back to `start` (whisper's choice), points in
-        [start, end) on its grid; None for an unknown series."""
+        """What whisper's fetch answers: the finest archive that reaches back to `start`, its
+        points stamped in (start, end] (both clamped to what the file holds), None-filled; None
+        for an unknown series."""
         db = self._reader()
         row = db.execute("SELECT id, archives FROM series WHERE name = ?", (name,)).fetchone()
         if row is None:
             return None
         sid, archives = row[0], [Archive(*a) for a in json.loads(row[1])]
+        end = min(end, now)
+        start = max(start, now - archives[-1].seconds)
         index, archive = next(
-            ((i, a) for i, a in enumerate(archives) if now - a.seconds <= start),
+            ((i, a) for i, a in enumerate(archives) if a.seconds >= now - start),
             (len(archives) - 1, archives[-1]),
         )
         step = archive.step
-        first = start - start % step + (step if start % step else 0)
-        first = max(first, now - now % step - archive.seconds + step)
-        if end <= first:
+        first = start - start % step + step
+        stop = end - end % step + step
+        if stop <= first:
             return Fetched(first, step, [])
-        count = (end - first + step - 1) // step
-        values: list[float | None] = [None] * count
+        values: list[float | None] = [None] * ((stop - first) // step)
         for ts, value in db.execute(
             "SELECT ts, value FROM points WHERE series = ? AND archive = ? AND ts >= ? AND ts < ?",
-            (sid, index, first, end),
+            (sid, index, first, stop),
         ):
             values[(ts - first) // step] = value
         return Fetched(first, step, values)

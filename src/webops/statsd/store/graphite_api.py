@@ -1,9 +1,8 @@
 """Graphite's HTTP API on the store: /metrics/find and /render, answered as graphite-web answers
 them, for dashboards that speak Graphite (Grafana's Graphite datasource among them).
 
-Targets are path expressions with Graphite's wildcards; render functions come next (issue 19):
-until then a target that calls one is refused with a 400 that names it, never answered wrongly.
-"""
+Targets are path expressions with Graphite's wildcards, inside the render functions of
+functions.py; a function that is not there is refused with a 400 that names it."""
 
 from __future__ import annotations
 
@@ -14,11 +13,11 @@ import math
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from ..http import Reply, Request
 from .db import Store, find, matching
+from .functions import Series, TargetError, evaluate
 
 # Graphite's units for relative times (-1h, -10min, -2d): a bare `m` is minutes, as in graphite-web
 UNITS = {
@@ -56,14 +55,6 @@ def parse_time(text: str, now: int) -> int:
     raise ApiError(f"{text!r}: expected now, -1h, epoch seconds, HH:MM_YYYYMMDD or YYYYMMDD")
 
 
-@dataclass
-class Series:
-    name: str
-    start: int
-    step: int
-    values: list[float | None]
-
-
 def consolidate(series: Series, max_points: int) -> Series:
     """graphite-web's default for maxDataPoints: average groups of points, a coarser step."""
     n = len(series.values)
@@ -79,15 +70,19 @@ def consolidate(series: Series, max_points: int) -> Series:
 
 def fetch(store: Store, targets: Sequence[str], start: int, end: int, now: int) -> list[Series]:
     names = store.names()
-    out = []
-    for target in targets:
-        if m := re.match(r"\s*([A-Za-z_]\w*)\(", target):
-            raise ApiError(f"{target!r}: render functions are not supported yet ({m[1]})")
-        for name in matching(names, target.strip()):
-            got = store.fetch(name, start, end, now)
+
+    def by_path(path: str, earlier: int) -> list[Series]:
+        out = []
+        for name in matching(names, path.strip()):
+            got = store.fetch(name, start - earlier, end, now)
             if got is not None:
-                out.append(Series(name, got.start, got.step, got.values))
-    return out
+                out.append(Series(name, got.start, got.step, got.values, path.strip()))
+        return out
+
+    try:
+        return [s for target in targets for s in evaluate(target, by_path)]
+    except TargetError as e:
+        raise ApiError(str(e)) from None
 
 
 def render(store: Store, request: Request, now: int | None = None) -> Reply:

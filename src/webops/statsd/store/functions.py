@@ -1,0 +1,441 @@
+"""Graphite's render functions, the ones dashboards use most, with graphite-web 1.1's names and
+maths (so a dashboard's legend and values read the same). Pure: series in, series out.
+
+A target is parsed into calls, paths and constants; `evaluate` walks it, fetching paths through
+the function it is given. Each function is one entry of FUNCTIONS.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import reduce
+from typing import Any
+
+Value = float | None
+
+
+class TargetError(ValueError):
+    """A target that cannot be evaluated: a 400 with this one line."""
+
+
+@dataclass
+class Series:
+    name: str
+    start: int
+    step: int
+    values: list[Value]
+    path_expression: str = ""  # the path the series was fetched by (names aggregates)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.path_expression = self.path_expression or self.name
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.values) * self.step
+
+
+# ------------------------------------------------------------------ parsing
+
+
+@dataclass(frozen=True)
+class Call:
+    name: str
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Path:
+    expression: str
+
+
+_TOKEN = re.compile(
+    r"""\s*(?:(?P<number>-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)(?![\w.*\[{])"""
+    r"""|(?P<string>"[^"]*"|'[^']*')|(?P<bool>true|false)(?![\w.])|(?P<punct>[(),]))"""
+)
+
+
+def parse(text: str) -> Any:
+    node, pos = _parse(text, 0)
+    if text[pos:].strip():
+        raise TargetError(f"{text!r}: unexpected {text[pos:].strip()[:20]!r}")
+    return node
+
+
+def _path_end(text: str, pos: int) -> int:
+    """A path runs to a comma or parenthesis outside braces."""
+    depth = 0
+    while pos < len(text):
+        c = text[pos]
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+        elif depth == 0 and c in ",()":
+            break
+        pos += 1
+    return pos
+
+
+def _parse(text: str, pos: int) -> tuple[Any, int]:
+    m = _TOKEN.match(text, pos)
+    if m and m["number"] is not None:
+        n = float(m["number"])
+        return (int(n) if n.is_integer() and "." not in m["number"] else n), m.end()
+    if m and m["string"] is not None:
+        return m["string"][1:-1], m.end()
+    if m and m["bool"] is not None:
+        return m["bool"] == "true", m.end()
+    while pos < len(text) and text[pos].isspace():
+        pos += 1
+    end = _path_end(text, pos)
+    word = text[pos:end].strip()
+    if not word:
+        raise TargetError(f"{text!r}: expected a path, a call or a value at {pos}")
+    if end < len(text) and text[end] == "(":
+        args: list[Any] = []
+        pos = end + 1
+        while True:
+            if (m := _TOKEN.match(text, pos)) and m["punct"] == ")":
+                pos = m.end()
+                break
+            arg, pos = _parse(text, pos)
+            args.append(arg)
+            m = _TOKEN.match(text, pos)
+            if not m or m["punct"] not in (",", ")"):
+                raise TargetError(f"{text!r}: expected , or ) at {pos}")
+            pos = m.end()
+            if m["punct"] == ")":
+                break
+        return Call(word, tuple(args)), pos
+    return Path(word), end
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _safe(fn: Callable[[list[float]], float]) -> Callable[[Sequence[Value]], Value]:
+    def apply(values: Sequence[Value]) -> Value:
+        known = [v for v in values if v is not None]
+        return fn(known) if known else None
+
+    return apply
+
+
+AGG: dict[str, Callable[[Sequence[Value]], Value]] = {
+    "sum": _safe(lambda v: float(sum(v))),
+    "total": _safe(lambda v: float(sum(v))),
+    "average": _safe(lambda v: sum(v) / len(v)),
+    "avg": _safe(lambda v: sum(v) / len(v)),
+    "max": _safe(max),
+    "min": _safe(min),
+    "last": _safe(lambda v: v[-1]),
+    "current": _safe(lambda v: v[-1]),
+}
+
+
+def _consolidate(s: Series, factor: int) -> list[Value]:
+    if factor <= 1:
+        return list(s.values)
+    avg = AGG["average"]
+    return [avg(s.values[i : i + factor]) for i in range(0, len(s.values), factor)]
+
+
+def normalize(series: list[Series]) -> tuple[list[list[Value]], int, int, int]:
+    """graphite-web's normalize: the least common multiple of the steps, each series
+    consolidated (averaged) to it, over the union of their ranges."""
+    step = reduce(math.lcm, (s.step for s in series))
+    start = min(s.start for s in series)
+    end = max(s.end for s in series)
+    end -= (end - start) % step
+    rows = [_consolidate(s, step // s.step) for s in series]
+    return rows, start, end, step
+
+
+def _columns(rows: list[list[Value]]) -> list[list[Value]]:
+    width = max((len(r) for r in rows), default=0)
+    return [[r[i] if i < len(r) else None for r in rows] for i in range(width)]
+
+
+def _paths(series: list[Series]) -> str:
+    return ",".join(dict.fromkeys(s.path_expression for s in series))
+
+
+def _seconds(text: str) -> int:
+    from .graphite_api import UNITS  # one table of Graphite's time units
+
+    m = re.fullmatch(r"([-+]?)(\d+)\s*([a-z]+)", text.strip().lower())
+    if not m or m[3] not in UNITS:
+        raise TargetError(f"{text!r}: expected an interval such as 1min, 10s, 1h, 1d")
+    return int(m[2]) * UNITS[m[3]]
+
+
+def _fmt(value: Any) -> str:
+    return f"{float(value):g}"
+
+
+# ------------------------------------------------------------------ the functions
+
+
+def aggregate(func: str) -> Callable[..., list[Series]]:
+    def run(ctx: Context, *lists: list[Series]) -> list[Series]:
+        series = [s for group in lists for s in group]
+        if not series:
+            return []
+        rows, start, end, step = normalize(series)
+        values = [AGG[func](col) for col in _columns(rows)]
+        name = f"{func}Series({_paths(series)})"
+        return [Series(name, start, step, values[: (end - start) // step or len(values)], name)]
+
+    return run
+
+
+def scale(ctx: Context, series: list[Series], factor: float) -> list[Series]:
+    return [
+        replace(s, name=(n := f"scale({s.name},{_fmt(factor)})"), path_expression=n,
+                values=[None if v is None else v * factor for v in s.values])
+        for s in series
+    ]  # fmt: skip
+
+
+def alias(ctx: Context, series: list[Series], name: str) -> list[Series]:
+    return [replace(s, name=name) for s in series]
+
+
+def _first_path(name: str) -> str:
+    """The first path inside a series name that may wrap it in functions."""
+    m = re.search(r"(?:^|[(,\s])([^(),\s\"']+\.[^(),\s\"']*)", name)
+    return m[1] if m else name
+
+
+def alias_by_node(ctx: Context, series: list[Series], *nodes: int) -> list[Series]:
+    out = []
+    for s in series:
+        parts = (_first_path(s.name) if s.name.endswith(")") else s.name).split(";")[0].split(".")
+        try:
+            out.append(replace(s, name=".".join(parts[int(n)] for n in nodes)))
+        except (IndexError, ValueError):
+            raise TargetError(f"aliasByNode: {s.name!r} has no node {nodes}") from None
+    return out
+
+
+def moving_average(ctx: Context, series: list[Series], window: int | str) -> list[Series]:
+    """Averages of the `window` points before each one, the window filled from data fetched
+    further back (as graphite-web does)."""
+    if not series:
+        return []
+    seconds = _seconds(window) if isinstance(window, str) else max(s.step for s in series) * int(window)
+    longer = ctx.refetch(seconds)
+    avg = AGG["average"]
+    out = []
+    for s in longer:
+        points = seconds // s.step if isinstance(window, str) else int(window)
+        label = f'"{window}"' if isinstance(window, str) else str(window)
+        name = f"movingAverage({s.name},{label})"
+        values = [avg(s.values[i - points : i]) for i in range(points, len(s.values))]
+        out.append(replace(s, name=name, start=s.start + seconds, values=values, path_expression=name))
+    return out
+
+
+def summarize(
+    ctx: Context, series: list[Series], interval: str, func: str = "sum", align: bool = False
+) -> list[Series]:
+    if func not in AGG:
+        raise TargetError(f"summarize: unknown function {func!r} ({', '.join(AGG)})")
+    size = _seconds(interval)
+    out = []
+    for s in series:
+        start = s.start if align else s.start - s.start % size
+        end = s.end if align else s.end - s.end % size + size
+        values: list[Value] = []
+        t = start
+        while t < end:
+            bucket = [v for i, v in enumerate(s.values) if t <= s.start + i * s.step < t + size]
+            values.append(AGG[func](bucket))
+            t += size
+        name = f'summarize({s.name}, "{interval}", "{func}"{", true" if align else ""})'
+        out.append(replace(s, name=name, start=start, step=size, values=values, path_expression=name))
+    return out
+
+
+def _deltas(values: list[Value], max_value: float | None) -> list[Value]:
+    out: list[Value] = []
+    prev: Value = None
+    for v in values:
+        if v is not None and max_value is not None and v > max_value:
+            out.append(None)
+            prev = None
+            continue
+        if v is None or prev is None:
+            out.append(None)
+        elif v >= prev:
+            out.append(v - prev)
+        else:  # a counter that wrapped (at max_value) or was reset
+            out.append(None if max_value is None else max_value + 1 + v - prev)
+        prev = v
+    return out
+
+
+def non_negative_derivative(
+    ctx: Context, series: list[Series], max_value: float | None = None
+) -> list[Series]:
+    return [
+        replace(s, name=f"nonNegativeDerivative({s.name})", values=_deltas(s.values, max_value))
+        for s in series
+    ]
+
+
+def per_second(ctx: Context, series: list[Series], max_value: float | None = None) -> list[Series]:
+    return [
+        replace(s, name=f"perSecond({s.name})",
+                values=[None if d is None else round(d / s.step, 6) for d in _deltas(s.values, max_value)])
+        for s in series
+    ]  # fmt: skip
+
+
+def as_percent(ctx: Context, series: list[Series], total: Any = None) -> list[Series]:
+    if not series:
+        return []
+    if total is None or isinstance(total, list):
+        others = total if isinstance(total, list) else []
+        if others and len(others) not in (1, len(series)):
+            raise TargetError("asPercent: the total must be one series or as many as the first argument")
+        rows, start, _end, step = normalize(series + others)
+        if not others:
+            totals = [AGG["sum"](col) for col in _columns(rows)]
+            total_name = f"sumSeries({_paths(series)})"
+            pairs = [(s, row, totals, total_name) for s, row in zip(series, rows, strict=False)]
+        elif len(others) == 1:
+            pairs = [(s, row, rows[-1], others[0].name) for s, row in zip(series, rows, strict=False)]
+        else:
+            mine, theirs = rows[: len(series)], rows[len(series) :]
+            ordered = sorted(range(len(series)), key=lambda i: series[i].name)
+            by_name = sorted(range(len(others)), key=lambda i: others[i].name)
+            pairs = [
+                (series[i], mine[i], theirs[j], others[j].name) for i, j in zip(ordered, by_name, strict=True)
+            ]
+        return [
+            Series(f"asPercent({s.name},{tname})", start, step, _percent(row, trow))
+            for s, row, trow, tname in pairs
+        ]
+    value = float(total)
+    return [
+        replace(s, name=f"asPercent({s.name},{_fmt(value)})",
+                values=[None if v is None or value == 0 else v / value * 100.0 for v in s.values])
+        for s in series
+    ]  # fmt: skip
+
+
+def _percent(values: Sequence[Value], totals: Sequence[Value]) -> list[Value]:
+    return [
+        None if v is None or t in (None, 0) else v / t * 100.0 for v, t in zip(values, totals, strict=False)
+    ]
+
+
+def _sorted_by(func: str) -> Callable[[Series], float]:
+    return lambda s: v if (v := AGG[func](s.values)) is not None else -math.inf
+
+
+def highest(func: str) -> Callable[..., list[Series]]:
+    def run(ctx: Context, series: list[Series], n: int = 1) -> list[Series]:
+        return sorted(series, key=_sorted_by(func), reverse=True)[: int(n)]
+
+    return run
+
+
+def sort_by_maxima(ctx: Context, series: list[Series]) -> list[Series]:
+    return sorted(series, key=_sorted_by("max"), reverse=True)
+
+
+def limit(ctx: Context, series: list[Series], n: int) -> list[Series]:
+    return series[: int(n)]
+
+
+def keep_last_value(ctx: Context, series: list[Series], limit: float = math.inf) -> list[Series]:
+    out = []
+    for s in series:
+        values = list(s.values)
+        nones, last = 0, None
+        for i, v in enumerate(values):
+            if v is None:
+                nones += 1
+                continue
+            if 0 < nones <= limit and last is not None:
+                values[i - nones : i] = [last] * nones
+            nones, last = 0, v
+        if 0 < nones <= limit and last is not None:
+            values[len(values) - nones :] = [last] * nones
+        name = f"keepLastValue({s.name})"
+        out.append(replace(s, name=name, path_expression=name, values=values))
+    return out
+
+
+def transform_null(ctx: Context, series: list[Series], default: float = 0) -> list[Series]:
+    return [
+        replace(s, name=(n := f"transformNull({s.name},{_fmt(default)})"), path_expression=n,
+                values=[default if v is None else v for v in s.values])
+        for s in series
+    ]  # fmt: skip
+
+
+FUNCTIONS: dict[str, Callable[..., list[Series]]] = {
+    "sumSeries": aggregate("sum"),
+    "sum": aggregate("sum"),
+    "averageSeries": aggregate("average"),
+    "avg": aggregate("average"),
+    "maxSeries": aggregate("max"),
+    "minSeries": aggregate("min"),
+    "scale": scale,
+    "alias": alias,
+    "aliasByNode": alias_by_node,
+    "movingAverage": moving_average,
+    "summarize": summarize,
+    "perSecond": per_second,
+    "nonNegativeDerivative": non_negative_derivative,
+    "asPercent": as_percent,
+    "highestCurrent": highest("current"),
+    "highestAverage": highest("average"),
+    "highestMax": highest("max"),
+    "sortByMaxima": sort_by_maxima,
+    "limit": limit,
+    "keepLastValue": keep_last_value,
+    "transformNull": transform_null,
+}
+
+
+# ------------------------------------------------------------------ evaluation
+
+
+@dataclass
+class Context:
+    """What a function may need beyond its arguments: movingAverage fetches its first argument
+    again, further back."""
+
+    fetch: Callable[[str, int], list[Series]]  # (path, seconds earlier) -> series
+    first_arg: Any = None
+
+    def refetch(self, seconds: int) -> list[Series]:
+        return _evaluate(self.first_arg, self.fetch, seconds)
+
+
+def evaluate(target: str, fetch: Callable[[str, int], list[Series]]) -> list[Series]:
+    return _evaluate(parse(target), fetch, 0)
+
+
+def _evaluate(node: Any, fetch: Callable[[str, int], list[Series]], earlier: int) -> list[Series]:
+    if isinstance(node, Path):
+        return fetch(node.expression, earlier)
+    if not isinstance(node, Call):
+        raise TargetError(f"{node!r} is a value, not a series")
+    fn = FUNCTIONS.get(node.name)
+    if fn is None:
+        raise TargetError(f"{node.name}: not a supported render function ({', '.join(sorted(FUNCTIONS))})")
+    args = [_evaluate(a, fetch, earlier) if isinstance(a, Path | Call) else a for a in node.args]
+    ctx = Context(lambda path, more: fetch(path, earlier + more), node.args[0] if node.args else None)
+    try:
+        return fn(ctx, *args)
+    except TypeError as e:
+        raise TargetError(f"{node.name}: {e}") from None

@@ -1,0 +1,102 @@
+"""The render functions, against hand-computed answers in graphite-web 1.1's names and maths."""
+
+from __future__ import annotations
+
+import pytest
+
+from webops.statsd.store.functions import Call, Path, Series, TargetError, evaluate, parse
+
+DATA = {
+    "web.a.hits": [1.0, 2.0, None, 4.0],
+    "web.b.hits": [3.0, None, None, 8.0],
+    "web.c.hits": [0.0, 0.0, 1.0, 0.0],
+}
+
+
+def fetch(path: str, earlier: int) -> list[Series]:
+    """Three series, 10 s apart from t=100 (earlier: as many more points of 1.0 before)."""
+    from webops.statsd.store.db import matching
+
+    extra = earlier // 10
+    return [
+        Series(n, 100 - 10 * extra, 10, [1.0] * extra + list(DATA[n]), path)
+        for n in matching(list(DATA), path)
+    ]
+
+
+def run(target: str) -> list[tuple[str, list]]:
+    return [(s.name, s.values) for s in evaluate(target, fetch)]
+
+
+def test_parsing() -> None:
+    assert parse("sumSeries(web.{a,b}.hits, web.c.*)") == Call(
+        "sumSeries", (Path("web.{a,b}.hits"), Path("web.c.*"))
+    )
+    node = parse("summarize(scale(web.a.hits, -1.5), \"1min\", 'max', true)")
+    assert isinstance(node, Call) and node.args[1:] == ("1min", "max", True)
+    assert node.args[0] == Call("scale", (Path("web.a.hits"), -1.5))
+    assert parse("web.1.hits") == Path("web.1.hits")  # a node that is a number is still a path
+    for bad in ("sumSeries(web.a.hits", "scale(web.a.hits,) x", ""):
+        with pytest.raises(TargetError):
+            parse(bad)
+
+
+def test_combining() -> None:
+    assert run("sumSeries(web.*.hits)") == [("sumSeries(web.*.hits)", [4.0, 2.0, 1.0, 12.0])]
+    assert run("averageSeries(web.{a,b}.hits)") == [("averageSeries(web.{a,b}.hits)", [2.0, 2.0, None, 6.0])]
+    assert run("maxSeries(web.a.hits,web.b.hits)")[0] == (
+        "maxSeries(web.a.hits,web.b.hits)",
+        [3.0, 2.0, None, 8.0],
+    )
+    assert run("minSeries(web.*.hits)")[0][1] == [0.0, 0.0, 1.0, 0.0]
+
+
+def test_transforming() -> None:
+    assert run("scale(web.a.hits,10)") == [("scale(web.a.hits,10)", [10.0, 20.0, None, 40.0])]
+    assert run("alias(web.a.hits,'A')") == [("A", DATA["web.a.hits"])]
+    assert [n for n, _ in run("aliasByNode(web.*.hits,1)")] == ["a", "b", "c"]
+    assert [n for n, _ in run("aliasByNode(scale(web.a.hits,2),-2)")] == ["a"]
+    assert run("nonNegativeDerivative(web.c.hits)") == [
+        ("nonNegativeDerivative(web.c.hits)", [None, 0.0, 1.0, None])
+    ]
+    assert run("perSecond(web.b.hits)") == [("perSecond(web.b.hits)", [None, None, None, None])]
+    assert run("perSecond(web.a.hits)")[0][1] == [None, 0.1, None, None]
+    assert run("keepLastValue(web.b.hits)") == [("keepLastValue(web.b.hits)", [3.0, 3.0, 3.0, 8.0])]
+    assert run("keepLastValue(web.b.hits,1)")[0][1] == [3.0, None, None, 8.0]
+    assert run("transformNull(web.a.hits)") == [("transformNull(web.a.hits,0)", [1.0, 2.0, 0, 4.0])]
+    assert run("transformNull(web.a.hits,-1)")[0][1] == [1.0, 2.0, -1, 4.0]
+
+
+def test_windows_and_buckets() -> None:
+    # the window is filled from 2 points fetched further back (1.0 each), as graphite-web does
+    assert run("movingAverage(web.a.hits,2)") == [("movingAverage(web.a.hits,2)", [1.0, 1.0, 1.5, 2.0])]
+    assert run('movingAverage(web.a.hits,"20s")')[0][0] == 'movingAverage(web.a.hits,"20s")'
+    got = evaluate('summarize(web.a.hits,"20s","sum")', fetch)
+    assert [(s.name, s.start, s.step, s.values) for s in got] == [
+        ('summarize(web.a.hits, "20s", "sum")', 100, 20, [3.0, 4.0, None])  # to the bucket after the end
+    ]
+    assert run('summarize(web.b.hits,"20s","max")')[0][1] == [3.0, 8.0, None]
+
+
+def test_percent_and_selection() -> None:
+    assert run("asPercent(web.{a,b}.hits)") == [
+        ("asPercent(web.a.hits,sumSeries(web.{a,b}.hits))", [25.0, 100.0, None, 4 / 12 * 100]),
+        ("asPercent(web.b.hits,sumSeries(web.{a,b}.hits))", [75.0, None, None, 8 / 12 * 100]),
+    ]
+    assert run("asPercent(web.a.hits,200)")[0] == ("asPercent(web.a.hits,200)", [0.5, 1.0, None, 2.0])
+    assert run("asPercent(web.a.hits,web.b.hits)")[0][1][0] == pytest.approx(100 / 3)
+    assert [n for n, _ in run("highestCurrent(web.*.hits,2)")] == ["web.b.hits", "web.a.hits"]
+    assert [n for n, _ in run("highestAverage(web.*.hits)")] == ["web.b.hits"]
+    assert [n for n, _ in run("sortByMaxima(web.*.hits)")] == ["web.b.hits", "web.a.hits", "web.c.hits"]
+    assert [n for n, _ in run("limit(web.*.hits,1)")] == ["web.a.hits"]
+
+
+def test_refusals_name_the_problem() -> None:
+    with pytest.raises(TargetError, match="holtWintersForecast: not a supported"):
+        run("holtWintersForecast(web.a.hits)")
+    with pytest.raises(TargetError, match="summarize: unknown function 'median'"):
+        run('summarize(web.a.hits,"1min","median")')
+    with pytest.raises(TargetError, match="expected an interval"):
+        run('summarize(web.a.hits,"soon")')
+    with pytest.raises(TargetError, match="scale"):
+        run("scale(web.a.hits)")
