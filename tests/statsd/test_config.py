@@ -69,8 +69,15 @@ def test_defaults_listen_on_loopback_only() -> None:
     cfg = statsd_config.load(None)
     assert [(s.kind, s.address, s.port) for s in cfg.listeners] == [("udp", "127.0.0.1", 8125)]
     assert (cfg["mgmt_address"], cfg["mgmt_port"]) == ("127.0.0.1", 8126)
-    assert cfg.backends == ["console"]
+    assert cfg.backends == ["console", "store"]  # make run: the flushes shown, and kept
     assert cfg["flushInterval"] == 10000
+
+
+def test_the_data_dir_flag_sets_one_key_of_the_store_section(tmp_path) -> None:
+    conf = tmp_path / "c.js"
+    conf.write_text('{store: {retentions: [["^stats\\\\.", "1s:1h"]]}, backends: ["store"]}')
+    cfg = statsd_config.load(str(conf), {"store": {"dir": "/var/lib/x"}})
+    assert cfg.section("store") == {"retentions": [["^stats\\.", "1s:1h"]], "dir": "/var/lib/x"}
 
 
 def test_servers_list() -> None:

@@ -37,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--backends", help="comma-separated backends, e.g. console,file (config: backends)")
     p.add_argument("--debug", action="store_true", default=None, help="debug logging (config: debug)")
+    p.add_argument("--data-dir", metavar="DIR", help="the store's data directory (config: store.dir)")
     p.set_defaults(run=run)
 
 
@@ -50,6 +51,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         "flushInterval": args.flush_interval,
         "debug": args.debug,
         "backends": args.backends.split(",") if args.backends else None,
+        "store": {"dir": args.data_dir} if args.data_dir else None,
     }
     return {k: v for k, v in mapping.items() if v is not None}
 

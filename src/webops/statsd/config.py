@@ -284,8 +284,9 @@ def build(user: dict[str, Any], path: str | None = None, text: str = "") -> Stat
         if raw[key] is None:
             raw[key] = raw["deleteIdleStats"]
     if raw["backends"] is None:
-        # Etsy loads graphite by default; with no carbon to talk to, show the flushes instead.
-        raw["backends"] = ["./backends/graphite"] if raw["graphiteHost"] else ["./backends/console"]
+        # Etsy loads graphite by default; with no carbon to talk to, show the flushes and keep
+        # their history (the store, read by Graphite's API) instead.
+        raw["backends"] = ["./backends/graphite"] if raw["graphiteHost"] else ["./backends/console", "store"]
     try:
         for b in raw["backends"]:
             backend_name(b)
@@ -302,5 +303,7 @@ def load(path: str | None, overrides: dict[str, Any] | None = None) -> StatsdCon
     if path:
         user, text = load_object(path)
         path = str(Path(path))
-    user.update(overrides or {})
+    for key, value in (overrides or {}).items():  # a flag for one key of a section keeps the rest
+        both = isinstance(value, dict) and isinstance(user.get(key), dict)
+        user[key] = {**user[key], **value} if both else value
     return build(user, path, text)
