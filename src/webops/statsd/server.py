@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -23,7 +24,7 @@ from collections.abc import Callable
 
 from ..common.config import ConfigError
 from ..common.ratelimit import RateLimitedLog
-from . import backends, http, systemd
+from . import backends, dashboard, http, systemd
 from .admin import Console, serve
 from .aggregate import Aggregator, Batch
 from .backends.base import Backend, BackendRunner
@@ -76,6 +77,7 @@ class StatsdDaemon:
         if config["persistGauges"]:
             self.aggregator.gauges.update(load_gauges(config["persistGauges"]))
         self.flusher = Flusher(self.aggregator, self._deliver)
+        self.last_flush: tuple[float, float] | None = None  # when, and its processing_time (ms)
         self.events_log = RateLimitedLog(log, "event loop messages")
         self.refused_log = RateLimitedLog(log, "series limit messages")
         self.refused_seen = 0
@@ -342,6 +344,8 @@ class StatsdDaemon:
             "/metrics": self._metrics,
             "/render": self._graphite(graphite_api.render),
             "/metrics/find": self._graphite(graphite_api.find_nodes),
+            "/dashboard/status": self._status,
+            **dashboard.ROUTES,
         }
         try:
             self.http_server = await self._rebind(
@@ -367,6 +371,23 @@ class StatsdDaemon:
             return await asyncio.to_thread(answer, store, request)
 
         return route
+
+    def _status(self, request: http.Request) -> http.Reply:
+        """The dashboard's header: the daemon's own health, totals and backends."""
+        totals = self.aggregator.totals
+        flushed, processing = self.last_flush or (0.0, 0.0)
+        body = {
+            "health": self.health_state(),
+            "now": time.time(),
+            "flushInterval": self.config["flushInterval"],
+            "packets_received": totals.packets_received,
+            "metrics_received": totals.metrics_received,
+            "bad_lines_seen": totals.bad_lines_seen,
+            "last_flush": flushed,
+            "processing_time": processing,
+            "backends": dict(self.backend_status()),
+        }
+        return 200, "application/json", json.dumps(body)
 
     def _health(self, request: http.Request | None = None) -> tuple[int, str, str]:
         state = self.health_state()
@@ -450,6 +471,7 @@ class StatsdDaemon:
         for r in list(self.runners):
             r.submit(slot_snapshot if r.backend.overwrites_slots else snapshot)
         self.prometheus.update(snapshot)
+        self.last_flush = (time.time(), snapshot.statsd_metrics.get("processing_time", 0))
         if path := self.config["persistGauges"]:
             gauges = {k: v for k, v in snapshot.gauges.items() if k != self.aggregator.k_lag}
             try:

@@ -173,7 +173,12 @@ class Store:
 
 
 def glob_regex(pattern: str) -> re.Pattern[str]:
-    """Graphite's wildcards, node by node: `*`, `?`, `[0-9]`, `{a,b}`; a `*` never crosses a dot."""
+    """Graphite's wildcards, node by node: `*`, `?`, `[0-9]`, `{a,b*}` (wildcards inside braces
+    too); none of them crosses a dot."""
+    return re.compile(_glob(pattern) + r"\Z")
+
+
+def _glob(pattern: str) -> str:
     out = []
     i = 0
     while i < len(pattern):
@@ -186,12 +191,12 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
             out.append("[" + pattern[i + 1 : close].replace("\\", "\\\\") + "]")
             i = close
         elif c == "{" and (close := pattern.find("}", i)) > i:
-            out.append("(?:" + "|".join(re.escape(alt) for alt in pattern[i + 1 : close].split(",")) + ")")
+            out.append("(?:" + "|".join(_glob(alt) for alt in pattern[i + 1 : close].split(",")) + ")")
             i = close
         else:
             out.append(re.escape(c))
         i += 1
-    return re.compile("".join(out) + r"\Z")
+    return "".join(out)
 
 
 def find(names: Iterable[str], pattern: str) -> Iterator[tuple[str, bool]]:
