@@ -16,7 +16,7 @@ FILES = {
 }
 
 
-def _file(name: str, ctype: str):
+def _file(name: str, ctype: str) -> Callable[[Request], Reply]:
     text = resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
 
     def route(request: Request) -> Reply:
