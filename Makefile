@@ -38,6 +38,7 @@ ETSY_JS := bench/.etsy/node_modules/statsd/stats.js
 ## bench: webops and Etsy's statsd (from npm) side by side; prints figures, asserts nothing
 bench: $(STAMP) $(ETSY_JS)
 	$(BIN)/python bench/statsd_bench.py --etsy $(ETSY_JS) $(BENCH_ARGS)
+	$(BIN)/python bench/store_bench.py
 
 ## bench-webops: the same scenarios for webops alone (no node.js needed)
 bench-webops: $(STAMP)

@@ -54,7 +54,9 @@ def post(port: int, path: str, form: dict) -> tuple[int, str]:
 
 
 def test_find_and_render_on_a_real_daemon(start_daemon, tmp_path) -> None:
-    d = start_daemon(backends=["store"], store={"dir": str(tmp_path / "data")}, flushInterval=200)
+    # one slot a flush (a finer flush than the finest step would overwrite its slot, as in carbon)
+    store = {"dir": str(tmp_path / "data"), "retentions": [[".", "1s:1h"]]}
+    d = start_daemon(backends=["store"], store=store, flushInterval=1000)
     d.send(b"web.hits:3|c\nweb.latency:12|ms\nqueue.depth:7|g\nqueue.size:9|g")
 
     def rendered() -> list:

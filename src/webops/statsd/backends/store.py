@@ -17,7 +17,7 @@ from ..snapshot import Snapshot
 from ..store.db import Store
 from ..store.retention import RetentionError, schemas
 from ..validate import Key, section, string
-from .base import Backend, register
+from .base import Backend, log, register
 from .naming import GraphiteNaming
 
 
@@ -64,6 +64,18 @@ class StoreBackend(Backend):
         s = config.section("store")
         self.store = Store(Path(s["dir"]) / "store.sqlite", schemas([(p, r) for p, r in s["retentions"]]))
         self.naming = GraphiteNaming(config)
+        flush = config["flushInterval"] / 1000
+        for rule in self.store.schemas:
+            if rule.archives[0].step != flush:
+                log.warning(
+                    "store: retentions for /%s/ start at %ss but flushes come every %gs: %s",
+                    rule.pattern.pattern,
+                    rule.archives[0].step,
+                    flush,
+                    "each point overwrites the one before in its slot (as in carbon)"
+                    if rule.archives[0].step > flush
+                    else "every other slot stays empty",
+                )
         self.points = 0
         self.write_ms = 0.0
 

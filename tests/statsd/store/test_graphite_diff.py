@@ -1,0 +1,153 @@
+"""Differential: the same flushes into carbon + Debian's graphite-web (1.1.8) and into the store;
+the same targets asked of both, with the same absolute window; the answers must agree, names,
+timestamps and values."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.conftest import free_port, need, stop_process, wait_until
+from tests.servers import Carbon
+
+GRAPHITE_WEB = Path("/usr/lib/python3/dist-packages/graphite/settings.py")
+
+
+def get(port: int, path: str, **params: str) -> object:
+    url = f"http://127.0.0.1:{port}{path}?{urlencode(params)}"
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return json.loads(r.read())
+
+
+@pytest.fixture
+def graphite(tmp_path: Path) -> Iterator[tuple[Carbon, int]]:
+    """carbon-cache and graphite-web (Django's server, Debian's packages) on its whisper files."""
+    need(GRAPHITE_WEB.exists(), "graphite-web (apt-get install graphite-web)")
+    carbon = Carbon(tmp_path / "carbon", retention="1s:10m").start()
+    web = tmp_path / "web"
+    web.mkdir()
+    carbon.whisper_dir.mkdir(parents=True, exist_ok=True)
+    (web / "webops_gw_settings.py").write_text(
+        f'SECRET_KEY = "webops-test"\nTIME_ZONE = "UTC"\nSTORAGE_DIR = "{web}"\n'
+        f'WHISPER_DIR = "{carbon.whisper_dir}"\nSTANDARD_DIRS = ["{carbon.whisper_dir}"]\n'
+        f'LOG_DIR = "{web}"\nINDEX_FILE = "{web}/index"\n'
+        f'CARBONLINK_HOSTS = ["127.0.0.1:{carbon.query_port}"]\n'
+        'DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", '
+        f'"NAME": "{web}/graphite.db"}}}}\n'
+    )
+    env = {**os.environ, "GRAPHITE_SETTINGS_MODULE": "webops_gw_settings", "PYTHONPATH": str(web)}
+    django = ["/usr/bin/python3", "-m", "django"]
+    subprocess.run(
+        [*django, "migrate", "--settings=graphite.settings", "-v0"], env=env, check=True, capture_output=True
+    )
+    port = free_port()
+    out = open(web / "out.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [*django, "runserver", f"127.0.0.1:{port}", "--noreload", "--settings=graphite.settings"],
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until(lambda: _answers(port), timeout=60, what="graphite-web to answer")
+        yield carbon, port
+    finally:
+        stop_process(proc, 30)
+        out.close()
+        carbon.stop()
+        shutil.rmtree(web, ignore_errors=True)
+
+
+def _answers(port: int) -> bool:
+    try:
+        get(port, "/metrics/find", query="*")
+        return True
+    except OSError:
+        return False
+
+
+TARGETS = [
+    "stats.gauges.diff.*",
+    "sumSeries(stats.gauges.diff.*)",
+    "averageSeries(stats.gauges.diff.*)",
+    "maxSeries(stats.gauges.diff.x,stats.gauges.diff.y)",
+    "minSeries(stats.gauges.diff.*)",
+    "scale(stats.gauges.diff.x,2.5)",
+    "alias(stats.gauges.diff.x,'X')",
+    "aliasByNode(stats.gauges.diff.*,3)",
+    "movingAverage(stats.gauges.diff.x,3)",
+    'summarize(stats.gauges.diff.x,"5s","max")',
+    "perSecond(stats.gauges.diff.total)",
+    "nonNegativeDerivative(stats.gauges.diff.x)",
+    "asPercent(stats.gauges.diff.{x,y})",
+    "highestCurrent(stats.gauges.diff.*,1)",
+    "highestAverage(stats.gauges.diff.*,2)",
+    "sortByMaxima(stats.gauges.diff.*)",
+    "limit(stats.gauges.diff.*,1)",
+    "keepLastValue(stats.gauges.diff.x)",
+    "transformNull(stats.gauges.diff.x,-1)",
+    "stats_counts.diff.hits",
+    "stats.timers.diff.lat.{mean,upper*}",
+]
+
+
+def test_the_store_answers_what_graphite_web_answers(start_daemon, graphite, tmp_path: Path) -> None:
+    carbon, web_port = graphite
+    d = start_daemon(
+        backends=["graphite", "store"],
+        graphiteHost="127.0.0.1",
+        graphitePort=carbon.port,
+        store={"dir": str(tmp_path / "data"), "retentions": [[".", "1s:10m"]]},
+        flushInterval=1000,
+    )
+
+    def last_y() -> float | None:
+        got = get(d.http_port, "/render", target="stats.gauges.diff.y", format="json", **{"from": "-1min"})
+        known = [p[0] for s in got for p in s["datapoints"] if p[0] is not None]  # type: ignore[index]
+        return known[-1] if known else None
+
+    xs = [5, 7, 3, 9, 9, 2, 8, 4, 6, 1, 7, 5]  # up and down: x dips like a counter reset
+    for i, x in enumerate(xs):  # one value a flush
+        d.send(
+            f"diff.x:{x}|g\ndiff.y:{i * 2 + 1}|g\ndiff.total:{i * 10}|g\n"
+            f"diff.hits:{i}|c\ndiff.lat:{10 + i}|ms\ndiff.lat:{30 - i}|ms".encode()
+        )
+        wait_until(lambda want=i * 2 + 1: last_y() == want, what=f"flush {i} in the store")
+    until = int(time.time()) - 3  # flushes carbon has surely written
+    since = until - 15
+    wait_until(
+        lambda: get(web_port, "/render", target="stats.gauges.diff.x", format="json"),
+        what="carbon's data",
+        detail=lambda: f"{sorted(str(p) for p in carbon.whisper_dir.rglob('*.wsp'))[:5]} {carbon.log_tail()}",
+    )
+    for target in TARGETS:
+        ours = get(
+            d.http_port, "/render", target=target, format="json", **{"from": str(since), "until": str(until)}
+        )
+        theirs = get(
+            web_port, "/render", target=target, format="json", **{"from": str(since), "until": str(until)}
+        )
+        assert isinstance(ours, list) and isinstance(theirs, list)
+        assert [s["target"] for s in ours] == [s["target"] for s in theirs], target
+        assert any(p[0] is not None for s in ours for p in s["datapoints"]), target  # a real comparison
+        for a, b in zip(ours, theirs, strict=True):
+            assert [p[1] for p in a["datapoints"]] == [p[1] for p in b["datapoints"]], (target, a, b)
+            for (va, _), (vb, _) in zip(a["datapoints"], b["datapoints"], strict=True):
+                assert (va is None) == (vb is None) and (va is None or va == pytest.approx(vb)), (
+                    target,
+                    a,
+                    b,
+                )
+    for query in ("stats.gauges.diff.*", "stats.*", "stats.timers.diff.lat.*"):
+        ours_found = {(n["id"], n["leaf"]) for n in get(d.http_port, "/metrics/find", query=query)}
+        theirs_found = {(n["id"], n["leaf"]) for n in get(web_port, "/metrics/find", query=query)}
+        assert ours_found == theirs_found, query
