@@ -86,6 +86,18 @@ def test_the_ring_bounds_the_disk_and_old_slots_are_not_answered(tmp_path: Path)
     assert old is not None and all(v is None for v in old.values)
 
 
+def test_series_not_written_for_a_whole_retention_are_dropped(tmp_path: Path) -> None:
+    s = store(tmp_path, "1s:10s,10s:1m")  # everything a series holds is at most a minute old
+    s.write(T0, [("once.only", 1.0), ("steady", 1.0)])
+    for t in range(T0 + 3600, T0 + 3603):  # an hour on: the next look for expired series
+        s.write(t, [("steady", 2.0)])
+    assert set(s.series) == {"steady"} and s.expired == 1
+    assert s.names() == ["steady"] and s.fetch("once.only", T0, T0 + 10, T0 + 10) is None
+    with sqlite3.connect(tmp_path / "store.sqlite") as db:
+        assert db.execute("SELECT count(DISTINCT series) FROM points").fetchone()[0] == 1
+    db.close()
+
+
 def test_a_restart_in_the_middle_of_a_bucket_keeps_its_rollup(tmp_path: Path) -> None:
     s = store(tmp_path)
     for i in range(3):

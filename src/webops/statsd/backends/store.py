@@ -89,6 +89,7 @@ class StoreBackend(Backend):
         return {
             **super().status(),
             "series": len(self.store.series),
+            "series_expired": self.store.expired,
             "points_last_flush": self.points,
             "write_ms": round(self.write_ms, 1),
             "disk_bytes": self.store.disk_bytes(),

@@ -20,11 +20,14 @@ import json
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .retention import ROLLUPS, Archive, Bucket, Schema, rollup_of, schema_of
+
+PURGE_EVERY = 3600  # seconds of flushes between looks for expired series
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS series (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, "
@@ -70,6 +73,12 @@ class Store:
         }
         self.buckets: dict[tuple[int, int], Bucket] = {}
         self.local = threading.local()  # readers' connections
+        # when each series was last written: a restart counts as a write, so a series is dropped
+        # only after a whole retention without one since
+        self.last: dict[int, int] = {}
+        self.loaded = int(time.time())
+        self.next_purge = 0
+        self.expired = 0
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -85,6 +94,7 @@ class Store:
         try:
             for name, value in values:
                 series = self.series.get(name) or self._add(name)
+                self.last[series.id] = ts
                 for i, a in enumerate(series.archives):
                     start = ts - ts % a.step
                     if i == 0:
@@ -98,11 +108,31 @@ class Store:
                         (series.id, i, start // a.step % a.points, start, ROLLUPS[series.rollup](bucket))
                     )
             db.executemany("INSERT OR REPLACE INTO points VALUES (?, ?, ?, ?, ?)", rows)
+            if ts >= self.next_purge:
+                self.next_purge = ts + PURGE_EVERY
+                self._purge(ts)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
         return len(rows)
+
+    def _purge(self, now: int) -> None:
+        """Drop the series nothing was written to for longer than their longest archive: all
+        their points have expired, and names sent once (hostile or not) must not pile up."""
+        gone = [
+            (name, s)
+            for name, s in self.series.items()
+            if self.last.get(s.id, self.loaded) + s.archives[-1].seconds < now
+        ]
+        for name, s in gone:
+            self.db.execute("DELETE FROM points WHERE series = ?", (s.id,))
+            self.db.execute("DELETE FROM series WHERE id = ?", (s.id,))
+            del self.series[name]
+            self.last.pop(s.id, None)
+            for i in range(len(s.archives)):
+                self.buckets.pop((s.id, i), None)
+        self.expired += len(gone)
 
     def _add(self, name: str) -> Series:
         """A new series takes the retentions its name matches now (as whisper: a file's archives
