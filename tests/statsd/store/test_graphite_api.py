@@ -37,9 +37,14 @@ def test_bad_times_say_why() -> None:
             parse_time(bad, NOW)
 
 
-def test_max_data_points_averages_groups() -> None:
-    s = consolidate(Series("a", 100, 10, [1.0, 3.0, None, None, 5.0, 7.0, 9.0]), 3)
-    assert (s.start, s.step, s.values) == (100, 30, [2.0, 6.0, 9.0])
+def test_max_data_points_consolidates_as_graphite_web_does() -> None:
+    s = consolidate(Series("a", 100, 10, [1.0, 3.0, None, None, 5.0, 7.0, 9.0]), 3, 70)
+    # groups of 3, the start nudged onto the 30 s grid (120), one value fewer than the nudge dropped
+    assert (s.start, s.step, s.values) == (120, 30, [3.0, 7.0])
+    one = consolidate(Series("a", 100, 10, [1.0, 3.0, None]), 1, 30)
+    assert (one.start, one.step, one.values) == (100, 30, [2.0])
+    same = Series("a", 100, 10, [1.0, 2.0])
+    assert consolidate(same, 5, 20) is same
 
 
 def post(port: int, path: str, form: dict) -> tuple[int, str]:

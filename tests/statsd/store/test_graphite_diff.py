@@ -129,13 +129,14 @@ def test_the_store_answers_what_graphite_web_answers(start_daemon, graphite, tmp
         what="carbon's data",
         detail=lambda: f"{sorted(str(p) for p in carbon.whisper_dir.rglob('*.wsp'))[:5]} {carbon.log_tail()}",
     )
-    for target in TARGETS:
-        ours = get(
-            d.http_port, "/render", target=target, format="json", **{"from": str(since), "until": str(until)}
-        )
-        theirs = get(
-            web_port, "/render", target=target, format="json", **{"from": str(since), "until": str(until)}
-        )
+    asks = [{"target": t} for t in TARGETS]
+    asks += [
+        {"target": t, "maxDataPoints": "4"} for t in ("stats.gauges.diff.*", "sumSeries(stats.gauges.diff.*)")
+    ]
+    for ask in asks:
+        target, window = ask["target"], {"from": str(since), "until": str(until), "format": "json"}
+        ours = get(d.http_port, "/render", **ask, **window)
+        theirs = get(web_port, "/render", **ask, **window)
         assert isinstance(ours, list) and isinstance(theirs, list)
         assert [s["target"] for s in ours] == [s["target"] for s in theirs], target
         assert any(p[0] is not None for s in ours for p in s["datapoints"]), target  # a real comparison

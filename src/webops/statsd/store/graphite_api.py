@@ -55,17 +55,30 @@ def parse_time(text: str, now: int) -> int:
     raise ApiError(f"{text!r}: expected now, -1h, epoch seconds, HH:MM_YYYYMMDD or YYYYMMDD")
 
 
-def consolidate(series: Series, max_points: int) -> Series:
-    """graphite-web's default for maxDataPoints: average groups of points, a coarser step."""
-    n = len(series.values)
-    if max_points < 1 or n <= max_points:
+def consolidate(series: Series, max_points: int, time_range: int) -> Series:
+    """graphite-web's maxDataPoints, exactly: groups of ceil(points / max) averaged, the start
+    nudged onto the group grid (so refreshes do not jitter) and one value fewer than the nudge
+    dropped from the front, as its render view does."""
+    if max_points < 1:
         return series
-    per = math.ceil(n / max_points)
+    values, start, step = list(series.values), series.start, series.step
+    if max_points == 1:
+        per = max(len(values), 1)
+    else:
+        points = time_range / step
+        if max_points >= points:
+            return series
+        per = math.ceil(points / max_points)
+        seconds = per * step
+        nudge = seconds + start % step - start % seconds
+        start += nudge
+        del values[: max(nudge // step - 1, 0)]
     out: list[float | None] = []
-    for i in range(0, n, per):
-        known = [v for v in series.values[i : i + per] if v is not None]
+    for i in range(0, len(values), per):
+        known = [v for v in values[i : i + per] if v is not None]
         out.append(sum(known) / len(known) if known else None)
-    return Series(series.name, series.start, series.step * per, out)
+    stamps = len(range(start, series.end + 1, step * per))
+    return Series(series.name, start, step * per, out[:stamps], series.path_expression)
 
 
 def fetch(store: Store, targets: Sequence[str], start: int, end: int, now: int) -> list[Series]:
@@ -99,10 +112,8 @@ def render(store: Store, request: Request, now: int | None = None) -> Reply:
             max_points = int(request.get("maxDataPoints", "0"))
         except ValueError:
             raise ApiError("maxDataPoints: expected a whole number") from None
-        series = [
-            consolidate(s, max_points)
-            for s in fetch(store, request.params.get("target", []), start, end, now)
-        ]
+        targets = request.params.get("target", [])
+        series = [consolidate(s, max_points, end - start) for s in fetch(store, targets, start, end, now)]
     except ApiError as e:
         return 400, "text/plain", f"{e}\n"
     if fmt == "csv":
