@@ -152,3 +152,37 @@ def test_sigkill_at_any_moment_loses_at_most_the_last_flush(start_daemon, tmp_pa
         ).fetchone()[0]
     db.close()
     assert kept >= seen  # everything committed before the kill is there
+
+
+def test_a_locked_store_slows_nothing_and_loses_nothing(start_daemon, tmp_path: Path) -> None:
+    """Another process holds the file locked: intake and the other backends go on, the store's
+    flushes wait in its queue and all land when the lock goes."""
+    data = tmp_path / "data"
+    d = start_daemon(
+        backends=["./backends/file", "store"],
+        store={"dir": str(data), "retentions": [[".", "1s:1h"]]},  # one slot a flush
+        flushInterval=1000,
+    )
+    wait_until(lambda: (data / "store.sqlite").exists(), what="the store's file")
+    blocker = sqlite3.connect(data / "store.sqlite", isolation_level=None, timeout=30)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        for i in range(1, 8):  # longer than sqlite's default 5 s wait: the store must not give up
+            before = len(d.flushes())
+            d.send(b"locked.hits:1|c")
+            wait_until(lambda b=before: len(d.flushes()) > b, what=f"flush {i} while the store is locked")
+        assert d.summed("counters", "locked.hits") == 7  # intake and the file backend went on
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+    def stored() -> float:
+        with sqlite3.connect(f"file:{data / 'store.sqlite'}?mode=ro", uri=True) as db:
+            row = db.execute(
+                "SELECT coalesce(sum(p.value), 0) FROM points p JOIN series s ON s.id = p.series "
+                "WHERE s.name = 'stats_counts.locked.hits' AND p.archive = 0"
+            ).fetchone()
+        db.close()
+        return float(row[0])
+
+    wait_until(lambda: stored() == 7.0, timeout=60, what="the queued flushes in the store")

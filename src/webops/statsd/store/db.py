@@ -81,7 +81,9 @@ class Store:
         self.expired = 0
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # a file another process holds locked (a backup, sqlite3 in a shell) makes the writer
+        # wait, in its own thread, with the flushes queued behind it, rather than lose one
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")  # a process crash loses nothing committed
         return db
