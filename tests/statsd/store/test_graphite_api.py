@@ -103,6 +103,18 @@ def test_find_and_render_on_a_real_daemon(start_daemon, tmp_path) -> None:
     assert status == 400 and body.count("\n") == 1
 
 
+def test_a_hostile_target_gets_a_400(tmp_path) -> None:
+    from webops.statsd.http import Request
+    from webops.statsd.store.db import Store
+    from webops.statsd.store.graphite_api import render
+    from webops.statsd.store.retention import schemas
+
+    store = Store(tmp_path / "s.sqlite", schemas([]))
+    deep = "scale(" * 5000 + "a.b" + ",2)" * 5000
+    status, _, body = render(store, Request("GET", "/render", {"target": [deep]}), NOW)
+    assert status == 400 and body == "a target nested too deeply\n"
+
+
 def test_without_the_store_the_api_says_how_to_get_it(start_daemon) -> None:
     d = start_daemon()
     status, body = d.http("/render?target=a")

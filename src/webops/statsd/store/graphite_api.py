@@ -96,6 +96,8 @@ def fetch(store: Store, targets: Sequence[str], start: int, end: int, now: int) 
         return [s for target in targets for s in evaluate(target, by_path)]
     except TargetError as e:
         raise ApiError(str(e)) from None
+    except RecursionError:  # scale(scale(scale(... thousands deep: an answer, not a crash
+        raise ApiError("a target nested too deeply") from None
 
 
 def render(store: Store, request: Request, now: int | None = None) -> Reply:
