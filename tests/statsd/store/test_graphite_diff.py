@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,11 +121,25 @@ def test_the_store_answers_what_graphite_web_answers(start_daemon, graphite, tmp
             f"diff.hits:{i}|c\ndiff.lat:{10 + i}|ms\ndiff.lat:{30 - i}|ms".encode()
         )
         wait_until(lambda want=i * 2 + 1: last_y() == want, what=f"flush {i} in the store")
-    until = int(time.time()) - 3  # flushes carbon has surely written
+    # the window ends at the store's last flush; carbon (its cache, through carbonlink, or its
+    # files) must answer for that same flush before the two are compared
+    ours_y = get(d.http_port, "/render", target="stats.gauges.diff.y", format="json", **{"from": "-1min"})
+    until = max(p[1] for s in ours_y for p in s["datapoints"] if p[0] is not None)  # type: ignore[index]
     since = until - 15
+
+    def carbon_has_it() -> bool:
+        theirs = get(
+            web_port,
+            "/render",
+            target="stats.gauges.diff.y",
+            format="json",
+            **{"from": str(since), "until": str(until)},
+        )
+        return bool(theirs) and theirs[0]["datapoints"][-1] == [23.0, until]  # type: ignore[index]
+
     wait_until(
-        lambda: get(web_port, "/render", target="stats.gauges.diff.x", format="json"),
-        what="carbon's data",
+        carbon_has_it,
+        what="carbon's data up to the store's last flush",
         detail=lambda: f"{sorted(str(p) for p in carbon.whisper_dir.rglob('*.wsp'))[:5]} {carbon.log_tail()}",
     )
     asks = [{"target": t} for t in TARGETS]
