@@ -68,6 +68,7 @@ def test_a_big_change_is_refused_unless_forced_and_a_refusal_touches_nothing(tmp
         (["--format", "csv"], "user_id,events\na,many\n", "stdin:2: events 'many' is not a whole number"),
         (["--rollout", "150"], "", "rollout = 150: expected a whole percentage"),
         (["--db", "relative.db"], "", "db = 'relative.db': expected an absolute path"),
+        (["--db", '/tmp/x";}sub vcl_recv{return(pass);}".db'], "", "without double quotes"),
         (["--db", "/nonexistent/dir/p.db"], "", "/nonexistent/dir: no such directory"),
     ],
 )

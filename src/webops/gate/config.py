@@ -16,15 +16,20 @@ class ConfigError(ValueError):
 
 
 def _path(v: Any) -> Path:
-    if not isinstance(v, str) or not v.startswith("/"):
-        raise ValueError("an absolute path")
+    if not isinstance(v, str) or not v.startswith("/") or not _in_vcl(v):
+        raise ValueError("an absolute path without double quotes or control characters (it goes into VCL)")
     return Path(v)
 
 
 def _text(v: Any) -> str:
-    if not isinstance(v, str):
-        raise ValueError("a string")
+    if not isinstance(v, str) or not _in_vcl(v):
+        raise ValueError("a string without double quotes or control characters (it goes into VCL)")
     return v
+
+
+def _in_vcl(v: str) -> bool:
+    """Whether the text can sit between a VCL string's double quotes as it is."""
+    return '"' not in v and all(c >= " " for c in v)
 
 
 def _cookie(v: Any) -> str:
