@@ -55,8 +55,8 @@ def need(available: bool, reason: str) -> None:
     if available:
         return
     if IN_CI:
-        pytest.fail(f"required for this test under CI=true: {reason}")
-    pytest.skip(reason)
+        pytest.fail(f"required for this test under CI=true: {reason}", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)  # also usable at a test module's top
 
 
 def has_ipv6() -> bool:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
-import pytest
 
-pytest.importorskip("sklearn", reason="the cluster extra (pip install webops[cluster]) is not installed")
+from tests.conftest import need
 
-from webops.cluster.clustering import cluster
+need(importlib.util.find_spec("sklearn") is not None, "the cluster extra (pip install webops[cluster])")
+
+from webops.cluster.clustering import cluster  # noqa: E402 - after the check: it needs scikit-learn
 
 
 def unit(*v: float) -> list[float]:

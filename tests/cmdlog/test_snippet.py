@@ -47,6 +47,7 @@ def records(sock: socket.socket) -> list:
 def test_install_is_idempotent_goes_above_the_guard_and_uninstall_restores(home: Path) -> None:
     r = cmdlog("install", "--user", "nagios-test", "--home", str(home))
     assert r.returncode == 0 and "BASH_ENV=" in r.stdout and "auditctl" in r.stdout
+    assert "keep_env_vars=BASH_ENV" in r.stdout  # what NRPE needs
     assert cmdlog("install", "--user", "nagios-test", "--home", str(home)).stdout.startswith(
         "install: nothing to change"
     )

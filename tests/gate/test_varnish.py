@@ -188,3 +188,22 @@ def test_connections_are_released_when_the_vcl_goes_cold(site: Site) -> None:
     site.adm("vcl.use", "plain")
     site.adm("vcl.discard", active)
     wait_until(released, what="the discarded VCL's connections closed", detail=lambda: site.adm("vcl.list"))
+
+
+def test_no_sqlite_lock_is_taken_so_a_locked_file_still_answers(site: Site) -> None:
+    """Another process holds the file's exclusive lock (what a writer in place would take): with
+    SQLite's locking every lookup would be SQLITE_BUSY, so 'no profile'. The gate opens the file
+    immutable (a publish replaces it, never writes it), so no lock is asked for, shared or not."""
+    import sqlite3
+
+    assert site.build({"alice": 9}).returncode == 0
+    holder = sqlite3.connect(site.db, isolation_level=None)
+    holder.execute("PRAGMA journal_mode = DELETE")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        for _ in range(5):
+            assert get(site, cookie="userId=alice").headers["X-Gate"] == "personalized"
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert "database is locked" not in site.varnish.log("-g", "raw", "-i", "VCL_Log")

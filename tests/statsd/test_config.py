@@ -73,6 +73,25 @@ def test_defaults_listen_on_loopback_only() -> None:
     assert cfg["flushInterval"] == 10000
 
 
+def test_the_store_lives_in_the_users_data_dir_unless_told(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    code = "from webops.statsd.config import load; print(load(None).section('store')['dir'])"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"{tmp_path}/.local/share/webops/statsd"
+    env["XDG_DATA_HOME"] = str(tmp_path / "xdg")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"{tmp_path}/xdg/webops/statsd"
+    r = subprocess.run(
+        [sys.executable, "-m", "webops", "statsd", "--check-config", "--data-dir", "/srv/statsd"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0 and json.loads(r.stdout)["store"] == {"dir": "/srv/statsd"}
+
+
 def test_the_data_dir_flag_sets_one_key_of_the_store_section(tmp_path) -> None:
     conf = tmp_path / "c.js"
     conf.write_text('{store: {retentions: [["^stats\\\\.", "1s:1h"]]}, backends: ["store"]}')

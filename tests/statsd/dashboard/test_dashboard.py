@@ -4,6 +4,7 @@ daemon's own health shows on top, and nothing is logged to the console as an err
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +19,10 @@ CHROMIUM = "/usr/bin/chromium"
 @pytest.fixture
 def page() -> Iterator:
     need(Path(CHROMIUM).exists(), "Debian's chromium (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
+    need(importlib.util.find_spec("playwright") is not None, "playwright (the dev extra)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
@@ -40,7 +43,7 @@ def test_a_series_sent_after_the_page_loaded_is_charted(start_daemon, page, tmp_
     page.wait_for_selector('.chart[data-target="stats.gauges.ui.depth"]')
     assert page.get_attribute('.chart[data-target="stats.gauges.ui.depth"]', "data-points") == "0"
 
-    d.send(b"ui.depth:42|g\nui.latency:10|ms\nui.latency:30|ms")
+    d.send(b"ui.depth:42|g\nui.latency:10|ms\nui.latency:30|ms\nui.clicks:5|c")
     # the page polls at every flush (500 ms here); the chart gets the point from /render
     page.wait_for_function(
         "document.querySelector('.chart[data-target=\"stats.gauges.ui.depth\"]').dataset.points > 0",
@@ -59,6 +62,18 @@ def test_a_series_sent_after_the_page_loaded_is_charted(start_daemon, page, tmp_
     assert "stats.timers.ui.latency" in page.evaluate(
         "decodeURIComponent(location.search)"
     )  # a link to share
+
+    # a counter's count is charted as its rate; a range keeps the charts and lands in the address
+    page.fill("#search", "stats_counts.ui")
+    page.click("#nodes li.branch:text-is('stats_counts.ui')")
+    page.click("#nodes li.leaf:text-is('stats_counts.ui.clicks')")
+    page.wait_for_selector('.chart[data-target="stats.ui.clicks"]')
+    page.select_option("#range", "-6h")
+    assert "range=-6h" in page.evaluate("location.search")
+    page.wait_for_function(
+        "document.querySelector('.chart[data-target=\"stats.gauges.ui.depth\"]').dataset.points > 0",
+        timeout=30_000,
+    )
 
     shot = tmp_path / "dashboard.png"
     page.screenshot(path=str(shot), full_page=True)

@@ -70,6 +70,8 @@ def test_find_and_render_on_a_real_daemon(start_daemon, tmp_path) -> None:
         return [p for s in json.loads(body) for p in s["datapoints"] if p[0] is not None]
 
     points = wait_until(rendered, what="the gauge in /render")
+    stats = d.console("stats")  # the store says what it holds and what that costs on disk
+    assert "store.series:" in stats and "store.disk_bytes:" in stats
     assert points[-1][0] == 7.0 and isinstance(points[-1][1], int)
 
     status, body = d.http("/metrics/find?query=stats.gauges.queue.*")
