@@ -7,6 +7,7 @@ config, audit rules); `checks` is pure and turns them into lines, each with its 
 
 from __future__ import annotations
 
+import itertools
 import os
 import pwd
 import re
@@ -188,7 +189,10 @@ def _nrpe(f: Facts, complete: bool) -> Check:
 def _covers(rule: str, f: Facts) -> bool:
     """An execve rule with no user filter, or one for this user (by uid or name)."""
     words = rule.split()
-    if "execve" not in " ".join(w for i, w in enumerate(words) if i and words[i - 1] == "-S").split(","):
+    syscalls = {
+        call for flag, value in itertools.pairwise(words) if flag == "-S" for call in value.split(",")
+    }
+    if "execve" not in syscalls:
         return False
     users = [w.split("=", 1)[1] for w in words if re.match(r"^(uid|euid|auid)=", w)]
     return not users or any(u in (str(f.uid), f.user) for u in users)

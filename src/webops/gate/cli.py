@@ -8,6 +8,10 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import Config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -60,8 +64,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.gate_cmd == "vmod":
         return _vmod(args)
-    numeric = {"rollout", "min_events", "max_change", "check_interval"}
-    overrides = {k.name: _number(v) if k.name in numeric else v for k in KEYS if (v := getattr(args, k.name))}
+    # a flag's text becomes a number where the key's default is one (what the TOML file would hold)
+    overrides = {
+        k.name: _number(v) if isinstance(k.default, int | float) else v
+        for k in KEYS
+        if (v := getattr(args, k.name))
+    }
     try:
         cfg = load(args.config, overrides)
     except ConfigError as e:
@@ -85,12 +93,10 @@ def run(args: argparse.Namespace) -> int:
     return _build(args, cfg)
 
 
-def _build(args: argparse.Namespace, cfg: object) -> int:
-    from .config import Config
+def _build(args: argparse.Namespace, cfg: Config) -> int:
     from .publish import PublishError, publish
     from .signals import READERS, SignalError
 
-    assert isinstance(cfg, Config)
     counts: Counter[str] = Counter()
     reader = READERS[args.format]
     try:

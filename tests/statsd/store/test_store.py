@@ -120,6 +120,18 @@ def test_graphite_wildcards() -> None:
     assert list(find(names, "stats.a.*")) == [("stats.a.x", True), ("stats.a.y", True)]
 
 
+def finest(path: Path, name: str, aggregate: str) -> float:
+    """`aggregate` over a series' points in its finest archive, read as another process would."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        row = db.execute(
+            f"SELECT {aggregate} FROM points p JOIN series s ON s.id = p.series "
+            "WHERE s.name = ? AND p.archive = 0",
+            (name,),
+        ).fetchone()
+    db.close()
+    return float(row[0])
+
+
 def test_sigkill_at_any_moment_loses_at_most_the_last_flush(start_daemon, tmp_path: Path) -> None:
     data = tmp_path / "data"
     d = start_daemon(backends=["store"], store={"dir": str(data)}, flushInterval=200)
@@ -127,13 +139,7 @@ def test_sigkill_at_any_moment_loses_at_most_the_last_flush(start_daemon, tmp_pa
 
     def flushes() -> int:
         try:
-            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-                row = db.execute(
-                    "SELECT count(*) FROM points p JOIN series s ON s.id = p.series "
-                    "WHERE s.name = 'stats.gauges.kill.me' AND p.archive = 0"
-                ).fetchone()
-            db.close()
-            return int(row[0])
+            return int(finest(path, "stats.gauges.kill.me", "count(*)"))
         except sqlite3.Error:
             return 0
 
@@ -146,11 +152,8 @@ def test_sigkill_at_any_moment_loses_at_most_the_last_flush(start_daemon, tmp_pa
     d.proc.wait(30)
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        kept = db.execute(
-            "SELECT count(*) FROM points p JOIN series s ON s.id = p.series "
-            "WHERE s.name = 'stats.gauges.kill.me' AND p.archive = 0"
-        ).fetchone()[0]
     db.close()
+    kept = finest(path, "stats.gauges.kill.me", "count(*)")
     assert kept >= seen  # everything committed before the kill is there
 
 
@@ -177,12 +180,6 @@ def test_a_locked_store_slows_nothing_and_loses_nothing(start_daemon, tmp_path: 
         blocker.close()
 
     def stored() -> float:
-        with sqlite3.connect(f"file:{data / 'store.sqlite'}?mode=ro", uri=True) as db:
-            row = db.execute(
-                "SELECT coalesce(sum(p.value), 0) FROM points p JOIN series s ON s.id = p.series "
-                "WHERE s.name = 'stats_counts.locked.hits' AND p.archive = 0"
-            ).fetchone()
-        db.close()
-        return float(row[0])
+        return finest(data / "store.sqlite", "stats_counts.locked.hits", "coalesce(sum(p.value), 0)")
 
     wait_until(lambda: stored() == 7.0, timeout=60, what="the queued flushes in the store")

@@ -4,6 +4,7 @@ kept here as built so users need no build step). It reads Graphite's API and /da
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 from importlib import resources
 
 from ..http import Reply, Request
@@ -17,10 +18,14 @@ FILES = {
 
 
 def _file(name: str, ctype: str) -> Callable[[Request], Reply]:
-    text = resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
+    """A route answering with one of the files, read at its first request, not at start."""
+
+    @cache
+    def text() -> str:
+        return resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
 
     def route(request: Request) -> Reply:
-        return 200, ctype, text
+        return 200, ctype, text()
 
     return route
 

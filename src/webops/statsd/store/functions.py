@@ -16,6 +16,17 @@ from typing import Any
 
 Value = float | None
 
+# Graphite's units for relative times (-1h, -10min, -2d): a bare `m` is minutes, as in graphite-web
+UNITS = {
+    "s": 1, "sec": 1, "second": 1, "seconds": 1,
+    "min": 60, "mins": 60, "minute": 60, "minutes": 60, "m": 60,
+    "h": 3600, "hour": 3600, "hours": 3600,
+    "d": 86400, "day": 86400, "days": 86400,
+    "w": 604800, "week": 604800, "weeks": 604800,
+    "mon": 2592000, "month": 2592000, "months": 2592000,
+    "y": 31536000, "year": 31536000, "years": 31536000,
+}  # fmt: skip
+
 
 class TargetError(ValueError):
     """A target that cannot be evaluated: a 400 with this one line."""
@@ -165,8 +176,6 @@ def _paths(series: list[Series]) -> str:
 
 
 def _seconds(text: str) -> int:
-    from .graphite_api import UNITS  # one table of Graphite's time units
-
     m = re.fullmatch(r"([-+]?)(\d+)\s*([a-z]+)", text.strip().lower())
     if not m or m[3] not in UNITS:
         raise TargetError(f"{text!r}: expected an interval such as 1min, 10s, 1h, 1d")

@@ -17,18 +17,7 @@ from datetime import datetime
 
 from ..http import Reply, Request
 from .db import Store, find, matching
-from .functions import Series, TargetError, evaluate
-
-# Graphite's units for relative times (-1h, -10min, -2d): a bare `m` is minutes, as in graphite-web
-UNITS = {
-    "s": 1, "sec": 1, "second": 1, "seconds": 1,
-    "min": 60, "mins": 60, "minute": 60, "minutes": 60, "m": 60,
-    "h": 3600, "hour": 3600, "hours": 3600,
-    "d": 86400, "day": 86400, "days": 86400,
-    "w": 604800, "week": 604800, "weeks": 604800,
-    "mon": 2592000, "month": 2592000, "months": 2592000,
-    "y": 31536000, "year": 31536000, "years": 31536000,
-}  # fmt: skip
+from .functions import UNITS, Series, TargetError, evaluate
 
 
 class ApiError(ValueError):
