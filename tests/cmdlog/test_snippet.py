@@ -3,6 +3,7 @@ socket, harmless when the logger is gone, and removed without a trace."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -115,3 +116,26 @@ def test_a_stalled_syslog_never_hangs_the_shell_and_the_loss_is_counted(home: Pa
         text=True,
     )
     assert f"dropped {dropped} records" in r.stdout and f"{dropped} records were dropped" in r.stderr
+
+
+def test_one_relay_per_shell_not_a_process_per_command(home: Path, tmp_path: Path) -> None:
+    cmdlog("install", "--user", "nagios-test", "--home", str(home))
+    path = str(tmp_path / "log.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    env = {
+        "HOME": str(home),
+        "PATH": "/usr/bin:/bin",
+        "BASH_ENV": str(home / FILE),
+        "WEBOPS_CMDLOG_SOCKET": path,
+    }
+    subprocess.run(["bash", "-c", "for i in 1 2 3 4 5 6 7 8; do true; done"], env=env, check=True)
+    sock.settimeout(2)
+    senders = []
+    try:
+        while True:
+            senders += re.findall(r"webops-cmdlog\[(\d+)\]", sock.recv(8192).decode())
+    except TimeoutError:
+        pass
+    sock.close()
+    assert len(senders) >= 8 and len(set(senders)) == 1  # every record from the same process

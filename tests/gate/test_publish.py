@@ -122,3 +122,35 @@ def test_a_query_result_from_postgresql(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     # reads 1..95 by u(i % 10): u1-u5 read 10 articles each, the others 9
     assert rows(db) == {f"u{i}": int(1 <= i <= 5) for i in range(10)}
+
+
+@pytest.mark.parametrize(
+    ("damage", "error"),
+    [
+        (lambda path: path.write_bytes(b"SQLite format 3\x00" + b"\xff" * 8192), "not a database"),
+        (
+            lambda path: (
+                sqlite3.connect(path)
+                .execute("CREATE TABLE user_profiles (profile_id TEXT)")
+                .connection.commit()
+            ),
+            "no such column",
+        ),
+    ],
+    ids=["corrupt", "wrong schema"],
+)
+def test_a_file_that_fails_its_checks_is_never_published(tmp_path: Path, monkeypatch, damage, error) -> None:
+    """The checks read the new file back as varnishd will: a file that is damaged or shaped
+    wrongly (a disk error, another writer) stops the publish, and the live file stays."""
+    from collections import Counter
+
+    from webops.gate import publish
+    from webops.gate.config import load
+
+    db = tmp_path / "p.db"
+    assert gate("build", "--db", str(db), stdin='{"user_id": "a", "events": 9}\n').returncode == 0
+    before = db.read_bytes()
+    monkeypatch.setattr(publish, "_write", lambda path, rows, cfg, source: damage(path))
+    with pytest.raises(publish.PublishError, match=error):
+        publish.publish(Counter({"a": 9}), load(None, {"db": str(db)}))
+    assert db.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["p.db"]
