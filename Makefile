@@ -1,5 +1,7 @@
 # One virtualenv (.venv), created on first use. `make run` needs only the core install; the tests
 # also need the test tools and the cluster extra (they serve the real model, torch included).
+# `pip install` also builds statsd's native hot path (Rust, src/webops/statsd/native/) when cargo
+# and Debian's crates are there (README), and goes on without it when they are not.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -8,7 +10,8 @@ STAMP  := $(VENV)/.installed-dev
 
 .PHONY: run test lint bench bench-webops bench-hostile bench-pgtop bench-vlogdump bench-cluster bench-cluster-eval bench-cluster-recycle bench-cmdlog bench-gate bench-store clean
 
-$(CORE): pyproject.toml
+NATIVE := src/webops/statsd/native
+$(CORE): pyproject.toml $(NATIVE)/Cargo.toml $(wildcard $(NATIVE)/src/*.rs)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e .
@@ -23,9 +26,12 @@ $(STAMP): $(CORE) pyproject.toml
 run: $(CORE)
 	$(BIN)/webops statsd
 
-## test: lint, then every test (integration tests fail instead of skipping when CI=true)
+## test: lint, the Rust unit tests, every test on the native hot path, then statsd's daemon tests
+## again on the Python reference (integration tests fail instead of skipping when CI=true)
 test: lint
+	cd $(NATIVE) && cargo test --release --quiet
 	$(BIN)/pytest
+	WEBOPS_STATSD_HOTPATH=python $(BIN)/pytest $(REFERENCE_TESTS)
 
 ## lint: ruff (style, imports, formatting) and mypy (types, src/)
 lint: $(STAMP)
@@ -34,11 +40,18 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 ETSY_JS := bench/.etsy/node_modules/statsd/stats.js
+BLAST   := bench/.build/udpblast
 
-## bench: webops and Etsy's statsd (from npm) side by side; prints figures, asserts nothing
-bench: $(STAMP) $(ETSY_JS)
-	$(BIN)/python bench/statsd_bench.py --etsy $(ETSY_JS) $(BENCH_ARGS)
+## bench: webops against collectd's statsd plugin (if installed) and Etsy's statsd (npm), exact
+## counts from a C sender; then the seed scenarios and the store; prints figures, asserts nothing
+bench: $(STAMP) $(ETSY_JS) $(BLAST)
+	$(BIN)/python bench/statsd_race.py --sender $(BLAST) --etsy $(ETSY_JS) $(BENCH_ARGS)
+	$(BIN)/python bench/statsd_bench.py --etsy $(ETSY_JS)
 	$(BIN)/python bench/store_bench.py
+
+$(BLAST): bench/udpblast.c
+	mkdir -p $(dir $@)
+	gcc -O2 -Wall -o $@ $<
 
 ## bench-webops: the same scenarios for webops alone (no node.js needed)
 bench-webops: $(STAMP)
@@ -85,4 +98,4 @@ $(ETSY_JS):
 	npm install --silent --no-audit --no-fund --prefix bench/.etsy statsd@0.9.0
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis bench/.etsy
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis bench/.etsy bench/.build $(NATIVE)/target

@@ -16,6 +16,7 @@ class Source:
     aggregator: Aggregator = field(default_factory=Aggregator)
     config: statsd_config.StatsdConfig = field(default_factory=lambda: statsd_config.build({}))
     readers_ok: bool = True
+    hot_path: str = "python"
 
     def health_state(self) -> str:
         return self.health if self.readers_ok else "down (reader processes: 1 of 2 running)"

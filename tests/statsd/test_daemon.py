@@ -301,10 +301,12 @@ def test_gauges_keep_the_order_sent_with_several_readers(start_daemon) -> None:
     assert not wrong, gauges
 
 
-def test_sigterm_to_the_process_group_loses_nothing(start_daemon) -> None:
+@pytest.mark.parametrize("hot_path", ["python", "native"])
+def test_sigterm_to_the_process_group_loses_nothing(start_daemon, hot_path: str) -> None:
     """systemd and `timeout` signal every process of the group: readers too."""
-    d = start_daemon(flushInterval=3_600_000, readers=2, _popen={"start_new_session": True})
-    wait_until(lambda: len(d.children()) == 2, what="two readers")
+    d = start_daemon(flushInterval=3_600_000, readers=2, hotPath=hot_path, _popen={"start_new_session": True})
+    if hot_path == "python":
+        wait_until(lambda: len(d.children()) == 2, what="two readers")
     n = 20_000
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for _ in range(n // 50):

@@ -43,7 +43,7 @@ def test_a_hostile_tcp_line_is_counted_once(start_daemon) -> None:
 
 
 def test_a_killed_reader_is_replaced_and_health_says_so_meanwhile(start_daemon) -> None:
-    d = start_daemon(readers=2)
+    d = start_daemon(readers=2, hotPath="python")  # reader processes
     wait_until(lambda: len(d.children()) == 2, what="two reader processes")
     victim = min(d.children())
     os.kill(victim, signal.SIGKILL)
@@ -156,7 +156,7 @@ def test_reload_to_busy_ports_keeps_the_running_listeners(start_daemon) -> None:
 
 
 def test_reload_restarts_readers_only_when_their_settings_change(start_daemon) -> None:
-    d = start_daemon(readers=2)
+    d = start_daemon(readers=2, hotPath="python")  # reader processes
     wait_until(lambda: len(d.children()) == 2, what="two readers")
     before = d.children()
     d.write_config({**d.config, "percentThreshold": [95]})
@@ -300,7 +300,8 @@ def test_ready_is_notified_once_intake_works(start_daemon, tmp_path) -> None:
     listener.bind(notify_path)
     listener.settimeout(60)
     try:
-        d = start_daemon(readers=2, _popen={"env": {**os.environ, "NOTIFY_SOCKET": notify_path}})
+        env = {**os.environ, "NOTIFY_SOCKET": notify_path}
+        d = start_daemon(readers=2, hotPath="python", _popen={"env": env})
         assert listener.recv(100) == b"READY=1"
         assert d.http("/health") == (200, "health: up\n") and len(d.children()) == 2
         d.send(b"at.once:1|c")

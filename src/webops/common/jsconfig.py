@@ -14,8 +14,6 @@ import os
 import socket
 from typing import Any
 
-import esprima
-
 _UNDEFINED = None  # JSON has no undefined; a key set to undefined reads as unset
 
 
@@ -29,6 +27,10 @@ class Unsupported(ValueError):
 
 def parse_js_object(text: str) -> Any:
     """The value of a config file's one expression (`{...}`, as Etsy evals it after `config = `)."""
+    # imported here, only for files json5 cannot read: esprima's Unicode tables cost ~120 MiB of
+    # memory and 0.25 s, which a daemon with a plain config file should not carry
+    import esprima
+
     try:
         tree = esprima.parseScript("(" + text + "\n)", {"loc": True})
     except esprima.Error as e:

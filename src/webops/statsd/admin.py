@@ -31,6 +31,7 @@ class ConsoleSource(Protocol):
     health: str  # what `health up|down` sets
     aggregator: Aggregator  # the tables, del*, totals
     config: StatsdConfig
+    hot_path: str  # native or python: which hot path reads UDP (hotpath.py)
 
     def health_state(self) -> str: ...
 
@@ -121,6 +122,7 @@ class Console:
         stat(prefix, "metrics_refused", totals.metrics_refused)
         stat(prefix, "events_seen", totals.events_seen)
         stat(prefix, "series", d.aggregator.series_count())
+        lines.append(f"hot_path: {d.hot_path}")
         for name, status in d.backend_status():
             for metric, value in status.items():
                 stat(name, metric, value)

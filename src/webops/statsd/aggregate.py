@@ -86,6 +86,10 @@ class Totals:
 
 
 Ops = dict[str, dict[str, Any]]  # ordered kind's table -> its recorded operations
+# One read's ordered part: its number (None: not numbered, applied at once), the ordered kinds'
+# operations, then the lines the main process parses itself (the native fast path leaves the
+# lines it does not take to the reference parser; Python readers leave none).
+Read = tuple["int | None", Ops, bytes]
 
 
 @dataclass
@@ -98,7 +102,7 @@ class Batch:
     """
 
     tables: dict[str, dict[str, Any]]  # the other kinds' tables
-    reads: list[tuple[int | None, Ops]]
+    reads: list[Read]
     totals: Totals
     key_counts: Counter[str]
     seqs: list[int] = field(default_factory=list)  # every numbered read in this batch
@@ -124,7 +128,7 @@ class Aggregator:
         self.adders: dict[str, Adder] = {code: self.kinds[k.table].add for code, k in BY_CODE.items()}
         self.next_seq = 0  # main: the next numbered read whose ordered operations may be applied
         self.seq_done: set[int] = set()
-        self.seq_ops: dict[int, Ops] = {}
+        self.seq_ops: dict[int, tuple[Ops, bytes]] = {}
         self.gap_since: float | None = None
         self.totals = Totals()
         self.key_counts: Counter[str] = Counter()
@@ -240,20 +244,22 @@ class Aggregator:
         """Fold a reader's batch into this (main) aggregator, as if its lines had come here."""
         for table, series in batch.tables.items():
             self.kinds[table].merge(series)
-        for seq, ops in batch.reads:
+        for seq, ops, lines in batch.reads:
             if seq is None:
-                self.replay(ops)
+                self.replay(ops, lines)
             else:
-                self.seq_ops[seq] = ops
+                self.seq_ops[seq] = (ops, lines)
         self.seq_done.update(batch.seqs)
         self.advance()
         self.totals.add(batch.totals)
         if batch.key_counts:
             self.key_counts.update(batch.key_counts)
 
-    def replay(self, ops: Ops) -> None:
+    def replay(self, ops: Ops, lines: bytes = b"") -> None:
         for table, table_ops in ops.items():
             self.kinds[table].replay(table_ops)
+        if lines:  # counted as metrics here, their datagrams were counted where they were read
+            self.ingest(lines, packets=0)
 
     def advance(self, now: float | None = None, force: bool = False) -> None:
         """Apply the ordered operations of every numbered read up to the first one not handed over
@@ -263,8 +269,8 @@ class Aggregator:
         while self.seq_done:
             if self.next_seq in self.seq_done:
                 self.seq_done.discard(self.next_seq)
-                if (ops := self.seq_ops.pop(self.next_seq, None)) is not None:
-                    self.replay(ops)
+                if (read := self.seq_ops.pop(self.next_seq, None)) is not None:
+                    self.replay(*read)
                 self.next_seq += 1
                 self.gap_since = None
                 continue
@@ -315,7 +321,7 @@ class BatchAggregator(Aggregator):
     and everything handed over by `take_batch` (the main process `merge`s it)."""
 
     def __init__(self, settings: AggregationSettings | None = None) -> None:
-        self.reads: list[tuple[int | None, Ops]] = []  # sealed reads
+        self.reads: list[Read] = []  # sealed reads
         self.seqs: list[int] = []
         self.bad_lines: list[BadLine] = []
         super().__init__(settings)
@@ -326,7 +332,7 @@ class BatchAggregator(Aggregator):
 
     def series_count(self) -> int:
         recorded = sum(len(ops) for ops in self.ops.values())
-        recorded += sum(len(ops) for _, read in self.reads for ops in read.values())
+        recorded += sum(len(ops) for _, read, _ in self.reads for ops in read.values())
         return super().series_count() + recorded
 
     def report_bad(self, item: BadLine) -> None:
@@ -343,12 +349,12 @@ class BatchAggregator(Aggregator):
         """What was ingested since the last seal came from read number `seq`."""
         self.seqs.append(seq)
         if (ops := self._drain_ops()) is not None:
-            self.reads.append((seq, ops))
+            self.reads.append((seq, ops, b""))
 
     def take_batch(self) -> Batch:
         """Hand over everything since the last call."""
         if (ops := self._drain_ops()) is not None:  # ingested without a read number: no order
-            self.reads.append((None, ops))
+            self.reads.append((None, ops, b""))
         tables = {t: kind.take(True) for t, kind in self.kinds.items() if not kind.ordered}
         batch = Batch(tables, self.reads, self.totals, self.key_counts, self.seqs, self.bad_lines)
         self.bad_lines, self.reads, self.seqs = [], [], []

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..common.config import ConfigError, key_line, load_object
-from . import backends, kinds
+from . import backends, hotpath, kinds
 from .aggregate import AggregationSettings
 from .listeners import SERVERS, Listener, server_name
 from .snapshot import SummarySettings
@@ -140,7 +140,13 @@ SCHEMA: dict[str, tuple[Any, Validator, str]] = {
     "readers": (
         "auto",
         _readers,
-        "UDP reader processes: auto (one per CPU, at most 4) or N; 0 reads in the main process",
+        "UDP readers. python: reader processes, auto (one per CPU, at most 4) or N, 0 reads in the "
+        "main process; native: receiver threads, auto (1) or N",
+    ),
+    "hotPath": (
+        hotpath.DEFAULT,
+        hotpath.validate,
+        "auto (native if built, else python), native (Rust receivers) or python (the reference)",
     ),
     "mgmt_address": ("127.0.0.1", string, "management console address"),
     "mgmt_port": (8126, port, "management console port"),
@@ -236,8 +242,19 @@ class StatsdConfig:
         return out
 
     @property
+    def hot_path(self) -> str:
+        """`native` or `python`: which hot path this config runs here."""
+        return hotpath.choose(self.raw["hotPath"])
+
+    @property
     def readers(self) -> int:
+        return self.readers_for(self.hot_path)
+
+    def readers_for(self, hot_path: str) -> int:
+        """Reader processes (python) or receiver threads (native, at least one)."""
         wanted = self.raw["readers"]
+        if hot_path == "native":
+            return hotpath.NATIVE_AUTO if wanted == "auto" else max(1, wanted)
         return min(os.cpu_count() or 1, 4) if wanted == "auto" else wanted
 
     def aggregation(self) -> AggregationSettings:

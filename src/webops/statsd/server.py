@@ -24,13 +24,14 @@ from collections.abc import Callable
 
 from ..common.config import ConfigError
 from ..common.ratelimit import RateLimitedLog
-from . import backends, dashboard, http, systemd
+from . import backends, dashboard, hotpath, http, systemd
 from .admin import Console, serve
 from .aggregate import Aggregator, Batch
 from .backends.base import Backend, BackendRunner
 from .backends.store import StoreBackend
 from .config import StatsdConfig
 from .flush import Flusher
+from .hotpath import NativePool
 from .listeners import (
     Listener,
     StreamListener,
@@ -83,6 +84,7 @@ class StatsdDaemon:
         self.refused_seen = 0
         self.fd_warned = False
         self.stopping = asyncio.Event()
+        self.hot_path = config.hot_path  # fixed for the daemon's lifetime (a reload says so)
         self.config_mtime = self._mtime()
 
     # --- intake -------------------------------------------------------------------------
@@ -109,7 +111,8 @@ class StatsdDaemon:
             return self.health
         if not self.pool.healthy:
             want = self.pool.settings.count if self.pool.settings else 0
-            return f"down (reader processes: {self.pool.running} of {want} running)"
+            what = "receiver threads" if self.hot_path == "native" else "reader processes"
+            return f"down ({what}: {self.pool.running} of {want} running)"
         return "up"
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -118,7 +121,10 @@ class StatsdDaemon:
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(self._loop_exception)
         raise_fd_limit()
-        self.pool = ReaderPool(self.on_batch)
+        self.pool: ReaderPool | NativePool = (
+            NativePool(self.on_batch) if self.hot_path == "native" else ReaderPool(self.on_batch)
+        )
+        log.info("hot path: %s", hotpath.describe(self.hot_path))
         await self._apply(self.config, first=True)
         for sig, handler in (
             (signal.SIGTERM, self.stop),
@@ -169,6 +175,8 @@ class StatsdDaemon:
         Returns whether everything applied.
         """
         old = self.config
+        if config.hot_path != self.hot_path:
+            log.warning("hotPath: %s takes effect at the next restart", config.raw["hotPath"])
         self.config = config
         self.config_mtime = self._mtime()
         setup_logging(config)
@@ -254,7 +262,7 @@ class StatsdDaemon:
 
     async def _switch_udp_readers(self, config: StatsdConfig, keys: list[tuple]) -> None:
         """UDP read by reader processes (new ones start before old ones stop) or in this process."""
-        readers = config.readers
+        readers = config.readers_for(self.hot_path)
         socks = [self.udp[k][1] for k in keys]
         if readers:
             # A reader hands everything over: what a flush keeps or forgets (delete*) and the
@@ -399,6 +407,7 @@ class StatsdDaemon:
         own: list[tuple[str, str, tuple[tuple[str, str], ...], float]] = [
             ("statsd_health_up", "gauge", (), 1.0 if self.health_state() == "up" else 0.0),
             ("statsd_reader_restarts", "gauge", (), self.pool.restarts),
+            ("statsd_hot_path_info", "gauge", (("hot_path", self.hot_path),), 1.0),
             ("statsd_uptime_seconds", "gauge", (), time.time() - self.startup_time),
         ]
         for name, status in self.backend_status():

@@ -16,7 +16,9 @@ from . import register
 from .base import Kind, Value, bad
 from .counters import drop_non_finite
 
-GaugeOp = tuple["float | None", float]  # (absolute value written, or None; sum of deltas after it)
+# [absolute value written, or None; the deltas written after it, in order]: replayed one by one, so
+# floating point gives exactly what applying the writes as they came gives
+GaugeOp = tuple["float | None", list[float]]
 
 
 @register
@@ -62,16 +64,18 @@ class Gauges(Kind):
         if op is None:
             if not self.agg.admit():
                 return
-            op = (None, 0.0)
-        absolute, deltas = op
-        ops[key] = (absolute, deltas + value) if delta else (value, 0.0)
+            op = ops[key] = (None, [])
+        if delta:
+            op[1].append(value)
+        else:
+            ops[key] = (value, [])
 
     def replay(self, ops: dict[str, GaugeOp]) -> None:
         for key, (absolute, deltas) in ops.items():
             if absolute is not None:
                 self.add(key, absolute, 1.0, False)
-            if deltas or absolute is None:
-                self.add(key, deltas, 1.0, True)
+            for change in deltas:
+                self.add(key, change, 1.0, True)
 
     def merge(self, table: dict[str, float]) -> None:
         raise AssertionError("gauges travel as recorded operations (see replay)")

@@ -1,0 +1,209 @@
+//! `webops.statsd._native`: the statsd daemon's hot path, in Rust (memory-safe parsing of
+//! untrusted datagrams). Receiver threads read the UDP sockets with `recvmmsg`, split and parse
+//! the lines, and pre-aggregate them without the GIL; Python takes the batches (`Intake.take`)
+//! and merges them exactly as it merges a Python reader process's (aggregate.py, native.py).
+
+mod batch;
+mod parse;
+mod recv;
+
+use std::os::unix::io::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
+
+use batch::{Batch, Key, Limits};
+use recv::{Order, Shared};
+
+/// Receiver threads over a set of UDP sockets (file descriptors Python owns), or none: then
+/// `feed` hands it datagrams (the differential tests do that).
+#[pyclass]
+struct Intake {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+fn text<'p>(py: Python<'p>, key: &[u8]) -> &'p PyString {
+    // fast-path keys and members are ASCII (parse.rs refuses anything else)
+    PyString::new(py, std::str::from_utf8(key).unwrap_or(""))
+}
+
+fn convert(py: Python<'_>, b: Batch) -> PyResult<PyObject> {
+    let counters = PyDict::new(py);
+    for (k, v) in b.counters {
+        counters.set_item(text(py, &k), v)?;
+    }
+    let timers = PyDict::new(py);
+    for (k, t) in b.timers {
+        timers.set_item(text(py, &k), (PyList::new(py, t.samples), t.count))?;
+    }
+    let sets = PyDict::new(py);
+    for (k, members) in b.sets {
+        let set = PySet::empty(py)?;
+        for m in members.iter() {
+            set.add(text(py, m))?;
+        }
+        sets.set_item(text(py, &k), set)?;
+    }
+    let reads = PyList::empty(py);
+    for r in b.reads {
+        let gauges = PyDict::new(py);
+        for (k, op) in r.gauges {
+            gauges.set_item(text(py, &k), (op.absolute, PyList::new(py, op.deltas)))?;
+        }
+        reads.append((r.seq, gauges, PyBytes::new(py, &r.slow)))?;
+    }
+    let key_counts = PyDict::new(py);
+    for (k, n) in b.key_counts {
+        key_counts.set_item(text(py, &k), n)?;
+    }
+    let raw = PyList::new(py, b.raw.iter().map(|p| PyBytes::new(py, p)));
+    let items: Vec<PyObject> = vec![
+        counters.into(),
+        timers.into(),
+        sets.into(),
+        reads.into(),
+        PyList::new(py, b.seqs).into(),
+        b.packets.into_py(py),
+        b.metrics.into_py(py),
+        b.refused.into_py(py),
+        b.last_seen.into_py(py),
+        key_counts.into(),
+        raw.into(),
+        b.raw_dropped.into_py(py),
+    ];
+    Ok(PyTuple::new(py, items).into())
+}
+
+#[pymethods]
+impl Intake {
+    /// `threads` receivers over `fds`; `after`: the intake this one replaces (its read numbers
+    /// and its turn at the sockets carry on, so gauge order holds across a reload).
+    #[new]
+    #[args(key_flush = "false", keep_packets = "0", after = "None")]
+    fn new(
+        fds: Vec<RawFd>,
+        threads: usize,
+        max_series: usize,
+        key_flush: bool,
+        keep_packets: usize,
+        after: Option<&Intake>,
+    ) -> PyResult<Self> {
+        if threads > 64 {
+            return Err(PyValueError::new_err("at most 64 receiver threads"));
+        }
+        let order = match after {
+            Some(prev) => prev.shared.order.clone(),
+            None => Arc::new(Order { turn: Mutex::new(()), next_seq: AtomicU64::new(0) }),
+        };
+        let workers = if fds.is_empty() { 0 } else { threads };
+        let shared = Arc::new(Shared {
+            order,
+            stop: AtomicBool::new(false),
+            batches: (0..workers.max(1)).map(|_| Mutex::new(Batch::default())).collect(),
+            limits: Limits { max_series, key_flush, keep_packets },
+            recv_errors: AtomicU64::new(0),
+        });
+        let mut handles = Vec::new();
+        for me in 0..workers {
+            let (s, f) = (shared.clone(), fds.clone());
+            let handle = std::thread::Builder::new()
+                .name(format!("statsd-recv-{me}"))
+                .spawn(move || recv::run(s, me, f))
+                .map_err(|e| PyValueError::new_err(format!("cannot start a receiver thread: {e}")))?;
+            handles.push(handle);
+        }
+        Ok(Intake { shared, threads: handles })
+    }
+
+    /// Aggregate datagrams as if the next read had brought them (no sockets needed).
+    fn feed(&self, py: Python<'_>, datagrams: Vec<&[u8]>, now: f64) {
+        let shared = &self.shared;
+        let owned: Vec<Vec<u8>> = datagrams.iter().map(|d| d.to_vec()).collect();
+        py.allow_threads(|| {
+            let seq = shared.order.next_seq.fetch_add(1, Ordering::SeqCst);
+            let mut batch = shared.batches[0].lock().unwrap_or_else(|p| p.into_inner());
+            batch.ingest(owned.iter().map(|d| d.as_slice()), seq, now, &shared.limits);
+        });
+    }
+
+    /// Everything aggregated since the last call, one tuple per receiver that has something:
+    /// (counters, timers, sets, reads, seqs, packets, metrics, refused, last_seen, key_counts,
+    /// raw packets, raw packets dropped).
+    fn take(&self, py: Python<'_>) -> PyResult<Vec<PyObject>> {
+        let taken: Vec<Batch> = py.allow_threads(|| {
+            self.shared
+                .batches
+                .iter()
+                .map(|m| std::mem::take(&mut *m.lock().unwrap_or_else(|p| p.into_inner())))
+                .filter(|b| !b.is_empty())
+                .collect()
+        });
+        taken.into_iter().map(|b| convert(py, b)).collect()
+    }
+
+    /// The number the next read gets.
+    fn next_seq(&self) -> u64 {
+        self.shared.order.next_seq.load(Ordering::SeqCst)
+    }
+
+    /// Receive errors (ICMP errors reported on a socket and the like) since start.
+    fn recv_errors(&self) -> u64 {
+        self.shared.recv_errors.load(Ordering::Relaxed)
+    }
+
+    /// How many receiver threads are alive (a panic in one would show here).
+    fn running(&self) -> usize {
+        self.threads.iter().filter(|t| !t.is_finished()).count()
+    }
+
+    /// Stop the receivers once they have read what the sockets hold; `take` still has it all.
+    fn stop(&mut self, py: Python<'_>) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let threads = std::mem::take(&mut self.threads);
+        py.allow_threads(|| {
+            for t in threads {
+                let _ = t.join();
+            }
+        });
+    }
+}
+
+impl Drop for Intake {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Parse one line the way the fast path does: None when the reference must read it, else
+/// (key, kind, value, count or delta): the property tests check it against protocol.py.
+#[pyfunction]
+fn parse_line(py: Python<'_>, line: &[u8]) -> PyObject {
+    use parse::Sample::*;
+    match parse::parse_line(line) {
+        None => py.None(),
+        Some((name, sample)) => {
+            let key: Key = name.into();
+            let k = text(py, &key);
+            match sample {
+                Counter(v) => ("c", k, v).into_py(py),
+                Timer(v, n) => ("ms", k, v, n).into_py(py),
+                Gauge(v, d) => ("g", k, v, d).into_py(py),
+                Set(m) => ("s", k, text(py, m)).into_py(py),
+            }
+        }
+    }
+}
+
+#[pymodule]
+fn _native(_py: Python<'_>, m: &PyModule) -> PyResult<()> {
+    m.add_class::<Intake>()?;
+    m.add_function(wrap_pyfunction!(parse_line, m)?)?;
+    m.add("MAX_PACKET", recv::MAX_PACKET)?;
+    m.add("VLEN", recv::VLEN)?;
+    Ok(())
+}
