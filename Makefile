@@ -26,12 +26,12 @@ $(STAMP): $(CORE) pyproject.toml
 run: $(CORE)
 	$(BIN)/webops statsd
 
-## test: lint, the Rust unit tests, every test on the native hot path, then statsd's daemon tests
-## again on the Python reference (integration tests fail instead of skipping when CI=true)
+## test: lint, the Rust unit tests, every test on the native hot path, then statsd's tests again
+## on the Python reference (integration tests fail instead of skipping when CI=true)
 test: lint
 	cd $(NATIVE) && cargo test --release --quiet
 	$(BIN)/pytest
-	WEBOPS_STATSD_HOTPATH=python $(BIN)/pytest $(REFERENCE_TESTS)
+	WEBOPS_STATSD_HOTPATH=python $(BIN)/pytest tests/statsd
 
 ## lint: ruff (style, imports, formatting) and mypy (types, src/)
 lint: $(STAMP)

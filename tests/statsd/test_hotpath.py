@@ -12,6 +12,7 @@ import math
 import os
 import re
 import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -264,3 +265,33 @@ def test_without_the_extension_auto_runs_the_reference_and_says_why(start_daemon
         pytest.fail.Exception, match=r"exited with 2: .*hotPath: the native hot path is not built here"
     ):
         start_daemon(hotPath="native", _popen={"env": {**env, "PYTHONPATH": str(tmp_path / "src")}})
+
+
+def test_a_full_batch_waits_in_the_socket_instead_of_growing() -> None:
+    """Lines left to Python pile up while Python is busy: past `max_backlog` a receiver stops
+    reading (the datagrams wait in the socket buffer, the kernel counts what overflows it), and
+    reads on once Python takes the batch. Nothing read is lost."""
+    packet = b"\n".join(b"t%d:1|ms|#k:v" % i for i in range(40))  # tags: for the reference parser
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx,
+    ):
+        rx.bind(("127.0.0.1", 0))
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        intake = native.Intake([rx.fileno()], 1, 500_000, False, 0, None, 8192)
+        try:
+            for _ in range(200):
+                tx.sendto(packet, rx.getsockname())
+            wait_until(lambda: intake.held_back() > 0, what="the receiver to hold back")
+            first = intake.take()
+            slow = sum(len(lines) for taken in first for _, _, lines in taken[3])
+            assert 8192 <= slow < 8192 + native.VLEN * len(packet)  # one read past the limit at most
+            read = [sum(taken[5] for taken in first)]
+
+            def all_read() -> bool:  # taking frees the receiver: it reads the rest
+                read[0] += sum(taken[5] for taken in intake.take())
+                return read[0] == 200
+
+            wait_until(all_read, what="every datagram, once the batches are taken")
+        finally:
+            intake.stop()

@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from ..common.ratelimit import RateLimitedLog
 from .aggregate import AggregationSettings, Batch, Totals
 from .kinds.timers import TimerSeries
 from .listeners import dump_packets
@@ -102,6 +103,8 @@ class NativePool:
         self.restarts = 0
         self.loop = asyncio.get_running_loop()
         self.timer: asyncio.TimerHandle | None = None
+        self.held_back = 0  # reads skipped by full batches, as last reported
+        self.behind_log = RateLimitedLog(log, "intake messages")
 
     @property
     def running(self) -> int:
@@ -127,6 +130,7 @@ class NativePool:
             return
         old = self.intake
         self.intake = self._start(socks, settings, old) if socks else None
+        self.held_back = 0
         self.socks, self.settings = list(socks), settings
         if old is not None:
             await self._retire(old)
@@ -154,12 +158,21 @@ class NativePool:
         if intake is None or self.settings is None:
             return
         self._deliver(intake)
+        if (held := intake.held_back()) > self.held_back:
+            self.behind_log.warning(
+                "this process is behind the native receivers (lines they leave to the Python parser:"
+                " tags, unusual numbers; or a slow flush): they paused %d times, datagrams waited in"
+                " the socket buffer, and what overflowed it the kernel dropped (netstat -su: receive"
+                " buffer errors)",
+                held - self.held_back,
+            )
+            self.held_back = held
         if intake.running() < self.settings.count:
             self.restarts += 1
             log.error(
                 "a native receiver thread ended (%d restarts so far); starting new receivers", self.restarts
             )
-            self.intake = self._start(self.socks, self.settings, intake)
+            self.intake, self.held_back = self._start(self.socks, self.settings, intake), 0
             self.loop.create_task(self._retire(intake))
 
     async def close(self) -> None:

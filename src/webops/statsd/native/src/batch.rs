@@ -45,6 +45,10 @@ pub struct Limits {
     pub max_series: usize,
     pub key_flush: bool,
     pub keep_packets: usize, // raw datagrams kept for a repeater / dumpMessages (0: none)
+    /// Bytes (about) a batch may hold before its receiver stops reading until Python takes it:
+    /// then the datagrams wait in the socket's buffer and, past it, the kernel drops and counts
+    /// them, as it does for a slow Python reader; memory never grows without bound.
+    pub max_backlog: usize,
 }
 
 #[derive(Default)]
@@ -62,6 +66,8 @@ pub struct Batch {
     pub raw: Vec<Vec<u8>>,
     pub raw_dropped: u64,
     series: usize,
+    /// about how many bytes what is held costs: lines left to Python, samples, members, writes
+    pub backlog: usize,
 }
 
 impl Batch {
@@ -73,6 +79,7 @@ impl Batch {
     fn admit(&mut self, limits: &Limits) -> bool {
         if self.series < limits.max_series {
             self.series += 1;
+            self.backlog += 64; // the key, its entry and its Python objects, about
             true
         } else {
             self.refused += 1;
@@ -116,6 +123,7 @@ impl Batch {
                         let read = read.get_or_insert_with(|| Read::new(seq));
                         read.slow.extend_from_slice(line);
                         read.slow.push(b'\n');
+                        self.backlog += line.len() + 1;
                     }
                 }
             }
@@ -137,6 +145,11 @@ impl Batch {
     }
 
     fn add(&mut self, name: &[u8], sample: Sample<'_>, limits: &Limits) {
+        self.backlog += match sample {
+            Sample::Timer(..) => 8,
+            Sample::Set(member) => member.len() + 16,
+            _ => 0,
+        };
         match sample {
             Sample::Counter(v) => match self.counters.get_mut(name) {
                 Some(sum) => *sum += v,
@@ -170,6 +183,7 @@ impl Batch {
     }
 
     fn gauge(&mut self, read: &mut Read, name: &[u8], value: f64, delta: bool, limits: &Limits) {
+        self.backlog += 8;
         let op = match read.gauges.get_mut(name) {
             Some(op) => op,
             None => {

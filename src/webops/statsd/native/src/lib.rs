@@ -19,6 +19,9 @@ use pyo3::types::{PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
 use batch::{Batch, Key, Limits};
 use recv::{Order, Shared};
 
+/// What a receiver's batch may hold, about, before it waits for Python to take it (Limits).
+const MAX_BACKLOG: usize = 64 << 20;
+
 /// Receiver threads over a set of UDP sockets (file descriptors Python owns), or none: then
 /// `feed` hands it datagrams (the differential tests do that).
 #[pyclass]
@@ -84,7 +87,7 @@ impl Intake {
     /// `threads` receivers over `fds`; `after`: the intake this one replaces (its read numbers
     /// and its turn at the sockets carry on, so gauge order holds across a reload).
     #[new]
-    #[args(key_flush = "false", keep_packets = "0", after = "None")]
+    #[args(key_flush = "false", keep_packets = "0", after = "None", max_backlog = "MAX_BACKLOG")]
     fn new(
         fds: Vec<RawFd>,
         threads: usize,
@@ -92,6 +95,7 @@ impl Intake {
         key_flush: bool,
         keep_packets: usize,
         after: Option<&Intake>,
+        max_backlog: usize,
     ) -> PyResult<Self> {
         if threads > 64 {
             return Err(PyValueError::new_err("at most 64 receiver threads"));
@@ -105,8 +109,9 @@ impl Intake {
             order,
             stop: AtomicBool::new(false),
             batches: (0..workers.max(1)).map(|_| Mutex::new(Batch::default())).collect(),
-            limits: Limits { max_series, key_flush, keep_packets },
+            limits: Limits { max_series, key_flush, keep_packets, max_backlog },
             recv_errors: AtomicU64::new(0),
+            held_back: AtomicU64::new(0),
         });
         let mut handles = Vec::new();
         for me in 0..workers {
@@ -154,6 +159,11 @@ impl Intake {
     /// Receive errors (ICMP errors reported on a socket and the like) since start.
     fn recv_errors(&self) -> u64 {
         self.shared.recv_errors.load(Ordering::Relaxed)
+    }
+
+    /// Reads skipped since start because a batch was full (Python was behind taking them).
+    fn held_back(&self) -> u64 {
+        self.shared.held_back.load(Ordering::Relaxed)
     }
 
     /// How many receiver threads are alive (a panic in one would show here).
@@ -205,5 +215,6 @@ fn _native(_py: Python<'_>, m: &PyModule) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(parse_line, m)?)?;
     m.add("MAX_PACKET", recv::MAX_PACKET)?;
     m.add("VLEN", recv::VLEN)?;
+    m.add("MAX_BACKLOG", MAX_BACKLOG)?;
     Ok(())
 }

@@ -36,6 +36,7 @@ pub struct Shared {
     pub batches: Vec<Mutex<Batch>>,
     pub limits: Limits,
     pub recv_errors: AtomicU64,
+    pub held_back: AtomicU64, // reads skipped because the batch was full (Python behind)
 }
 
 /// recvmmsg's buffers, allocated once per receiver (pages are touched only as data arrives).
@@ -98,8 +99,13 @@ fn now() -> f64 {
 }
 
 /// One read of one socket: take the turn, receive, number the read, then aggregate it.
-/// Returns how many datagrams it read.
+/// Returns how many datagrams it read (none while this receiver's batch is full: Python has not
+/// taken it yet, and the datagrams wait in the socket, where the kernel counts what overflows).
 fn read_once(shared: &Shared, me: usize, fd: RawFd, bufs: &mut Buffers) -> usize {
+    if shared.batches[me].lock().unwrap_or_else(|p| p.into_inner()).backlog >= shared.limits.max_backlog {
+        shared.held_back.fetch_add(1, Ordering::Relaxed);
+        return 0;
+    }
     let (n, seq) = {
         let _turn = shared.order.turn.lock().unwrap_or_else(|p| p.into_inner());
         match bufs.receive(fd) {
