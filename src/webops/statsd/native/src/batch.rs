@@ -91,7 +91,16 @@ impl Batch {
     pub fn ingest<'a>(&mut self, datagrams: impl Iterator<Item = &'a [u8]>, seq: u64, now: f64, limits: &Limits) {
         self.seqs.push(seq);
         self.last_seen = now;
-        let mut read: Option<Read> = None;
+        // The previous read's gauge writes carry on into this one when nothing came between them
+        // (the read just before, by this receiver, with no line left to Python): composing writes
+        // in order is exact, and Python then replays one write list per series, not one per read.
+        let mut read = match self.reads.last() {
+            Some(last) if last.seq + 1 == seq && last.slow.is_empty() => self.reads.pop().map(|mut r| {
+                r.seq = seq;
+                r
+            }),
+            _ => None,
+        };
         let mut after_slow = false;
         for datagram in datagrams {
             self.packets += 1;
