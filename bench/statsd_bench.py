@@ -165,20 +165,36 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def pss_mib(pids: list[int]) -> float:
-    """Proportional set size: shared pages counted once across the processes (RSS overcounts)."""
+def proc_mib(pids: list[int], file: str, field: str) -> float:
+    """A memory figure in kB of /proc/PID/<file> (`Pss:` of smaps_rollup, `VmHWM:` of status),
+    summed over the processes, in MiB."""
     total = 0
     for p in pids:
         try:
-            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
+            for line in Path(f"/proc/{p}/{file}").read_text().splitlines():
+                if line.startswith(field):
                     total += int(line.split()[1])
         except OSError:
             continue
     return total / 1024
 
 
+def pss_mib(pids: list[int]) -> float:
+    """Proportional set size: shared pages counted once across the processes (RSS overcounts)."""
+    return proc_mib(pids, "smaps_rollup", "Pss:")
+
+
 # --- targets --------------------------------------------------------------------------------
+
+
+def stop_daemon(proc: subprocess.Popen, workdir: str) -> None:
+    """SIGTERM, then SIGKILL after 30 s; its working directory goes too."""
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 @dataclass
@@ -190,12 +206,7 @@ class Target:
     workdir: str
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        stop_daemon(self.proc, self.workdir)
 
 
 def start(kind: str, etsy_js: str | None, extra: dict | None = None) -> Target:

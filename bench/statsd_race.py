@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from statsd_bench import HOST, console, cpu_seconds, family, free_port
+from statsd_bench import HOST, console, cpu_seconds, family, free_port, proc_mib, stop_daemon
 
 from webops.statsd.hotpath import NATIVE_AUTO
 
@@ -47,12 +47,7 @@ class Daemon:
     workdir: str
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        stop_daemon(self.proc, self.workdir)
 
 
 def console_count(mgmt_port: int) -> Callable[[], int]:
@@ -180,18 +175,6 @@ def settle(d: Daemon, still: float) -> int:
     return last
 
 
-def peak_rss_mib(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total / 1024
-
-
 def one_run(start: Callable[[], Daemon], sender: str, seconds: float, rate: int, still: float) -> dict:
     d = start()
     try:
@@ -213,7 +196,7 @@ def one_run(start: Callable[[], Daemon], sender: str, seconds: float, rate: int,
             "counted": counted,
             "seconds": elapsed,
             "cpu": cpu_seconds(pids) - cpu0,
-            "rss": peak_rss_mib(pids),
+            "rss": proc_mib(pids, "status", "VmHWM:"),  # peak RSS
             "unexplained": metrics - counted - LINES * drops,
             "packets": packets,
         }
