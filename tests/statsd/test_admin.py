@@ -18,6 +18,9 @@ class Source:
     readers_ok: bool = True
     hot_path: str = "python"
 
+    def kernel_drops(self) -> int:
+        return 7
+
     def health_state(self) -> str:
         return self.health if self.readers_ok else "down (reader processes: 1 of 2 running)"
 
@@ -32,6 +35,7 @@ def test_stats_health_and_tables_through_the_narrow_view() -> None:
     stats, _ = console.execute("stats")
     assert stats.startswith("uptime: 42\nmessages.last_msg_seen: 12\nmessages.bad_lines_seen: 1\n")
     assert "statsd.metrics_refused: 0\nstatsd.events_seen: 1\nstatsd.series: 1\n" in stats
+    assert "statsd.udp_kernel_drops: 7\n" in stats
     assert "graphite.last_flush: 2\ngraphite.datapoints_dropped: 3\nEND\n\n" in stats
     assert console.execute("health down") == ("health: down\n", False)
     source.health, source.readers_ok = "up", False

@@ -310,3 +310,21 @@ def test_ready_is_notified_once_intake_works(start_daemon, tmp_path) -> None:
         assert listener.recv(100) == b"STOPPING=1"
     finally:
         listener.close()
+
+
+@pytest.mark.parametrize("hot_path", ["native", "python"])
+def test_what_the_kernel_drops_while_intake_is_behind_is_counted_and_said(
+    start_daemon, hot_path: str
+) -> None:
+    """A stopped daemon (as good as a very slow one) with a tiny receive buffer: the kernel drops
+    most of what is sent meanwhile; every datagram is then either received or counted dropped."""
+    d = start_daemon(hotPath=hot_path, readers=0, rcvbuf=4096)
+    os.kill(d.proc.pid, signal.SIGSTOP)
+    try:
+        d.send(*[b"behind:1|c"] * 300)
+    finally:
+        os.kill(d.proc.pid, signal.SIGCONT)
+    drops = wait_until(lambda: d.total("udp_kernel_drops"), what="the drops to be counted")
+    wait_until(lambda: d.total() + drops == 300, what="every datagram received or counted dropped")
+    assert f"statsd_udp_kernel_drops_total {drops}" in d.http("/metrics")[1]
+    assert f"behind: {300 - drops}\n" in d.console("counters")

@@ -37,6 +37,8 @@ class ConsoleSource(Protocol):
 
     def backend_status(self) -> list[tuple[str, dict[str, float]]]: ...
 
+    def kernel_drops(self) -> int: ...
+
 
 log = logging.getLogger("webops.statsd")
 
@@ -122,6 +124,7 @@ class Console:
         stat(prefix, "metrics_refused", totals.metrics_refused)
         stat(prefix, "events_seen", totals.events_seen)
         stat(prefix, "series", d.aggregator.series_count())
+        stat(prefix, "udp_kernel_drops", d.kernel_drops())  # the kernel's: intake was behind
         lines.append(f"hot_path: {d.hot_path}")
         for name, status in d.backend_status():
             for metric, value in status.items():

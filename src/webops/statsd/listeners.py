@@ -83,6 +83,28 @@ def set_rcvbuf(sock: socket.socket, wanted: int) -> int:
     return got
 
 
+def kernel_drops(socks: list[socket.socket]) -> int:
+    """Datagrams the kernel dropped at these UDP sockets since they were bound (their receive
+    buffer was full: the daemon was behind): the `drops` column of /proc/net/udp and udp6, found
+    by the sockets' inodes. 0 where /proc does not say."""
+    inodes = set()
+    for sock in socks:
+        with contextlib.suppress(OSError, ValueError):
+            inodes.add(os.fstat(sock.fileno()).st_ino)
+    total = 0
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as f:
+                next(f, None)
+                for line in f:
+                    fields = line.split()
+                    if len(fields) > 12 and int(fields[9]) in inodes:
+                        total += int(fields[12])
+        except OSError:
+            continue
+    return total
+
+
 def spec_key(spec: Listener) -> tuple:
     """What a listener is bound to, whatever its options (rcvbuf, socket mode)."""
     if spec.kind == "unix":

@@ -38,6 +38,7 @@ from .listeners import (
     UdpListener,
     describe,
     dump_packets,
+    kernel_drops,
     set_rcvbuf,
     spec_key,
 )
@@ -100,6 +101,10 @@ class StatsdDaemon:
 
     def _bad_line(self, bad: BadLine) -> None:
         self.bad_log.warning("bad line: %s: %r", bad.reason, bad.line[:200])
+
+    def kernel_drops(self) -> int:
+        """UDP datagrams the kernel dropped because intake was behind (console, /metrics)."""
+        return kernel_drops([sock for _, sock in self.udp.values()])
 
     def backend_status(self) -> list[tuple[str, dict[str, float]]]:
         """Each backend's name and status (console `stats`, /metrics)."""
@@ -409,6 +414,7 @@ class StatsdDaemon:
             ("statsd_reader_restarts", "gauge", (), self.pool.restarts),
             ("statsd_hot_path_info", "gauge", (("hot_path", self.hot_path),), 1.0),
             ("statsd_uptime_seconds", "gauge", (), time.time() - self.startup_time),
+            ("statsd_udp_kernel_drops_total", "counter", (), self.kernel_drops()),
         ]
         for name, status in self.backend_status():
             for stat, value in status.items():
