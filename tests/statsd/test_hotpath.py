@@ -12,6 +12,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import socket
 from pathlib import Path
 from typing import Any
@@ -295,3 +296,14 @@ def test_a_full_batch_waits_in_the_socket_instead_of_growing() -> None:
             wait_until(all_read, what="every datagram, once the batches are taken")
         finally:
             intake.stop()
+
+
+def test_a_reload_keeps_the_hot_path_and_says_when_it_changes(start_daemon) -> None:
+    d = start_daemon(hotPath="native")
+    d.write_config({**d.config, "hotPath": "python", "percentThreshold": [95]})
+    d.signal(signal.SIGHUP)
+    wait_until(lambda: "configuration reloaded" in d.logs(), what="the reload")
+    assert "hotPath: python takes effect at the next restart" in d.logs()
+    assert "\nhot_path: native\n" in d.console("stats")
+    d.send(b"after:1|c")
+    wait_until(lambda: "after: 1" in d.console("counters"), what="intake after the reload")
