@@ -50,7 +50,11 @@ values = st.one_of(
 )
 types = st.sampled_from(["c", "ms", "g", "s", "h", "d", "x", " c", "", "C"])
 rates = st.sampled_from(["", "|@0.5", "|@0.25", "|@1", "|@-1", "|@0", "|@abc", "|@+0.5", "|@1e-320", "|0.5"])
-extras = st.sampled_from(["", "", "", "|#env:prod,role", "|c:abc", "|T1700000000", "|#", "|x|y"])
+tag = st.text(st.sampled_from("ab:;=,._-é| "), max_size=6)
+extras = st.one_of(
+    st.sampled_from(["", "", "", "|#env:prod,role", "|c:abc", "|T1700000000", "|#", "|x|y", "|#t|c:x"]),
+    st.lists(tag, max_size=3).map(lambda tags: "|#" + ",".join(tags)),
+)
 
 
 @st.composite
@@ -219,7 +223,13 @@ def test_events_and_hostile_bytes_count_as_the_reference_counts() -> None:
 def test_the_fast_path_takes_what_real_clients_send() -> None:
     """Not a correctness property: most real traffic must not need the reference parser, or
     the native path would be no faster."""
-    for line in [b"api.requests:1|c", b"api.latency:12.5|ms|@0.1", b"queue.depth:+3|g", b"users:u42|s"]:
+    for line in [
+        b"api.requests:1|c",
+        b"api.latency:12.5|ms|@0.1",
+        b"queue.depth:+3|g",
+        b"users:u42|s",
+        b"api.requests:1|c|#env:prod,route:home,canary",  # DogStatsD tags
+    ]:
         assert native.parse_line(line) is not None, line
 
 
@@ -272,7 +282,7 @@ def test_a_full_batch_waits_in_the_socket_instead_of_growing() -> None:
     """Lines left to Python pile up while Python is busy: past `max_backlog` a receiver stops
     reading (the datagrams wait in the socket buffer, the kernel counts what overflows it), and
     reads on once Python takes the batch. Nothing read is lost."""
-    packet = b"\n".join(b"t%d:1|ms|#k:v" % i for i in range(40))  # tags: for the reference parser
+    packet = b"\n".join(b"t%d:0x1|ms" % i for i in range(40))  # a JS number: for the reference parser
     with (
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx,
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx,

@@ -161,9 +161,9 @@ class NativePool:
         if (held := intake.held_back()) > self.held_back:
             self.behind_log.warning(
                 "this process is behind the native receivers (lines they leave to the Python parser:"
-                " tags, unusual numbers; or a slow flush): they paused %d times, datagrams waited in"
-                " the socket buffer, and what overflowed it the kernel dropped (netstat -su: receive"
-                " buffer errors)",
+                " several values, DogStatsD fields, unusual numbers; or a slow flush): they paused %d"
+                " times, datagrams waited in the socket buffer, and what overflowed it the kernel"
+                " dropped (statsd.udp_kernel_drops)",
                 held - self.held_back,
             )
             self.held_back = held

@@ -116,16 +116,16 @@ impl Batch {
                     continue;
                 }
                 match parse_line(line) {
-                    Some((name, Sample::Gauge(value, delta))) if !after_slow => {
+                    Some((key, Sample::Gauge(value, delta))) if !after_slow => {
                         self.metrics += 1;
-                        self.count_key(name, limits);
+                        self.count_key(&key, limits);
                         let read = read.get_or_insert_with(|| Read::new(seq));
-                        self.gauge(read, name, value, delta, limits);
+                        self.gauge(read, &key, value, delta, limits);
                     }
-                    Some((name, sample)) if !matches!(sample, Sample::Gauge(..)) => {
+                    Some((key, sample)) if !matches!(sample, Sample::Gauge(..)) => {
                         self.metrics += 1;
-                        self.count_key(name, limits);
-                        self.add(name, sample, limits);
+                        self.count_key(&key, limits);
+                        self.add(&key, sample, limits);
                     }
                     _ => {
                         after_slow = true;

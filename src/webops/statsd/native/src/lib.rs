@@ -16,7 +16,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
 
-use batch::{Batch, Key, Limits};
+use batch::{Batch, Limits};
 use recv::{Order, Shared};
 
 /// What a receiver's batch may hold, about, before it waits for Python to take it (Limits).
@@ -196,8 +196,7 @@ fn parse_line(py: Python<'_>, line: &[u8]) -> PyObject {
     use parse::Sample::*;
     match parse::parse_line(line) {
         None => py.None(),
-        Some((name, sample)) => {
-            let key: Key = name.into();
+        Some((key, sample)) => {
             let k = text(py, &key);
             match sample {
                 Counter(v) => ("c", k, v).into_py(py),

@@ -1,10 +1,13 @@
 //! The fast path of the statsd line protocol: lines whose meaning is certain.
 //!
-//! A line is taken here only when it is `name:value|type[|@rate]` with a name that keyNameSanitize
-//! leaves as it is, a value in plain decimal notation, a known type and a valid rate: what real
-//! clients send nearly all the time. Everything else (tags, several values, JavaScript number
-//! forms, events, non-ASCII, bad lines) is `None`, and the Python reference parses it, so the two
+//! A line is taken here only when it is `name:value|type[|@rate][|#tags]` with a series key (the
+//! name, and the tags as Etsy 0.9+ appends them) that keyNameSanitize leaves as it is, a value in
+//! plain decimal notation, a known type and a valid rate: what real clients send nearly all the
+//! time. Everything else (several values, DogStatsD's extra fields, JavaScript number forms,
+//! events, non-ASCII, bad lines) is `None`, and the Python reference parses it, so the two
 //! implementations cannot disagree on what a line means or why it is bad.
+
+use std::borrow::Cow;
 
 /// What a fast line adds to, with the value already resolved as the Python kinds do.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -74,8 +77,38 @@ pub fn number(s: &[u8]) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
-/// The name (the series key) and sample of a fast line; `None`: the reference must read it.
-pub fn parse_line(line: &[u8]) -> Option<(&[u8], Sample<'_>)> {
+/// The series key of `name` with DogStatsD tags (`k:v,flag`): `name;k=v;flag`, in the order sent
+/// (protocol.py's tag_suffix: the first `;` of a tag becomes `_`, its first `:` `=`); `None`
+/// when a tag would leave a character keyNameSanitize changes.
+fn tagged_key(name: &[u8], tags: &[u8]) -> Option<Vec<u8>> {
+    let mut key = Vec::with_capacity(name.len() + tags.len() + 4);
+    key.extend_from_slice(name);
+    for tag in tags.split(|&b| b == b',').filter(|t| !t.is_empty()) {
+        key.push(b';');
+        let (mut semicolon, mut colon) = (false, false);
+        for &b in tag {
+            let b = match b {
+                b';' if !semicolon => {
+                    semicolon = true;
+                    b'_'
+                }
+                b':' if !colon => {
+                    colon = true;
+                    b'='
+                }
+                _ => b,
+            };
+            if !SAFE[b as usize] {
+                return None;
+            }
+            key.push(b);
+        }
+    }
+    Some(key)
+}
+
+/// The series key and sample of a fast line; `None`: the reference must read it.
+pub fn parse_line(line: &[u8]) -> Option<(Cow<'_, [u8]>, Sample<'_>)> {
     let mut i = 0;
     while i < line.len() && SAFE[line[i] as usize] {
         i += 1;
@@ -83,8 +116,19 @@ pub fn parse_line(line: &[u8]) -> Option<(&[u8], Sample<'_>)> {
     if i == 0 || i == line.len() || line[i] != b':' {
         return None;
     }
-    let (name, rest) = (&line[..i], &line[i + 1..]);
-    // `value|type[|@rate]`: no second value, no tags or DogStatsD fields, nothing non-ASCII
+    let (name, mut rest) = (&line[..i], &line[i + 1..]);
+    let mut key = Cow::Borrowed(name);
+    if let Some(at) = rest.windows(2).position(|w| w == b"|#") {
+        let tags = &rest[at + 2..];
+        if tags.contains(&b'|') {
+            return None; // DogStatsD fields after the tags
+        }
+        if tags.iter().any(|&b| b != b',') {
+            key = Cow::Owned(tagged_key(name, tags)?);
+        }
+        rest = &rest[..at];
+    }
+    // `value|type[|@rate]`: no second value, no DogStatsD fields, nothing non-ASCII
     let mut bars = [0usize; 2];
     let mut nbars = 0;
     for (j, &b) in rest.iter().enumerate() {
@@ -137,7 +181,7 @@ pub fn parse_line(line: &[u8]) -> Option<(&[u8], Sample<'_>)> {
         b"s" => Sample::Set(if raw.is_empty() { b"0" } else { raw }),
         _ => return None,
     };
-    Some((name, sample))
+    Some((key, sample))
 }
 
 #[cfg(test)]
@@ -156,12 +200,17 @@ mod tests {
 
     #[test]
     fn lines() {
-        assert_eq!(parse_line(b"a.b:2|c|@0.5"), Some((&b"a.b"[..], Sample::Counter(4.0))));
-        assert_eq!(parse_line(b"t:3|ms"), Some((&b"t"[..], Sample::Timer(3.0, 1.0))));
-        assert_eq!(parse_line(b"g:-1|g"), Some((&b"g"[..], Sample::Gauge(-1.0, true))));
-        assert_eq!(parse_line(b"s:|s"), Some((&b"s"[..], Sample::Set(b"0"))));
+        let key = |line| parse_line(line).map(|(k, s)| (k.into_owned(), s));
+        assert_eq!(key(b"a.b:2|c|@0.5"), Some((b"a.b".to_vec(), Sample::Counter(4.0))));
+        assert_eq!(key(b"t:3|ms"), Some((b"t".to_vec(), Sample::Timer(3.0, 1.0))));
+        assert_eq!(key(b"g:-1|g"), Some((b"g".to_vec(), Sample::Gauge(-1.0, true))));
+        assert_eq!(key(b"s:|s"), Some((b"s".to_vec(), Sample::Set(b"0"))));
+        assert_eq!(key(b"r:1|c|#env:prod,canary"), Some((b"r;env=prod;canary".to_vec(), Sample::Counter(1.0))));
+        assert_eq!(key(b"r:1|c|@0.5|#a;b:c:d"), None); // the second `:` stays, and sanitizing drops it
+        assert_eq!(key(b"r:1|c|#a;b:c,"), Some((b"r;a_b=c".to_vec(), Sample::Counter(1.0))));
+        assert_eq!(key(b"r:1|c|#,"), Some((b"r".to_vec(), Sample::Counter(1.0))));
         for slow in [
-            &b"a b:1|c"[..], b":1|c", b"a:1|c:2|c", b"a:1|c|#t:v", b"a:1|x", b"a:1", b"a:-1|ms",
+            &b"a b:1|c"[..], b":1|c", b"a:1|c:2|c", b"a:1|c|#t:v|c:x", b"a:1|c:2|c|#t", b"a:1|x", b"a:1", b"a:-1|ms",
             b"a:1|c|@0", b"a:1|c|@-1", b"a:1|c|c:xyz", b"a:1\r|c", b"_e{1,1}:a|b", b"a:1e308|c|@1e-10",
         ] {
             assert_eq!(parse_line(slow), None, "{}", String::from_utf8_lossy(slow));
