@@ -26,3 +26,12 @@ def test_ci_runs_the_readme_test_command() -> None:
 def test_every_statsd_config_key_is_documented() -> None:
     documented = set(re.findall(r"^\| `(\w+)` \|", README, re.M))
     assert set(SCHEMA) <= documented, set(SCHEMA) - documented
+
+
+def test_make_test_runs_statsd_on_both_hot_paths() -> None:
+    """The native hot path is the default; the Python reference must stay tested too."""
+    makefile = (Path(__file__).parent.parent / "Makefile").read_text()
+    recipe = makefile.split("\ntest: lint\n", 1)[1].split("\n\n", 1)[0]
+    assert "cargo test" in recipe
+    assert re.search(r"^\t\$\(BIN\)/pytest$", recipe, re.M)
+    assert re.search(r"^\tWEBOPS_STATSD_HOTPATH=python \$\(BIN\)/pytest tests/statsd$", recipe, re.M)

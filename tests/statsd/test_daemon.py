@@ -7,6 +7,7 @@ import signal
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -270,9 +271,14 @@ def test_top_level_server_key_selects_tcp(start_daemon) -> None:
     wait_until(lambda: "'over.tcp': 4" in d.console("counters"), what="the tcp line")
 
 
-def test_gauges_keep_the_order_sent_with_several_readers(start_daemon) -> None:
-    """One client's `g:100|g` then `g:+1|g`: 101 every time, whichever reader reads which."""
-    d = start_daemon(readers=2)
+@pytest.mark.parametrize("hot_path", ["native", "python"])
+def test_gauges_keep_the_order_sent_with_several_readers(start_daemon, hot_path: str) -> None:
+    """One client's `g:100|g` then `g:+1|g`: 101 every time, whichever reader reads which (two
+    native receiver threads, or two reader processes, on one socket)."""
+    d = start_daemon(readers=2, hotPath=hot_path)
+    if hot_path == "native":
+        threads = {p.read_text().strip() for p in Path(f"/proc/{d.proc.pid}/task").glob("*/comm")}
+        assert {"statsd-recv-0", "statsd-recv-1"} <= threads, threads
     done = threading.Event()
     background = {"n": 0}
 
