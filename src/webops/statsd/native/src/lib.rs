@@ -110,7 +110,6 @@ impl Intake {
             stop: AtomicBool::new(false),
             batches: (0..workers.max(1)).map(|_| Mutex::new(Batch::default())).collect(),
             limits: Limits { max_series, key_flush, keep_packets, max_backlog },
-            recv_errors: AtomicU64::new(0),
             held_back: AtomicU64::new(0),
         });
         let mut handles = Vec::new();
@@ -149,16 +148,6 @@ impl Intake {
                 .collect()
         });
         taken.into_iter().map(|b| convert(py, b)).collect()
-    }
-
-    /// The number the next read gets.
-    fn next_seq(&self) -> u64 {
-        self.shared.order.next_seq.load(Ordering::SeqCst)
-    }
-
-    /// Receive errors (ICMP errors reported on a socket and the like) since start.
-    fn recv_errors(&self) -> u64 {
-        self.shared.recv_errors.load(Ordering::Relaxed)
     }
 
     /// Reads skipped since start because a batch was full (Python was behind taking them).
@@ -212,8 +201,6 @@ fn parse_line(py: Python<'_>, line: &[u8]) -> PyObject {
 fn _native(_py: Python<'_>, m: &PyModule) -> PyResult<()> {
     m.add_class::<Intake>()?;
     m.add_function(wrap_pyfunction!(parse_line, m)?)?;
-    m.add("MAX_PACKET", recv::MAX_PACKET)?;
     m.add("VLEN", recv::VLEN)?;
-    m.add("MAX_BACKLOG", MAX_BACKLOG)?;
     Ok(())
 }

@@ -35,7 +35,6 @@ pub struct Shared {
     pub stop: AtomicBool,
     pub batches: Vec<Mutex<Batch>>,
     pub limits: Limits,
-    pub recv_errors: AtomicU64,
     pub held_back: AtomicU64, // reads skipped because the batch was full (Python behind)
 }
 
@@ -111,11 +110,7 @@ fn read_once(shared: &Shared, me: usize, fd: RawFd, bufs: &mut Buffers) -> usize
         match bufs.receive(fd) {
             Ok(0) => return 0,
             Ok(n) => (n, shared.order.next_seq.fetch_add(1, Ordering::SeqCst)),
-            Err(_) => {
-                // ICMP errors reported on the socket and the like: counted, never fatal
-                shared.recv_errors.fetch_add(1, Ordering::Relaxed);
-                return 0;
-            }
+            Err(_) => return 0, // ICMP errors reported on the socket and the like: never fatal
         }
     };
     let mut batch = shared.batches[me].lock().unwrap_or_else(|p| p.into_inner());
