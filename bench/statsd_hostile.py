@@ -11,6 +11,10 @@
    keeps, what it refuses, its memory, and how long it takes to stop.
 5. Shutdown with the graphite backend: SIGTERM to the process group (what systemd and `timeout`
    send) at a random moment of traffic and flushes, 26 times; how long each stop takes.
+6. Floods of lines the native fast path leaves to Python (bad lines, several values a line), on
+   both hot paths, with a 1 s flush: how late each flush is written, how long the console takes
+   to answer, what was shed, what the kernel dropped, and how many good lines sent alongside
+   were counted.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import re
 import resource
 import socket
+import tempfile
 import time
 
 from webops.statsd.aggregate import AggregationSettings, Aggregator
@@ -173,10 +178,95 @@ def graphite_shutdowns(runs: int = 26) -> None:
     )
 
 
+def _percentiles(values: list[float]) -> str:
+    values = sorted(values)
+    if not values:
+        return "none"
+    mid, p99 = values[len(values) // 2], values[int(len(values) * 0.99)]
+    return f"median {mid:.0f}, p99 {p99:.0f}, max {values[-1]:.0f}"
+
+
+def _watch_flushes(flush_file, late: list[float], done) -> None:
+    """When each flush line appears, in ms after its grid second (a 1 s flush is due at :00)."""
+    seen = 0
+    while not done.is_set():
+        lines = flush_file.read_text().splitlines() if flush_file.exists() else []
+        now = time.time()
+        late.extend((now - int(now)) * 1000 for _ in lines[seen:])
+        seen = len(lines)
+        time.sleep(0.005)
+
+
+def _flood(hot_path: str, flood: bytes, seconds: float) -> None:
+    import json
+    import threading
+    from pathlib import Path
+
+    from statsd_bench import console, start
+
+    flush_file = Path(tempfile.mkdtemp(prefix="bench-flood-")) / "flush.jsonl"
+    extra = {"hotPath": hot_path, "flushInterval": 1000, "backends": ["./backends/file"]}
+    target = start("webops", None, extra | {"file": {"path": str(flush_file), "format": "json"}})
+    late: list[float] = []
+    latency: list[float] = []
+    done = threading.Event()
+    watcher = threading.Thread(target=_watch_flushes, args=(flush_file, late, done))
+    watcher.start()
+    sent = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:  # bounded by time, to loopback
+            s.sendto(flood, ("127.0.0.1", target.port))
+            s.sendto(b"good:1|c", ("127.0.0.1", target.port))
+            sent += 1
+            t = time.perf_counter()
+            console(target.mgmt_port, "stats")
+            latency.append((time.perf_counter() - t) * 1000)
+            ahead = started + sent / 50 - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+    time.sleep(2.5)  # the last flushes
+    done.set()
+    watcher.join()
+    stats = console(target.mgmt_port, "stats")
+    target.stop()
+    flushes = [json.loads(line) for line in flush_file.read_text().splitlines()]
+    counted = sum(f["counters"].get("good", 0) for f in flushes)
+
+    def stat(key: str) -> str:
+        m = re.search(r"statsd\." + key + r": (\d+)", stats)
+        return f"{int(m.group(1)):,}" if m else "?"
+
+    print(f"      flush written ms after its second: {_percentiles(late)}")
+    print(f"      console `stats` ms: {_percentiles(latency)}")
+    print(
+        f"      good lines counted {int(counted):,} of {sent:,}; lines shed {stat('lines_shed')}, "
+        f"bad lines parsed {stat('bad_lines_seen')}, kernel drops {stat('udp_kernel_drops')}"
+    )
+
+
+def slow_line_floods(seconds: float = 8.0) -> None:
+    floods = {
+        "bad lines (32,000 a datagram)": b"x\n" * 32_000,
+        "several values a line (2,000 lines of 5)": b"m:1|c:2|c:3|ms:4|g:+1|g\n" * 2_000,
+    }
+    print(f"6. slow-path floods, 50 datagrams/s of 64 KB for {seconds:.0f} s, flushInterval 1000 ms")
+    for hot_path in ("native", "python"):
+        for name, flood in floods.items():
+            print(f"   {hot_path:6s} {name}")
+            _flood(hot_path, flood, seconds)
+
+
 if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] == ["floods"]:
+        slow_line_floods()
+        raise SystemExit(0)
     per_line_cost()
     series_limit()
     cache_memory()
     five_million_series()
     graphite_shutdowns()
+    slow_line_floods()
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")

@@ -34,10 +34,22 @@ def test_stats_health_and_tables_through_the_narrow_view() -> None:
     console = Console(source, clock=lambda: 1042.0)
     stats, _ = console.execute("stats")
     assert stats.startswith("uptime: 42\nmessages.last_msg_seen: 12\nmessages.bad_lines_seen: 1\n")
-    assert "statsd.metrics_refused: 0\nstatsd.events_seen: 1\nstatsd.series: 1\n" in stats
+    own = ["metrics_refused: 0", "set_members_refused: 0", "events_seen: 1", "lines_shed: 0", "series: 1"]
+    assert "".join(f"statsd.{line}\n" for line in own) in stats
     assert "statsd.udp_kernel_drops: 7\n" in stats
     assert "graphite.last_flush: 2\ngraphite.datapoints_dropped: 3\nEND\n\n" in stats
     assert console.execute("health down") == ("health: down\n", False)
     source.health, source.readers_ok = "up", False
     assert console.execute("health")[0] == "health: down (reader processes: 1 of 2 running)\n"
     assert console.execute("delcounters a")[0] == "deleted: a\nEND\n\n"
+
+
+def test_a_line_of_http_closes_the_connection_and_runs_nothing() -> None:
+    source = Source()
+    source.aggregator.ingest(b"a:1|c", now=1030)
+    console = Console(source)
+    for line in ("POST / HTTP/1.1", "GET /health HTTP/1.0", "Host: 127.0.0.1:8126", "PUT /x"):
+        assert console.execute(line) == ("", True)
+    assert console.http_refused == 4
+    assert "statsd.console_http_refused: 4\n" in console.execute("stats")[0]
+    assert source.health == "up" and "a" in source.aggregator.counters

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from webops.statsd import config as statsd_config
-from webops.statsd.aggregate import Aggregator, BatchAggregator
+from webops.statsd.aggregate import Aggregator, Batch, BatchAggregator, Totals
 from webops.statsd.backends.naming import GraphiteNaming
 from webops.statsd.snapshot import summarize
 
@@ -290,3 +291,44 @@ def test_graphite_names_are_cleaned_even_with_key_name_sanitize_off() -> None:
     lines = flush([b"my key/with*stuff:1|c|#env:prod"], keyNameSanitize=False)
     assert "stats_counts.my_key-withstuff;env=prod" in lines
     assert not any(" " in path for path in lines)
+
+
+# --- the slow lane: lines the native fast path leaves to the reference parser ------------------
+
+
+def _read(gauges: dict[str, float], lines: bytes, seq: int | None = None) -> Batch:
+    """One read as a native receiver hands it over (gauge writes, then slow lines)."""
+    ops = {"gauges": {k: (v, []) for k, v in gauges.items()}} if gauges else {}
+    return Batch({}, [(seq, ops, lines)], Totals(), Counter(), [] if seq is None else [seq])
+
+
+def test_slow_lines_are_parsed_a_slice_at_a_time_and_keep_gauge_order() -> None:
+    from webops.statsd.aggregate import SLOW_SLICE_BYTES
+
+    main = Aggregator()
+    slow = b"".join(b"multi:1|c:2|c\n" for _ in range(2000))  # ~28 KiB the fast path leaves
+    main.merge(_read({"g": 1.0}, slow + b"g:+1|g\n", seq=0))
+    main.merge(_read({"g": 10.0}, b"", seq=1))  # a later read's gauge write waits behind them
+    assert "g" not in main.gauges and main.slow
+    slices, parsed = 0, 0
+    while main.work_slow(0):  # a budget of 0: one slice per call
+        slices += 1
+        assert main.totals.metrics_received - parsed <= SLOW_SLICE_BYTES // 14 + 1  # lines a slice
+        parsed = main.totals.metrics_received
+    assert slices >= len(slow) // SLOW_SLICE_BYTES - 1
+    assert main.counters["multi"] == 6000
+    assert main.gauges == {"g": 10.0}  # 1, +1, then the later read's 10: read order held
+
+
+def test_slow_lines_past_the_limit_are_shed_counted_and_gauges_still_apply(monkeypatch) -> None:
+    from webops.statsd import aggregate
+
+    monkeypatch.setattr(aggregate, "SLOW_MAX_BYTES", 100)
+    main = Aggregator()
+    main.merge(_read({}, b"a:1|c:1|c\n" * 8))  # 80 bytes wait
+    main.merge(_read({"g": 5.0}, b"b:1|c:1|c\n" * 3))  # 30 more would pass 100: shed
+    assert main.totals.lines_shed == 3 and main.counters["statsd.lines_shed"] == 3
+    main.advance(force=True)
+    assert main.counters["a"] == 16 and "b" not in main.counters
+    assert main.gauges["g"] == 5.0
+    assert main.series_count() == 2  # the daemon's own counters are not client series

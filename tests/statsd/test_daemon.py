@@ -339,3 +339,15 @@ def test_timestamp_lag_as_etsy_from_the_second_flush_on(start_daemon) -> None:
     first, second = d.flushes()[:2]
     assert "statsd.timestamp_lag" not in first["gauges"]  # Etsy: no lag before a previous flush
     assert abs(second["gauges"]["statsd.timestamp_lag"]) <= 1  # seconds between flushes - interval
+
+
+def test_key_flush_says_when_it_cannot_write_and_recovers(start_daemon, tmp_path) -> None:
+    folder = tmp_path / "not-yet"
+    log = folder / "keys.log"
+    d = start_daemon(keyFlush={"interval": 100, "log": str(log)})
+    d.send(b"early:1|c")
+    wait_until(lambda: f"keyFlush: cannot write {log}" in d.logs(), what="the write error in the log")
+    folder.mkdir()  # the cause fixed: a later interval writes again, without a restart
+    d.send(b"later:1|c")
+    wait_until(lambda: log.exists() and "key=later" in log.read_text(), what="the top keys log again")
+    assert "keyFlush: writing" in d.logs()

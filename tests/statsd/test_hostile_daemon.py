@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import resource
 import signal
 import socket
@@ -132,6 +133,45 @@ def test_max_series_refuses_new_series_counts_and_says_so(start_daemon) -> None:
     kept = next(line.split(":")[0].strip() for line in counters.splitlines() if line.startswith("  series"))
     d.send(b"%s:7|c" % kept.encode())
     wait_until(lambda: f"{kept}: 7" in d.console("counters"), what="an existing series to go on")
+
+
+def console_table(d, table: str) -> dict[str, str]:
+    """A table as the console shows it ({ name: value, 'dotted.name': value }), values as text."""
+    return dict(re.findall(r"'?([\w.;=-]+)'?: ([^,{}\n]+?)(?:,|\s*})", d.console(table)))
+
+
+def test_at_max_series_held_series_go_on_and_only_new_ones_are_refused(start_daemon) -> None:
+    """The daemon holds maxSeries series; datagrams bring new names, then the held ones. Every
+    held update counts and only the new names are refused (issue 26: batches counted their own
+    series against maxSeries, so the held names behind the new ones were refused too)."""
+    d = start_daemon(maxSeries=20)
+    held = b"\n".join(b"held%d:1|c" % i for i in range(20))
+    d.send(held)
+    wait_until(lambda: d.total("metrics_received") == 20, what="the held series")
+    for r in range(5):
+        d.send(b"\n".join(b"new%d_%d:1|c" % (r, i) for i in range(20)) + b"\n" + held)
+
+    def counted() -> bool:
+        counters = console_table(d, "counters")
+        return all(counters.get(f"held{i}") == "6" for i in range(20))
+
+    wait_until(counted, what="every update of the held series", detail=lambda: d.console("counters"))
+    wait_until(lambda: d.total("metrics_refused") == 100, what="each new name refused once")
+    assert not any(k.startswith("new") for k in console_table(d, "counters"))
+    assert d.total("metrics_received") == 220
+
+
+def test_a_set_keeps_max_set_members_and_counts_the_rest(start_daemon) -> None:
+    """One set fed unique ids must not take the daemon's memory (issue 26): past maxSetMembers
+    new members are refused and counted, in the batch that brings them or as it is merged."""
+    d = start_daemon(maxSetMembers=5, flushInterval=300)
+    d.send(b"\n".join(b"users:m%d|s" % i for i in range(10)))  # one batch: it refuses m5..m9
+    refused = "statsd.set_members_refused"
+    wait_until(lambda: console_table(d, "counters").get(refused) == "5", what="5 members refused")
+    d.send(b"users:m3|s\nusers:m10|s")  # the next batch: m10 is refused as it is merged
+    wait_until(lambda: console_table(d, "counters").get(refused) == "6", what="the 6th refused")
+    assert re.findall(r"'(m\d+)'", d.console("sets")) == ["m0", "m1", "m2", "m3", "m4"]
+    wait_until(lambda: "maxSetMembers (5) reached" in d.logs(), what="the refusals in the log")
 
 
 def test_reload_to_busy_ports_keeps_the_running_listeners(start_daemon) -> None:
@@ -328,3 +368,57 @@ def test_what_the_kernel_drops_while_intake_is_behind_is_counted_and_said(
     wait_until(lambda: d.total() + drops == 300, what="every datagram received or counted dropped")
     assert f"statsd_udp_kernel_drops_total {drops}" in d.http("/metrics")[1]
     assert f"behind: {300 - drops}\n" in d.console("counters")
+
+
+def test_a_browser_post_to_the_console_runs_nothing(start_daemon) -> None:
+    """What a web page can make an operator's browser send to 127.0.0.1:8126 (a form posted as
+    text/plain): the body would be console commands, and none of them may run."""
+    import http.client
+
+    d = start_daemon()
+    d.send(b"kept:1|c")
+    wait_until(lambda: "kept: 1" in d.console("counters"), what="the counter")
+    conn = http.client.HTTPConnection("127.0.0.1", d.mgmt_port, timeout=5)
+    body = b"health down\ndelcounters *\nquit\n"
+    try:
+        conn.request("POST", "/", body=body, headers={"Content-Type": "text/plain"})
+        with pytest.raises((http.client.HTTPException, ConnectionError)):
+            conn.getresponse().read()  # closed without a reply: no HTTP answer, no command run
+    finally:
+        conn.close()
+    assert d.console("health", until=b"\n") == "health: up\n"
+    assert "kept: 1" in d.console("counters")
+    wait_until(lambda: "statsd.console_http_refused: 1\n" in d.console("stats"), what="the refusal counted")
+    assert "closing a connection that sent HTTP ('POST / HTTP/1.1')" in d.logs()
+
+
+def test_a_flood_of_slow_lines_stalls_neither_console_health_nor_flushes(start_daemon) -> None:
+    """Datagrams full of lines the native fast path leaves to Python (bad lines here): the event
+    loop parses them a slice at a time, sheds what waits past its limit, and answers meanwhile.
+    On the Python path the reader processes take the cost; the main process answers the same."""
+    d = start_daemon(flushInterval=500)
+    native = "hot_path: native" in d.console("stats")
+    flood = b"x\n" * 32_000  # 64,000 bytes: 32,000 bad lines a datagram
+    datagrams = 300 if native else 40  # native: ~19 MB, tens of seconds of Python parsing
+    sent = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _ in range(datagrams // 20):  # paced by what the daemon read: the kernel drops nothing
+            for _ in range(20):
+                s.sendto(flood, ("127.0.0.1", d.port))
+            s.sendto(b"good:1|c", ("127.0.0.1", d.port))
+            sent += 21
+            wait_until(lambda n=sent: d.total() >= n, what="the daemon to read the burst", timeout=60)
+    flushes = len(d.flushes())
+    for _ in range(5):  # while the slow lines wait, every probe is answered (5 s socket timeout)
+        assert d.console("health", until=b"\n") == "health: up\n"
+        assert d.http("/health") == (200, "health: up\n")
+    wait_until(lambda: len(d.flushes()) >= flushes + 2, what="flushes to go on during the flood")
+    wait_until(lambda: d.summed("counters", "good") == datagrams // 20, what="every good line")
+    if native:
+        assert d.total("lines_shed") > 0
+        wait_until(
+            lambda: d.total("lines_shed") + d.total("bad_lines_seen") == datagrams * 32_000,
+            what="every slow line parsed or shed",
+            timeout=60,
+        )
+        assert "shed unparsed" in d.logs()

@@ -71,9 +71,8 @@ def test_deleting_the_daemons_own_counters_does_not_break_intake() -> None:
     assert agg.counters["statsd.bad_lines_seen"] == 1
 
 
-@pytest.mark.parametrize("kind", [Aggregator, BatchAggregator])
-def test_series_past_max_series_are_refused_and_counted(kind: type[Aggregator]) -> None:
-    agg = kind(AggregationSettings(max_series=10))
+def test_series_past_max_series_are_refused_and_counted() -> None:
+    agg = Aggregator(AggregationSettings(max_series=10))
     agg.ingest(b"\n".join(b"s%d:1|%s" % (i, t) for i in range(20) for t in (b"c", b"ms", b"g", b"s")))
     assert agg.series_count() <= 10
     assert agg.totals.metrics_refused > 0
@@ -81,6 +80,45 @@ def test_series_past_max_series_are_refused_and_counted(kind: type[Aggregator]) 
     before = agg.counters[kept]
     agg.ingest(f"{kept}:5|c".encode())  # existing series go on
     assert agg.counters[kept] == before + 5
+
+
+def test_a_reader_batch_refuses_no_series_and_says_when_it_is_full() -> None:
+    """A reader cannot tell a new series from one the main process holds, so it keeps them all
+    (the main process decides as it merges) and `full` has it hand the batch over before it
+    reads on: a batch holds maxSeries series and one read at most (issue 26)."""
+    batch = BatchAggregator(AggregationSettings(max_series=10))
+    batch.ingest(b"\n".join(b"c%d:1|c" % i for i in range(8)))
+    batch.seal(0)
+    assert not batch.full()
+    batch.ingest(b"g:1|g\ns:x|s\nt:1|ms")
+    assert batch.full()
+    assert (batch.series_count(), batch.totals.metrics_refused) == (11, 0)
+    batch.take_batch()
+    assert not batch.full()
+
+
+def test_a_set_keeps_max_set_members_and_counts_the_members_it_refuses() -> None:
+    """A set fed unique ids must not take the daemon's memory (issue 26): past maxSetMembers new
+    members are refused and counted, members held go on, whether lines come to the main process
+    or in a reader's batch, which holds the same limit."""
+    settings = AggregationSettings(max_set_members=3)
+    main = Aggregator(settings)
+    main.ingest(b"\n".join(b"users:u%d|s" % i for i in range(10)) + b"\nusers:u1|s")
+    assert main.table("sets") == {"users": {"u0", "u1", "u2"}}
+    assert main.totals.set_members_refused == main.counters["statsd.set_members_refused"] == 7
+    reader = BatchAggregator(settings)
+    reader.ingest(b"users:u2|s\nusers:z|s\nusers:a|s\nother:x|s\nother:y|s\nother:z|s\nother:w|s")
+    main.merge(reader.take_batch())  # other: its batch refused w; users: no room for a or z
+    assert main.table("sets") == {"users": {"u0", "u1", "u2"}, "other": {"x", "y", "z"}}
+    assert main.totals.set_members_refused == main.counters["statsd.set_members_refused"] == 10
+    assert main.series_count() == 2  # the refusal counter is the daemon's, not a series
+
+    main = Aggregator(settings)
+    main.ingest(b"users:u0|s")
+    reader.ingest(b"users:c|s\nusers:b|s\nusers:a|s")
+    main.merge(reader.take_batch())  # room for two: the smallest, whatever order the set has
+    assert main.table("sets") == {"users": {"u0", "a", "b"}}
+    assert main.totals.set_members_refused == 1
 
 
 def test_merge_respects_max_series() -> None:
@@ -133,6 +171,11 @@ def test_new_limits_are_config_keys() -> None:
     assert cfg.aggregation().max_series == 100
     with pytest.raises(statsd_config.ConfigError, match="maxSeries"):
         statsd_config.build({"maxSeries": 0})
+    assert statsd_config.build({}).aggregation().max_set_members == 100_000
+    assert statsd_config.build({"maxSetMembers": 5}).aggregation().max_set_members == 5
+    for wrong in (0, 2.5, "many"):
+        with pytest.raises(statsd_config.ConfigError, match="maxSetMembers"):
+            statsd_config.build({"maxSetMembers": wrong})
 
 
 def test_a_backend_slower_than_the_flushes_holds_a_bounded_queue() -> None:

@@ -1,9 +1,11 @@
 """The native hot path against the Python reference: the same aggregates, bad lines (counted and
 said, in order), flushes and totals for any input (hypothesis), and the daemon saying which runs.
 
-The reference is `Aggregator.ingest`, one datagram at a time, as `readers: 0` runs it. The native
-side is the extension's own batch code (`Intake.feed`: a read without a socket) merged into an
-Aggregator exactly as the daemon merges what its receiver threads take.
+The reference is `Aggregator.ingest`, one datagram at a time, as `readers: 0` runs it, and, where
+limits make how lines are batched matter (maxSeries, maxSetMembers), a Python reader's
+`BatchAggregator` merged the same way. The native side is the extension's own batch code
+(`Intake.feed`: a read without a socket) merged into an Aggregator exactly as the daemon merges
+what its receiver threads take.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +29,7 @@ from hypothesis import strategies as st
 from tests.conftest import need, wait_until
 from webops.statsd import config as statsd_config
 from webops.statsd import hotpath
-from webops.statsd.aggregate import AggregationSettings, Aggregator
+from webops.statsd.aggregate import AggregationSettings, Aggregator, BatchAggregator, Totals
 from webops.statsd.protocol import BadLine, Sample, parse_line
 from webops.statsd.snapshot import summarize
 
@@ -76,24 +81,60 @@ datagrams = st.lists(st.lists(lines(), min_size=1, max_size=5).map(b"\n".join), 
 # --- both sides -----------------------------------------------------------------------------
 
 
-def reference(packets: list[bytes], agg_settings: AggregationSettings) -> tuple[Aggregator, list[BadLine]]:
-    bad: list[BadLine] = []
+def main_process(agg_settings: AggregationSettings, held: bytes, bad: list[BadLine]) -> Aggregator:
+    """The daemon's aggregator, already holding what `held` wrote this interval (its totals
+    start at 0, so they count what comes next)."""
     agg = Aggregator(agg_settings, on_bad_line=bad.append)
+    if held:
+        agg.ingest(held, NOW)
+        agg.totals = Totals()
+        bad.clear()
+    return agg
+
+
+def reference(
+    packets: list[bytes], agg_settings: AggregationSettings, held: bytes = b""
+) -> tuple[Aggregator, list[BadLine]]:
+    bad: list[BadLine] = []
+    agg = main_process(agg_settings, held, bad)
     for p in packets:
         agg.ingest(p, NOW)
     return agg, bad
 
 
+def intake(agg_settings: AggregationSettings) -> Any:
+    s = agg_settings
+    return native.Intake([], 1, s.max_series, s.max_set_members, s.key_flush)
+
+
 def through_native(
-    packets: list[bytes], agg_settings: AggregationSettings, per_read: int = 1
+    packets: list[bytes], agg_settings: AggregationSettings, per_read: int = 1, held: bytes = b""
 ) -> tuple[Aggregator, list[BadLine]]:
     bad: list[BadLine] = []
-    agg = Aggregator(agg_settings, on_bad_line=bad.append)
-    intake = native.Intake([], 1, agg_settings.max_series, agg_settings.key_flush)
+    agg = main_process(agg_settings, held, bad)
+    receiver = intake(agg_settings)
     for i in range(0, len(packets), per_read):
-        intake.feed(packets[i : i + per_read], NOW)
-    for taken in intake.take():
+        receiver.feed(packets[i : i + per_read], NOW)
+    for taken in receiver.take():
         agg.merge(hotpath.to_batch(taken, agg_settings))
+    agg.advance(force=True)
+    return agg, bad
+
+
+def through_reader(
+    packets: list[bytes], agg_settings: AggregationSettings, per_read: int = 1, held: bytes = b""
+) -> tuple[Aggregator, list[BadLine]]:
+    """The Python hot path: a reader process's batch (the same reads) merged the same way."""
+    bad: list[BadLine] = []
+    agg = main_process(agg_settings, held, bad)
+    reader = BatchAggregator(agg_settings)
+    for seq, i in enumerate(range(0, len(packets), per_read)):
+        reader.ingest(b"\n".join(packets[i : i + per_read]), NOW, len(packets[i : i + per_read]))
+        reader.seal(seq)
+    batch = reader.take_batch()
+    agg.merge(batch)
+    for item in batch.bad_lines:  # the daemon logs a batch's bad lines as it merges it
+        bad.append(item)
     agg.advance(force=True)
     return agg, bad
 
@@ -162,9 +203,9 @@ def test_same_flushes_bad_lines_and_totals_for_any_input(
     assert nat_bad == ref_bad
     # and the interval after: what a flush reset (idle counters at 0, gauges kept) is the same
     ref.ingest(b"after:1|c\ngone:+1|g", NOW)
-    intake = native.Intake([], 1, agg_settings.max_series, key_flush)
-    intake.feed([b"after:1|c\ngone:+1|g"], NOW)
-    for taken in intake.take():
+    receiver = intake(agg_settings)
+    receiver.feed([b"after:1|c\ngone:+1|g"], NOW)
+    for taken in receiver.take():
         nat.merge(hotpath.to_batch(taken, agg_settings))
     nat.advance(force=True)
     assert same(comparable(nat), comparable(ref))
@@ -182,23 +223,113 @@ def test_float_sums_differ_at_most_in_the_last_digits(numbers: list[float]) -> N
     assert math.isclose(got["tables"]["counters"]["f"], want["tables"]["counters"]["f"], abs_tol=1e-6)
 
 
-def test_max_series_refuses_and_counts_as_the_reference_does() -> None:
+def all_paths(
+    packets: list[bytes], agg_settings: AggregationSettings, per_read: int = 1, held: bytes = b""
+) -> list[dict[str, Any]]:
+    """What the reference, the native path and a Python reader keep, in that order."""
+    return [
+        comparable(reference(packets, agg_settings, held)[0]),
+        comparable(through_native(packets, agg_settings, per_read, held)[0]),
+        comparable(through_reader(packets, agg_settings, per_read, held)[0]),
+    ]
+
+
+def test_at_max_series_held_series_go_on_and_only_new_ones_are_refused() -> None:
+    """The daemon holds maxSeries series; a batch brings new names first, then the held ones: a
+    batch cannot tell which names are new, so it refuses none, and the main process refuses the
+    new ones only (issue 26: the batches used to count their own series against maxSeries)."""
     agg_settings = AggregationSettings(max_series=3)
-    packets = [b"a:1|c\nb:1|ms\nc:x|s\nd:1|c\ne:1|g", b"a:1|c\nf:2|c"]
-    want = comparable(reference(packets, agg_settings)[0])
-    got = comparable(through_native(packets, agg_settings)[0])
-    assert (
-        got["tables"]["counters"]
-        == want["tables"]["counters"]
-        == {
-            "statsd.packets_received": 2,
-            "statsd.metrics_received": 7,
-            "statsd.bad_lines_seen": 0,
-            "a": 2,
-            "statsd.metrics_refused": 3,
-        }
-    )
-    assert got["totals"]["metrics_refused"] == want["totals"]["metrics_refused"] == 3
+    held = b"a:1|c\nb:1|ms\ng:1|g"
+    packets = [b"n1:1|c\nn2:1|ms\nn3:x|s\nn4:1|g\na:1|c\nb:2|ms\ng:+1|g", b"n5:1|c\na:1|c"]
+    for got in all_paths(packets, agg_settings, held=held):
+        tables = got["tables"]
+        assert {k: v for k, v in tables["counters"].items() if not k.startswith("statsd.")} == {"a": 3}
+        assert (tables["timers"], tables["gauges"], tables["sets"]) == ({"b": ([1, 2], 2)}, {"g": 2}, {})
+        assert got["totals"]["metrics_refused"] == tables["counters"]["statsd.metrics_refused"] == 5
+        assert got["totals"]["series"] == 3
+
+
+pool = st.sampled_from(["a", "b", "c", "d", "e", "f"])  # the series held and the new ones alike
+pooled = st.builds(
+    "{}:{}|{}{}".format,
+    pool,
+    st.sampled_from(["1", "2", "-1", "+3", "0x1", "1e308", "+1e308"]),  # 0x1: left to the reference
+    st.sampled_from(["c", "ms", "g", "s"]),
+    st.sampled_from(["", "", "|@0.5", "|#t:v", ":2|c"]),  # :2|c: a second value, for the reference
+).map(str.encode)
+mixed = st.lists(
+    st.lists(st.one_of(pooled, pooled, lines()), min_size=1, max_size=5).map(b"\n".join),
+    min_size=1,
+    max_size=8,
+)
+
+
+def client_series(tables: Mapping[str, Any]) -> dict[str, set[str]]:
+    """Each table's series but the daemon's own (`statsd.*`)."""
+    return {t: {k for k in table if not k.startswith("statsd.")} for t, table in tables.items()}
+
+
+@PROPERTY
+@given(st.lists(pooled, max_size=8).map(b"\n".join), mixed, st.integers(1, 8), st.integers(1, 3))
+def test_max_series_is_decided_against_every_series_the_daemon_holds(
+    held: bytes, packets: list[bytes], max_series: int, per_read: int
+) -> None:
+    """The main process already holds some series (up to maxSeries) and batches bring old names
+    and new ones. Each path may admit different new series at the limit (it depends on how lines
+    are batched), but every update of a held series counts, the number of series kept is the
+    same, a series kept anywhere has the same data, and below the limit everything is equal."""
+    agg_settings = AggregationSettings(max_series=max_series)
+    main = main_process(agg_settings, held, [])
+    held_keys = client_series({t: main.table(t) for t in main.kinds})
+    want, nat, py = all_paths(packets, agg_settings, per_read, held)
+    if want["totals"]["metrics_refused"] == 0:  # nothing new past the limit
+        assert same(nat, want), (nat, want)
+        assert same(py, want), (py, want)
+        return
+    for got in (nat, py):
+        assert got["totals"]["metrics_refused"] > 0
+        assert got["totals"]["series"] == want["totals"]["series"] <= max_series
+        for field in ("packets_received", "metrics_received"):
+            assert got["totals"][field] == want["totals"][field]
+        kept, theirs = client_series(got["tables"]), client_series(want["tables"])
+        for table, keys in held_keys.items():
+            assert kept[table] & keys == theirs[table] & keys, table  # (a sum past 1.8e308 is not sent)
+            both = kept[table] & theirs[table]
+            mine, ref = got["tables"][table], want["tables"][table]
+            assert same({k: mine[k] for k in both}, {k: ref[k] for k in both}), table
+
+
+set_lines = st.builds(
+    "{}:{}|s{}".format,
+    st.sampled_from(["s", "t"]),
+    st.sampled_from(["a", "b", "c", "d", "e", "0x1"]),
+    st.sampled_from(["", "", "|#t:v"]),
+).map(str.encode)
+set_packets = st.lists(st.lists(set_lines, min_size=1, max_size=6).map(b"\n".join), min_size=1, max_size=8)
+
+
+@PROPERTY
+@given(st.lists(set_lines, max_size=6).map(b"\n".join), set_packets, st.integers(1, 4), st.integers(1, 3))
+def test_set_members_past_max_set_members_are_refused_alike(
+    held: bytes, packets: list[bytes], limit: int, per_read: int
+) -> None:
+    """Sets the main process holds, batches adding members: no set ever holds more than
+    maxSetMembers, members held go on, refusals are counted; the native and the Python batches
+    refuse and keep the same members (which ones at the limit depends on batching, as the size
+    does not), and the reference, line by line, agrees on every size."""
+    agg_settings = AggregationSettings(max_set_members=limit)
+    held_sets = main_process(agg_settings, held, []).table("sets")
+    held_sets = {k: set(v) for k, v in held_sets.items()}
+    want, nat, py = all_paths(packets, agg_settings, per_read, held)
+    assert same(nat, py), (nat, py)
+    sizes = {k: len(v) for k, v in want["tables"]["sets"].items()}
+    for got in (nat, want):
+        assert {k: len(v) for k, v in got["tables"]["sets"].items()} == sizes
+        assert all(len(v) <= limit for v in got["tables"]["sets"].values())
+        assert all(held_sets[k] <= got["tables"]["sets"][k] for k in held_sets)
+        assert (got["totals"]["set_members_refused"] > 0) == (want["totals"]["set_members_refused"] > 0)
+    if want["totals"]["set_members_refused"] == 0:
+        assert same(nat, want), (nat, want)
 
 
 def test_gauges_keep_their_order_across_fast_and_slow_lines() -> None:
@@ -289,23 +420,90 @@ def test_a_full_batch_waits_in_the_socket_instead_of_growing() -> None:
     ):
         rx.bind(("127.0.0.1", 0))
         rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        intake = native.Intake([rx.fileno()], 1, 500_000, False, 0, None, 8192)
+        intake = native.Intake([rx.fileno()], 1, 500_000, 100_000, max_backlog=8192)
         try:
             for _ in range(200):
                 tx.sendto(packet, rx.getsockname())
             wait_until(lambda: intake.held_back() > 0, what="the receiver to hold back")
             first = intake.take()
-            slow = sum(len(lines) for taken in first for _, _, lines in taken[3])
+            slow = sum(len(lines) for taken in first for _, _, lines in taken.reads)
             assert 8192 <= slow < 8192 + native.VLEN * len(packet)  # one read past the limit at most
-            read = [sum(taken[5] for taken in first)]
+            read = [sum(taken.packets for taken in first)]
 
             def all_read() -> bool:  # taking frees the receiver: it reads the rest
-                read[0] += sum(taken[5] for taken in intake.take())
+                read[0] += sum(taken.packets for taken in intake.take())
                 return read[0] == 200
 
             wait_until(all_read, what="every datagram, once the batches are taken")
         finally:
             intake.stop()
+
+
+def test_a_batch_at_max_series_waits_in_the_socket_instead_of_refusing() -> None:
+    """A batch cannot tell a new series from one the daemon holds, so past `max_series` series
+    it refuses none: its receiver stops reading until Python takes it, as for max_backlog, and
+    every series reaches the main process, which decides."""
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx,
+    ):
+        rx.bind(("127.0.0.1", 0))
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        intake = native.Intake([rx.fileno()], 1, 4, 100_000)
+        try:
+            for i in range(200):
+                tx.sendto(b"n%d:1|c" % i, rx.getsockname())
+            wait_until(lambda: intake.held_back() > 0, what="the receiver to hold back")
+            seen: dict[str, float] = {}
+
+            def all_read() -> bool:
+                for taken in intake.take():
+                    assert len(taken.counters) <= 4 + native.VLEN  # one read past the limit at most
+                    seen.update(taken.counters)
+                return len(seen) == 200
+
+            wait_until(all_read, what="every series, once the batches are taken")
+            assert seen == {f"n{i}": 1 for i in range(200)}
+        finally:
+            intake.stop()
+
+
+def test_a_taken_batch_is_read_by_name() -> None:
+    """What crosses from Rust is a typed object (`_native.pyi`), not a positional tuple."""
+    receiver = native.Intake([], 1, 10, 2, True, 5)
+    receiver.feed([b"c:1|c\nc:2|c|@0.5\nt:3|ms\ns:a|s\ns:b|s\ns:c|s\ng:1|g\ng:+2|g", b"x:0x1|c"], NOW)
+    receiver.feed([b"c:1|c"], NOW + 1)
+    (taken,) = receiver.take()
+    assert taken.counters == {"c": 6}
+    assert taken.timers == {"t": ([3], 1)}
+    assert taken.sets == {"s": {"a", "b"}}
+    assert taken.set_members_refused == 1
+    assert taken.reads == [(0, {"g": (1, [2])}, b"x:0x1|c\n")]
+    assert taken.seqs == [0, 1]
+    assert (taken.packets, taken.metrics, taken.last_seen) == (3, 9, NOW + 1)
+    assert taken.key_counts == {"c": 3, "t": 1, "s": 3, "g": 2}
+    assert (taken.raw, taken.raw_dropped) == (
+        [b"c:1|c\nc:2|c|@0.5\nt:3|ms\ns:a|s\ns:b|s\ns:c|s\ng:1|g\ng:+2|g", b"x:0x1|c", b"c:1|c"],
+        0,
+    )
+    with pytest.raises(AttributeError):
+        taken.counters = {}
+    assert receiver.take() == []
+
+
+def test_the_stub_says_what_the_extension_is() -> None:
+    """mypy checks hotpath.py against `_native.pyi`; stubtest holds the stub to the built module
+    (every class, property, method and parameter name), so the two cannot drift apart."""
+    src = Path(hotpath.__file__).parents[2]
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy.stubtest", "webops.statsd._native"],
+        env={**os.environ, "MYPYPATH": str(src)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_a_reload_keeps_the_hot_path_and_says_when_it_changes(start_daemon) -> None:

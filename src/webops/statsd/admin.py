@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
@@ -42,6 +43,12 @@ class ConsoleSource(Protocol):
 
 log = logging.getLogger("webops.statsd")
 
+# A line no console client sends but every HTTP request starts with (its request line) or carries
+# (a Host header). A web page in an operator's browser can POST to 127.0.0.1:8126; its body would
+# otherwise run as commands (`health down`, `delcounters *`): the classic cross-protocol request,
+# refused the way Redis refuses it, by closing the connection before anything runs.
+HTTP_LINE = re.compile(r"[A-Z]+ \S+ HTTP/\d|(?i:host:)|(?:GET|POST|PUT|HEAD|OPTIONS|DELETE|PATCH) /")
+
 _TABLES = ", ".join(BY_TABLE)
 HELP = f"Commands: stats, {_TABLES}, {', '.join('del' + t for t in BY_TABLE)}, health, config, quit\n\n"
 
@@ -73,10 +80,19 @@ class Console:
         self.limits = limits  # (max connections, idle timeout in seconds; 0: none)
         self.open = 0
         self.refused = 0
+        self.http_refused = 0  # connections closed because they spoke HTTP (HTTP_LINE)
         self.errors = RateLimitedLog(log, "console connection messages")
 
     def execute(self, line: str) -> tuple[str, bool]:
         """Reply to one command line; the flag says whether to close the connection."""
+        if HTTP_LINE.match(line):
+            self.http_refused += 1
+            self.errors.warning(
+                "MGMT: closing a connection that sent HTTP (%r): a browser or a proxy, not a console "
+                "client; nothing it sent was run",
+                line[:80],
+            )
+            return "", True
         cmd, *args = line.strip().split(" ")
         args = [a for a in args if a]
         d = self.daemon
@@ -122,9 +138,12 @@ class Console:
         stat(prefix, "metrics_received", totals.metrics_received)
         stat(prefix, "bad_lines_seen", totals.bad_lines_seen)
         stat(prefix, "metrics_refused", totals.metrics_refused)
+        stat(prefix, "set_members_refused", totals.set_members_refused)
         stat(prefix, "events_seen", totals.events_seen)
+        stat(prefix, "lines_shed", totals.lines_shed)  # slow-lane lines past its limit
         stat(prefix, "series", d.aggregator.series_count())
         stat(prefix, "udp_kernel_drops", d.kernel_drops())  # the kernel's: intake was behind
+        stat(prefix, "console_http_refused", self.http_refused)
         lines.append(f"hot_path: {d.hot_path}")
         for name, status in d.backend_status():
             for metric, value in status.items():

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +35,11 @@ CACHE_MAX = 50_000  # entries per parse cache; a full cache is emptied and fills
 CACHE_TEXT_MAX = 200  # longer names / value texts are parsed every time, so a cache holds at most
 # CACHE_MAX * CACHE_TEXT_MAX characters (~10 MiB) whatever the traffic
 BATCH_BAD_LINES = 10  # bad lines a batch carries for the log (all of them are counted)
+# The lines the native fast path leaves to the reference parser (bad lines, several values,
+# DogStatsD extras, unusual numbers) wait in the slow lane, parsed a slice at a time so the event
+# loop serves the console, /health and the flush timer between slices.
+SLOW_SLICE_BYTES = 4096  # a slice ends at the first newline past this many bytes
+SLOW_MAX_BYTES = 8 << 20  # lines waiting past this are shed and counted (statsd.lines_shed)
 
 
 @dataclass
@@ -47,6 +52,10 @@ class AggregationSettings:
     options: Mapping[str, Any] = field(default_factory=default_options)  # the kinds' own keys
     key_flush: bool = False  # count keys for Etsy's keyFlush log
     max_series: int = 500_000  # distinct series kept; past it, new series are refused and counted
+    # Members a set keeps an interval; past it, new members are refused and counted. 100,000: one
+    # full set of 16-character members is ~10 MiB (a parse cache's size), and 10,000 distinct
+    # values a second at the default 10 s flush (unique users, clients, IPs) is generous.
+    max_set_members: int = 100_000
 
 
 @dataclass
@@ -73,7 +82,9 @@ class Totals:
     metrics_received: int = 0
     bad_lines_seen: int = 0
     metrics_refused: int = 0  # updates of new series refused because maxSeries was reached
+    set_members_refused: int = 0  # new members of sets that held maxSetMembers already
     events_seen: int = 0  # DogStatsD events (_e{...}) and service checks (_sc|...): not metrics
+    lines_shed: int = 0  # slow-lane lines dropped unparsed: more were waiting than SLOW_MAX_BYTES
     last_msg_seen: float = 0.0
 
     def add(self, other: Totals) -> None:
@@ -81,7 +92,9 @@ class Totals:
         self.metrics_received += other.metrics_received
         self.bad_lines_seen += other.bad_lines_seen
         self.metrics_refused += other.metrics_refused
+        self.set_members_refused += other.set_members_refused
         self.events_seen += other.events_seen
+        self.lines_shed += other.lines_shed
         self.last_msg_seen = max(self.last_msg_seen, other.last_msg_seen)
 
 
@@ -130,6 +143,9 @@ class Aggregator:
         self.seq_done: set[int] = set()
         self.seq_ops: dict[int, tuple[Ops, bytes]] = {}
         self.gap_since: float | None = None
+        self.slow: deque[tuple[Ops, bytes]] = deque()  # ready reads behind slow lines, in read order
+        self.slow_bytes = 0  # lines waiting in self.slow
+        self.slow_offset = 0  # how far the first waiting read's lines are parsed (its ops applied)
         self.totals = Totals()
         self.key_counts: Counter[str] = Counter()
         self.configure(settings or AggregationSettings())
@@ -153,8 +169,11 @@ class Aggregator:
         self.k_bad = f"{prefix}.bad_lines_seen"
         self.k_lag = f"{prefix}.timestamp_lag"
         self.k_refused = f"{prefix}.metrics_refused"
+        self.k_members_refused = f"{prefix}.set_members_refused"
+        self.k_shed = f"{prefix}.lines_shed"
         self.own_counters = (self.k_packets, self.k_metrics, self.k_bad)  # sent at every flush
-        self.own_keys = frozenset((*self.own_counters, self.k_refused))  # not client series
+        refusals = (self.k_refused, self.k_members_refused)
+        self.own_keys = frozenset((*self.own_counters, *refusals, self.k_shed))  # not client series
         for k in self.own_counters:
             self.counters.setdefault(k, 0)
         self._keys: dict[str, str] = {}
@@ -224,6 +243,11 @@ class Aggregator:
         self.totals.metrics_refused += 1
         return False
 
+    def refuse_members(self, count: int) -> None:
+        """A set holding maxSetMembers refused `count` new members: counted, as admit counts."""
+        self.counters[self.k_members_refused] = self.counters.get(self.k_members_refused, 0) + count
+        self.totals.set_members_refused += count
+
     def reject(self, line: str, reason: str) -> None:
         """A kind refuses a sample it parsed (a gauge that would overflow): a bad line."""
         self.bad(BadLine(line, reason))
@@ -246,7 +270,7 @@ class Aggregator:
             self.kinds[table].merge(series)
         for seq, ops, lines in batch.reads:
             if seq is None:
-                self.replay(ops, lines)
+                self.enqueue(ops, lines)
             else:
                 self.seq_ops[seq] = (ops, lines)
         self.seq_done.update(batch.seqs)
@@ -255,22 +279,57 @@ class Aggregator:
         if batch.key_counts:
             self.key_counts.update(batch.key_counts)
 
-    def replay(self, ops: Ops, lines: bytes = b"") -> None:
+    def replay(self, ops: Ops) -> None:
         for table, table_ops in ops.items():
             self.kinds[table].replay(table_ops)
-        if lines:  # counted as metrics here, their datagrams were counted where they were read
-            self.ingest(lines, packets=0)
+
+    def enqueue(self, ops: Ops, lines: bytes) -> None:
+        """A read whose turn has come: applied now, unless slow-lane lines wait before it (its
+        gauge writes must come after theirs) or it brings some itself. Lines that would take the
+        lane past SLOW_MAX_BYTES are shed and counted; the read's gauge writes still apply."""
+        if lines and self.slow_bytes + len(lines) > SLOW_MAX_BYTES:
+            shed = lines.count(b"\n")
+            self.counters[self.k_shed] = self.counters.get(self.k_shed, 0) + shed
+            self.totals.lines_shed += shed
+            lines = b""
+        if not lines and not self.slow:
+            self.replay(ops)
+            return
+        self.slow.append((ops, lines))
+        self.slow_bytes += len(lines)
+
+    def work_slow(self, seconds: float | None) -> bool:
+        """Parse waiting slow-lane lines for about `seconds` (None: all of them, at shutdown);
+        returns whether any still wait. A slice is SLOW_SLICE_BYTES of whole lines, so one call
+        overruns `seconds` by at most one slice."""
+        deadline = None if seconds is None else time.monotonic() + seconds
+        while self.slow:
+            ops, lines = self.slow[0]
+            if self.slow_offset == 0:
+                self.replay(ops)
+            cut = lines.find(b"\n", self.slow_offset + SLOW_SLICE_BYTES) + 1 or len(lines)
+            if cut > self.slow_offset:  # counted as metrics here, their datagrams where read
+                self.ingest(lines[self.slow_offset : cut], packets=0)
+            self.slow_bytes -= cut - self.slow_offset
+            if cut >= len(lines):
+                self.slow.popleft()
+                self.slow_offset = 0
+            else:
+                self.slow_offset = cut
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+        return bool(self.slow)
 
     def advance(self, now: float | None = None, force: bool = False) -> None:
         """Apply the ordered operations of every numbered read up to the first one not handed over
         yet. A gap older than GAP_SECONDS (a reader died holding it), or `force` (shutdown, once
-        every reader has handed over), is skipped."""
+        every reader has handed over), is skipped, and then the slow lane is parsed to the end."""
         now = time.monotonic() if now is None else now
         while self.seq_done:
             if self.next_seq in self.seq_done:
                 self.seq_done.discard(self.next_seq)
                 if (read := self.seq_ops.pop(self.next_seq, None)) is not None:
-                    self.replay(*read)
+                    self.enqueue(*read)
                 self.next_seq += 1
                 self.gap_since = None
                 continue
@@ -280,6 +339,8 @@ class Aggregator:
                 return
             self.next_seq = min(self.seq_done)
         self.gap_since = None
+        if force:
+            self.work_slow(None)
 
     # --- flush --------------------------------------------------------------------------
 
@@ -318,10 +379,16 @@ class Aggregator:
 class BatchAggregator(Aggregator):
     """A reader process's state: the same intake, with the ordered kinds' writes kept as
     operations grouped by read number (`seal`), bad lines carried for the main process to log,
-    and everything handed over by `take_batch` (the main process `merge`s it)."""
+    and everything handed over by `take_batch` (the main process `merge`s it).
+
+    maxSeries is not decided here: a reader cannot tell a new series from one the main process
+    holds, so it keeps every series (`admit`) and the main process admits or refuses each one as
+    it merges. What a batch holds is bounded by `full` instead: its reader then hands it over
+    before it reads on."""
 
     def __init__(self, settings: AggregationSettings | None = None) -> None:
         self.reads: list[Read] = []  # sealed reads
+        self.recorded = 0  # ordered-kind series written in the sealed reads (once per read)
         self.seqs: list[int] = []
         self.bad_lines: list[BadLine] = []
         super().__init__(settings)
@@ -331,9 +398,18 @@ class BatchAggregator(Aggregator):
                 self.adders[code] = functools.partial(self.kinds[cls.table].record, self.ops[cls.table])
 
     def series_count(self) -> int:
-        recorded = sum(len(ops) for ops in self.ops.values())
-        recorded += sum(len(ops) for _, read, _ in self.reads for ops in read.values())
-        return super().series_count() + recorded
+        """Series this batch holds, a gauge once per read that wrote it (an upper bound)."""
+        return super().series_count() + self.recorded + sum(len(ops) for ops in self.ops.values())
+
+    def admit(self) -> bool:
+        """Always: the main process decides maxSeries against what it holds, when it merges."""
+        return True
+
+    def full(self) -> bool:
+        """Does this batch hold maxSeries series? Then its reader hands it over before reading
+        on: a batch holds at most what the main process may hold (plus one read), and nothing
+        that may update a series the main process holds is refused."""
+        return self.series_count() >= self.settings.max_series
 
     def report_bad(self, item: BadLine) -> None:
         if len(self.bad_lines) < BATCH_BAD_LINES:
@@ -343,6 +419,7 @@ class BatchAggregator(Aggregator):
         ops = {t: dict(o) for t, o in self.ops.items() if o}
         for o in self.ops.values():
             o.clear()
+        self.recorded += sum(len(o) for o in ops.values())
         return ops or None
 
     def seal(self, seq: int) -> None:
@@ -357,6 +434,6 @@ class BatchAggregator(Aggregator):
             self.reads.append((None, ops, b""))
         tables = {t: kind.take(True) for t, kind in self.kinds.items() if not kind.ordered}
         batch = Batch(tables, self.reads, self.totals, self.key_counts, self.seqs, self.bad_lines)
-        self.bad_lines, self.reads, self.seqs = [], [], []
+        self.bad_lines, self.reads, self.seqs, self.recorded = [], [], [], 0
         self.totals, self.key_counts = Totals(), Counter()
         return batch

@@ -58,13 +58,13 @@ def _readers(v: Any) -> str | int:
 
 
 def _http(v: Any) -> dict | bool:
+    """false, true (the defaults) or {address, port, and the limits of HTTP_KEYS}."""
     if v is False:
         return False
-    if v is True:
-        return {"address": "127.0.0.1", "port": 8127}
-    if not isinstance(v, dict):
-        raise ValueError(f"expected false or {{address, port}}, got {v!r}")
-    return {"address": string(v.get("address", "127.0.0.1")), "port": port(v.get("port", 8127))}
+    if v is not True and not isinstance(v, dict):
+        raise ValueError(f"expected false or {{address, port, ...}}, got {v!r}")
+    given = check_section(v if isinstance(v, dict) else {}, HTTP_KEYS)
+    return {**{k: d for k, (d, _, _) in HTTP_KEYS.items()}, **given}
 
 
 def _servers(v: Any) -> list[dict]:
@@ -94,6 +94,28 @@ KEYFLUSH_KEYS: dict[str, tuple[Any, Validator, str]] = {
     "interval": (0, number(0), "ms between top-keys logs"),
     "percent": (100, number(0, maximum=100), "share of keys to log"),
     "log": (None, string, "file to append to (default stdout)"),
+}
+
+# The HTTP endpoint's limits: what one client or one request may take of a daemon that must keep
+# answering /health (README: Limits).
+HTTP_KEYS: dict[str, tuple[Any, Validator, str]] = {
+    "address": ("127.0.0.1", string, "address to listen on"),
+    "port": (8127, port, "port to listen on"),
+    "maxConnections": (
+        512,
+        number(1, integer=True),
+        "open connections; past it the oldest one still sending its request is closed",
+    ),
+    "headerTimeout": (10, number(0.1), "seconds a connection gets to send its request line and headers"),
+    "bodyTimeout": (30, number(0.1), "seconds to send a POSTed body, and to take the reply"),
+    "renderThreads": (2, number(1, integer=True, maximum=64), "Graphite requests evaluated at once"),
+    "renderTimeout": (20, number(0.1), "seconds after which a Graphite request is abandoned (504)"),
+    "renderMaxPoints": (
+        1_000_000,
+        number(1, integer=True),
+        "points a /render may read and summarize may make; past it a 422",
+    ),
+    "renderMaxSeries": (10_000, number(1, integer=True), "series a /render may read; past it a 422"),
 }
 
 LOG_LEVELS = {
@@ -163,6 +185,11 @@ SCHEMA: dict[str, tuple[Any, Validator, str]] = {
         number(1, integer=True),
         "distinct series kept; updates of new series past it are refused (statsd.metrics_refused)",
     ),
+    "maxSetMembers": (
+        100_000,
+        number(1, integer=True),
+        "members a set keeps an interval; new ones past it are refused (statsd.set_members_refused)",
+    ),
     "backends": (
         None,
         str_list,
@@ -180,7 +207,11 @@ SCHEMA: dict[str, tuple[Any, Validator, str]] = {
     "automaticConfigReload": (True, boolean, "reload the config file when it changes"),
     "keyFlush": ({}, section(KEYFLUSH_KEYS), "periodically log the most frequently sent keys"),
     "log": ({}, section(LOG_KEYS), "logging"),
-    "http": ({"address": "127.0.0.1", "port": 8127}, _http, "HTTP /health and /metrics; false turns it off"),
+    "http": (
+        _http(True),
+        _http,
+        "HTTP /health, /metrics and Graphite's API, and their limits; false turns it off",
+    ),
     "persistGauges": (None, string, "file where gauges survive a restart"),
 }
 
@@ -266,6 +297,7 @@ class StatsdConfig:
             options=self.kind_options(),
             key_flush=bool(r["keyFlush"].get("interval")),
             max_series=r["maxSeries"],
+            max_set_members=r["maxSetMembers"],
         )
 
     def summary(self) -> SummarySettings:

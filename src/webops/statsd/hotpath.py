@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..common.ratelimit import RateLimitedLog
-from .aggregate import AggregationSettings, Batch, Totals
+from .aggregate import AggregationSettings, Batch, Read, Totals
 from .kinds.timers import TimerSeries
 from .listeners import dump_packets
 from .readers import BATCH_SECONDS, FORWARD_MAX, ReaderSettings
@@ -31,11 +31,11 @@ from .readers import BATCH_SECONDS, FORWARD_MAX, ReaderSettings
 log = logging.getLogger("webops.statsd")
 
 try:
-    from . import _native  # type: ignore[attr-defined]
+    from . import _native  # typed by _native.pyi
 
     NATIVE_MISSING = ""
 except ImportError as e:  # not built here: the Python reference runs
-    _native = None
+    _native = None  # type: ignore[assignment]  # every use checks for None first
     NATIVE_MISSING = str(e)
 
 CHOICES = ("auto", "native", "python")
@@ -64,27 +64,33 @@ def describe(hot_path: str) -> str:
     return f"python (reference; {why})"
 
 
-def to_batch(taken: tuple, settings: AggregationSettings) -> Batch:
-    """One receiver's take() as the Batch a Python reader would have handed over."""
-    (counters, timers, sets, reads, seqs, packets, metrics, refused, last_seen, key_counts, raw, dropped) = (
-        taken
-    )
+def to_batch(taken: _native.Taken, settings: AggregationSettings) -> Batch:
+    """One receiver's take() as the Batch a Python reader would have handed over. maxSeries is
+    decided when the main process merges it; set members past maxSetMembers the receiver
+    refused already, and counted."""
     prefix = settings.prefix_stats
-    own = {f"{prefix}.packets_received": packets, f"{prefix}.metrics_received": metrics}
-    if refused:
-        own[f"{prefix}.metrics_refused"] = refused
+    counters = taken.counters
+    own = {f"{prefix}.packets_received": taken.packets, f"{prefix}.metrics_received": taken.metrics}
+    if taken.set_members_refused:
+        own[f"{prefix}.set_members_refused"] = taken.set_members_refused
     for key, n in own.items():
         counters[key] = counters.get(key, 0) + n
     tables: dict[str, dict[str, Any]] = {
         "counters": counters,
-        "timers": {k: TimerSeries(samples, count) for k, (samples, count) in timers.items()},
-        "sets": sets,
+        "timers": {k: TimerSeries(samples, count) for k, (samples, count) in taken.timers.items()},
+        "sets": taken.sets,
     }
-    batch_reads = [(seq, {"gauges": gauges} if gauges else {}, slow) for seq, gauges, slow in reads]
-    totals = Totals(packets_received=packets, metrics_received=metrics, metrics_refused=refused)
-    totals.last_msg_seen = last_seen
-    batch = Batch(tables, batch_reads, totals, Counter(key_counts), seqs)
-    batch.packets, batch.packets_dropped = raw, dropped
+    reads: list[Read] = [
+        (seq, {"gauges": gauges} if gauges else {}, slow) for seq, gauges, slow in taken.reads
+    ]
+    totals = Totals(
+        packets_received=taken.packets,
+        metrics_received=taken.metrics,
+        set_members_refused=taken.set_members_refused,
+        last_msg_seen=taken.last_seen,
+    )
+    batch = Batch(tables, reads, totals, Counter(taken.key_counts), taken.seqs)
+    batch.packets, batch.packets_dropped = taken.raw, taken.raw_dropped
     return batch
 
 
@@ -99,7 +105,7 @@ class NativePool:
         self.on_batch = on_batch
         self.socks: list[socket.socket] = []
         self.settings: ReaderSettings | None = None
-        self.intake: Any = None
+        self.intake: _native.Intake | None = None
         self.restarts = 0
         self.loop = asyncio.get_running_loop()
         self.timer: asyncio.TimerHandle | None = None
@@ -114,13 +120,17 @@ class NativePool:
     def healthy(self) -> bool:
         return self.settings is None or not self.socks or self.running >= self.settings.count
 
-    def _start(self, socks: list[socket.socket], settings: ReaderSettings, after: Any) -> Any:
+    def _start(
+        self, socks: list[socket.socket], settings: ReaderSettings, after: _native.Intake | None
+    ) -> _native.Intake:
         keep = FORWARD_MAX if settings.forward or settings.dump else 0
-        return _native.Intake(  # type: ignore[union-attr]
+        aggregation = settings.aggregation
+        return _native.Intake(
             [s.fileno() for s in socks],
             settings.count,
-            settings.aggregation.max_series,
-            settings.aggregation.key_flush,
+            aggregation.max_series,  # what one batch holds; the main process decides maxSeries
+            aggregation.max_set_members,
+            aggregation.key_flush,
             keep,
             after,
         )
@@ -137,11 +147,11 @@ class NativePool:
         if self.timer is None:
             self.timer = self.loop.call_later(BATCH_SECONDS, self._tick)
 
-    async def _retire(self, intake: Any) -> None:
+    async def _retire(self, intake: _native.Intake) -> None:
         await asyncio.to_thread(intake.stop)  # its threads drain the sockets first
         self._deliver(intake)
 
-    def _deliver(self, intake: Any) -> None:
+    def _deliver(self, intake: _native.Intake) -> None:
         settings = self.settings
         assert settings is not None
         for taken in intake.take():
@@ -161,9 +171,9 @@ class NativePool:
         if (held := intake.held_back()) > self.held_back:
             self.behind_log.warning(
                 "this process is behind the native receivers (lines they leave to the Python parser:"
-                " several values, DogStatsD fields, unusual numbers; or a slow flush): they paused %d"
-                " times, datagrams waited in the socket buffer, and what overflowed it the kernel"
-                " dropped (statsd.udp_kernel_drops)",
+                " several values, DogStatsD fields, unusual numbers; a slow flush; or maxSeries new"
+                " series within one batch): they paused %d times, datagrams waited in the socket"
+                " buffer, and what overflowed it the kernel dropped (statsd.udp_kernel_drops)",
                 held - self.held_back,
             )
             self.held_back = held

@@ -1,31 +1,47 @@
 """A small HTTP endpoint beside the console: GET /health for load balancers and orchestrators,
 GET /metrics for Prometheus, and Graphite's /metrics/find and /render on the store. Plain
-asyncio: a few fixed routes with query strings and form bodies do not justify a web framework."""
+asyncio: a few fixed routes with query strings and form bodies do not justify a web framework.
+
+Every request is bounded, because /health is what a load balancer trusts: a connection gets
+`headerTimeout` to send its request line and headers and `bodyTimeout` to send a body or take
+the reply; past `maxConnections` the oldest connection still sending its request (a slowloris
+is always the oldest) is closed to make room; every request gets an answer, a broken one a 4xx
+and a route that fails a 500; heavy routes run in Workers, bounded in number and in time."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
+import queue
+import re
+import threading
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from urllib.parse import parse_qs
 
-from ..common.aio import close_writer
+from ..common.ratelimit import RateLimitedLog
 
 log = logging.getLogger("webops.statsd")
 
 Reply = tuple[int, str, str]  # (status, content type, body)
-MAX_CONNECTIONS = 100  # past it a new connection is closed at once; each gets 10 s to send its request
+MAX_HEAD = 1 << 16  # the request line and headers: past it a 431
 MAX_BODY = 1 << 20  # a POSTed form (Grafana posts its render requests): 1 MiB is thousands of targets
-REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    413: "Content Too Large",
-    503: "Service Unavailable",
-}
+WAITING = 32  # renders waiting for a worker thread; past them a 503 at once
+METHODS = ("GET", "HEAD", "POST")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110's method and header names
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The `http` keys that bound connections (config.py has their defaults and meaning)."""
+
+    max_connections: int = 512
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
 
 
 @dataclass
@@ -33,6 +49,7 @@ class Request:
     method: str
     path: str
     params: dict[str, list[str]] = field(default_factory=dict)  # the query string and a form body
+    headers: dict[str, str] = field(default_factory=dict)  # names in lower case
 
     def get(self, name: str, default: str = "") -> str:
         return self.params.get(name, [default])[-1]
@@ -41,62 +58,213 @@ class Request:
 Route = Callable[[Request], "Reply | Awaitable[Reply]"]
 
 
-async def _read(reader: asyncio.StreamReader) -> Request | Reply:
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
-    lines = head.decode("latin-1").split("\r\n")
-    method, _, rest = lines[0].partition(" ")
-    target = rest.split(" ", 1)[0]
+def parse_head(head: bytes) -> Request | Reply:
+    """A request line and headers, ending with their blank line, read strictly: anything but
+    `METHOD /target HTTP/1.x` and `Name: value` lines is a 400, a method other than GET, HEAD
+    and POST a 405."""
+    lines = head.decode("latin-1").split("\r\n")[:-2]
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not re.fullmatch(r"HTTP/1\.[01]", parts[2]):
+        return 400, "text/plain", "bad request line: expected METHOD /path HTTP/1.1\n"
+    method, target, _ = parts
+    if method not in METHODS:
+        return 405, "text/plain", "GET, HEAD or POST\n"
+    headers = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon or not _TOKEN.fullmatch(name):
+            return 400, "text/plain", "bad header line: expected Name: value\n"
+        headers[name.lower()] = value.strip()
     path, _, query = target.partition("?")
-    request = Request(method, path, parse_qs(query))
-    headers = {
-        k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)
-    }
-    if method == "POST":
-        try:
-            length = int(headers.get("content-length", "0"))
-        except ValueError:
-            return 400, "text/plain", "bad Content-Length\n"
-        if length > MAX_BODY:
-            return 413, "text/plain", f"a body is at most {MAX_BODY} bytes\n"
-        body = await asyncio.wait_for(reader.readexactly(length), timeout=10)
-        if "application/x-www-form-urlencoded" in headers.get("content-type", ""):
-            for k, v in parse_qs(body.decode("utf-8", "replace")).items():
-                request.params.setdefault(k, []).extend(v)
-    return request
+    return Request(method, path, parse_qs(query), headers)
 
 
-async def serve(routes: dict[str, Route], host: str, port: int) -> asyncio.Server:
-    open_now = 0
+def body_length(request: Request) -> int | Reply:
+    """The length of a POSTed body, or the 400 / 413 that refuses it."""
+    text = request.headers.get("content-length", "0")
+    if not re.fullmatch(r"[0-9]{1,16}", text):
+        return 400, "text/plain", "bad Content-Length\n"
+    if int(text) > MAX_BODY:
+        return 413, "text/plain", f"a body is at most {MAX_BODY} bytes\n"
+    return int(text)
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal open_now
-        if open_now >= MAX_CONNECTIONS:
+
+@dataclass
+class _Connection:
+    writer: asyncio.StreamWriter
+    reading: bool = True  # still sending its request: the one to close when room is needed
+
+
+class Endpoint:
+    """The HTTP server's routes, limits (a reload may change them), open connections and counts
+    (/metrics' statsd_http_*), kept across rebinds."""
+
+    def __init__(self, routes: dict[str, Route], limits: Limits) -> None:
+        self.routes = routes
+        self.limits = limits
+        self.open: dict[asyncio.Task, _Connection] = {}  # oldest first
+        self.counts: Counter[str] = Counter()  # evicted, refused, timeouts
+        self.replies: Counter[int] = Counter()  # by status
+        self.errors = RateLimitedLog(log, "http errors")
+        self.closed = False
+
+    async def start(self, host: str, port: int) -> asyncio.Server:
+        # asyncio accepts up to `backlog` connections at a time before any handler can make room:
+        # more than its 100, so a flood is taken in large bites, not so many that a bite on top of
+        # maxConnections runs out of descriptors (512 + 256 fit under a limit of 1024)
+        return await asyncio.start_server(self._handle, host, port, limit=MAX_HEAD, backlog=256)
+
+    def close(self) -> None:
+        """Close every connection at once, whatever it waits for (a render, a client that does
+        not read its reply), and any accepted after: shutdown does not wait for HTTP."""
+        self.closed = True
+        for task, conn in self.open.items():
+            conn.writer.transport.abort()
+            task.cancel()
+        self.open.clear()
+
+    def _evict(self) -> bool:
+        """Make room: close the oldest connection still sending its request (it was not going
+        to be served soon), or say there is none."""
+        oldest = next((task for task, conn in self.open.items() if conn.reading), None)
+        if oldest is None:
+            return False
+        self.open.pop(oldest).writer.transport.abort()
+        self.counts["evicted"] += 1
+        return True
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None  # asyncio runs each connection's handler in a task of its own
+        if self.closed or (len(self.open) >= self.limits.max_connections and not self._evict()):
+            self.counts["refused"] += 1
             writer.transport.abort()
             return
-        open_now += 1
+        conn = self.open[task] = _Connection(writer)
         try:
-            request = await _read(reader)
-            method = request.method if isinstance(request, Request) else "GET"
-            if not isinstance(request, Request):
-                status, ctype, body = request
-            elif request.path not in routes:
-                status, ctype, body = 404, "text/plain", "not found\n"
-            elif method not in ("GET", "HEAD", "POST"):
-                status, ctype, body = 405, "text/plain", "GET, HEAD or POST\n"
-            else:
-                result = routes[request.path](request)
-                status, ctype, body = await result if inspect.isawaitable(result) else result
-            data = body.encode()
-            head = (
-                f"HTTP/1.1 {status} {REASONS[status]}\r\nContent-Type: {ctype}\r\n"
-                f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+            request = await self._read(reader)
+            conn.reading = False
+            reply = await self._route(request) if isinstance(request, Request) else request
+            self.replies[reply[0]] += 1
+            await self._send(
+                writer, reply, head_only=isinstance(request, Request) and request.method == "HEAD"
             )
-            writer.write(head.encode() + (b"" if method == "HEAD" else data))
-            await writer.drain()
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError) as e:
+        except TimeoutError:
+            self.counts["timeouts"] += 1
+        except (asyncio.IncompleteReadError, ConnectionError) as e:
             log.debug("http: %s", e)
         finally:
-            open_now -= 1
-            await close_writer(writer)
+            self.open.pop(task, None)
+            await _close(writer, self.limits.body_timeout)
 
-    return await asyncio.start_server(handle, host, port)
+    async def _read(self, reader: asyncio.StreamReader) -> Request | Reply:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.limits.header_timeout)
+        except asyncio.LimitOverrunError:
+            return 431, "text/plain", f"the request line and headers are at most {MAX_HEAD} bytes\n"
+        request = parse_head(head)
+        if not isinstance(request, Request) or request.method != "POST":
+            return request
+        length = body_length(request)
+        if not isinstance(length, int):
+            return length
+        body = await asyncio.wait_for(reader.readexactly(length), self.limits.body_timeout)
+        if "application/x-www-form-urlencoded" in request.headers.get("content-type", ""):
+            for k, v in parse_qs(body.decode("utf-8", "replace")).items():
+                request.params.setdefault(k, []).extend(v)
+        return request
+
+    async def _route(self, request: Request) -> Reply:
+        """The route's reply; a route that fails is a 500, logged at a bounded rate."""
+        route = self.routes.get(request.path)
+        if route is None:
+            return 404, "text/plain", "not found\n"
+        try:
+            result = route(request)
+            return await result if inspect.isawaitable(result) else result
+        except Exception as e:
+            self.errors.warning("http: %s %s: %r", request.method, request.path[:200], e)
+            return 500, "text/plain", f"internal error ({type(e).__name__}), logged\n"
+
+    async def _send(self, writer: asyncio.StreamWriter, reply: Reply, head_only: bool) -> None:
+        status, ctype, body = reply
+        data = body.encode()
+        writer.write(
+            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
+        )
+        if not head_only:
+            writer.write(data)
+        await asyncio.wait_for(writer.drain(), self.limits.body_timeout)
+
+
+async def _close(writer: asyncio.StreamWriter, timeout: float) -> None:
+    """Close gracefully, or abort a peer that does not take what is left within `timeout`."""
+    writer.close()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), timeout)
+    except (TimeoutError, ConnectionError):
+        writer.transport.abort()
+
+
+_Job = tuple[Callable[[], Reply], asyncio.Future, asyncio.AbstractEventLoop]  # what, for whom, on which loop
+
+
+class Workers:
+    """A few daemon threads for the routes too heavy for the event loop (Graphite's).
+
+    Not asyncio's default executor: Python joins its threads at exit, and shutdown and /metrics
+    use it, so one endless render there held the daemon past SIGTERM. At most `threads` jobs run
+    and WAITING more wait; past them a 503 at once. A job that outlives its timeout is
+    abandoned: the client gets a 504, and `stop()` tells the job, which has to notice (a thread
+    cannot be killed)."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self.pending = 0  # running or waiting; changed on the event loop only
+        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        for i in range(threads):
+            threading.Thread(target=self._work, name=f"webops-render-{i}", daemon=True).start()
+
+    async def run(self, job: Callable[[], Reply], timeout: float, stop: Callable[[], None]) -> Reply:
+        if self.pending >= self.threads + WAITING:
+            return (
+                503,
+                "text/plain",
+                f"busy: {self.pending} renders running or waiting (http.renderThreads is {self.threads}); "
+                "try again\n",
+            )
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Reply] = loop.create_future()
+        self.pending += 1
+        self.jobs.put((job, done, loop))
+        try:
+            return await asyncio.wait_for(done, timeout)
+        except TimeoutError:  # seen here, or by the job itself (functions.Expired)
+            return 504, "text/plain", f"render abandoned after {timeout:g} s (http.renderTimeout)\n"
+        finally:
+            stop()  # answered, timed out or cancelled (shutdown): the job stops at its next check
+
+    def close(self) -> None:
+        """The threads end after the jobs already queued (a reload that changes their number)."""
+        for _ in range(self.threads):
+            self.jobs.put(None)
+
+    def _work(self) -> None:
+        while (item := self.jobs.get()) is not None:
+            job, done, loop = item
+            try:
+                outcome: tuple[Reply | None, Exception | None] = (job(), None)
+            except Exception as e:  # handed to the route that waits, as asyncio.to_thread does
+                outcome = (None, e)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(self._settle, done, *outcome)
+
+    def _settle(self, done: asyncio.Future, result: Reply | None, error: Exception | None) -> None:
+        self.pending -= 1
+        if done.done():  # abandoned
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)

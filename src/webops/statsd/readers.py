@@ -43,6 +43,7 @@ BATCH_SECONDS = 0.05
 STOP = "stop"
 READY = "ready"
 DRAIN_MAX = 1_000_000  # datagrams a stopping reader reads at most: more than any receive buffer holds
+READ_MAX = 500  # datagrams per read (one seal, one look at whether the batch is full)
 START_TIMEOUT = 60.0
 FORWARD_MAX = 100_000  # raw datagrams a batch holds for a repeater while the main process is slow
 
@@ -77,7 +78,9 @@ def reader_main(
     sel.register(conn, selectors.EVENT_READ)
     due = time.monotonic() + BATCH_SECONDS
 
-    def read(sock: socket.socket, limit: int) -> None:
+    def read(sock: socket.socket, limit: int) -> int:
+        """One read of up to `limit` datagrams; how many came. A read that fills the batch
+        (maxSeries series) hands it over before the next one."""
         nonlocal dropped
         with turn:  # readers take turns at the sockets, so every read gets its place in line
             got = recv_many(sock, limit)
@@ -93,9 +96,13 @@ def reader_main(
                 dropped += max(0, len(got) - room)
             if settings.dump:
                 dump_packets(got)
+            if agg.full():
+                hand_over()
+        return len(got)
 
     # A thread sends the batches: while the main process is slow to take one (a big flush, a
-    # huge batch), this process keeps reading and its next batch simply grows (up to maxSeries).
+    # huge batch), this process keeps reading and its next batch grows, up to maxSeries series;
+    # then it reads no more until the sender has taken the last one (hand_over).
     outbox: queue.Queue[Batch | str | None] = queue.Queue(maxsize=1)
 
     def send_batches() -> None:
@@ -118,6 +125,19 @@ def reader_main(
         packets.clear()
         return batch
 
+    def hand_over() -> None:
+        """The batch now, waiting while the sender still holds the last one: meanwhile datagrams
+        wait in the socket buffer (the kernel counts what overflows it), as they do for a slow
+        reader. Past maxSeries a batch must not refuse a series (the main process may hold it),
+        so this is what keeps its memory bounded. Gone with the main process: dropped."""
+        batch = take()
+        while sender.is_alive():
+            try:
+                outbox.put(batch, timeout=BATCH_SECONDS)
+            except queue.Full:
+                continue
+            return
+
     while True:
         for key, _ in sel.select(max(0.0, due - time.monotonic())):
             if key.fileobj is conn:
@@ -125,13 +145,15 @@ def reader_main(
                     conn.recv()  # STOP is the only message
                 except (EOFError, OSError):
                     return  # the main process died: nobody to hand anything to
-                for s in socks:
-                    read(s, DRAIN_MAX)  # what the kernel still holds
+                for s in socks:  # what the kernel still holds
+                    drained = 0
+                    while drained < DRAIN_MAX and (n := read(s, READ_MAX)):
+                        drained += n
                 outbox.put(take())
                 outbox.put(None)
                 sender.join()
                 return
-            read(key.fileobj, 500)  # type: ignore[arg-type]
+            read(key.fileobj, READ_MAX)  # type: ignore[arg-type]
         if time.monotonic() >= due:
             if agg.totals.packets_received and outbox.empty():
                 outbox.put(take())

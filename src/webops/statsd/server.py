@@ -26,7 +26,7 @@ from ..common.config import ConfigError
 from ..common.ratelimit import RateLimitedLog
 from . import backends, dashboard, hotpath, http, systemd
 from .admin import Console, serve
-from .aggregate import Aggregator, Batch
+from .aggregate import SLOW_MAX_BYTES, Aggregator, Batch
 from .backends.base import Backend, BackendRunner
 from .backends.store import StoreBackend
 from .config import StatsdConfig
@@ -49,11 +49,13 @@ from .readers import ReaderPool, ReaderSettings
 from .snapshot import Snapshot
 from .store import graphite_api
 from .store.db import Store
+from .store.functions import Budget
 
 log = logging.getLogger("webops.statsd")
 
 SHUTDOWN_TIMEOUT = 60.0  # seconds the backends get to write the last flushes on exit
 FD_RESERVE = 64  # descriptors kept free of client connections: files, backends, readers, /health
+SLOW_SLICE_SECONDS = 0.002  # slow-lane parsing per turn of the event loop (aggregate.work_slow)
 
 
 class StatsdDaemon:
@@ -75,6 +77,18 @@ class StatsdDaemon:
         self.mgmt_bind: tuple[str, int] | None = None
         self.http_server: asyncio.Server | None = None
         self.http_bind: tuple[str, int] | None = None
+        routes: dict[str, http.Route] = {
+            "/health": self._health,
+            "/metrics": self._metrics,
+            "/render": self._graphite(
+                lambda store, req, budget: graphite_api.render(store, req, budget=budget)
+            ),
+            "/metrics/find": self._graphite(lambda store, req, budget: graphite_api.find_nodes(store, req)),
+            "/dashboard/status": self._status,
+            **dashboard.ROUTES,
+        }
+        self.endpoint = http.Endpoint(routes, http.Limits())
+        self.workers: http.Workers | None = None  # the render threads, while HTTP is on
         self.prometheus = PrometheusView()
         if config["persistGauges"]:
             self.aggregator.gauges.update(load_gauges(config["persistGauges"]))
@@ -83,6 +97,13 @@ class StatsdDaemon:
         self.events_log = RateLimitedLog(log, "event loop messages")
         self.refused_log = RateLimitedLog(log, "series limit messages")
         self.refused_seen = 0
+        self.members_log = RateLimitedLog(log, "set member limit messages")
+        self.members_seen = 0
+        self.shed_log = RateLimitedLog(log, "slow-lane messages")
+        self.shed_seen = 0
+        self.slow_scheduled = False
+        self.key_log = RateLimitedLog(log, "keyFlush messages")
+        self.key_log_errors = 0  # intervals whose top keys could not be written, in a row
         self.fd_warned = False
         self.stopping = asyncio.Event()
         self.hot_path = config.hot_path  # fixed for the daemon's lifetime (a reload says so)
@@ -296,7 +317,7 @@ class StatsdDaemon:
         (with the console's and HTTP's share and a reserve kept free: /health must still answer)."""
         streams = max(1, sum(1 for s in config.listeners if not s.server.datagram))
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        budget = (soft - FD_RESERVE - config["mgmtMaxConnections"] - http.MAX_CONNECTIONS) // streams
+        budget = (soft - FD_RESERVE - config["mgmtMaxConnections"] - self._http_cap(config)) // streams
         wanted = config["tcpMaxConnections"]
         if budget < wanted and not self.fd_warned:
             self.fd_warned = True
@@ -308,6 +329,15 @@ class StatsdDaemon:
                 soft,
             )
         return max(1, min(wanted, budget)), config["tcpIdleTimeout"]
+
+    def _http_cap(self, config: StatsdConfig) -> int:
+        """http.maxConnections, lowered to what the descriptors hold beside the console and the
+        reserve: past that accept() fails, and the eviction that keeps /health answering under a
+        slowloris never happens."""
+        if not config["http"]:
+            return 0
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        return max(1, min(config["http"]["maxConnections"], soft - FD_RESERVE - config["mgmtMaxConnections"]))
 
     async def _rebind(self, current: asyncio.Server | None, bind: tuple[str, int], start) -> asyncio.Server:
         """A server on the new address, bound before the old one closes. Only when the new one
@@ -345,6 +375,8 @@ class StatsdDaemon:
     async def _apply_http(self, config: StatsdConfig) -> None:
         h = config["http"]
         bind = (h["address"], h["port"]) if h else None
+        if h:
+            self._apply_http_limits(config)
         if bind == self.http_bind:
             return
         if bind is None:
@@ -352,26 +384,34 @@ class StatsdDaemon:
                 self.http_server.close()
             self.http_server, self.http_bind = None, None
             return
-        routes: dict[str, http.Route] = {
-            "/health": self._health,
-            "/metrics": self._metrics,
-            "/render": self._graphite(graphite_api.render),
-            "/metrics/find": self._graphite(graphite_api.find_nodes),
-            "/dashboard/status": self._status,
-            **dashboard.ROUTES,
-        }
         try:
-            self.http_server = await self._rebind(
-                self.http_server, bind, lambda h, p: http.serve(routes, h, p)
-            )
+            self.http_server = await self._rebind(self.http_server, bind, self.endpoint.start)
         except OSError as e:
             raise OSError(f"cannot listen on http {bind[0]}:{bind[1]}: {e.strerror or e}") from e
         self.http_bind = bind
         log.info("http (/health, /metrics, Graphite's /render and /metrics/find) on %s:%s", *bind)
 
-    def _graphite(self, answer: Callable[[Store, http.Request], http.Reply]) -> http.Route:
-        """A Graphite API route on the store backend's data, off the event loop (a wide wildcard
-        reads thousands of series)."""
+    def _apply_http_limits(self, config: StatsdConfig) -> None:
+        """The http keys' limits, at once, for the connections already open too; the render
+        threads are replaced only when their number changes."""
+        h = config["http"]
+        cap = self._http_cap(config)
+        if cap < h["maxConnections"]:
+            log.warning(
+                "http.maxConnections %d lowered to %d to fit the file descriptor limit (raise it with "
+                "LimitNOFILE= in the systemd unit or ulimit -n)",
+                h["maxConnections"],
+                cap,
+            )
+        self.endpoint.limits = http.Limits(cap, h["headerTimeout"], h["bodyTimeout"])
+        if self.workers is None or self.workers.threads != h["renderThreads"]:
+            if self.workers is not None:
+                self.workers.close()
+            self.workers = http.Workers(h["renderThreads"])
+
+    def _graphite(self, answer: Callable[[Store, http.Request, Budget], http.Reply]) -> http.Route:
+        """A Graphite API route on the store backend's data, in the render threads (a wide
+        wildcard reads thousands of series), on the budget of the http.render* keys."""
 
         async def route(request: http.Request) -> http.Reply:
             store = next((r.backend.store for r in self.runners if isinstance(r.backend, StoreBackend)), None)
@@ -381,7 +421,12 @@ class StatsdDaemon:
                     "text/plain",
                     'no store: add "store" to backends for history and the Graphite API\n',
                 )
-            return await asyncio.to_thread(answer, store, request)
+            h = self.config["http"]
+            budget = Budget(h["renderMaxPoints"], h["renderMaxSeries"], time.monotonic() + h["renderTimeout"])
+            assert self.workers is not None  # made with the endpoint
+            return await self.workers.run(
+                lambda: answer(store, request, budget), h["renderTimeout"], budget.stop
+            )
 
         return route
 
@@ -419,10 +464,28 @@ class StatsdDaemon:
         for name, status in self.backend_status():
             for stat, value in status.items():
                 own.append(("statsd_backend", "gauge", (("backend", name), ("stat", stat)), value))
+        own += self._http_metrics()
         return 200, "text/plain; version=0.0.4; charset=utf-8", self.prometheus.render(own)
+
+    def _http_metrics(self) -> list[tuple[str, str, tuple[tuple[str, str], ...], float]]:
+        """The endpoint's own limits at work: connections closed to make room (evicted) or not
+        accepted (refused), clients too slow (timeouts), renders in flight, replies by status."""
+        e = self.endpoint
+        return [
+            ("statsd_http_connections", "gauge", (), len(e.open)),
+            ("statsd_http_connections_evicted_total", "counter", (), e.counts["evicted"]),
+            ("statsd_http_connections_refused_total", "counter", (), e.counts["refused"]),
+            ("statsd_http_timeouts_total", "counter", (), e.counts["timeouts"]),
+            ("statsd_http_renders", "gauge", (), self.workers.pending if self.workers else 0),
+            *(
+                ("statsd_http_responses_total", "counter", (("code", str(code)),), n)
+                for code, n in sorted(e.replies.items())
+            ),
+        ]
 
     def on_batch(self, batch: Batch) -> None:
         self.aggregator.merge(batch)
+        self._schedule_slow()
         for item in batch.bad_lines:
             self._bad_line(item)
         self.bad_log.hold_back(batch.totals.bad_lines_seen - len(batch.bad_lines))
@@ -438,7 +501,20 @@ class StatsdDaemon:
                 len(batch.packets),
             )
 
+    def _schedule_slow(self) -> None:
+        if self.aggregator.slow and not self.slow_scheduled:
+            self.slow_scheduled = True
+            asyncio.get_running_loop().call_soon(self._slow_slice)
+
+    def _slow_slice(self) -> None:
+        """One slice of the slow lane, then back in line behind the console, /health, timers and
+        intake: a flood of lines the fast path leaves to Python delays them by a slice at most."""
+        self.slow_scheduled = False
+        self.aggregator.work_slow(SLOW_SLICE_SECONDS)
+        self._schedule_slow()
+
     async def _shutdown(self) -> None:
+        self._close_http()
         await self.pool.close()
         self.aggregator.advance(force=True)  # every reader handed over: apply what is left
         draining: list[UdpListener | StreamListener] = [*self.udp_local.values(), *self.streams.values()]
@@ -448,9 +524,8 @@ class StatsdDaemon:
             listener.close()
         for _, sock in self.udp.values():
             sock.close()
-        for server in (self.mgmt, self.http_server):
-            if server is not None:
-                server.close()
+        if self.mgmt is not None:
+            self.mgmt.close()
         now = time.time()
         self.flusher.flush(int(now), now, self.summary, final=True)
         await self.flusher.drain()  # the last snapshot is queued at every backend
@@ -461,12 +536,22 @@ class StatsdDaemon:
         self.flusher.close()
         log.info("stopped")
 
+    def _close_http(self) -> None:
+        """First thing at shutdown: no new request, and those in flight (renders, clients that do
+        not read their reply) closed and abandoned, so HTTP never holds up the exit."""
+        if self.http_server is not None:
+            self.http_server.close()
+        self.endpoint.close()
+        if self.workers is not None:
+            self.workers.close()
+
     # --- flushing -----------------------------------------------------------------------
 
     async def _tick(self) -> None:
         """After each flush: log summaries due, and a config file that changed."""
         self.bad_log.tick()
         self._note_refused()
+        self._note_shed()
         if self.config["automaticConfigReload"] and self.config.path and self._mtime() != self.config_mtime:
             await self._reload()
 
@@ -480,6 +565,27 @@ class StatsdDaemon:
                 refused - self.refused_seen,
             )
             self.refused_seen = refused
+        members = self.aggregator.totals.set_members_refused
+        if members > self.members_seen:
+            self.members_log.warning(
+                "maxSetMembers (%d) reached: %d new members of full sets refused "
+                "(statsd.set_members_refused); members held go on, and a full set counts the limit",
+                self.config["maxSetMembers"],
+                members - self.members_seen,
+            )
+            self.members_seen = members
+
+    def _note_shed(self) -> None:
+        shed = self.aggregator.totals.lines_shed
+        if shed > self.shed_seen:
+            self.shed_log.warning(
+                "%d lines left to the Python parser (bad lines, several values, DogStatsD extras) "
+                "shed unparsed: more than %d MiB of them were waiting (statsd.lines_shed); the fast "
+                "path's lines all went on",
+                shed - self.shed_seen,
+                SLOW_MAX_BYTES >> 20,
+            )
+            self.shed_seen = shed
 
     def _deliver(self, snapshot: Snapshot, slot_snapshot: Snapshot) -> None:
         """In the flusher's thread: every backend, /metrics and the saved gauges."""
@@ -507,11 +613,24 @@ class StatsdDaemon:
             stamp = time.strftime("%a %b %d %Y %H:%M:%S GMT%z (%Z)")
             text = "".join(f"{stamp} count={n} key={k}\n" for k, n in top)
             if kf["log"]:
-                with open(kf["log"], "a", encoding="utf-8") as f:
-                    f.write(text)
+                self._append_key_log(kf["log"], text)
             else:
                 sys.stdout.write(text)
                 sys.stdout.flush()
+
+    def _append_key_log(self, path: str, text: str) -> None:
+        """One interval's top keys; a file that cannot be written (missing directory, full disk)
+        costs that interval's list, said at a bounded rate, and the next interval tries again."""
+        try:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as e:
+            self.key_log_errors += 1
+            self.key_log.warning("keyFlush: cannot write %s: %s (trying again next interval)", path, e)
+            return
+        if self.key_log_errors:
+            log.info("keyFlush: writing %s again after %d failed intervals", path, self.key_log_errors)
+            self.key_log_errors = 0
 
     def _mtime(self) -> float | None:
         try:

@@ -21,7 +21,8 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,13 +167,27 @@ class Store:
             db = self.local.db = self._connect()
         return db
 
+    @contextmanager
+    def interruptible(self, stop: Callable[[], bool]) -> Iterator[None]:
+        """Reads in this thread give up (sqlite3.OperationalError: interrupted) once `stop()` says
+        so: a render's deadline reaches into a long query."""
+        db = self._reader()
+        db.set_progress_handler(stop, 10_000)  # every 10,000 SQLite instructions
+        try:
+            yield
+        finally:
+            db.set_progress_handler(None, 0)
+
     def names(self) -> list[str]:
         return [name for (name,) in self._reader().execute("SELECT name FROM series ORDER BY name")]
 
-    def fetch(self, name: str, start: int, end: int, now: int) -> Fetched | None:
+    def fetch(
+        self, name: str, start: int, end: int, now: int, charge: Callable[[int], object] | None = None
+    ) -> Fetched | None:
         """What whisper's fetch answers: the finest archive that reaches back to `start`, its
         points stamped in (start, end] (both clamped to what the file holds), None-filled; None
-        for an unknown series."""
+        for an unknown series. `charge(points)` is called before they are allocated, and may
+        raise to refuse them (a year of a 1 s archive is 31 million)."""
         db = self._reader()
         row = db.execute("SELECT id, archives FROM series WHERE name = ?", (name,)).fetchone()
         if row is None:
@@ -189,6 +204,8 @@ class Store:
         stop = end - end % step + step
         if stop <= first:
             return Fetched(first, step, [])
+        if charge is not None:
+            charge((stop - first) // step)
         values: list[float | None] = [None] * ((stop - first) // step)
         for ts, value in db.execute(
             "SELECT ts, value FROM points WHERE series = ? AND archive = ? AND ts >= ? AND ts < ?",

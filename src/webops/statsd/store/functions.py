@@ -3,16 +3,25 @@ maths (so a dashboard's legend and values read the same). Pure: series in, serie
 
 A target is parsed into calls, paths and constants; `evaluate` walks it, fetching paths through
 the function it is given. Each function is one entry of FUNCTIONS.
+
+Every evaluation runs on a Budget: the points it may read and make, the series it may read, and a
+deadline. It is looked at on each fetch, each call and each series a function walks, so a render
+that is too big is refused before the work is allocated, and one that is too slow stops (a
+render runs in a thread nobody can kill: it has to notice).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import reduce
-from typing import Any
+from itertools import groupby
+from operator import itemgetter
+from typing import Any, TypeVar
 
 Value = float | None
 
@@ -30,6 +39,62 @@ UNITS = {
 
 class TargetError(ValueError):
     """A target that cannot be evaluated: a 400 with this one line."""
+
+
+class Refused(TargetError):
+    """A render past the budget's points or series: a 422 naming the limit and its key."""
+
+
+class Expired(TimeoutError):
+    """The deadline passed, or whoever waited for the render gave up (shutdown): stop working."""
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class Budget:
+    """What one render may cost; the defaults are no limit (the daemon passes its http.render*
+    keys). `stop()` is called from another thread: the render notices at its next check."""
+
+    max_points: float = math.inf
+    max_series: float = math.inf
+    deadline: float = math.inf  # time.monotonic() after which the work is abandoned
+    points: int = 0
+    series: int = 0
+    stopped: bool = False
+
+    def expired(self) -> bool:
+        return self.stopped or time.monotonic() > self.deadline
+
+    def check(self) -> None:
+        if self.expired():
+            raise Expired("the render was abandoned")
+
+    def charge(self, points: int = 0, series: int = 0) -> None:
+        """Count work about to be done; refuse it, before it is allocated, past a limit."""
+        self.check()
+        self.points += points
+        self.series += series
+        if self.points > self.max_points:
+            raise Refused(
+                f"this render needs more than {self.max_points:.0f} points (http.renderMaxPoints): "
+                "ask for fewer series, a shorter range or wider summarize buckets"
+            )
+        if self.series > self.max_series:
+            raise Refused(
+                f"this render reads more than {self.max_series:.0f} series (http.renderMaxSeries): "
+                "narrow the wildcards"
+            )
+
+    def each(self, items: Iterable[T]) -> Iterator[T]:
+        """`items`, checking the deadline before each: a function's per-series loop."""
+        for item in items:
+            self.check()
+            yield item
+
+    def stop(self) -> None:
+        self.stopped = True
 
 
 @dataclass
@@ -94,8 +159,9 @@ def _path_end(text: str, pos: int) -> int:
 def _parse(text: str, pos: int) -> tuple[Any, int]:
     m = _TOKEN.match(text, pos)
     if m and m["number"] is not None:
-        n = float(m["number"])
-        return (int(n) if n.is_integer() and "." not in m["number"] else n), m.end()
+        n = float(m["number"])  # a whole number stays one where a float holds it exactly
+        whole = n.is_integer() and abs(n) < 2**53 and not re.search("[.eE]", m["number"])
+        return (int(n) if whole else n), m.end()
     if m and m["string"] is not None:
         return m["string"][1:-1], m.end()
     if m and m["bool"] is not None:
@@ -175,10 +241,12 @@ def _paths(series: list[Series]) -> str:
     return ",".join(dict.fromkeys(s.path_expression for s in series))
 
 
-def _seconds(text: str) -> int:
-    m = re.fullmatch(r"([-+]?)(\d+)\s*([a-z]+)", text.strip().lower())
-    if not m or m[3] not in UNITS:
-        raise TargetError(f"{text!r}: expected an interval such as 1min, 10s, 1h, 1d")
+def _seconds(text: Any) -> int:
+    """An interval as graphite-web reads it (a sign is ignored); at least a second, since a bucket
+    or window of none is endless work, and at most 15 digits."""
+    m = re.fullmatch(r"([-+]?)(\d{1,15})\s*([a-z]+)", str(text).strip().lower())
+    if not m or m[3] not in UNITS or not int(m[2]):
+        raise TargetError(f"{str(text)[:40]!r}: expected an interval such as 1min, 10s, 1h, 1d")
     return int(m[2]) * UNITS[m[3]]
 
 
@@ -191,6 +259,8 @@ def _fmt(value: Any) -> str:
 
 def aggregate(func: str) -> Callable[..., list[Series]]:
     def run(ctx: Context, *lists: list[Series]) -> list[Series]:
+        if not all(isinstance(group, list) for group in lists):
+            raise TargetError(f"{func}Series: every argument is a path or a call, not a value")
         series = [s for group in lists for s in group]
         if not series:
             return []
@@ -206,12 +276,12 @@ def scale(ctx: Context, series: list[Series], factor: float) -> list[Series]:
     return [
         replace(s, name=(n := f"scale({s.name},{_fmt(factor)})"), path_expression=n,
                 values=[None if v is None else v * factor for v in s.values])
-        for s in series
+        for s in ctx.budget.each(series)
     ]  # fmt: skip
 
 
 def alias(ctx: Context, series: list[Series], name: str) -> list[Series]:
-    return [replace(s, name=name) for s in series]
+    return [replace(s, name=str(name)) for s in series]
 
 
 def _first_path(name: str) -> str:
@@ -222,7 +292,7 @@ def _first_path(name: str) -> str:
 
 def alias_by_node(ctx: Context, series: list[Series], *nodes: int) -> list[Series]:
     out = []
-    for s in series:
+    for s in ctx.budget.each(series):
         parts = (_first_path(s.name) if s.name.endswith(")") else s.name).split(";")[0].split(".")
         try:
             out.append(replace(s, name=".".join(parts[int(n)] for n in nodes)))
@@ -236,16 +306,70 @@ def moving_average(ctx: Context, series: list[Series], window: int | str) -> lis
     further back (as graphite-web does)."""
     if not series:
         return []
-    seconds = _seconds(window) if isinstance(window, str) else max(s.step for s in series) * int(window)
+    if isinstance(window, str):
+        seconds = _seconds(window)
+    elif int(window) >= 1:
+        seconds = max(s.step for s in series) * int(window)
+    else:  # graphite-web would count out len(series) - window points: endless for -10**9
+        raise TargetError(f"movingAverage: a window of at least one point, not {window!r}")
     longer = ctx.refetch(seconds)
-    avg = AGG["average"]
     out = []
-    for s in longer:
+    for s in ctx.budget.each(longer):
         points = seconds // s.step if isinstance(window, str) else int(window)
         label = f'"{window}"' if isinstance(window, str) else str(window)
         name = f"movingAverage({s.name},{label})"
-        values = [avg(s.values[i - points : i]) for i in range(points, len(s.values))]
+        values = _moving_averages(s.values, points)
         out.append(replace(s, name=name, start=s.start + seconds, values=values, path_expression=name))
+    return out
+
+
+_UNIT = 1074  # every finite float is a whole number of 2**-1074, the smallest step between floats
+
+
+class _WindowSum:
+    """The known values of a sliding window, their sum kept exactly: one integer count of
+    2**-1074, so a value can leave the window without a trace (a running float sum forgets the 1
+    beside 1e20 and never gets it back). Infinities and NaN are counted aside."""
+
+    def __init__(self) -> None:
+        self.exact = 0
+        self.known = 0
+        self.odd: Counter[str] = Counter()
+
+    def add(self, v: Value, sign: int = 1) -> None:
+        if v is None:
+            return
+        self.known += sign
+        if math.isfinite(v):
+            n, d = float(v).as_integer_ratio()  # d is a power of two, at most 2**1074
+            self.exact += sign * (n << (_UNIT + 1 - d.bit_length()))
+        else:
+            self.odd[repr(float(v))] += sign
+
+    def mean(self) -> Value:
+        """What graphite-web's sum(known) / len(known) gives, the sum rounded once."""
+        if not self.known:
+            return None
+        odd = [float(k) for k, n in self.odd.items() if n]
+        if odd:  # inf + -inf is nan, as summing them in order would give
+            return sum(odd) / self.known
+        try:
+            total = self.exact / (1 << _UNIT)  # int / int: correctly rounded
+        except OverflowError:
+            total = math.copysign(math.inf, self.exact)
+        return total / self.known
+
+
+def _moving_averages(values: list[Value], points: int) -> list[Value]:
+    """For each index from `points` on, the average of the known values of the `points` before
+    it, in one pass: summing every window took minutes for a year of points and a day's window."""
+    window = _WindowSum()
+    out: list[Value] = []
+    for i, v in enumerate(values):
+        if i >= points:
+            out.append(window.mean())
+            window.add(values[i - points], -1)
+        window.add(v)
     return out
 
 
@@ -256,17 +380,27 @@ def summarize(
         raise TargetError(f"summarize: unknown function {func!r} ({', '.join(AGG)})")
     size = _seconds(interval)
     out = []
-    for s in series:
+    for s in ctx.budget.each(series):
         start = s.start if align else s.start - s.start % size
         end = s.end if align else s.end - s.end % size + size
-        values: list[Value] = []
-        t = start
-        while t < end:
-            bucket = [v for i, v in enumerate(s.values) if t <= s.start + i * s.step < t + size]
-            values.append(AGG[func](bucket))
-            t += size
+        count = -(-(end - start) // size)
+        ctx.budget.charge(points=count)  # before the buckets exist: a 1 s summarize of a year
+        values = _buckets(s, start, size, count, AGG[func])
         name = f'summarize({s.name}, "{interval}", "{func}"{", true" if align else ""})'
         out.append(replace(s, name=name, start=start, step=size, values=values, path_expression=name))
+    return out
+
+
+def _buckets(
+    s: Series, start: int, size: int, count: int, agg: Callable[[Sequence[Value]], Value]
+) -> list[Value]:
+    """`agg` of the points of each bucket (start + k * size <= stamp < start + (k + 1) * size), in
+    one pass over the points, which are in time order; a bucket with no known point is None."""
+    out: list[Value] = [None] * count
+    stamps = ((s.start + i * s.step - start) // size for i in range(len(s.values)))
+    for k, group in groupby(zip(stamps, s.values, strict=True), key=itemgetter(0)):
+        if 0 <= k < count:
+            out[k] = agg([v for _, v in group])
     return out
 
 
@@ -293,7 +427,7 @@ def non_negative_derivative(
 ) -> list[Series]:
     return [
         replace(s, name=f"nonNegativeDerivative({s.name})", values=_deltas(s.values, max_value))
-        for s in series
+        for s in ctx.budget.each(series)
     ]
 
 
@@ -301,7 +435,7 @@ def per_second(ctx: Context, series: list[Series], max_value: float | None = Non
     return [
         replace(s, name=f"perSecond({s.name})",
                 values=[None if d is None else round(d / s.step, 6) for d in _deltas(s.values, max_value)])
-        for s in series
+        for s in ctx.budget.each(series)
     ]  # fmt: skip
 
 
@@ -334,7 +468,7 @@ def as_percent(ctx: Context, series: list[Series], total: Any = None) -> list[Se
     return [
         replace(s, name=f"asPercent({s.name},{_fmt(value)})",
                 values=[None if v is None or value == 0 else v / value * 100.0 for v in s.values])
-        for s in series
+        for s in ctx.budget.each(series)
     ]  # fmt: skip
 
 
@@ -350,13 +484,13 @@ def _sorted_by(func: str) -> Callable[[Series], float]:
 
 def highest(func: str) -> Callable[..., list[Series]]:
     def run(ctx: Context, series: list[Series], n: int = 1) -> list[Series]:
-        return sorted(series, key=_sorted_by(func), reverse=True)[: int(n)]
+        return sorted(ctx.budget.each(series), key=_sorted_by(func), reverse=True)[: int(n)]
 
     return run
 
 
 def sort_by_maxima(ctx: Context, series: list[Series]) -> list[Series]:
-    return sorted(series, key=_sorted_by("max"), reverse=True)
+    return sorted(ctx.budget.each(series), key=_sorted_by("max"), reverse=True)
 
 
 def limit(ctx: Context, series: list[Series], n: int) -> list[Series]:
@@ -365,7 +499,7 @@ def limit(ctx: Context, series: list[Series], n: int) -> list[Series]:
 
 def keep_last_value(ctx: Context, series: list[Series], limit: float = math.inf) -> list[Series]:
     out = []
-    for s in series:
+    for s in ctx.budget.each(series):
         values = list(s.values)
         nones, last = 0, None
         for i, v in enumerate(values):
@@ -386,7 +520,7 @@ def transform_null(ctx: Context, series: list[Series], default: float = 0) -> li
     return [
         replace(s, name=(n := f"transformNull({s.name},{_fmt(default)})"), path_expression=n,
                 values=[default if v is None else v for v in s.values])
-        for s in series
+        for s in ctx.budget.each(series)
     ]  # fmt: skip
 
 
@@ -421,20 +555,26 @@ FUNCTIONS: dict[str, Callable[..., list[Series]]] = {
 @dataclass
 class Context:
     """What a function may need beyond its arguments: movingAverage fetches its first argument
-    again, further back."""
+    again, further back; every function looks at the budget in its per-series loops."""
 
     fetch: Callable[[str, int], list[Series]]  # (path, seconds earlier) -> series
+    budget: Budget
     first_arg: Any = None
 
     def refetch(self, seconds: int) -> list[Series]:
-        return _evaluate(self.first_arg, self.fetch, seconds)
+        return _evaluate(self.first_arg, self.fetch, seconds, self.budget)
 
 
-def evaluate(target: str, fetch: Callable[[str, int], list[Series]]) -> list[Series]:
-    return _evaluate(parse(target), fetch, 0)
+def evaluate(
+    target: str, fetch: Callable[[str, int], list[Series]], budget: Budget | None = None
+) -> list[Series]:
+    return _evaluate(parse(target), fetch, 0, budget or Budget())
 
 
-def _evaluate(node: Any, fetch: Callable[[str, int], list[Series]], earlier: int) -> list[Series]:
+def _evaluate(
+    node: Any, fetch: Callable[[str, int], list[Series]], earlier: int, budget: Budget
+) -> list[Series]:
+    budget.check()
     if isinstance(node, Path):
         return fetch(node.expression, earlier)
     if not isinstance(node, Call):
@@ -442,9 +582,13 @@ def _evaluate(node: Any, fetch: Callable[[str, int], list[Series]], earlier: int
     fn = FUNCTIONS.get(node.name)
     if fn is None:
         raise TargetError(f"{node.name}: not a supported render function ({', '.join(sorted(FUNCTIONS))})")
-    args = [_evaluate(a, fetch, earlier) if isinstance(a, Path | Call) else a for a in node.args]
-    ctx = Context(lambda path, more: fetch(path, earlier + more), node.args[0] if node.args else None)
+    if node.args and not isinstance(node.args[0], Path | Call):
+        raise TargetError(f"{node.name}: the first argument is a path or a call, not {node.args[0]!r}")
+    args = [_evaluate(a, fetch, earlier, budget) if isinstance(a, Path | Call) else a for a in node.args]
+    ctx = Context(lambda path, more: fetch(path, earlier + more), budget, node.args[0] if node.args else None)
     try:
         return fn(ctx, *args)
-    except TypeError as e:
+    except TargetError:
+        raise
+    except (TypeError, ValueError, ArithmeticError) as e:  # highestCurrent(x, "abc"), limit(x, 1e400)
         raise TargetError(f"{node.name}: {e}") from None

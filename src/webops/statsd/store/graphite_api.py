@@ -2,7 +2,8 @@
 them, for dashboards that speak Graphite (Grafana's Graphite datasource among them).
 
 Targets are path expressions with Graphite's wildcards, inside the render functions of
-functions.py; a function that is not there is refused with a 400 that names it."""
+functions.py; a function that is not there is refused with a 400 that names it. A render runs on
+a Budget (functions.py): past its points or series it is a 422 naming the key to raise."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import io
 import json
 import math
 import re
+import sqlite3
 import time
 from collections.abc import Sequence
 from datetime import datetime
 
 from ..http import Reply, Request
 from .db import Store, find, matching
-from .functions import UNITS, Series, TargetError, evaluate
+from .functions import UNITS, Budget, Refused, Series, TargetError, Value, evaluate
 
 
 class ApiError(ValueError):
@@ -29,19 +31,19 @@ def parse_time(text: str, now: int) -> int:
     t = text.strip().lower()
     if t in ("", "now"):
         return now
-    if m := re.fullmatch(r"([-+])(\d+)([a-z]+)", t):
+    if m := re.fullmatch(r"([-+])(\d{1,15})([a-z]+)", t):
         if m[3] not in UNITS:
             raise ApiError(f"{text!r}: unknown unit {m[3]!r}")
         delta = int(m[2]) * UNITS[m[3]]
         return now - delta if m[1] == "-" else now + delta
-    if t.isdigit():
+    if re.fullmatch(r"\d{1,15}", t):  # 5,000 digits would be a ValueError (Python's int limit)
         return int(t)
     for fmt in ("%H:%M_%Y%m%d", "%Y%m%d"):
         try:
             return int(datetime.strptime(t, fmt).timestamp())
         except ValueError:
             continue
-    raise ApiError(f"{text!r}: expected now, -1h, epoch seconds, HH:MM_YYYYMMDD or YYYYMMDD")
+    raise ApiError(f"{text[:40]!r}: expected now, -1h, epoch seconds, HH:MM_YYYYMMDD or YYYYMMDD")
 
 
 def consolidate(series: Series, max_points: int, time_range: int) -> Series:
@@ -70,27 +72,37 @@ def consolidate(series: Series, max_points: int, time_range: int) -> Series:
     return Series(series.name, start, step * per, out[:stamps], series.path_expression)
 
 
-def fetch(store: Store, targets: Sequence[str], start: int, end: int, now: int) -> list[Series]:
-    names = store.names()
+def fetch(
+    store: Store, targets: Sequence[str], start: int, end: int, now: int, budget: Budget
+) -> list[Series]:
+    """The targets' series, each path's charged to `budget` before it is read."""
 
     def by_path(path: str, earlier: int) -> list[Series]:
+        names = matching(all_names, path.strip())
+        budget.charge(series=len(names))  # before reading any: stats.* may name 500,000
         out = []
-        for name in matching(names, path.strip()):
-            got = store.fetch(name, start - earlier, end, now)
+        for name in names:
+            got = store.fetch(name, start - earlier, end, now, lambda n: budget.charge(points=n))
             if got is not None:
                 out.append(Series(name, got.start, got.step, got.values, path.strip()))
         return out
 
     try:
-        return [s for target in targets for s in evaluate(target, by_path)]
-    except TargetError as e:
-        raise ApiError(str(e)) from None
+        with store.interruptible(budget.expired):
+            all_names = store.names()
+            return [s for target in targets for s in evaluate(target, by_path, budget)]
     except RecursionError:  # scale(scale(scale(... thousands deep: an answer, not a crash
         raise ApiError("a target nested too deeply") from None
+    except re.error as e:  # a path with a character class Python cannot read: [z-a]
+        raise ApiError(f"a path's wildcard: {e}") from None
+    except sqlite3.OperationalError:  # interrupted at the deadline: say that, not the query
+        budget.check()
+        raise
 
 
-def render(store: Store, request: Request, now: int | None = None) -> Reply:
+def render(store: Store, request: Request, now: int | None = None, budget: Budget | None = None) -> Reply:
     now = int(time.time()) if now is None else now
+    budget = budget or Budget()
     try:
         start = parse_time(request.get("from", "-24h"), now)
         end = parse_time(request.get("until", "now"), now)
@@ -98,32 +110,47 @@ def render(store: Store, request: Request, now: int | None = None) -> Reply:
             raise ApiError("until must be after from")
         fmt = request.get("format", "json")
         if fmt not in ("json", "csv"):
-            raise ApiError(f"format {fmt!r}: json or csv")
+            raise ApiError(f"format {fmt[:20]!r}: json or csv")
         try:
             max_points = int(request.get("maxDataPoints", "0"))
         except ValueError:
             raise ApiError("maxDataPoints: expected a whole number") from None
         targets = request.params.get("target", [])
-        series = [consolidate(s, max_points, end - start) for s in fetch(store, targets, start, end, now)]
-    except ApiError as e:
+        fetched = fetch(store, targets, start, end, now, budget)
+        series = [consolidate(s, max_points, end - start) for s in budget.each(fetched)]
+    except Refused as e:
+        return 422, "text/plain", f"{e}\n"
+    except (ApiError, TargetError) as e:
         return 400, "text/plain", f"{e}\n"
     if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        for s in series:
-            for i, v in enumerate(s.values):
-                stamp = datetime.fromtimestamp(s.start + i * s.step).strftime("%Y-%m-%d %H:%M:%S")
-                writer.writerow([s.name, stamp, "" if v is None else v])
-        return 200, "text/csv", buf.getvalue()
-    body = [
-        {
-            "target": s.name,
-            "tags": {"name": s.name},
-            "datapoints": [[v, s.start + i * s.step] for i, v in enumerate(s.values)],
-        }
-        for s in series
-    ]
-    return 200, "application/json", json.dumps(body)
+        return 200, "text/csv", _csv(series, budget)
+    return 200, "application/json", _json(series, budget)
+
+
+def _finite(v: Value) -> Value:
+    """None for what JSON cannot carry (Infinity, NaN: scale() by 1e308, a sum past 1.8e308)."""
+    return v if v is None or math.isfinite(v) else None
+
+
+def _json(series: list[Series], budget: Budget) -> str:
+    """graphite-web's JSON, a series at a time (the deadline is looked at between them), with
+    null where it would write NaN or Infinity, which are not JSON."""
+    out = []
+    for s in budget.each(series):
+        points = [[_finite(v), s.start + i * s.step] for i, v in enumerate(s.values)]
+        out.append(json.dumps({"target": s.name, "tags": {"name": s.name}, "datapoints": points}))
+    return f"[{', '.join(out)}]"
+
+
+def _csv(series: list[Series], budget: Budget) -> str:
+    """graphite-web's CSV: name, local time, value; empty where JSON has null."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    for s in budget.each(series):
+        for i, v in enumerate(s.values):
+            stamp = datetime.fromtimestamp(s.start + i * s.step).strftime("%Y-%m-%d %H:%M:%S")
+            writer.writerow([s.name, stamp, "" if _finite(v) is None else v])
+    return buf.getvalue()
 
 
 def find_nodes(store: Store, request: Request) -> Reply:
@@ -131,6 +158,10 @@ def find_nodes(store: Store, request: Request) -> Reply:
     query = request.get("query")
     if not query:
         return 400, "text/plain", "query is required (a path with wildcards: stats.*)\n"
+    try:
+        found = list(find(store.names(), query))
+    except re.error as e:
+        return 400, "text/plain", f"query: {e}\n"
     nodes = [
         {
             "text": path.rsplit(".", 1)[-1],
@@ -139,6 +170,6 @@ def find_nodes(store: Store, request: Request) -> Reply:
             "expandable": int(not leaf),
             "allowChildren": int(not leaf),
         }
-        for path, leaf in find(store.names(), query)
+        for path, leaf in found
     ]
     return 200, "application/json", json.dumps(nodes)

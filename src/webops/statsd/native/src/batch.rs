@@ -42,7 +42,13 @@ pub struct Read {
 
 #[derive(Clone, Copy)]
 pub struct Limits {
+    /// Distinct series a batch may hold before its receiver stops reading until Python takes it.
+    /// Whether a series may exist at all is decided by the main process, against every series
+    /// the daemon holds (maxSeries): a batch cannot know whether a name is new, so it refuses
+    /// none, and this bound only keeps its memory to what the daemon may hold (plus one read).
     pub max_series: usize,
+    /// Members a set may hold (maxSetMembers): past it new members are refused and counted.
+    pub max_set_members: usize,
     pub key_flush: bool,
     pub keep_packets: usize, // raw datagrams kept for a repeater / dumpMessages (0: none)
     /// Bytes (about) a batch may hold before its receiver stops reading until Python takes it:
@@ -60,11 +66,13 @@ pub struct Batch {
     pub seqs: Vec<u64>,
     pub packets: u64,
     pub metrics: u64,
-    pub refused: u64,
+    /// set members refused because their set held max_set_members already (one per sample)
+    pub set_members_refused: u64,
     pub last_seen: f64,
     pub key_counts: Table<u64>,
     pub raw: Vec<Vec<u8>>,
     pub raw_dropped: u64,
+    /// distinct series held, a gauge once per read that wrote it (`full` bounds it)
     series: usize,
     /// about how many bytes what is held costs: lines left to Python, samples, members, writes
     pub backlog: usize,
@@ -75,16 +83,17 @@ impl Batch {
         self.packets == 0 && self.seqs.is_empty()
     }
 
-    /// May a new series be created in this batch? (maxSeries, counted like the reference does)
-    fn admit(&mut self, limits: &Limits) -> bool {
-        if self.series < limits.max_series {
-            self.series += 1;
-            self.backlog += 64; // the key, its entry and its Python objects, about
-            true
-        } else {
-            self.refused += 1;
-            false
-        }
+    /// Must the receiver stop reading until Python takes this batch? When it holds about
+    /// max_backlog bytes, or max_series distinct series: then the datagrams wait in the socket
+    /// buffer, and nothing that may update a series the daemon holds is refused here.
+    pub fn full(&self, limits: &Limits) -> bool {
+        self.backlog >= limits.max_backlog || self.series >= limits.max_series
+    }
+
+    /// A series new to this batch (not necessarily to the daemon: the main process decides).
+    fn new_series(&mut self) {
+        self.series += 1;
+        self.backlog += 64; // the key, its entry and its Python objects, about
     }
 
     /// The datagrams of one read, numbered `seq`, received at `now` (seconds since the epoch).
@@ -120,7 +129,7 @@ impl Batch {
                         self.metrics += 1;
                         self.count_key(&key, limits);
                         let read = read.get_or_insert_with(|| Read::new(seq));
-                        self.gauge(read, &key, value, delta, limits);
+                        self.gauge(read, &key, value, delta);
                     }
                     Some((key, sample)) if !matches!(sample, Sample::Gauge(..)) => {
                         self.metrics += 1;
@@ -163,25 +172,30 @@ impl Batch {
             Sample::Counter(v) => match self.counters.get_mut(name) {
                 Some(sum) => *sum += v,
                 None => {
-                    if self.admit(limits) {
-                        self.counters.insert(name.into(), v);
-                    }
+                    self.new_series();
+                    self.counters.insert(name.into(), v);
                 }
             },
             Sample::Timer(v, count) => {
                 if let Some(t) = self.timers.get_mut(name) {
                     t.samples.push(v);
                     t.count += count;
-                } else if self.admit(limits) {
+                } else {
+                    self.new_series();
                     self.timers.insert(name.into(), Timer { samples: vec![v], count: 0.0 + count });
                 }
             }
             Sample::Set(member) => {
                 if let Some(members) = self.sets.get_mut(name) {
                     if !members.contains(member) {
-                        members.insert(member.into());
+                        if members.len() < limits.max_set_members {
+                            members.insert(member.into());
+                        } else {
+                            self.set_members_refused += 1;
+                        }
                     }
-                } else if self.admit(limits) {
+                } else {
+                    self.new_series();
                     let mut members = HashSet::new();
                     members.insert(member.into());
                     self.sets.insert(name.into(), members);
@@ -191,14 +205,12 @@ impl Batch {
         }
     }
 
-    fn gauge(&mut self, read: &mut Read, name: &[u8], value: f64, delta: bool, limits: &Limits) {
+    fn gauge(&mut self, read: &mut Read, name: &[u8], value: f64, delta: bool) {
         self.backlog += 8;
         let op = match read.gauges.get_mut(name) {
             Some(op) => op,
             None => {
-                if !self.admit(limits) {
-                    return;
-                }
+                self.new_series();
                 read.gauges.entry(name.into()).or_default()
             }
         };
@@ -214,5 +226,52 @@ impl Batch {
 impl Read {
     fn new(seq: u64) -> Self {
         Read { seq, gauges: Table::default(), slow: Vec::new() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(max_series: usize, max_set_members: usize) -> Limits {
+        Limits { max_series, max_set_members, key_flush: false, keep_packets: 0, max_backlog: 1 << 20 }
+    }
+
+    #[test]
+    fn a_batch_at_max_series_refuses_nothing_and_says_it_is_full() {
+        // any of these may be a series the daemon holds: only the main process can tell
+        let limits = limits(2, 10);
+        let mut batch = Batch::default();
+        batch.ingest([&b"a:1|c\nb:2|c"[..]].into_iter(), 0, 1.0, &limits);
+        assert!(batch.full(&limits));
+        batch.ingest([&b"c:3|c\nd:4|ms\ne:x|s\nf:5|g\na:1|c"[..]].into_iter(), 1, 1.0, &limits);
+        let counters: Vec<(&[u8], f64)> = batch.counters.iter().map(|(k, v)| (&k[..], *v)).collect();
+        assert_eq!(counters, [(&b"a"[..], 2.0), (b"b", 2.0), (b"c", 3.0)]);
+        assert!(batch.timers.contains_key(&b"d"[..]) && batch.sets.contains_key(&b"e"[..]));
+        assert_eq!(batch.reads[0].gauges[&b"f"[..]].absolute, Some(5.0));
+        assert_eq!((batch.metrics, batch.set_members_refused), (7, 0));
+        assert!(!Batch::default().full(&limits));
+    }
+
+    #[test]
+    fn a_full_backlog_also_says_full() {
+        let limits = Limits { max_backlog: 100, ..limits(1000, 10) };
+        let mut batch = Batch::default();
+        batch.ingest([&b"t:1|ms"[..]].into_iter(), 0, 1.0, &limits);
+        assert!(!batch.full(&limits));
+        batch.ingest([&b"t:0x1|ms\n".repeat(20)[..]].into_iter(), 1, 1.0, &limits); // left to Python
+        assert!(batch.full(&limits));
+    }
+
+    #[test]
+    fn set_members_past_the_cap_are_refused_and_counted() {
+        let limits = limits(10, 2);
+        let mut batch = Batch::default();
+        batch.ingest([&b"s:a|s\ns:b|s\ns:c|s\ns:a|s\ns:c|s\ns:b|s\nt:c|s"[..]].into_iter(), 0, 1.0, &limits);
+        let mut kept: Vec<&[u8]> = batch.sets[&b"s"[..]].iter().map(|m| &m[..]).collect();
+        kept.sort();
+        assert_eq!(kept, [&b"a"[..], b"b"]); // members already held go on; only new ones are refused
+        assert_eq!(batch.sets[&b"t"[..]].len(), 1);
+        assert_eq!(batch.set_members_refused, 2); // each sample of `c` into the full set
     }
 }

@@ -1,7 +1,7 @@
 //! `webops.statsd._native`: the statsd daemon's hot path, in Rust (memory-safe parsing of
 //! untrusted datagrams). Receiver threads read the UDP sockets with `recvmmsg`, split and parse
 //! the lines, and pre-aggregate them without the GIL; Python takes the batches (`Intake.take`)
-//! and merges them exactly as it merges a Python reader process's (aggregate.py, native.py).
+//! and merges them exactly as it merges a Python reader process's (aggregate.py, hotpath.py).
 
 mod batch;
 mod parse;
@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PySet, PyString};
 
 use batch::{Batch, Limits};
 use recv::{Order, Shared};
@@ -23,8 +23,13 @@ use recv::{Order, Shared};
 const MAX_BACKLOG: usize = 64 << 20;
 
 /// Receiver threads over a set of UDP sockets (file descriptors Python owns), or none: then
-/// `feed` hands it datagrams (the differential tests do that).
-#[pyclass]
+/// `feed` hands it datagrams (the differential tests do that). The text signatures let mypy's
+/// stubtest check `_native.pyi` against what is built (test_hotpath.py).
+#[pyclass(
+    module = "webops.statsd._native",
+    text_signature = "(fds, threads, max_series, max_set_members, key_flush=False, keep_packets=0, after=None, \
+                      max_backlog=...)"
+)]
 struct Intake {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
@@ -35,7 +40,51 @@ fn text<'p>(py: Python<'p>, key: &[u8]) -> &'p PyString {
     PyString::new(py, std::str::from_utf8(key).unwrap_or(""))
 }
 
-fn convert(py: Python<'_>, b: Batch) -> PyResult<PyObject> {
+/// One receiver's batch as Python takes it: a typed object with named fields (stubbed in
+/// `_native.pyi`, so mypy checks hotpath.to_batch against it), which `hotpath.to_batch` turns
+/// into the `Batch` a Python reader hands over.
+#[pyclass(frozen, module = "webops.statsd._native")]
+struct Taken {
+    /// counter key -> sum of `value / rate`
+    #[pyo3(get)]
+    counters: Py<PyDict>,
+    /// timer key -> (samples, count: the sum of `1 / rate`)
+    #[pyo3(get)]
+    timers: Py<PyDict>,
+    /// set key -> members (at most max_set_members)
+    #[pyo3(get)]
+    sets: Py<PyDict>,
+    /// one per read with gauge writes or lines left to Python: (seq, {gauge key: (absolute
+    /// value or None, deltas after it)}, lines left to the Python parser)
+    #[pyo3(get)]
+    reads: Py<PyList>,
+    /// every read number in this batch
+    #[pyo3(get)]
+    seqs: Py<PyList>,
+    /// datagrams received
+    #[pyo3(get)]
+    packets: u64,
+    /// lines taken by the fast path (those left to Python are counted where Python parses them)
+    #[pyo3(get)]
+    metrics: u64,
+    /// samples of set members refused because their set was full (maxSetMembers)
+    #[pyo3(get)]
+    set_members_refused: u64,
+    /// when the last read came (seconds since the epoch)
+    #[pyo3(get)]
+    last_seen: f64,
+    /// key -> lines, for keyFlush (empty unless it is on)
+    #[pyo3(get)]
+    key_counts: Py<PyDict>,
+    /// raw datagrams kept for a repeater or dumpMessages (keep_packets at most)
+    #[pyo3(get)]
+    raw: Py<PyList>,
+    /// datagrams not kept because `raw` held keep_packets already
+    #[pyo3(get)]
+    raw_dropped: u64,
+}
+
+fn convert(py: Python<'_>, b: Batch) -> PyResult<Taken> {
     let counters = PyDict::new(py);
     for (k, v) in b.counters {
         counters.set_item(text(py, &k), v)?;
@@ -64,34 +113,35 @@ fn convert(py: Python<'_>, b: Batch) -> PyResult<PyObject> {
     for (k, n) in b.key_counts {
         key_counts.set_item(text(py, &k), n)?;
     }
-    let raw = PyList::new(py, b.raw.iter().map(|p| PyBytes::new(py, p)));
-    let items: Vec<PyObject> = vec![
-        counters.into(),
-        timers.into(),
-        sets.into(),
-        reads.into(),
-        PyList::new(py, b.seqs).into(),
-        b.packets.into_py(py),
-        b.metrics.into_py(py),
-        b.refused.into_py(py),
-        b.last_seen.into_py(py),
-        key_counts.into(),
-        raw.into(),
-        b.raw_dropped.into_py(py),
-    ];
-    Ok(PyTuple::new(py, items).into())
+    Ok(Taken {
+        counters: counters.into(),
+        timers: timers.into(),
+        sets: sets.into(),
+        reads: reads.into(),
+        seqs: PyList::new(py, b.seqs).into(),
+        packets: b.packets,
+        metrics: b.metrics,
+        set_members_refused: b.set_members_refused,
+        last_seen: b.last_seen,
+        key_counts: key_counts.into(),
+        raw: PyList::new(py, b.raw.iter().map(|p| PyBytes::new(py, p))).into(),
+        raw_dropped: b.raw_dropped,
+    })
 }
 
 #[pymethods]
 impl Intake {
     /// `threads` receivers over `fds`; `after`: the intake this one replaces (its read numbers
     /// and its turn at the sockets carry on, so gauge order holds across a reload).
+    /// `max_series` bounds what one batch holds (Limits); the main process decides maxSeries.
     #[new]
     #[args(key_flush = "false", keep_packets = "0", after = "None", max_backlog = "MAX_BACKLOG")]
+    #[allow(clippy::too_many_arguments)] // the constructor Python calls, one argument per setting
     fn new(
         fds: Vec<RawFd>,
         threads: usize,
         max_series: usize,
+        max_set_members: usize,
         key_flush: bool,
         keep_packets: usize,
         after: Option<&Intake>,
@@ -109,7 +159,7 @@ impl Intake {
             order,
             stop: AtomicBool::new(false),
             batches: (0..workers.max(1)).map(|_| Mutex::new(Batch::default())).collect(),
-            limits: Limits { max_series, key_flush, keep_packets, max_backlog },
+            limits: Limits { max_series, max_set_members, key_flush, keep_packets, max_backlog },
             held_back: AtomicU64::new(0),
         });
         let mut handles = Vec::new();
@@ -125,6 +175,7 @@ impl Intake {
     }
 
     /// Aggregate datagrams as if the next read had brought them (no sockets needed).
+    #[pyo3(text_signature = "($self, datagrams, now)")]
     fn feed(&self, py: Python<'_>, datagrams: Vec<&[u8]>, now: f64) {
         let shared = &self.shared;
         let owned: Vec<Vec<u8>> = datagrams.iter().map(|d| d.to_vec()).collect();
@@ -135,10 +186,9 @@ impl Intake {
         });
     }
 
-    /// Everything aggregated since the last call, one tuple per receiver that has something:
-    /// (counters, timers, sets, reads, seqs, packets, metrics, refused, last_seen, key_counts,
-    /// raw packets, raw packets dropped).
-    fn take(&self, py: Python<'_>) -> PyResult<Vec<PyObject>> {
+    /// Everything aggregated since the last call, one `Taken` per receiver that has something.
+    #[pyo3(text_signature = "($self)")]
+    fn take(&self, py: Python<'_>) -> PyResult<Vec<Taken>> {
         let taken: Vec<Batch> = py.allow_threads(|| {
             self.shared
                 .batches
@@ -150,17 +200,20 @@ impl Intake {
         taken.into_iter().map(|b| convert(py, b)).collect()
     }
 
-    /// Reads skipped since start because a batch was full (Python was behind taking them).
+    /// Reads skipped since start because a batch was full (Batch::full: Python had not taken it).
+    #[pyo3(text_signature = "($self)")]
     fn held_back(&self) -> u64 {
         self.shared.held_back.load(Ordering::Relaxed)
     }
 
     /// How many receiver threads are alive (a panic in one would show here).
+    #[pyo3(text_signature = "($self)")]
     fn running(&self) -> usize {
         self.threads.iter().filter(|t| !t.is_finished()).count()
     }
 
     /// Stop the receivers once they have read what the sockets hold; `take` still has it all.
+    #[pyo3(text_signature = "($self)")]
     fn stop(&mut self, py: Python<'_>) {
         self.shared.stop.store(true, Ordering::SeqCst);
         let threads = std::mem::take(&mut self.threads);
@@ -181,6 +234,7 @@ impl Drop for Intake {
 /// Parse one line the way the fast path does: None when the reference must read it, else
 /// (key, kind, value, count or delta): the property tests check it against protocol.py.
 #[pyfunction]
+#[pyo3(text_signature = "(line)")]
 fn parse_line(py: Python<'_>, line: &[u8]) -> PyObject {
     use parse::Sample::*;
     match parse::parse_line(line) {
@@ -200,6 +254,7 @@ fn parse_line(py: Python<'_>, line: &[u8]) -> PyObject {
 #[pymodule]
 fn _native(_py: Python<'_>, m: &PyModule) -> PyResult<()> {
     m.add_class::<Intake>()?;
+    m.add_class::<Taken>()?;
     m.add_function(wrap_pyfunction!(parse_line, m)?)?;
     m.add("VLEN", recv::VLEN)?;
     Ok(())

@@ -210,8 +210,20 @@ mod tests {
         assert_eq!(key(b"r:1|c|#a;b:c,"), Some((b"r;a_b=c".to_vec(), Sample::Counter(1.0))));
         assert_eq!(key(b"r:1|c|#,"), Some((b"r".to_vec(), Sample::Counter(1.0))));
         for slow in [
-            &b"a b:1|c"[..], b":1|c", b"a:1|c:2|c", b"a:1|c|#t:v|c:x", b"a:1|c:2|c|#t", b"a:1|x", b"a:1", b"a:-1|ms",
-            b"a:1|c|@0", b"a:1|c|@-1", b"a:1|c|c:xyz", b"a:1\r|c", b"_e{1,1}:a|b", b"a:1e308|c|@1e-10",
+            &b"a b:1|c"[..],
+            b":1|c",
+            b"a:1|c:2|c",
+            b"a:1|c|#t:v|c:x",
+            b"a:1|c:2|c|#t",
+            b"a:1|x",
+            b"a:1",
+            b"a:-1|ms",
+            b"a:1|c|@0",
+            b"a:1|c|@-1",
+            b"a:1|c|c:xyz",
+            b"a:1\r|c",
+            b"_e{1,1}:a|b",
+            b"a:1e308|c|@1e-10",
         ] {
             assert_eq!(parse_line(slow), None, "{}", String::from_utf8_lossy(slow));
         }

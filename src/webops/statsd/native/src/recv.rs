@@ -35,7 +35,7 @@ pub struct Shared {
     pub stop: AtomicBool,
     pub batches: Vec<Mutex<Batch>>,
     pub limits: Limits,
-    pub held_back: AtomicU64, // reads skipped because the batch was full (Python behind)
+    pub held_back: AtomicU64, // reads skipped because the batch was full (Batch::full)
 }
 
 /// recvmmsg's buffers, allocated once per receiver (pages are touched only as data arrives).
@@ -98,10 +98,11 @@ fn now() -> f64 {
 }
 
 /// One read of one socket: take the turn, receive, number the read, then aggregate it.
-/// Returns how many datagrams it read (none while this receiver's batch is full: Python has not
-/// taken it yet, and the datagrams wait in the socket, where the kernel counts what overflows).
+/// Returns how many datagrams it read (none while this receiver's batch is full, Batch::full:
+/// Python has not taken it yet, and the datagrams wait in the socket, where the kernel counts
+/// what overflows).
 fn read_once(shared: &Shared, me: usize, fd: RawFd, bufs: &mut Buffers) -> usize {
-    if shared.batches[me].lock().unwrap_or_else(|p| p.into_inner()).backlog >= shared.limits.max_backlog {
+    if shared.batches[me].lock().unwrap_or_else(|p| p.into_inner()).full(&shared.limits) {
         shared.held_back.fetch_add(1, Ordering::Relaxed);
         return 0;
     }
