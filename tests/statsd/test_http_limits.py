@@ -114,6 +114,8 @@ HOSTILE_RENDERS = [
     ({"target": 'sumSeries(stats.gauges.*,"abc")'}, 400),
     ({"target": 'scale("abc",2)'}, 400),
     ({"target": "stats.[z-a]"}, 400),
+    ({"target": "stats." + "{a,b,c,d}" * 6}, 400),  # braces standing for 4,096 paths
+    ({"target": "*a" * 14 + "*b"}, 200),  # built to backtrack: a naive regex never returns
     ({"target": "sumSeries("}, 400),
     ({"target": DEEP}, 400),
     ({"target": [GAUGE, GAUGE]}, 422),  # more than renderMaxSeries

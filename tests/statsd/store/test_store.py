@@ -8,9 +8,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.conftest import wait_until
-from webops.statsd.store.db import Store, find, matching
+from webops.statsd.store.db import GlobError, Store, find, glob_regex, matching
 from webops.statsd.store.retention import Archive, RetentionError, parse, rollup_of, schemas
 
 T0 = 1_795_467_600  # a round hour: every archive's bucket starts here
@@ -118,6 +120,53 @@ def test_graphite_wildcards() -> None:
     assert matching(names, "stats.*") == []  # a * never crosses a dot
     assert list(find(names, "stats.*")) == [("stats.a", False), ("stats.b", False), ("stats.b1", False)]
     assert list(find(names, "stats.a.*")) == [("stats.a.x", True), ("stats.a.y", True)]
+
+
+def _glob_reference(pattern: str, name: str) -> bool:
+    """The plain meaning of a Graphite wildcard, by recursion over both strings (short ones)."""
+    if not pattern:
+        return not name
+    c = pattern[0]
+    if c == "{" and (close := pattern.find("}")) > 0:
+        rest = pattern[close + 1 :]
+        return any(_glob_reference(alt + rest, name) for alt in pattern[1:close].split(","))
+    if c == "*":
+        return any(
+            _glob_reference(pattern[1:], name[i:]) for i in range(len(name) + 1) if "." not in name[:i]
+        )
+    if not name:
+        return False
+    if c == "[" and (close := pattern.find("]")) > 0:
+        return (
+            name[0] != "." and name[0] in pattern[1:close] and _glob_reference(pattern[close + 1 :], name[1:])
+        )
+    if c == "?":
+        return name[0] != "." and _glob_reference(pattern[1:], name[1:])
+    return c == name[0] and _glob_reference(pattern[1:], name[1:])
+
+
+@given(
+    st.lists(
+        st.sampled_from(["a", "b", ".", "*", "?", "[ab]", "{a,b*}", "{ab,a}", "*a", "{,b}"]), max_size=6
+    ),
+    st.text("ab.", max_size=9),
+)
+def test_wildcards_mean_what_graphite_says(pieces: list[str], name: str) -> None:
+    pattern = "".join(pieces)
+    assert bool(glob_regex(pattern).match(name)) == _glob_reference(pattern, name), pattern
+
+
+def test_a_wildcard_built_to_backtrack_matches_in_linear_time() -> None:
+    """`*a*a*...*b` against a long name of `a`s: a naive translation to a regex backtracks for
+    longer than the universe has existed (holding the GIL, so no deadline can stop it)."""
+    names = ["a" * 300, "stats." + "a" * 250 + ".b", "a" * 299 + "b"]
+    assert matching(names, "*a" * 14 + "*b") == ["a" * 299 + "b"]
+    assert matching(names, "stats." + "*a" * 14 + "*.b") == ["stats." + "a" * 250 + ".b"]
+
+
+def test_braces_that_stand_for_too_many_paths_are_refused() -> None:
+    with pytest.raises(GlobError, match="more than 1000 paths"):
+        matching(["a"], "{a,b,c,d}{a,b,c,d}{a,b,c,d}{a,b,c,d}{a,b,c,d}{a,b,c,d}")
 
 
 def finest(path: Path, name: str, aggregate: str) -> float:

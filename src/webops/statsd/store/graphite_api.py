@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from ..http import Reply, Request
-from .db import Store, find, matching
+from .db import GlobError, Store, find, matching
 from .functions import UNITS, Budget, Refused, Series, TargetError, Value, evaluate
 
 
@@ -93,7 +93,7 @@ def fetch(
             return [s for target in targets for s in evaluate(target, by_path, budget)]
     except RecursionError:  # scale(scale(scale(... thousands deep: an answer, not a crash
         raise ApiError("a target nested too deeply") from None
-    except re.error as e:  # a path with a character class Python cannot read: [z-a]
+    except (re.error, GlobError) as e:  # [z-a], or braces that stand for too many paths
         raise ApiError(f"a path's wildcard: {e}") from None
     except sqlite3.OperationalError:  # interrupted at the deadline: say that, not the query
         budget.check()
@@ -160,7 +160,7 @@ def find_nodes(store: Store, request: Request) -> Reply:
         return 400, "text/plain", "query is required (a path with wildcards: stats.*)\n"
     try:
         found = list(find(store.names(), query))
-    except re.error as e:
+    except (re.error, GlobError) as e:
         return 400, "text/plain", f"query: {e}\n"
     nodes = [
         {
