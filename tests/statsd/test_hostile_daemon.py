@@ -164,14 +164,20 @@ def test_at_max_series_held_series_go_on_and_only_new_ones_are_refused(start_dae
 def test_a_set_keeps_max_set_members_and_counts_the_rest(start_daemon) -> None:
     """One set fed unique ids must not take the daemon's memory (issue 26): past maxSetMembers
     new members are refused and counted, in the batch that brings them or as it is merged."""
-    d = start_daemon(maxSetMembers=5, flushInterval=300)
+    d = start_daemon(maxSetMembers=5)  # no flush: the cap is per interval
     d.send(b"\n".join(b"users:m%d|s" % i for i in range(10)))  # one batch: it refuses m5..m9
-    refused = "statsd.set_members_refused"
-    wait_until(lambda: console_table(d, "counters").get(refused) == "5", what="5 members refused")
+    wait_until(lambda: d.total("set_members_refused") == 5, what="5 members refused")
     d.send(b"users:m3|s\nusers:m10|s")  # the next batch: m10 is refused as it is merged
-    wait_until(lambda: console_table(d, "counters").get(refused) == "6", what="the 6th refused")
+    wait_until(lambda: d.total("set_members_refused") == 6, what="the 6th refused")
     assert re.findall(r"'(m\d+)'", d.console("sets")) == ["m0", "m1", "m2", "m3", "m4"]
-    wait_until(lambda: "maxSetMembers (5) reached" in d.logs(), what="the refusals in the log")
+
+
+def test_set_members_refused_are_said_after_the_flush(start_daemon) -> None:
+    d = start_daemon(maxSetMembers=5, flushInterval=200)
+    d.send(b"\n".join(b"users:m%d|s" % i for i in range(10)))
+    wait_until(lambda: "maxSetMembers (5) reached: 5 new members" in d.logs(), what="the refusals in the log")
+    flushed = wait_until(lambda: [f for f in d.flushes() if f["sets"].get("users")], what="the flush")
+    assert flushed[0]["sets"]["users"] == 5  # a full set counts the limit
 
 
 def test_reload_to_busy_ports_keeps_the_running_listeners(start_daemon) -> None:
