@@ -169,3 +169,17 @@ def test_request_heads_are_read_strictly(head: bytes, status: int | None) -> Non
 def test_content_length_is_a_plain_number(length: str, want: int) -> None:
     got = body_length(Request("POST", "/render", headers={"content-length": length}))
     assert (got if isinstance(got, int) else got[0]) == want
+
+
+def test_names_nested_aggregates_build_are_charged_before_they_exist() -> None:
+    """asPercent of asPercent over 2,000 series: each outer series would carry every inner name
+    (2,000 x 120 KB, a 466 MB reply): a 422, not gigabytes."""
+    wide = [Series(f"stats.gauges.wide.n{i}", NOW, 10, [1.0, 2.0]) for i in range(2000)]
+
+    def by_path(path: str, earlier: int) -> list[Series]:
+        return [Series(s.name, s.start, s.step, s.values, path) for s in wide]
+
+    budget = Budget()
+    with pytest.raises(Refused, match="MiB of series names"):
+        evaluate("asPercent(asPercent(wide.*,wide.*))", by_path, budget)
+    assert len(evaluate("asPercent(wide.*,wide.*)", by_path, Budget())) == 2000  # one level: fine

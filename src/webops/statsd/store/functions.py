@@ -60,8 +60,12 @@ class Budget:
     max_points: float = math.inf
     max_series: float = math.inf
     deadline: float = math.inf  # time.monotonic() after which the work is abandoned
+    # Series names an aggregate builds from every name below it (asPercent of asPercent of a
+    # wide wildcard multiplies them at each level): counted like points, before they are built.
+    max_name_bytes: float = 16 << 20
     points: int = 0
     series: int = 0
+    name_bytes: int = 0
     stopped: bool = False
 
     def expired(self) -> bool:
@@ -71,11 +75,17 @@ class Budget:
         if self.expired():
             raise Expired("the render was abandoned")
 
-    def charge(self, points: int = 0, series: int = 0) -> None:
+    def charge(self, points: int = 0, series: int = 0, names: int = 0) -> None:
         """Count work about to be done; refuse it, before it is allocated, past a limit."""
         self.check()
         self.points += points
         self.series += series
+        self.name_bytes += names
+        if self.name_bytes > self.max_name_bytes:
+            raise Refused(
+                f"this render builds more than {self.max_name_bytes / (1 << 20):.0f} MiB of series names "
+                "(aggregates nested over wide wildcards): alias the inner ones or narrow the wildcards"
+            )
         if self.points > self.max_points:
             raise Refused(
                 f"this render needs more than {self.max_points:.0f} points (http.renderMaxPoints): "
@@ -237,8 +247,12 @@ def _columns(rows: list[list[Value]]) -> list[list[Value]]:
     return [[r[i] if i < len(r) else None for r in rows] for i in range(width)]
 
 
-def _paths(series: list[Series]) -> str:
-    return ",".join(dict.fromkeys(s.path_expression for s in series))
+def _paths(ctx: Context, series: list[Series]) -> str:
+    """The distinct path expressions of `series`, for an aggregate's name: charged to the budget
+    before the text exists."""
+    paths = dict.fromkeys(s.path_expression for s in series)
+    ctx.budget.charge(names=sum(len(p) + 1 for p in paths))
+    return ",".join(paths)
 
 
 def _seconds(text: Any) -> int:
@@ -266,7 +280,7 @@ def aggregate(func: str) -> Callable[..., list[Series]]:
             return []
         rows, start, end, step = normalize(series)
         values = [AGG[func](col) for col in _columns(rows)]
-        name = f"{func}Series({_paths(series)})"
+        name = f"{func}Series({_paths(ctx, series)})"
         return [Series(name, start, step, values[: (end - start) // step or len(values)], name)]
 
     return run
@@ -449,7 +463,7 @@ def as_percent(ctx: Context, series: list[Series], total: Any = None) -> list[Se
         rows, start, _end, step = normalize(series + others)
         if not others:
             totals = [AGG["sum"](col) for col in _columns(rows)]
-            total_name = f"sumSeries({_paths(series)})"
+            total_name = f"sumSeries({_paths(ctx, series)})"
             pairs = [(s, row, totals, total_name) for s, row in zip(series, rows, strict=False)]
         elif len(others) == 1:
             pairs = [(s, row, rows[-1], others[0].name) for s, row in zip(series, rows, strict=False)]
@@ -460,6 +474,8 @@ def as_percent(ctx: Context, series: list[Series], total: Any = None) -> list[Se
             pairs = [
                 (series[i], mine[i], theirs[j], others[j].name) for i, j in zip(ordered, by_name, strict=True)
             ]
+        # every series carries the total's name: N copies of what may be N names already
+        ctx.budget.charge(names=sum(len(s.name) + len(tname) for s, _, _, tname in pairs))
         return [
             Series(f"asPercent({s.name},{tname})", start, step, _percent(row, trow))
             for s, row, trow, tname in pairs
