@@ -398,6 +398,24 @@ def test_a_browser_post_to_the_console_runs_nothing(start_daemon) -> None:
     assert "closing a connection that sent HTTP ('POST / HTTP/1.1')" in d.logs()
 
 
+def test_a_python_reader_behind_on_slow_lines_sheds_them_and_keeps_every_good_line(start_daemon) -> None:
+    """A burst the reader cannot parse in time (about 2 s of bad lines for the Python parser),
+    sent at once: once the reader knows what such lines cost it (the first datagram, parsed), the
+    reads that find the burst waiting are behind, so the reader sheds their bad lines instead of
+    parsing them, and every good line sent in between is counted. The burst fits in the socket
+    buffer: the kernel drops nothing."""
+    d = start_daemon(readers=1, hotPath="python", rcvbuf=8 << 20)
+    flood = b"x\n" * 32_000  # 64,000 bytes: 32,000 bad lines a datagram
+    d.send(flood)
+    wait_until(lambda: d.total() == 1, what="the first datagram parsed")
+    d.send(*[b"good:1|c", flood] * 49, b"good:1|c")  # 3.1 MB
+    wait_until(lambda: d.total() == 100, what="the whole burst read", timeout=60)
+    assert d.total("udp_kernel_drops") == 0
+    wait_until(lambda: "good: 50" in d.console("counters"), what="every good line")
+    assert d.total("lines_shed") > 0
+    assert d.total("lines_shed") + d.total("bad_lines_seen") == 50 * 32_000
+
+
 def test_a_flood_of_slow_lines_stalls_neither_console_health_nor_flushes(start_daemon) -> None:
     """Datagrams full of lines the native fast path leaves to Python (bad lines here): the event
     loop parses them a slice at a time, sheds what waits past its limit, and answers meanwhile.

@@ -31,6 +31,7 @@ from webops.statsd import config as statsd_config
 from webops.statsd import hotpath
 from webops.statsd.aggregate import AggregationSettings, Aggregator, BatchAggregator, Totals
 from webops.statsd.protocol import BadLine, Sample, parse_line
+from webops.statsd.readers import FAST_LINE, triage
 from webops.statsd.snapshot import summarize
 
 need(hotpath._native is not None, f"the native extension is not built: {hotpath.NATIVE_MISSING}")
@@ -188,6 +189,17 @@ def test_a_line_the_fast_path_takes_means_what_the_reference_says(line: bytes) -
         assert same(rest, [sample.value, sample.delta])
     else:
         assert rest == [sample.value]
+
+
+@PROPERTY
+@given(st.lists(lines(), max_size=8))
+def test_a_python_reader_behind_never_sheds_a_line_the_fast_path_takes(batch: list[bytes]) -> None:
+    kept, shed = triage(b"\n".join(batch))
+    assert kept == [line for line in batch if FAST_LINE.fullmatch(line)]
+    assert [line for line in batch if native.parse_line(line) is not None] == [
+        line for line in kept if native.parse_line(line) is not None
+    ]
+    assert shed == sum(1 for line in batch if line) - len(kept)
 
 
 @PROPERTY

@@ -84,7 +84,7 @@ class Totals:
     metrics_refused: int = 0  # updates of new series refused because maxSeries was reached
     set_members_refused: int = 0  # new members of sets that held maxSetMembers already
     events_seen: int = 0  # DogStatsD events (_e{...}) and service checks (_sc|...): not metrics
-    lines_shed: int = 0  # slow-lane lines dropped unparsed: more were waiting than SLOW_MAX_BYTES
+    lines_shed: int = 0  # dropped unparsed: past the slow lane's SLOW_MAX_BYTES, or by a reader behind
     last_msg_seen: float = 0.0
 
     def add(self, other: Totals) -> None:
@@ -288,15 +288,18 @@ class Aggregator:
         gauge writes must come after theirs) or it brings some itself. Lines that would take the
         lane past SLOW_MAX_BYTES are shed and counted; the read's gauge writes still apply."""
         if lines and self.slow_bytes + len(lines) > SLOW_MAX_BYTES:
-            shed = lines.count(b"\n")
-            self.counters[self.k_shed] = self.counters.get(self.k_shed, 0) + shed
-            self.totals.lines_shed += shed
+            self.shed(lines.count(b"\n"))
             lines = b""
         if not lines and not self.slow:
             self.replay(ops)
             return
         self.slow.append((ops, lines))
         self.slow_bytes += len(lines)
+
+    def shed(self, lines: int) -> None:
+        """`lines` lines dropped unparsed (a slow lane past its limit, a reader behind): counted."""
+        self.counters[self.k_shed] = self.counters.get(self.k_shed, 0) + lines
+        self.totals.lines_shed += lines
 
     def work_slow(self, seconds: float | None) -> bool:
         """Parse waiting slow-lane lines for about `seconds` (None: all of them, at shutdown);

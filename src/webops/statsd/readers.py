@@ -7,6 +7,26 @@ pre-aggregate what they read into a `Batch`, and send it to the main process eve
 `BATCH_SECONDS`. Merging a batch costs per distinct series, not per line, so the main process
 stays free for the console, the flush timer and the backends.
 
+A reader that falls behind on lines that are slow for the Python parser (bad lines, several
+values a line, DogStatsD extras: what the native fast path leaves to it) sheds them, so that the
+kernel does not drop datagrams, good lines with them. The rule (`triage`, in `reader_main`):
+
+- A read is *behind* when it brought at least 1/BEHIND_SHARE of the socket's receive buffer
+  (a backlog), and parsing it whole would take longer than BEHIND_SECONDS and longer than the
+  time since this reader last began to parse a read whole, at what a byte cost it to parse
+  lately (measured over about the last COST_BYTES it parsed whole): its share of the traffic
+  then comes faster than it parses it, and the socket fills up to what the kernel drops. So a
+  reader behind parses what it has the time for, and sheds the rest. Any other read is ingested
+  as it is, the reference path at its usual cost (plus two clock readings).
+- A read that is behind is triaged: a regular expression picks out the lines that the native fast
+  path's grammar accepts (`FAST_LINE`, at C speed). When more than half of the read's lines are
+  slow, only the fast ones are ingested and the others are counted in `statsd.lines_shed`; a line
+  the fast path takes is never shed. Otherwise the whole read is ingested, and the next
+  TRIAGE_SKIP reads that are behind are too, untested: a reader behind on good lines pays for the
+  test once in a while only.
+
+Each read is judged on its own, so a reader leaves shedding as soon as it has caught up.
+
 Readers are started with `spawn` (not `fork`): the main process has backend threads, and a fork
 would copy their held locks into the child.
 
@@ -23,6 +43,7 @@ import contextlib
 import logging
 import multiprocessing
 import queue
+import re
 import selectors
 import signal
 import socket
@@ -46,6 +67,30 @@ DRAIN_MAX = 1_000_000  # datagrams a stopping reader reads at most: more than an
 READ_MAX = 500  # datagrams per read (one seal, one look at whether the batch is full)
 START_TIMEOUT = 60.0
 FORWARD_MAX = 100_000  # raw datagrams a batch holds for a repeater while the main process is slow
+TRIAGE_SKIP = 20  # reads behind ingested untested after one found mostly fast lines
+BEHIND_SECONDS = BATCH_SECONDS  # a read that takes less than this to parse is never behind
+BEHIND_SHARE = 16  # nor one that brings less than this share of the receive buffer
+COST_BYTES = 1 << 20  # a reader's parse cost per byte is measured over about this many bytes
+
+# The native fast path's grammar (native/src/parse.rs, `parse_line`), or a little more (a rate of
+# 0, a negative ms, a repeated `:` in a tag, numbers too large: the Python parser decides those):
+# `name:value|type[|@rate][|#tags]` with a name keyNameSanitize leaves alone and a plain number.
+_NUMBER = rb"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+FAST_LINE = re.compile(
+    rb"^[A-Za-z0-9_.;=-]+:"
+    rb"(?:" + _NUMBER + rb"\|(?:c|ms|h|d|g)|[^|:\r\n\x80-\xff]*\|s)"  # a number, or a set member
+    rb"(?:\|@\+?" + _NUMBER.removeprefix(rb"[+-]?") + rb")?"
+    rb"(?:\|#[A-Za-z0-9_.;=:,-]*)?$",
+    re.MULTILINE,
+)
+
+
+def triage(data: bytes) -> tuple[list[bytes], int]:
+    """The lines of `data` (newline-separated) that the native fast path's grammar accepts, in
+    order, and how many other non-empty lines it holds (what a reader behind sheds)."""
+    fast = FAST_LINE.findall(data)
+    lines = data.split(b"\n")
+    return fast, len(lines) - lines.count(b"") - len(fast)
 
 
 @dataclass(frozen=True)
@@ -77,18 +122,42 @@ def reader_main(
         sel.register(s, selectors.EVENT_READ)
     sel.register(conn, selectors.EVENT_READ)
     due = time.monotonic() + BATCH_SECONDS
+    spent, parsed = 0.0, 1  # seconds spent parsing, bytes parsed: the recent reads parsed whole
+    backlog = {s: s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2 // BEHIND_SHARE for s in socks}
+    last = time.perf_counter()  # when this reader last began to parse a read whole
+    untested = 0  # reads behind still to ingest untested (TRIAGE_SKIP)
 
     def read(sock: socket.socket, limit: int) -> int:
         """One read of up to `limit` datagrams; how many came. A read that fills the batch
-        (maxSeries series) hands it over before the next one."""
-        nonlocal dropped
+        (maxSeries series) hands it over before the next one. A read behind on mostly slow lines
+        sheds them (the module's docstring)."""
+        nonlocal dropped, untested, spent, parsed, last
         with turn:  # readers take turns at the sockets, so every read gets its place in line
             got = recv_many(sock, limit)
             if got:
                 seq = counter.value
                 counter.value = seq + 1
         if got:
-            agg.ingest(b"\n".join(got), time.time(), len(got))  # one decode and split for all
+            data = b"\n".join(got)  # one decode and split for all
+            whole, cost = True, len(data) * spent / parsed  # seconds parsing it whole would take
+            if cost > BEHIND_SECONDS and len(data) >= backlog[sock] and cost > time.perf_counter() - last:
+                if untested:
+                    untested -= 1
+                else:
+                    fast, slow = triage(data)
+                    if slow > len(fast):  # mostly slow lines: only the fast ones are ingested
+                        data, whole = b"\n".join(fast), False
+                        agg.shed(slow)
+                    else:
+                        untested = TRIAGE_SKIP
+            started = time.perf_counter()
+            agg.ingest(data, time.time(), len(got))
+            if whole:  # what a byte of this reader's traffic costs to parse, lately
+                spent += time.perf_counter() - started
+                parsed += len(data)
+                last = started
+                if parsed > COST_BYTES:
+                    spent, parsed = spent * COST_BYTES / parsed, COST_BYTES
             agg.seal(seq)
             if settings.forward:
                 room = FORWARD_MAX - len(packets)

@@ -422,7 +422,11 @@ class StatsdDaemon:
                     'no store: add "store" to backends for history and the Graphite API\n',
                 )
             h = self.config["http"]
-            budget = Budget(h["renderMaxPoints"], h["renderMaxSeries"], time.monotonic() + h["renderTimeout"])
+            budget = Budget(
+                max_points=h["renderMaxPoints"],
+                max_series=h["renderMaxSeries"],
+                deadline=time.monotonic() + h["renderTimeout"],
+            )
             assert self.workers is not None  # made with the endpoint
             return await self.workers.run(
                 lambda: answer(store, request, budget), h["renderTimeout"], budget.stop
@@ -581,11 +585,13 @@ class StatsdDaemon:
         shed = self.aggregator.totals.lines_shed
         if shed > self.shed_seen:
             self.shed_log.warning(
-                "%d lines left to the Python parser (bad lines, several values, DogStatsD extras) "
-                "shed unparsed: more than %d MiB of them were waiting (statsd.lines_shed); the fast "
-                "path's lines all went on",
+                "%d slow lines (bad lines, several values, DogStatsD extras) shed unparsed because "
+                "intake was behind on them (%s; statsd.lines_shed); every line of the fast path's "
+                "form went on",
                 shed - self.shed_seen,
-                SLOW_MAX_BYTES >> 20,
+                f"more than {SLOW_MAX_BYTES >> 20} MiB waiting"
+                if self.hot_path == "native"
+                else "a reader process had more than it could parse in time",
             )
             self.shed_seen = shed
 
