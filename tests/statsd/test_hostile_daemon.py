@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -446,3 +447,29 @@ def test_a_flood_of_slow_lines_stalls_neither_console_health_nor_flushes(start_d
             timeout=60,
         )
         assert "shed unparsed" in d.logs()
+
+
+def test_sigterm_during_a_flood_that_goes_on_stops_readers_without_killing_them(start_daemon) -> None:
+    """A sender that does not stop at SIGTERM: a reader drains for a bounded time and hands its
+    batch over, instead of draining until the main process kills it and its batch with it."""
+    d = start_daemon(hotPath="python", readers=1)
+    stop = threading.Event()
+    flood = b"good.in:1|c\n" + b"x\n" * 30_000
+
+    def send() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            deadline = time.monotonic() + 60
+            while not stop.is_set() and time.monotonic() < deadline:  # bounded by time
+                s.sendto(flood, ("127.0.0.1", d.port))
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        wait_until(lambda: d.total() > 10, what="the flood to arrive", timeout=30)
+        d.signal(signal.SIGTERM)
+        assert d.proc.wait(timeout=30) == 0
+    finally:
+        stop.set()
+        sender.join()
+    assert "did not stop; killing it" not in d.logs()
+    assert d.summed("counters", "good.in") > 10  # what the reader held reached the final flush

@@ -64,6 +64,8 @@ BATCH_SECONDS = 0.05
 STOP = "stop"
 READY = "ready"
 DRAIN_MAX = 1_000_000  # datagrams a stopping reader reads at most: more than any receive buffer holds
+DRAIN_SECONDS = 5.0  # and for at most this long: well inside STOP_TIMEOUT, with its batch to send
+STOP_TIMEOUT = 10.0  # how long a stopping reader gets to hand its batch over before it is killed
 READ_MAX = 500  # datagrams per read (one seal, one look at whether the batch is full)
 START_TIMEOUT = 60.0
 FORWARD_MAX = 100_000  # raw datagrams a batch holds for a repeater while the main process is slow
@@ -214,9 +216,13 @@ def reader_main(
                     conn.recv()  # STOP is the only message
                 except (EOFError, OSError):
                     return  # the main process died: nobody to hand anything to
-                for s in socks:  # what the kernel still holds
+                # what the kernel still holds, for DRAIN_SECONDS at most: a sender that goes on
+                # sending must not keep the reader busy past the main process's patience, which
+                # would kill it and lose everything its batch holds
+                until = time.monotonic() + DRAIN_SECONDS
+                for s in socks:
                     drained = 0
-                    while drained < DRAIN_MAX and (n := read(s, READ_MAX)):
+                    while drained < DRAIN_MAX and time.monotonic() < until and (n := read(s, READ_MAX)):
                         drained += n
                 outbox.put(take())
                 outbox.put(None)
@@ -338,7 +344,7 @@ class ReaderPool:
         if self.socks and self.settings is not None:
             self._spawn(self.socks, self.settings)
 
-    async def stop(self, readers: list[Reader] | None = None, timeout: float = 10.0) -> None:
+    async def stop(self, readers: list[Reader] | None = None, timeout: float = STOP_TIMEOUT) -> None:
         """Stop readers (default: all) after they drained the sockets and handed over their batch."""
         readers = list(self.readers) if readers is None else readers
         for r in readers:
