@@ -57,6 +57,10 @@ def test_valid_lines(line: str, expected: list[Sample]) -> None:
         ("a:-1|ms", "negative timer value"),
         ("a:1|zz", "unknown metric type"),
         ("a:1|m", "unknown metric type"),
+        # 101 counter values: each `|c:N` also reads as DogStatsD's container id, which must not
+        # turn the line into two values
+        ("v:" + ":".join(f"{i}|c" for i in range(1, 102)), "more than 100 values on one line"),
+        ("v:" + ":".join(f"{i}|g" for i in range(1, 102)), "more than 100 values on one line"),
     ],
 )
 def test_bad_lines(line: str, reason: str) -> None:

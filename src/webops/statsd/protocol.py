@@ -94,6 +94,8 @@ def parse_values(rest: str) -> tuple[Value, ...]:
     """
     if not rest:
         return (bad("no value"),)
+    if rest.count(":") >= MAX_VALUES_PER_LINE:  # before either reading: DogStatsD's is no way round it
+        return (bad(f"more than {MAX_VALUES_PER_LINE} values on one line"),)
     parsed = _parse_values(rest)
     if any(v[0] == BAD for v in parsed) and (
         "|c:" in rest or "|card:" in rest or "|e:" in rest or "|T" in rest
@@ -111,8 +113,6 @@ def parse_values(rest: str) -> tuple[Value, ...]:
 def _parse_values(rest: str) -> tuple[Value, ...]:
     if ":" not in rest:  # the usual case: one value
         return (_parse_value(rest),)
-    if rest.count(":") >= MAX_VALUES_PER_LINE:
-        return (bad(f"more than {MAX_VALUES_PER_LINE} values on one line"),)
     return tuple(_parse_value(bit) for bit in rest.split(":"))
 
 
