@@ -69,12 +69,19 @@ def parse_head(head: bytes) -> Request | Reply:
     method, target, _ = parts
     if method not in METHODS:
         return 405, "text/plain", "GET, HEAD or POST\n"
-    headers = {}
+    headers: dict[str, str] = {}
     for line in lines[1:]:
         name, colon, value = line.partition(":")
         if not colon or not _TOKEN.fullmatch(name):
             return 400, "text/plain", "bad header line: expected Name: value\n"
-        headers[name.lower()] = value.strip()
+        name, value = name.lower(), value.strip()
+        # a body whose end two parties could read differently is how requests are smuggled
+        # past a proxy: refused, as RFC 9112 asks
+        if name == "content-length" and headers.get(name, value) != value:
+            return 400, "text/plain", "conflicting Content-Length headers\n"
+        if name == "transfer-encoding":
+            return 501, "text/plain", "Transfer-Encoding is not supported: send a Content-Length\n"
+        headers[name] = value
     path, _, query = target.partition("?")
     return Request(method, path, parse_qs(query), headers)
 

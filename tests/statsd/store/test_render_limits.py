@@ -153,6 +153,9 @@ def test_json_and_csv_carry_no_infinity(store: Store) -> None:
         (b"GET /health HTTP/1.1\r\nno colon here\r\n\r\n", 400),
         (b"GET /health HTTP/1.1\r\n folded: header\r\n\r\n", 400),
         (b"DELETE /health HTTP/1.1\r\n\r\n", 405),
+        (b"POST /render HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 50\r\n\r\n", 400),
+        (b"POST /render HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
+        (b"POST /render HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
     ],
 )
 def test_request_heads_are_read_strictly(head: bytes, status: int | None) -> None:
@@ -161,6 +164,11 @@ def test_request_heads_are_read_strictly(head: bytes, status: int | None) -> Non
         assert isinstance(got, Request) and got.path == "/health" and got.headers == {"host": "x"}
     else:
         assert not isinstance(got, Request) and got[0] == status
+
+
+def test_a_string_without_its_closing_quote_is_a_400(store: Store) -> None:
+    status, body = ask(store, target='alias(web.h1,"abc)', **{"from": "-1min"})
+    assert status == 400 and "closing quote" in body
 
 
 @pytest.mark.parametrize(

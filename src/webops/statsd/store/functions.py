@@ -181,7 +181,9 @@ def _parse(text: str, pos: int) -> tuple[Any, int]:
     end = _path_end(text, pos)
     word = text[pos:end].strip()
     if not word:
-        raise TargetError(f"{text!r}: expected a path, a call or a value at {pos}")
+        raise TargetError(f"{text[:200]!r}: expected a path, a call or a value at {pos}")
+    if word[0] in "\"'":  # a string that never closes is not a path named `"abc`
+        raise TargetError(f"{word[:50]!r}: a string without its closing quote")
     if end < len(text) and text[end] == "(":
         args: list[Any] = []
         pos = end + 1
