@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import resource
+import select
 import signal
 import socket
 import stat
@@ -473,3 +474,20 @@ def test_sigterm_during_a_flood_that_goes_on_stops_readers_without_killing_them(
         sender.join()
     assert "did not stop; killing it" not in d.logs()
     assert d.summed("counters", "good.in") > 10  # what the reader held reached the final flush
+
+
+def test_idle_console_connections_cannot_lock_an_operator_out(start_daemon) -> None:
+    """A local user holding every console slot, each sending a byte now and then: the one quiet
+    the longest makes room, so the operator's new session is answered."""
+    d = start_daemon(mgmtMaxConnections=5)
+    held = [socket.create_connection(("127.0.0.1", d.mgmt_port)) for _ in range(5)]
+    try:
+        for s in held:
+            s.sendall(b"\n")  # active, not idle: the idle timeout would not close them
+        wait_until(lambda: d.console("health", until=b"\n") == "health: up\n", what="the operator's session")
+        assert "statsd.console_evicted: 1\n" in d.console("stats")
+        closed = wait_until(lambda: select.select(held, [], [], 0)[0], what="a held connection closed")
+        assert len(closed) == 1  # the quietest one, and only it
+    finally:
+        for s in held:
+            s.close()

@@ -1,9 +1,10 @@
 """The management console (TCP 8126): Etsy's commands and reply layout, line by line.
 
 `Console.execute` is pure request -> reply text so scripts' expectations can be tested without a
-socket; `serve` puts it on a socket, with a cap on connections (`mgmtMaxConnections`: past it a
-new connection is closed at once) and an idle timeout (`mgmtIdleTimeout` seconds without a
-command), so idle or abandoned connections cannot use up the daemon's file descriptors.
+socket; `serve` puts it on a socket, with a cap on connections (`mgmtMaxConnections`: past it the
+connection quiet the longest is closed to make room) and an idle timeout (`mgmtIdleTimeout`
+seconds without a command), so idle or abandoned connections can neither use up the daemon's file
+descriptors nor lock an operator out.
 """
 
 from __future__ import annotations
@@ -78,8 +79,10 @@ class Console:
         self.daemon = daemon
         self.clock = clock
         self.limits = limits  # (max connections, idle timeout in seconds; 0: none)
-        self.open = 0
-        self.refused = 0
+        # open connections, by when each last sent a command: at the cap the quietest one makes
+        # room, so an operator's new session gets in however many idle ones a local user holds
+        self.open: dict[asyncio.StreamWriter, float] = {}
+        self.evicted = 0
         self.http_refused = 0  # connections closed because they spoke HTTP (HTTP_LINE)
         self.errors = RateLimitedLog(log, "console connection messages")
 
@@ -144,6 +147,7 @@ class Console:
         stat(prefix, "series", d.aggregator.series_count())
         stat(prefix, "udp_kernel_drops", d.kernel_drops())  # the kernel's: intake was behind
         stat(prefix, "console_http_refused", self.http_refused)
+        stat(prefix, "console_evicted", self.evicted)  # quiet connections closed at mgmtMaxConnections
         lines.append(f"hot_path: {d.hot_path}")
         for name, status in d.backend_status():
             for metric, value in status.items():
@@ -164,17 +168,21 @@ class Console:
 async def serve(console: Console, host: str, port: int) -> asyncio.Server:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         most, idle = console.limits
-        if console.open >= most:
-            console.refused += 1
-            console.errors.warning("MGMT: %d connections open (mgmtMaxConnections): closing a new one", most)
-            writer.transport.abort()
-            return
-        console.open += 1
+        if len(console.open) >= most:
+            quietest = min(console.open, key=console.open.__getitem__)
+            console.open.pop(quietest)
+            quietest.transport.abort()
+            console.evicted += 1
+            console.errors.warning(
+                "MGMT: %d connections open (mgmtMaxConnections): closing the one quiet the longest", most
+            )
+        console.open[writer] = time.monotonic()
         try:
             # As Etsy's console, a command needs no newline: each chunk read is handled at once,
             # one command per line in it (`printf stats | nc` works).
             while chunk := await asyncio.wait_for(reader.read(65536), idle or None):
                 close = False
+                console.open[writer] = time.monotonic()
                 for line in chunk.decode("ascii", "replace").splitlines():
                     if not line.strip():
                         continue
@@ -191,7 +199,7 @@ async def serve(console: Console, host: str, port: int) -> asyncio.Server:
         except (ConnectionError, asyncio.LimitOverrunError, ValueError) as e:
             console.errors.warning("MGMT: caught %s, moving on", e)
         finally:
-            console.open -= 1
+            console.open.pop(writer, None)
             await close_writer(writer)
 
     return await asyncio.start_server(handle, host, port)
