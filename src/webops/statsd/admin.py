@@ -196,6 +196,8 @@ async def serve(console: Console, host: str, port: int) -> asyncio.Server:
                     break
         except TimeoutError:
             pass  # idle for mgmtIdleTimeout seconds
+        except asyncio.CancelledError:
+            pass  # shutdown: asyncio would report a cancelled handler as an unhandled exception
         except (ConnectionError, asyncio.LimitOverrunError, ValueError) as e:
             console.errors.warning("MGMT: caught %s, moving on", e)
         finally:

@@ -172,7 +172,11 @@ SCHEMA: dict[str, tuple[Any, Validator, str]] = {
     ),
     "mgmt_address": ("127.0.0.1", string, "management console address"),
     "mgmt_port": (8126, port, "management console port"),
-    "mgmtMaxConnections": (100, number(1, integer=True), "console connections; past it the one quiet the longest is closed"),
+    "mgmtMaxConnections": (
+        100,
+        number(1, integer=True),
+        "console connections; past it the one quiet the longest is closed",
+    ),
     "mgmtIdleTimeout": (60, number(0), "seconds a console connection may sit idle (0: forever)"),
     "tcpMaxConnections": (
         1000,

@@ -160,6 +160,10 @@ class Endpoint:
             self.counts["timeouts"] += 1
         except (asyncio.IncompleteReadError, ConnectionError) as e:
             log.debug("http: %s", e)
+        except asyncio.CancelledError:
+            # shutdown (Endpoint.close): end quietly, or asyncio's own done-callback reports the
+            # cancelled handler as an unhandled exception, once per open connection
+            pass
         finally:
             self.open.pop(task, None)
             await _close(writer, self.limits.body_timeout)
