@@ -195,18 +195,23 @@ def dump_packets(packets: list[bytes]) -> None:
         log.info("%s", printable(data.decode("utf-8", "replace").rstrip("\n")))
 
 
-def recv_many(sock: socket.socket, limit: int) -> list[bytes]:
-    """The datagrams already queued on a non-blocking socket, up to `limit` of them."""
+def recv_many(sock: socket.socket, limit: int, max_bytes: int = 1 << 62) -> list[bytes]:
+    """The datagrams already queued on a non-blocking socket, up to `limit` of them and about
+    `max_bytes` (one datagram more at most)."""
     recv = sock.recv
     got: list[bytes] = []
     append = got.append
+    size = 0
     for _ in range(limit):
         try:
-            append(recv(MAX_PACKET))
+            append(data := recv(MAX_PACKET))
         except (BlockingIOError, InterruptedError):
             break
         except OSError as e:  # e.g. ICMP errors reported on the socket: never fatal
             log.debug("udp recv: %s", e)
+            break
+        size += len(data)
+        if size >= max_bytes:
             break
     return got
 

@@ -67,6 +67,9 @@ DRAIN_MAX = 1_000_000  # datagrams a stopping reader reads at most: more than an
 DRAIN_SECONDS = 5.0  # and for at most this long: well inside STOP_TIMEOUT, with its batch to send
 STOP_TIMEOUT = 10.0  # how long a stopping reader gets to hand its batch over before it is killed
 READ_MAX = 500  # datagrams per read (one seal, one look at whether the batch is full)
+# and about this many bytes: parsing a read of 64 KiB datagrams of bad lines whole takes about a
+# second, so a reader sees STOP (and keeps its drain's deadline) within that, whatever comes
+READ_BYTES = 1 << 20
 START_TIMEOUT = 60.0
 FORWARD_MAX = 100_000  # raw datagrams a batch holds for a repeater while the main process is slow
 TRIAGE_SKIP = 20  # reads behind ingested untested after one found mostly fast lines
@@ -135,7 +138,7 @@ def reader_main(
         sheds them (the module's docstring)."""
         nonlocal dropped, untested, spent, parsed, last
         with turn:  # readers take turns at the sockets, so every read gets its place in line
-            got = recv_many(sock, limit)
+            got = recv_many(sock, limit, READ_BYTES)
             if got:
                 seq = counter.value
                 counter.value = seq + 1
