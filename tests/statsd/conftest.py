@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import resource
 import socket
 import subprocess
 import sys
@@ -14,6 +15,15 @@ from typing import Any
 import pytest
 
 from tests.conftest import free_port, stop_process, wait_until
+
+
+def under_1024_descriptors() -> dict[str, Any]:
+    """Popen arguments for a daemon whose descriptor limit is 1024 (soft and hard, as `ulimit -n
+    1024`), with this process's own limit raised so that it can open more connections than that."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4096:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    return {"preexec_fn": lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))}
 
 
 class Daemon:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import resource
 import select
 import signal
 import socket
@@ -17,6 +16,7 @@ import time
 import pytest
 
 from tests.conftest import free_port, wait_until
+from tests.statsd.conftest import under_1024_descriptors
 
 READERS = pytest.mark.parametrize("readers", [0, 2], ids=["in-process", "2-readers"])
 HUGE_HEX = b"0x" + b"f" * 300
@@ -86,17 +86,10 @@ def test_a_fast_tcp_client_does_not_freeze_the_console(start_daemon) -> None:
         sender.join()
 
 
-def _limit_descriptors() -> None:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
-
-
 def test_a_connection_flood_under_1024_descriptors(start_daemon) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < 4096:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
     port = free_port()
     d = start_daemon(
-        _popen={"preexec_fn": _limit_descriptors},
+        _popen=under_1024_descriptors(),
         servers=[{"server": "./servers/tcp", "port": port}],
         tcpIdleTimeout=2,
         mgmtIdleTimeout=2,

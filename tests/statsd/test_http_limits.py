@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import json
 import re
-import resource
 import signal
 import socket
 import threading
@@ -18,6 +17,7 @@ from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from tests.conftest import free_port, wait_until
+from tests.statsd.conftest import under_1024_descriptors
 from webops.statsd.http import Endpoint, Limits
 
 SHUTDOWN_BOUND = 10  # seconds: README, Lifecycle
@@ -164,15 +164,8 @@ def test_health_answers_under_a_slowloris(start_daemon) -> None:
             s.close()
 
 
-def _limit_descriptors() -> None:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
-
-
 def test_a_slowloris_past_the_cap_under_1024_descriptors(start_daemon) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < 4096:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
-    d = start_daemon(_popen={"preexec_fn": _limit_descriptors})
+    d = start_daemon(_popen=under_1024_descriptors())
     attackers = []
     try:
         for _ in range(1100):
