@@ -86,7 +86,7 @@ bench-cmdlog: $(STAMP)
 bench-gate: $(STAMP)
 	$(BIN)/python bench/gate_bench.py $(BENCH_ARGS)
 
-## bench-store: the embedded store's CPU and disk per flush of 10k and 100k series, and its reads
+## bench-store: the embedded store at the default maxSeries (500k) and 2M series: flush time, memory, disk, reads
 bench-store: $(STAMP)
 	$(BIN)/python bench/store_bench.py $(BENCH_ARGS)
 

@@ -6,6 +6,7 @@ import contextlib
 import json
 import resource
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -131,6 +132,19 @@ class Daemon:
 
     def logs(self) -> str:
         return self.log_path.read_text()
+
+
+def finest(path: Path, name: str, aggregate: str) -> float:
+    """`aggregate` over a series' points in its store's finest archive, read as another process
+    would (`coalesce(sum(p.value), 0)`: the history's total)."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        row = db.execute(
+            f"SELECT {aggregate} FROM points p JOIN series s ON s.id = p.series "
+            "WHERE s.name = ? AND p.archive = 0",
+            (name,),
+        ).fetchone()
+    db.close()
+    return float(row[0])
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 from ..validate import Key, number
 from . import register
-from .base import Kind, number_value
+from .base import Kind, Point, number_value
 
 
 @register
@@ -73,7 +73,7 @@ class Maxima(Kind):
 
     @classmethod
     def graphite(cls, naming, key, raw, summary):
-        yield naming.path(naming.namespace(cls), key), summary
+        yield Point(naming.path(naming.namespace(cls), key), summary, "max")  # its rollup, declared
 '''
 
 SCRIPT = """

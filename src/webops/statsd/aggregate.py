@@ -65,6 +65,10 @@ class Interval:
 
     timestamp: int
     tables: dict[str, dict[str, Any]]
+    time_ms: int = 0  # the exact time it ends (ms): sub-second flushes share a `timestamp`
+
+    def __post_init__(self) -> None:
+        self.time_ms = self.time_ms or self.timestamp * 1000
 
 
 def merge_intervals(first: Interval, second: Interval) -> Interval:

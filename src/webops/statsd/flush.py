@@ -89,6 +89,7 @@ class Flusher:
         a whole interval with a few seconds; stamped in the future, whisper would refuse it.
         """
         interval = self.aggregator.take(ts, lag)
+        interval.time_ms = round(at * 1000)
         covered_ms = round((at - self.interval_start) * 1000)
         slot: tuple[Interval, SummarySettings] | None = None
         if final and self.last_interval is not None:

@@ -414,13 +414,16 @@ class StatsdDaemon:
         wildcard reads thousands of series), on the budget of the http.render* keys."""
 
         async def route(request: http.Request) -> http.Reply:
-            store = next((r.backend.store for r in self.runners if isinstance(r.backend, StoreBackend)), None)
-            if store is None:
+            backend = next((r.backend for r in self.runners if isinstance(r.backend, StoreBackend)), None)
+            if backend is None:
                 return (
                     404,
                     "text/plain",
                     'no store: add "store" to backends for history and the Graphite API\n',
                 )
+            store = backend.store
+            if store is None:
+                return 503, "text/plain", f"history is off: {backend.cause or 'the store is not open yet'}\n"
             h = self.config["http"]
             budget = Budget(
                 max_points=h["renderMaxPoints"],

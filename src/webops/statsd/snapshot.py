@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .aggregate import Interval
+from .aggregate import Interval, merge_intervals
 from .kinds import KINDS, default_options
 
 
@@ -32,6 +32,10 @@ class Snapshot:
     options: Mapping[str, Any]
     statsd_metrics: dict[str, float] = field(default_factory=dict)
     non_finite: list[str] = field(default_factory=list)  # series left out: a value overflowed
+    time_ms: int = 0  # the exact time the flush covers up to (ms; `timestamp` is whole seconds)
+
+    def __post_init__(self) -> None:
+        self.time_ms = self.time_ms or self.timestamp * 1000
 
     counters = property(lambda self: self.tables["counters"])
     counter_rates = property(lambda self: self.summaries["counters"])
@@ -63,4 +67,21 @@ def summarize(interval: Interval, settings: SummarySettings) -> Snapshot:
         options=settings.options,
         statsd_metrics={"processing_time": round((time.perf_counter() - started) * 1000)},
         non_finite=non_finite,
+        time_ms=interval.time_ms,
     )
+
+
+def merge(older: Snapshot, newer: Snapshot) -> Snapshot:
+    """Two flushes as one, for a backend that fell behind (the store catching up): the raw data
+    of both intervals combined and summarized again over their joint length, stamped with the
+    newer's time. Counts add up, rates cover both intervals, timer percentiles are those of
+    every sample, gauges keep the newer value: what one flush of that length would have sent."""
+    tables = merge_intervals(
+        Interval(older.timestamp, older.tables), Interval(newer.timestamp, newer.tables)
+    ).tables
+    interval = Interval(newer.timestamp, tables, newer.time_ms)
+    merged = summarize(
+        interval, SummarySettings(older.flush_interval_ms + newer.flush_interval_ms, newer.options)
+    )
+    merged.statsd_metrics = {**newer.statsd_metrics, **merged.statsd_metrics}
+    return merged

@@ -1,4 +1,5 @@
-"""The render functions, against hand-computed answers in graphite-web 1.1's names and maths."""
+"""The render functions, against hand-computed answers in graphite-web 1.1's names and maths.
+Series are in milliseconds (start and step), as the store keeps them."""
 
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ DATA = {
 
 
 def fetch(path: str, earlier: int) -> list[Series]:
-    """Three series, 10 s apart from t=100 (earlier: as many more points of 1.0 before)."""
+    """Three series, 10 s apart from t=100 s (earlier, in ms: as many more points of 1.0 before)."""
     from webops.statsd.store.db import matching
 
-    extra = earlier // 10
+    extra = earlier // 10_000
     return [
-        Series(n, 100 - 10 * extra, 10, [1.0] * extra + list(DATA[n]), path)
+        Series(n, 100_000 - 10_000 * extra, 10_000, [1.0] * extra + list(DATA[n]), path)
         for n in matching(list(DATA), path)
     ]
 
@@ -73,7 +74,12 @@ def test_windows_and_buckets() -> None:
     assert run('movingAverage(web.a.hits,"20s")')[0][0] == 'movingAverage(web.a.hits,"20s")'
     got = evaluate('summarize(web.a.hits,"20s","sum")', fetch)
     assert [(s.name, s.start, s.step, s.values) for s in got] == [
-        ('summarize(web.a.hits, "20s", "sum")', 100, 20, [3.0, 4.0, None])  # to the bucket after the end
+        (
+            'summarize(web.a.hits, "20s", "sum")',
+            100_000,
+            20_000,
+            [3.0, 4.0, None],
+        )  # to the bucket after the end
     ]
     assert run('summarize(web.b.hits,"20s","max")')[0][1] == [3.0, 8.0, None]
 
@@ -100,3 +106,41 @@ def test_refusals_name_the_problem() -> None:
         run('summarize(web.a.hits,"soon")')
     with pytest.raises(TargetError, match="scale"):
         run("scale(web.a.hits)")
+
+
+T = 1_795_467_600_000  # a whole second, in ms
+
+
+def test_sub_second_steps_count_time_in_milliseconds() -> None:
+    """A 100 ms flushInterval's points: a rate is per second, intervals are Graphite's units."""
+    counter = Series("c", T, 100, [0.0, 1.0, 3.0, 6.0, 2.0])  # reset before the last
+
+    def one(path: str, earlier: int) -> list[Series]:
+        return [counter]
+
+    (rate,) = evaluate("perSecond(c)", one)
+    assert (rate.start, rate.step, rate.values) == (T, 100, [None, 10.0, 20.0, 30.0, None])
+    assert evaluate("nonNegativeDerivative(c)", one)[0].values == [None, 1.0, 2.0, 3.0, None]
+    quarter = Series("q", T + 250, 250, [float(i) for i in range(1, 9)])  # T+0.25 s to T+2 s
+    (got,) = evaluate('summarize(q,"1s")', lambda path, earlier: [quarter])
+    # buckets T, T+1 s, T+2 s (the one after the end, as graphite-web has it)
+    assert (got.start, got.step, got.values) == (T, 1000, [6.0, 22.0, 8.0])
+    (got,) = evaluate('summarize(q,"1s","max",true)', lambda path, earlier: [quarter])
+    assert (got.start, got.step, got.values) == (T + 250, 1000, [4.0, 8.0])
+    # both series on their least common step, 500 ms
+    (total,) = evaluate("sumSeries(c,q)", lambda path, earlier: [counter, quarter])
+    assert (total.start, total.step) == (T, 500)
+
+
+def test_a_moving_average_window_in_graphite_units_over_100_ms_points() -> None:
+    asked = []
+
+    def tenths(path: str, earlier: int) -> list[Series]:
+        asked.append(earlier)
+        extra = earlier // 100
+        return [Series("g", T - 100 * extra, 100, [1.0] * extra + [3.0] * 5)]
+
+    (got,) = evaluate('movingAverage(g,"1s")', tenths)
+    assert asked == [0, 1000]  # the window fetched a second further back: 10 points
+    assert (got.start, got.step) == (T, 100)
+    assert got.values == pytest.approx([1.0, 1.2, 1.4, 1.6, 1.8])

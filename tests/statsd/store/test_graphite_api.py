@@ -5,46 +5,136 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from urllib.parse import urlencode
 
 import pytest
 
 from tests.conftest import wait_until
-from webops.statsd.store.graphite_api import ApiError, Series, consolidate, parse_time
+from webops.statsd.http import Request
+from webops.statsd.store.graphite_api import ApiError, Series, consolidate, parse_time, render
 
 NOW = 1_795_467_600
+NOW_MS = NOW * 1000
 
 
 @pytest.mark.parametrize(
     ("text", "want"),
     [
-        ("now", NOW),
-        ("-1h", NOW - 3600),
-        ("-10min", NOW - 600),
-        ("-10m", NOW - 600),  # graphite-web: m is minutes
-        ("-2d", NOW - 172800),
-        ("-1w", NOW - 604800),
-        ("1795400000", 1795400000),
+        ("now", NOW_MS),
+        ("-1h", NOW_MS - 3_600_000),
+        ("-10min", NOW_MS - 600_000),
+        ("-10m", NOW_MS - 600_000),  # graphite-web: m is minutes
+        ("-2d", NOW_MS - 172_800_000),
+        ("-1w", NOW_MS - 604_800_000),
+        ("-30s", NOW_MS + 250 - 30_000),  # relative to a now that is not a whole second
+        ("1795400000", 1_795_400_000_000),  # epoch seconds, as graphite-web takes them
     ],
 )
-def test_graphite_times(text: str, want: int) -> None:
-    assert parse_time(text, NOW) == want
+def test_graphite_times_are_milliseconds(text: str, want: int) -> None:
+    assert parse_time(text, NOW_MS + 250 if text == "-30s" else NOW_MS) == want
 
 
 def test_bad_times_say_why() -> None:
-    for bad in ("yesterday", "-1fortnight", "12:00_2026"):
+    for bad in ("yesterday", "-1fortnight", "12:00_2026", "-100ms"):  # no unit below the second
         with pytest.raises(ApiError):
-            parse_time(bad, NOW)
+            parse_time(bad, NOW_MS)
 
 
 def test_max_data_points_consolidates_as_graphite_web_does() -> None:
-    s = consolidate(Series("a", 100, 10, [1.0, 3.0, None, None, 5.0, 7.0, 9.0]), 3, 70)
+    s = consolidate(Series("a", 100_000, 10_000, [1.0, 3.0, None, None, 5.0, 7.0, 9.0]), 3, 70_000)
     # groups of 3, the start nudged onto the 30 s grid (120), one value fewer than the nudge dropped
-    assert (s.start, s.step, s.values) == (120, 30, [3.0, 7.0])
-    one = consolidate(Series("a", 100, 10, [1.0, 3.0, None]), 1, 30)
-    assert (one.start, one.step, one.values) == (100, 30, [2.0])
-    same = Series("a", 100, 10, [1.0, 2.0])
-    assert consolidate(same, 5, 20) is same
+    assert (s.start, s.step, s.values) == (120_000, 30_000, [3.0, 7.0])
+    one = consolidate(Series("a", 100_000, 10_000, [1.0, 3.0, None]), 1, 30_000)
+    assert (one.start, one.step, one.values) == (100_000, 30_000, [2.0])
+    same = Series("a", 100_000, 10_000, [1.0, 2.0])
+    assert consolidate(same, 5, 20_000) is same
+
+
+class Fetched:
+    def __init__(self, start: int, step: int, values: list) -> None:
+        self.start, self.step, self.values = start, step, values
+
+
+class MemoryStore:
+    """The store's read contract in memory: each series one archive, `step` ms; fetch answers the
+    points stamped in (start, end] (end no later than now), every time in milliseconds."""
+
+    def __init__(self, series: dict[str, tuple[int, dict[int, float]]]) -> None:
+        self.series = series
+        self.asked: list[tuple[int, int, int]] = []
+
+    def names(self) -> list[str]:
+        return sorted(self.series)
+
+    @contextmanager
+    def interruptible(self, expired: Callable[[], bool]) -> Iterator[None]:
+        yield
+
+    def fetch(
+        self, name: str, start: int, end: int, now: int, charge: Callable[[int], object] | None = None
+    ) -> Fetched | None:
+        self.asked.append((start, end, now))
+        step, points = self.series[name]
+        end = min(end, now)
+        first, stop = start - start % step + step, end - end % step + step
+        if charge is not None:
+            charge(max(stop - first, 0) // step)
+        return Fetched(first, step, [points.get(t) for t in range(first, stop, step)])
+
+
+def ask(store: MemoryStore, now: float = NOW, **params: str) -> tuple[int, str]:
+    request = Request("GET", "/render", {k: [v] for k, v in params.items()})
+    status, _, body = render(store, request, now)  # type: ignore[arg-type]
+    return status, body
+
+
+def test_sub_second_points_are_stamped_to_the_millisecond() -> None:
+    """A 100 ms flushInterval's points: JSON stamps in epoch seconds, floats where they are not
+    whole; CSV's local time with .fff where it is not a whole second."""
+    tenths = {NOW_MS - 1000 + 100 * i: float(i) for i in range(11)}  # NOW - 1 s .. NOW
+    store = MemoryStore({"g": (100, tenths)})
+    status, body = ask(store, **{"target": "g", "from": "-1s"})
+    assert status == 200 and store.asked == [(NOW_MS - 1000, NOW_MS, NOW_MS)]
+    points = json.loads(body)[0]["datapoints"]
+    assert points[0] == [1.0, 1795467599.1] and points[4] == [5.0, 1795467599.5]
+    assert points[-1] == [10.0, NOW] and isinstance(points[-1][1], int)
+    assert "[9.0, 1795467599.9], [10.0, 1795467600]" in body  # as graphite-web would print them
+
+    status, body = ask(store, **{"target": "g", "from": "-1s", "format": "csv"})
+    lines = body.splitlines()
+    second = datetime.fromtimestamp(NOW - 1).strftime("%Y-%m-%d %H:%M:%S")
+    assert status == 200 and lines[0] == f"g,{second}.100,1.0" and lines[8] == f"g,{second}.900,9.0"
+    assert lines[-1] == f"g,{datetime.fromtimestamp(NOW).strftime('%Y-%m-%d %H:%M:%S')},10.0"
+
+    # a now between two points: the render ends at it, to the millisecond
+    status, body = ask(store, now=NOW - 0.25, **{"target": "g", "from": "-1s"})
+    assert json.loads(body)[0]["datapoints"][-1] == [7.0, 1795467599.7]
+
+
+def test_max_data_points_over_100_ms_points() -> None:
+    tenths = {NOW_MS - 2000 + 100 * i: float(i) for i in range(1, 21)}  # 20 points, 2 s
+    store = MemoryStore({"g": (100, tenths)})
+    status, body = ask(store, **{"target": "g", "from": "-2s", "maxDataPoints": "4"})
+    # groups of 5 (half a second), the start nudged 400 ms onto the 500 ms grid and one value
+    # fewer than the nudge (3 points) dropped from the front, as graphite-web does with seconds
+    assert status == 200
+    assert json.loads(body)[0]["datapoints"] == [
+        [6.0, 1795467598.5],
+        [11.0, 1795467599],
+        [16.0, 1795467599.5],
+        [19.5, 1795467600],
+    ]
+
+
+def test_whole_second_data_is_stamped_as_before() -> None:
+    tens = {NOW_MS - 30_000 + 10_000 * i: float(i) for i in range(4)}
+    store = MemoryStore({"g": (10_000, tens)})
+    status, body = ask(store, now=NOW + 0.5, **{"target": "perSecond(g)", "from": "-1min"})
+    assert status == 200 and store.asked == [(NOW_MS + 500 - 60_000, NOW_MS + 500, NOW_MS + 500)]
+    assert body.endswith("[null, 1795467570], [0.1, 1795467580], [0.1, 1795467590], [0.1, 1795467600]]}]")
 
 
 def post(port: int, path: str, form: dict) -> tuple[int, str]:
@@ -121,3 +211,30 @@ def test_without_the_store_the_api_says_how_to_get_it(start_daemon) -> None:
     d = start_daemon()
     status, body = d.http("/render?target=a")
     assert status == 404 and '"store"' in body
+
+
+def test_a_100_ms_flush_renders_in_fractional_seconds(start_daemon, tmp_path) -> None:
+    store = {"dir": str(tmp_path / "data"), "retentions": [[".", "100ms:10m"]]}
+    d = start_daemon(backends=["store"], store=store, flushInterval=100)
+    d.send(b"queue.depth:7|g")
+
+    def stamps() -> list:
+        status, body = d.http("/render?target=stats.gauges.queue.depth&from=-10s&format=json")
+        assert status == 200, body
+        known = [p for s in json.loads(body) for p in s["datapoints"] if p[0] is not None]
+        return known if len(known) >= 5 and any(isinstance(t, float) for _, t in known) else []
+
+    points = wait_until(stamps, what="points between two seconds in /render")
+    # stamped on the 100 ms grid, in epoch seconds to the millisecond
+    assert {v for v, _ in points} == {7.0} and all(round(t * 1000) % 100 == 0 for _, t in points)
+    assert all(isinstance(t, int) == (round(t * 1000) % 1000 == 0) for _, t in points)
+
+
+def test_max_data_points_counts_the_range_in_whole_seconds_as_graphite_web_does() -> None:
+    """An absolute from and a now with milliseconds: 8,000 s of 10 s points is 800, not 800.05,
+    so maxDataPoints=800 leaves them alone."""
+    store = MemoryStore({"g": (10_000, {})})
+    since = str(NOW - 8000)
+    status, body = ask(store, now=NOW + 0.5, **{"target": "g", "from": since, "maxDataPoints": "800"})
+    points = json.loads(body)[0]["datapoints"]
+    assert status == 200 and len(points) == 800 and points[1][1] - points[0][1] == 10

@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 
 from webops.statsd.http import Request, body_length, parse_head
+from webops.statsd.kinds.base import Point
 from webops.statsd.store.db import Store
 from webops.statsd.store.functions import AGG, Budget, Expired, Refused, Series, evaluate
 from webops.statsd.store.graphite_api import fetch, render
 from webops.statsd.store.retention import schemas
 
 NOW = 1_795_467_600
+NOW_MS = NOW * 1000  # series, intervals and the API's fetch are in milliseconds
 
 
 def summarize_reference(s: Series, size: int, func: str, align: bool) -> tuple[int, list]:
@@ -40,8 +42,10 @@ def moving_reference(values: list, points: int) -> list:
 
 
 def random_series(rng: random.Random, n: int) -> Series:
+    """Steps from 100 ms to a minute, starting anywhere (in ms, on no second)."""
     values = [rng.choice([None, rng.randint(-50, 50), rng.uniform(-1e6, 1e6)]) for _ in range(n)]
-    return Series("s", rng.randint(1_700_000_000, 1_800_000_000), rng.choice([1, 10, 60]), values)
+    step = rng.choice([100, 250, 1000, 10_000, 60_000])
+    return Series("s", rng.randint(1_700_000_000_000, 1_800_000_000_000), step, values)
 
 
 def test_summarize_is_linear_and_answers_what_it_answered() -> None:
@@ -51,8 +55,8 @@ def test_summarize_is_linear_and_answers_what_it_answered() -> None:
         size, func, align = rng.choice([1, 7, 20, 60, 3600]), rng.choice(list(AGG)), rng.random() < 0.5
         target = f'summarize(s,"{size}s","{func}"{",true" if align else ""})'
         (got,) = evaluate(target, lambda path, earlier, s=s: [s])
-        start, values = summarize_reference(s, size, func, align)
-        assert (got.start, got.step, got.values) == (start, size, values)
+        start, values = summarize_reference(s, size * 1000, func, align)
+        assert (got.start, got.step, got.values) == (start, size * 1000, values)
 
 
 def test_moving_average_is_linear_exact_and_answers_what_graphite_web_does() -> None:
@@ -61,17 +65,21 @@ def test_moving_average_is_linear_exact_and_answers_what_graphite_web_does() -> 
         values = random_series(rng, rng.randint(0, 60)).values
         points = rng.randint(1, 12)
         want = moving_reference(values, points)
-        got = evaluate(f"movingAverage(s,{points})", lambda path, earlier, v=values: [Series("s", 0, 10, v)])
+        got = evaluate(
+            f"movingAverage(s,{points})", lambda path, earlier, v=values: [Series("s", 0, 10_000, v)]
+        )
         assert got[0].values == pytest.approx(want)
     # a running float sum would keep the 1e20 it took out as 0: the window's 1 + 1 averaged 0.5
-    got = evaluate("movingAverage(s,2)", lambda path, earlier: [Series("s", 0, 10, [1e20, 1.0, 1.0, 1.0])])
+    got = evaluate(
+        "movingAverage(s,2)", lambda path, earlier: [Series("s", 0, 10_000, [1e20, 1.0, 1.0, 1.0])]
+    )
     assert got[0].values == [5e19, 1.0]
-    inf = evaluate("movingAverage(s,1)", lambda path, earlier: [Series("s", 0, 10, [math.inf, 1.0, 2.0])])
+    inf = evaluate("movingAverage(s,1)", lambda path, earlier: [Series("s", 0, 10_000, [math.inf, 1.0, 2.0])])
     assert inf[0].values == [math.inf, 1.0]
 
 
 def test_a_one_second_summarize_of_a_year_is_refused_before_it_is_allocated() -> None:
-    year = Series("s", 0, 3600, [1.0] * 8760)  # a year of the hourly archive
+    year = Series("s", 0, 3_600_000, [1.0] * 8760)  # a year of the hourly archive
     budget = Budget(max_points=5_000_000)
     started = time.monotonic()
     with pytest.raises(Refused, match=r"more than 5000000 points \(http.renderMaxPoints\)"):
@@ -84,7 +92,7 @@ def test_a_stopped_or_late_render_stops_at_its_next_check() -> None:
 
     def fetch(path: str, earlier: int) -> list[Series]:
         calls.append(path)
-        return [Series(path, 0, 10, [1.0])]
+        return [Series(path, 0, 10_000, [1.0])]
 
     late = Budget(deadline=time.monotonic() - 1)
     with pytest.raises(Expired):
@@ -98,19 +106,20 @@ def test_a_stopped_or_late_render_stops_at_its_next_check() -> None:
 
 def test_the_deadline_reaches_into_a_long_query(tmp_path: Path) -> None:
     wide = Store(tmp_path / "w.sqlite", schemas([]))
-    wide.write(NOW, [(f"host{n}.cpu", 1.0) for n in range(5000)])
+    wide.write(NOW * 1000, 10_000, [Point(f"host{n}.cpu", 1.0, "average") for n in range(5000)])
     stopped = Budget()
     stopped.stop()
     with pytest.raises(Expired):  # SQLite interrupted listing the 5,000 names, said as the deadline
-        fetch(wide, ["host1.cpu"], NOW - 60, NOW, NOW, stopped)
-    assert [s.name for s in fetch(wide, ["host1.cpu"], NOW - 60, NOW, NOW, Budget())] == ["host1.cpu"]
+        fetch(wide, ["host1.cpu"], NOW_MS - 60_000, NOW_MS, NOW_MS, stopped)
+    got = fetch(wide, ["host1.cpu"], NOW_MS - 60_000, NOW_MS, NOW_MS, Budget())
+    assert [s.name for s in got] == ["host1.cpu"]
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     s = Store(tmp_path / "s.sqlite", schemas([[".", "10s:1h"]]))
     for i in range(30):
-        s.write(NOW - i * 10, [(f"web.h{n}", 5.0 + i) for n in range(20)])
+        s.write((NOW - i * 10) * 1000, 10_000, [Point(f"web.h{n}", 5.0 + i, "average") for n in range(20)])
     return s
 
 
@@ -182,7 +191,7 @@ def test_content_length_is_a_plain_number(length: str, want: int) -> None:
 def test_names_nested_aggregates_build_are_charged_before_they_exist() -> None:
     """asPercent of asPercent over 2,000 series: each outer series would carry every inner name
     (2,000 x 120 KB, a 466 MB reply): a 422, not gigabytes."""
-    wide = [Series(f"stats.gauges.wide.n{i}", NOW, 10, [1.0, 2.0]) for i in range(2000)]
+    wide = [Series(f"stats.gauges.wide.n{i}", NOW_MS, 10_000, [1.0, 2.0]) for i in range(2000)]
 
     def by_path(path: str, earlier: int) -> list[Series]:
         return [Series(s.name, s.start, s.step, s.values, path) for s in wide]

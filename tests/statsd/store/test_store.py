@@ -1,8 +1,10 @@
-"""The embedded history: retentions, rollups per kind, the ring's bound, a restart in the middle
-of a bucket, wildcards, and a real daemon killed with SIGKILL mid-run."""
+"""The embedded history: retentions, rollups by the kinds' declarations, flushes merged into their
+slot, the ring's bound, a restart in the middle of a bucket, an older file brought up to date,
+wildcards, and a real daemon killed with SIGKILL mid-run."""
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 from pathlib import Path
@@ -12,89 +14,139 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import wait_until
-from webops.statsd.store.db import GlobError, Store, find, glob_regex, matching
-from webops.statsd.store.retention import Archive, RetentionError, parse, rollup_of, schemas
+from tests.statsd.conftest import finest
+from webops.statsd.kinds.base import Point
+from webops.statsd.store.db import Busy, GlobError, Store, find, glob_regex, matching
+from webops.statsd.store.retention import Archive, RetentionError, default_archives, describe, parse, schemas
 
-T0 = 1_795_467_600  # a round hour: every archive's bucket starts here
+T0 = 1_795_467_600_000  # a round hour (ms): every archive's bucket starts here
+S = 1000
 
 
 def test_retentions_parse_as_whisper_and_bad_ones_say_why() -> None:
-    assert parse("10s:6h,1m:7d,10m:1y") == [Archive(10, 2160), Archive(60, 10080), Archive(600, 52560)]
-    assert parse("1s:60,60:1d") == [Archive(1, 60), Archive(60, 1440)]  # bare numbers: seconds, points
+    assert parse("10s:6h,1m:7d,10m:1y") == [
+        Archive(10 * S, 2160),
+        Archive(60 * S, 10080),
+        Archive(600 * S, 52560),
+    ]
+    assert parse("1s:60,60:1d") == [Archive(S, 60), Archive(60 * S, 1440)]  # bare numbers: seconds, points
+    assert parse("100ms:1h,1s:1d") == [Archive(100, 36000), Archive(S, 86400)]
     for bad, why in [
         ("10s", "STEP:DURATION"),
         ("10q:1h", "unit"),
         ("1m:1h,90s:1d", "multiple"),
         ("10s:1d,1m:1h", "further back"),
         ("10s:5s", "at least one step"),
+        ("1s:5s,10s:1h", "hold at least one 10s step"),  # whisper: nothing to roll up from
     ]:
         with pytest.raises(RetentionError, match=why):
             parse(bad)
 
 
 @pytest.mark.parametrize(
-    ("name", "rollup"),
+    ("flush_ms", "retentions"),
     [
-        ("stats.counters.api.hits.count", "sum"),
-        ("stats_counts.api.hits", "sum"),
-        ("stats.counters.api.hits.rate", "average"),
-        ("stats.api.hits", "average"),
-        ("stats.timers.api.latency.upper_90", "max"),
-        ("stats.timers.api.latency.lower", "min"),
-        ("stats.timers.api.latency.mean_90", "average"),
-        ("stats.timers.api.latency.sum", "sum"),
-        ("stats.gauges.queue.depth", "last"),
-        ("stats.sets.users.count", "max"),
+        (10_000, "10s:6h,1m:7d,10m:1y"),
+        (1_000, "1s:1h,10s:6h,1m:7d,10m:1y"),
+        (100, "100ms:1h,10s:6h,1m:7d,10m:1y"),
+        (250, "250ms:1h,10s:6h,1m:7d,10m:1y"),
+        (15_000, "15s:6h,1m:7d,10m:1y"),
+        (60_000, "1m:7d,10m:1y"),
+        (300, "300ms:1h,10200ms:21593400ms,61200ms:604778400ms,612s:31535748s"),
     ],
 )
-def test_each_kind_rolls_up_with_its_own_function(name: str, rollup: str) -> None:
-    assert rollup_of(name) == rollup
+def test_default_retentions_start_at_the_flush_interval(flush_ms: int, retentions: str) -> None:
+    archives = default_archives(flush_ms)
+    assert archives[0].step == flush_ms and describe(archives) == retentions
+    assert schemas([], flush_ms)[-1].archives == tuple(archives)
 
 
 def store(tmp_path: Path, retentions: str = "10s:1h,1m:1d") -> Store:
     return Store(tmp_path / "store.sqlite", schemas([(".", retentions)]))
 
 
+def flush(s: Store, t: int, points: list[tuple[str, float, str]], weight: int = 10 * S) -> None:
+    s.write(t, weight, [Point(*p) for p in points])
+
+
 def test_points_and_rollups_come_back(tmp_path: Path) -> None:
     s = store(tmp_path)
-    names = {"count": "stats.counters.a.count", "upper": "stats.timers.t.upper", "gauge": "stats.gauges.g"}
+    kinds = {"count": ("stats.counters.a.count", "sum"), "upper": ("stats.timers.t.upper", "max")}
+    kinds |= {"gauge": ("stats.gauges.g", "last"), "rate": ("stats.counters.a.rate", "average")}
     for i in range(6):  # one minute of 10 s flushes: 1..6
-        s.write(T0 + 10 * i, [(n, float(i + 1)) for n in names.values()])
-    now = T0 + 60
-    fine = s.fetch(names["count"], T0 - 10, now, now)  # as whisper: stamps in (from, until]
-    assert (
-        fine is not None and (fine.start, fine.step) == (T0, 10) and fine.values == [1, 2, 3, 4, 5, 6, None]
-    )
-    coarse = {k: s.fetch(n, T0 - 7200, now, now) for k, n in names.items()}  # past the 1 h archive
+        flush(s, T0 + 10 * S * i, [(n, float(i + 1), r) for n, r in kinds.values()])
+    now = T0 + 60 * S
+    fine = s.fetch(kinds["count"][0], T0 - 10 * S, now, now)  # as whisper: stamps in (from, until]
+    assert fine is not None and (fine.start, fine.step) == (T0, 10 * S)
+    assert fine.values == [1, 2, 3, 4, 5, 6, None]
+    coarse = {k: s.fetch(n, T0 - 7200 * S, now, now) for k, (n, _) in kinds.items()}  # past the 1 h archive
     assert {k: (f.step, [v for v in f.values if v is not None]) for k, f in coarse.items() if f} == {
-        "count": (60, [21.0]),
-        "upper": (60, [6.0]),
-        "gauge": (60, [6.0]),
+        "count": (60 * S, [21.0]),
+        "upper": (60 * S, [6.0]),
+        "gauge": (60 * S, [6.0]),
+        "rate": (60 * S, [3.5]),
     }
     assert s.fetch("no.such.series", T0, now, now) is None
+
+
+def test_a_second_flush_into_a_slot_merges_by_the_rollup(tmp_path: Path) -> None:
+    """A shutdown's partial flush (3 s) lands in the slot of the last full one (10 s): counts add
+    up, a rate is averaged over the 13 s, bounds keep the extreme, a gauge its last value."""
+    s = store(tmp_path)
+    names = {"sum": "c.count", "average": "c.rate", "max": "t.upper", "min": "t.lower", "last": "g"}
+    flush(s, T0, [(n, 10.0, r) for r, n in names.items()])
+    flush(s, T0 + 3 * S, [(n, 36.0, r) for r, n in names.items()], weight=3 * S)
+    now = T0 + 4 * S
+    got = {r: s.fetch(n, T0 - 10 * S, now, now) for r, n in names.items()}
+    assert {r: f.values[0] for r, f in got.items() if f} == {
+        "sum": 46.0,
+        "average": (10 * 10 + 36 * 3) / 13,
+        "max": 36.0,
+        "min": 10.0,
+        "last": 36.0,
+    }
+
+
+def test_a_late_flush_never_overwrites_a_newer_one(tmp_path: Path) -> None:
+    s = store(tmp_path, "10s:1m")  # 6 slots: T0 and T0 + 60 s share one
+    flush(s, T0 + 60 * S, [("a", 2.0, "sum")])
+    flush(s, T0, [("a", 1.0, "sum")])  # replayed from a spool, say
+    got = s.fetch("a", T0 + 50 * S, T0 + 60 * S, T0 + 60 * S)
+    assert got is not None and got.values == [2.0]
 
 
 def test_the_ring_bounds_the_disk_and_old_slots_are_not_answered(tmp_path: Path) -> None:
     s = store(tmp_path, "10s:1m")  # 6 slots
     for i in range(50):
-        s.write(T0 + 10 * i, [("a.b", float(i))])
+        flush(s, T0 + 10 * S * i, [("a.b", float(i), "average")])
     with sqlite3.connect(tmp_path / "store.sqlite") as db:
         assert db.execute("SELECT count(*) FROM points").fetchone()[0] == 6
     db.close()
-    now = T0 + 500  # as whisper: the archive answers for (now - 1 min, now]
-    got = s.fetch("a.b", now - 60, now, now)
-    assert got is not None and (got.start, got.values) == (T0 + 450, [45.0, 46.0, 47.0, 48.0, 49.0, None])
-    old = s.fetch("a.b", T0, T0 + 60, now)  # further back than the retention: nothing
+    now = T0 + 500 * S  # as whisper: the archive answers for (now - 1 min, now]
+    got = s.fetch("a.b", now - 60 * S, now, now)
+    assert got is not None and (got.start, got.values) == (T0 + 450 * S, [45.0, 46.0, 47.0, 48.0, 49.0, None])
+    old = s.fetch("a.b", T0, T0 + 60 * S, now)  # further back than the retention: nothing
     assert old is not None and all(v is None for v in old.values)
+
+
+def test_sub_second_flushes_keep_their_own_slots(tmp_path: Path) -> None:
+    s = store(tmp_path, "100ms:1m,1s:1h")
+    for i in range(20):  # two seconds of 100 ms flushes
+        flush(s, T0 + 100 * i, [("c.count", 1.0, "sum")], weight=100)
+    now = T0 + 2 * S
+    fine = s.fetch("c.count", T0 - 100, now, now)
+    assert fine is not None and fine.step == 100 and fine.values[:20] == [1.0] * 20
+    coarse = s.fetch("c.count", T0 - 600 * S, now, now)
+    assert coarse is not None and coarse.step == S and [v for v in coarse.values if v] == [10.0, 10.0]
 
 
 def test_series_not_written_for_a_whole_retention_are_dropped(tmp_path: Path) -> None:
     s = store(tmp_path, "1s:10s,10s:1m")  # everything a series holds is at most a minute old
-    s.write(T0, [("once.only", 1.0), ("steady", 1.0)])
-    for t in range(T0 + 3600, T0 + 3603):  # an hour on: the next look for expired series
-        s.write(t, [("steady", 2.0)])
-    assert set(s.series) == {"steady"} and s.expired == 1
-    assert s.names() == ["steady"] and s.fetch("once.only", T0, T0 + 10, T0 + 10) is None
+    flush(s, T0, [("once.only", 1.0, "sum"), ("steady", 1.0, "sum")])
+    for t in range(3):  # two hours on: the next looks for expired series
+        flush(s, T0 + 7200 * S + t * S, [("steady", 2.0, "sum")])
+    assert set(s.ids) == {"steady"} and s.expired == 1
+    assert s.names() == ["steady"] and s.fetch("once.only", T0, T0 + 10 * S, T0 + 10 * S) is None
     with sqlite3.connect(tmp_path / "store.sqlite") as db:
         assert db.execute("SELECT count(DISTINCT series) FROM points").fetchone()[0] == 1
     db.close()
@@ -103,13 +155,46 @@ def test_series_not_written_for_a_whole_retention_are_dropped(tmp_path: Path) ->
 def test_a_restart_in_the_middle_of_a_bucket_keeps_its_rollup(tmp_path: Path) -> None:
     s = store(tmp_path)
     for i in range(3):
-        s.write(T0 + 10 * i, [("stats.counters.a.count", 1.0)])
+        flush(s, T0 + 10 * S * i, [("stats.counters.a.count", 1.0, "sum")])
     s.close()
-    s = store(tmp_path)  # a new process: the minute's bucket is rebuilt from the 10 s points
+    s = store(tmp_path)  # a new process: the minute's slot goes on from what it holds
     for i in range(3, 6):
-        s.write(T0 + 10 * i, [("stats.counters.a.count", 1.0)])
-    got = s.fetch("stats.counters.a.count", T0 - 7200, T0 + 60, T0 + 60)
+        flush(s, T0 + 10 * S * i, [("stats.counters.a.count", 1.0, "sum")])
+    got = s.fetch("stats.counters.a.count", T0 - 7200 * S, T0 + 60 * S, T0 + 60 * S)
     assert got is not None and [v for v in got.values if v is not None] == [6.0]
+
+
+def test_a_file_written_by_the_previous_version_is_brought_up_to_date(tmp_path: Path) -> None:
+    """Seconds, no weights, rollups by name: the history it holds reads back the same."""
+    path = tmp_path / "store.sqlite"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE series (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, archives TEXT NOT NULL, "
+        "rollup TEXT NOT NULL)"
+    )
+    db.execute(
+        "CREATE TABLE points (series INTEGER NOT NULL, archive INTEGER NOT NULL, slot INTEGER NOT NULL, "
+        "ts INTEGER NOT NULL, value REAL NOT NULL, PRIMARY KEY (series, archive, slot)) WITHOUT ROWID"
+    )
+    db.execute("INSERT INTO series VALUES (1, 'old.count', ?, 'sum')", (json.dumps([[10, 360], [60, 1440]]),))
+    t = T0 // S
+    db.executemany(
+        "INSERT INTO points VALUES (1, ?, ?, ?, ?)", [(0, t // 10 % 360, t, 4.0), (1, t // 60 % 1440, t, 4.0)]
+    )
+    db.commit()
+    db.close()
+    s = store(tmp_path)
+    flush(s, T0 + 3 * S, [("old.count", 1.0, "sum")], weight=3 * S)  # merges into the old slot
+    got = s.fetch("old.count", T0 - 10 * S, T0 + 5 * S, T0 + 5 * S)
+    assert got is not None and (got.start, got.step, got.values) == (T0, 10 * S, [5.0])
+
+
+def test_a_second_daemon_on_the_same_directory_is_refused(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    with pytest.raises(Busy, match="in use by another webops statsd"):
+        store(tmp_path)
+    s.close()
+    store(tmp_path).close()  # free again once the first has gone
 
 
 def test_graphite_wildcards() -> None:
@@ -167,18 +252,6 @@ def test_a_wildcard_built_to_backtrack_matches_in_linear_time() -> None:
 def test_braces_that_stand_for_too_many_paths_are_refused() -> None:
     with pytest.raises(GlobError, match="more than 1000 paths"):
         matching(["a"], "{a,b,c,d}{a,b,c,d}{a,b,c,d}{a,b,c,d}{a,b,c,d}{a,b,c,d}")
-
-
-def finest(path: Path, name: str, aggregate: str) -> float:
-    """`aggregate` over a series' points in its finest archive, read as another process would."""
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        row = db.execute(
-            f"SELECT {aggregate} FROM points p JOIN series s ON s.id = p.series "
-            "WHERE s.name = ? AND p.archive = 0",
-            (name,),
-        ).fetchone()
-    db.close()
-    return float(row[0])
 
 
 def test_sigkill_at_any_moment_loses_at_most_the_last_flush(start_daemon, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from ..jsfmt import number
 from ..kinds import KINDS
-from ..kinds.base import Kind
+from ..kinds.base import Kind, Point
 from ..protocol import sanitize_key
 from ..snapshot import Snapshot
 
@@ -47,18 +47,23 @@ class GraphiteNaming:
         """A path for the daemon's own stats: <globalPrefix>.<prefixStats>.<parts>."""
         return ".".join([*self.global_ns, self.prefix_stats, *parts]) + self.suffix
 
-    def metrics(self, snap: Snapshot) -> Iterator[tuple[str, float]]:
-        """Every (path, value) of a flush, in Etsy's order."""
+    def points(self, snap: Snapshot) -> Iterator[Point]:
+        """Every value of a flush with its rollup, in Etsy's order."""
         for kind in KINDS:
             raw, summaries = snap.tables[kind.table], snap.summaries[kind.table]
             for key, summary in summaries.items():
                 yield from kind.graphite(self, key, raw[key], summary)
         if self.legacy:
-            yield self.prefix_stats + ".numStats" + self.suffix, snap.num_stats
+            yield Point(self.prefix_stats + ".numStats" + self.suffix, snap.num_stats, "last")
         else:
-            yield self.stats_path("numStats"), snap.num_stats
+            yield Point(self.stats_path("numStats"), snap.num_stats, "last")
         for key, value in snap.statsd_metrics.items():
-            yield self.stats_path(key), value
+            yield Point(self.stats_path(key), value, "average")
+
+    def metrics(self, snap: Snapshot) -> Iterator[tuple[str, float]]:
+        """Every (path, value) of a flush, in Etsy's order: what carbon receives."""
+        for point in self.points(snap):
+            yield point.path, point.value
 
     def plaintext(self, snap: Snapshot) -> str:
         """Carbon's plaintext protocol: `path value timestamp` lines."""

@@ -117,9 +117,12 @@ async function status() {
     set("h-bad", bad + " (" + s.bad_lines_seen + " in all)", bad > 0);
   }
   set("h-flush", s.last_flush ? ago(s.now - s.last_flush) + ", " + s.processing_time + " ms" : "not yet");
+  // the store says when history is off or behind: a flush waiting, how many seconds late
+  const trouble = (b) => b.last_exception > b.last_flush || b.history === 0 || b.flushes_waiting > 0;
   set("h-backends", Object.entries(s.backends).map(([name, b]) =>
-    name + (b.last_exception > b.last_flush ? " (failing)" : "")).join(", "),
-    Object.values(s.backends).some((b) => b.last_exception > b.last_flush));
+    name + (b.history === 0 ? " (history off)" : b.last_exception > b.last_flush ? " (failing)" : "") +
+    (b.flushes_waiting > 0 ? ` (${b.flushes_waiting} flushes waiting, ${b.lag_seconds} s behind)` : "")).join(", "),
+    Object.values(s.backends).some(trouble));
   previous = s;
 }
 

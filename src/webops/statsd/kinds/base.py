@@ -9,7 +9,7 @@ output shows it. An instance is the live table of one aggregator (`series`), wit
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from ..exposition import split_key
 from ..jsfmt import to_number
@@ -23,6 +23,16 @@ if TYPE_CHECKING:
 
 BAD = "!"
 Value = tuple[str, "float | str", float, bool]  # (code, value, rate, delta); code BAD: value is the reason
+
+
+class Point(NamedTuple):
+    """One value of a flush as Graphite names it, and how its kind says it rolls up over time
+    (a key of store.retention.ROLLUPS): declared here, not guessed from the name, so a prefix
+    or a `;tag=value` suffix never changes it."""
+
+    path: str
+    value: float
+    rollup: str
 
 
 def bad(reason: str) -> Value:
@@ -155,10 +165,8 @@ class Kind:
         raise NotImplementedError
 
     @classmethod
-    def graphite(
-        cls, naming: GraphiteNaming, key: str, raw: Any, summary: Any
-    ) -> Iterator[tuple[str, float]]:
-        """The (path, value) pairs of one series, as Etsy's graphite backend names them."""
+    def graphite(cls, naming: GraphiteNaming, key: str, raw: Any, summary: Any) -> Iterator[Point]:
+        """The values of one series, as Etsy's graphite backend names them, each with its rollup."""
         raise NotImplementedError
 
     @classmethod

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..exposition import Exposition, split_key
 from . import register
-from .base import Kind, Value, number_value
+from .base import Kind, Point, Value, number_value
 
 
 def drop_non_finite(table: dict[str, float]) -> list[str]:
@@ -79,16 +79,17 @@ class Counters(Kind):
         return {"counters": table, "counter_rates": summary}
 
     @classmethod
-    def graphite(cls, naming: Any, key: str, raw: float, summary: float) -> Iterator[tuple[str, float]]:
+    def graphite(cls, naming: Any, key: str, raw: float, summary: float) -> Iterator[Point]:
+        """A rate averages over time (weighted by each flush's length), a count adds up."""
         ns = naming.namespace(cls)
         if naming.legacy:
-            yield naming.path(ns, key), summary
+            yield Point(naming.path(ns, key), summary, "average")
             if naming.flush_counts:
-                yield naming.path(["stats_counts"], key), raw
+                yield Point(naming.path(["stats_counts"], key), raw, "sum")
         else:
-            yield naming.path(ns, key, "rate"), summary
+            yield Point(naming.path(ns, key, "rate"), summary, "average")
             if naming.flush_counts:
-                yield naming.path(ns, key, "count"), raw
+                yield Point(naming.path(ns, key, "count"), raw, "sum")
 
     @classmethod
     def accumulate(cls, previous: Mapping[str, float], snap: Any) -> dict[str, float]:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from ..jsfmt import to_number
 from ..validate import Key, number
 from . import register
-from .base import Kind, Value, bad
+from .base import Kind, Point, Value, bad
 from .counters import drop_non_finite
 
 # [absolute value written, or None; the deltas written after it, in order]: replayed one by one, so
@@ -108,5 +108,5 @@ class Gauges(Kind):
         return {"gauges": table}
 
     @classmethod
-    def graphite(cls, naming: Any, key: str, raw: float, summary: float) -> Iterator[tuple[str, float]]:
-        yield naming.path(naming.namespace(cls), key), summary
+    def graphite(cls, naming: Any, key: str, raw: float, summary: float) -> Iterator[Point]:
+        yield Point(naming.path(naming.namespace(cls), key), summary, "last")

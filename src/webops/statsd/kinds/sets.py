@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from . import register
-from .base import Kind, Value
+from .base import Kind, Point, Value
 
 
 @register
@@ -88,5 +88,6 @@ class Sets(Kind):
         return {k: sorted(v) for k, v in table.items()}
 
     @classmethod
-    def graphite(cls, naming: Any, key: str, raw: set[str], summary: int) -> Iterator[tuple[str, float]]:
-        yield naming.path(naming.namespace(cls), key, "count"), summary
+    def graphite(cls, naming: Any, key: str, raw: set[str], summary: int) -> Iterator[Point]:
+        # distinct values of several intervals cannot be added: the largest is a lower bound
+        yield Point(naming.path(naming.namespace(cls), key, "count"), summary, "max")

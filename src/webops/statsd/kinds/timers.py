@@ -16,7 +16,7 @@ from ..exposition import Exposition, Sample, split_key
 from ..timerstats import TimerData, filter_stats, histogram_bins, pct_suffix, timer_stats
 from ..validate import Key, number, str_list
 from . import register
-from .base import Kind, Value, bad, number_value
+from .base import Kind, Point, Value, bad, number_value
 
 
 def _pcts(v: Any) -> list[float]:
@@ -48,6 +48,22 @@ class TimerSeries:
 
     samples: list[float] = field(default_factory=list)
     count: float = 0
+
+
+# How each timer statistic rolls up over time, by the start of its name (percentile variants
+# `count_90`, `sum_squares_90`, `upper_99_9` follow their base; first match wins): counts and
+# sums add up, bounds keep the extreme, the rest (mean, median, std, count_ps) average.
+TIMER_ROLLUPS = (
+    ("count_ps", "average"),
+    ("count", "sum"),
+    ("sum", "sum"),
+    ("upper", "max"),
+    ("lower", "min"),
+)
+
+
+def stat_rollup(stat: str) -> str:
+    return next((rollup for start, rollup in TIMER_ROLLUPS if stat.startswith(start)), "average")
 
 
 @register
@@ -128,16 +144,14 @@ class Timers(Kind):
         return {k: t.samples for k, t in table.items()}
 
     @classmethod
-    def graphite(
-        cls, naming: Any, key: str, raw: TimerSeries, summary: TimerData
-    ) -> Iterator[tuple[str, float]]:
+    def graphite(cls, naming: Any, key: str, raw: TimerSeries, summary: TimerData) -> Iterator[Point]:
         ns = naming.namespace(cls)
         for stat, value in summary.items():
             if isinstance(value, dict):
                 for bin_name, freq in value.items():
-                    yield naming.path(ns, key, stat, bin_name), freq
+                    yield Point(naming.path(ns, key, stat, bin_name), freq, "sum")
             else:
-                yield naming.path(ns, key, stat), value
+                yield Point(naming.path(ns, key, stat), value, stat_rollup(stat))
 
     @classmethod
     def accumulate(

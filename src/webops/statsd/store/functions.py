@@ -8,6 +8,10 @@ Every evaluation runs on a Budget: the points it may read and make, the series i
 deadline. It is looked at on each fetch, each call and each series a function walks, so a render
 that is too big is refused before the work is allocated, and one that is too slow stops (a
 render runs in a thread nobody can kill: it has to notice).
+
+Time is integer milliseconds throughout (a series' start and step, intervals, how much earlier
+to fetch): the store keeps sub-second steps (a 100 ms flushInterval). Graphite's intervals are
+still written in its units (10s, 1min), read as milliseconds.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from typing import Any, TypeVar
 
 Value = float | None
 
-# Graphite's units for relative times (-1h, -10min, -2d): a bare `m` is minutes, as in graphite-web
+# Graphite's units for relative times (-1h, -10min, -2d), in seconds: a bare `m` is minutes, as in
+# graphite-web (which has no unit below the second; neither has this)
 UNITS = {
     "s": 1, "sec": 1, "second": 1, "seconds": 1,
     "min": 60, "mins": 60, "minute": 60, "minutes": 60, "m": 60,
@@ -35,6 +40,7 @@ UNITS = {
     "mon": 2592000, "month": 2592000, "months": 2592000,
     "y": 31536000, "year": 31536000, "years": 31536000,
 }  # fmt: skip
+MS = 1000  # milliseconds in a second
 
 
 class TargetError(ValueError):
@@ -109,6 +115,8 @@ class Budget:
 
 @dataclass
 class Series:
+    """Values from `start` every `step`, both in epoch milliseconds."""
+
     name: str
     start: int
     step: int
@@ -257,13 +265,13 @@ def _paths(ctx: Context, series: list[Series]) -> str:
     return ",".join(paths)
 
 
-def _seconds(text: Any) -> int:
-    """An interval as graphite-web reads it (a sign is ignored); at least a second, since a bucket
-    or window of none is endless work, and at most 15 digits."""
+def _interval_ms(text: Any) -> int:
+    """An interval as graphite-web reads it (a sign is ignored), in milliseconds; at least a
+    second, since a bucket or window of none is endless work, and at most 15 digits."""
     m = re.fullmatch(r"([-+]?)(\d{1,15})\s*([a-z]+)", str(text).strip().lower())
     if not m or m[3] not in UNITS or not int(m[2]):
         raise TargetError(f"{str(text)[:40]!r}: expected an interval such as 1min, 10s, 1h, 1d")
-    return int(m[2]) * UNITS[m[3]]
+    return int(m[2]) * UNITS[m[3]] * MS
 
 
 def _fmt(value: Any) -> str:
@@ -323,19 +331,19 @@ def moving_average(ctx: Context, series: list[Series], window: int | str) -> lis
     if not series:
         return []
     if isinstance(window, str):
-        seconds = _seconds(window)
+        span = _interval_ms(window)
     elif int(window) >= 1:
-        seconds = max(s.step for s in series) * int(window)
+        span = max(s.step for s in series) * int(window)
     else:  # graphite-web would count out len(series) - window points: endless for -10**9
         raise TargetError(f"movingAverage: a window of at least one point, not {window!r}")
-    longer = ctx.refetch(seconds)
+    longer = ctx.refetch(span)
     out = []
     for s in ctx.budget.each(longer):
-        points = seconds // s.step if isinstance(window, str) else int(window)
+        points = span // s.step if isinstance(window, str) else int(window)
         label = f'"{window}"' if isinstance(window, str) else str(window)
         name = f"movingAverage({s.name},{label})"
         values = _moving_averages(s.values, points)
-        out.append(replace(s, name=name, start=s.start + seconds, values=values, path_expression=name))
+        out.append(replace(s, name=name, start=s.start + span, values=values, path_expression=name))
     return out
 
 
@@ -394,7 +402,7 @@ def summarize(
 ) -> list[Series]:
     if func not in AGG:
         raise TargetError(f"summarize: unknown function {func!r} ({', '.join(AGG)})")
-    size = _seconds(interval)
+    size = _interval_ms(interval)
     out = []
     for s in ctx.budget.each(series):
         start = s.start if align else s.start - s.start % size
@@ -448,11 +456,14 @@ def non_negative_derivative(
 
 
 def per_second(ctx: Context, series: list[Series], max_value: float | None = None) -> list[Series]:
-    return [
-        replace(s, name=f"perSecond({s.name})",
-                values=[None if d is None else round(d / s.step, 6) for d in _deltas(s.values, max_value)])
-        for s in ctx.budget.each(series)
-    ]  # fmt: skip
+    """The deltas over the step in seconds: step / MS is exact for whole seconds, so whole-second
+    data is divided by what graphite-web divides it by."""
+    out = []
+    for s in ctx.budget.each(series):
+        seconds = s.step / MS
+        values = [None if d is None else round(d / seconds, 6) for d in _deltas(s.values, max_value)]
+        out.append(replace(s, name=f"perSecond({s.name})", values=values))
+    return out
 
 
 def as_percent(ctx: Context, series: list[Series], total: Any = None) -> list[Series]:
@@ -575,12 +586,12 @@ class Context:
     """What a function may need beyond its arguments: movingAverage fetches its first argument
     again, further back; every function looks at the budget in its per-series loops."""
 
-    fetch: Callable[[str, int], list[Series]]  # (path, seconds earlier) -> series
+    fetch: Callable[[str, int], list[Series]]  # (path, milliseconds earlier) -> series
     budget: Budget
     first_arg: Any = None
 
-    def refetch(self, seconds: int) -> list[Series]:
-        return _evaluate(self.first_arg, self.fetch, seconds, self.budget)
+    def refetch(self, earlier_ms: int) -> list[Series]:
+        return _evaluate(self.first_arg, self.fetch, earlier_ms, self.budget)
 
 
 def evaluate(

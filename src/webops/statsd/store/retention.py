@@ -1,22 +1,28 @@
 """Retentions and rollups as Graphite writes them (storage-schemas.conf, storage-aggregation.conf),
-as data. Pure: strings in, archives and functions out.
+as data. Pure: strings in, archives and SQL out.
 
 A retention is `STEP:DURATION[,STEP:DURATION...]`, finest first (`10s:6h,1m:7d,10m:1y`), each
-unit one of s, m (minutes), h, d, w, y, or a bare number of seconds for the step and of points
-for the duration, as in whisper. A rollup function is chosen per series name: counts and sums
-are summed, upper bounds take the maximum, lower bounds the minimum, gauges the last value, and
-everything else (rates, means, percentiles of a mean) the average.
+unit one of ms, s, m (minutes), h, d, w, y, or a bare number of seconds for the step and of
+points for the duration, as in whisper. Times are kept in milliseconds, so a daemon flushing
+every 100 ms keeps points 100 ms apart.
+
+How a series rolls up is not guessed from its name (Graphite's storage-aggregation.conf does,
+and a prefix or a `;tag=value` suffix defeats it): each metric kind declares it for each value
+it flushes (kinds/*.py: a timer's `count` is summed, its `upper` the maximum, ...).
 """
 
 from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-DEFAULT_RETENTIONS = "10s:6h,1m:7d,10m:1y"
+UNITS = {"ms": 1, "s": 1000, "m": 60_000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
+UNITS |= {"w": 7 * UNITS["d"], "y": 365 * UNITS["d"]}
+# The default past the first archive; the first is the flush interval's own (default_archives).
+DEFAULT_TAIL = "10s:6h,1m:7d,10m:1y"
+SUB_TEN_SECONDS = 3_600_000  # the first archive of a flush faster than 10 s keeps an hour of it
 
 
 class RetentionError(ValueError):
@@ -25,21 +31,22 @@ class RetentionError(ValueError):
 
 @dataclass(frozen=True)
 class Archive:
-    step: int  # seconds per point
+    step: int  # milliseconds per point
     points: int  # how many it keeps
 
     @property
-    def seconds(self) -> int:
+    def span(self) -> int:
+        """Milliseconds it reaches back."""
         return self.step * self.points
 
 
 def _amount(text: str, what: str, step: int | None) -> int:
-    m = re.fullmatch(r"(\d+)([a-z]*)", text.strip())
+    m = re.fullmatch(r"(\d{1,12})([a-z]*)", text.strip())
     if not m or (m[2] and m[2] not in UNITS):
-        raise RetentionError(f"{text!r}: expected a number with a unit (s, m, h, d, w, y) for the {what}")
+        raise RetentionError(f"{text!r}: expected a number with a unit (ms, s, m, h, d, w, y) for the {what}")
     n = int(m[1])
     if not m[2]:
-        return n if step is None else n * step  # whisper: a bare duration counts points
+        return n * 1000 if step is None else n * step  # whisper: a bare step is seconds, a duration points
     return n * UNITS[m[2]]
 
 
@@ -55,57 +62,67 @@ def parse(text: str) -> list[Archive]:
         if step < 1 or duration < step:
             raise RetentionError(f"{part.strip()!r}: the duration must hold at least one step")
         archives.append(Archive(step, duration // step))
-    for finer, coarser in itertools.pairwise(archives):
-        if coarser.step <= finer.step or coarser.step % finer.step:
-            raise RetentionError(f"{text!r}: each step must be a multiple of the one before ({finer.step}s)")
-        if coarser.seconds <= finer.seconds:
-            raise RetentionError(f"{text!r}: each archive must reach further back than the one before")
+    check(archives, text)
     return archives
 
 
-@dataclass
-class Bucket:
-    """A coarser archive's point being built, one flush at a time: constant memory per series."""
-
-    start: int
-    count: int = 0
-    total: float = 0.0
-    low: float = float("inf")
-    high: float = float("-inf")
-    last: float = 0.0
-
-    def add(self, value: float) -> None:
-        self.count += 1
-        self.total += value
-        self.low = min(self.low, value)
-        self.high = max(self.high, value)
-        self.last = value
+def check(archives: Sequence[Archive], text: str) -> None:
+    """whisper's rules between neighbours: a coarser step is a multiple of the finer one, reaches
+    further back, and the finer archive holds at least one of its steps (its rollup source)."""
+    for finer, coarser in itertools.pairwise(archives):
+        if coarser.step <= finer.step or coarser.step % finer.step:
+            raise RetentionError(
+                f"{text!r}: each step must be a multiple of the one before ({describe([finer])})"
+            )
+        if coarser.span <= finer.span:
+            raise RetentionError(f"{text!r}: each archive must reach further back than the one before")
+        if finer.span < coarser.step:
+            raise RetentionError(
+                f"{text!r}: {describe([finer])} must hold at least one {_text(coarser.step)} step"
+            )
 
 
-ROLLUPS: dict[str, Callable[[Bucket], float]] = {
-    "sum": lambda b: b.total,
-    "max": lambda b: b.high,
-    "min": lambda b: b.low,
-    "last": lambda b: b.last,
-    "average": lambda b: b.total / b.count,
+def default_archives(flush_ms: int) -> list[Archive]:
+    """The default retentions for a flush interval: the first archive's step is the interval
+    itself, so every flush has a slot of its own (a 1 s flush into a 10 s slot would keep only
+    one flush in ten), sub-second included; it reaches back as far as the default archives it
+    replaces (6 h at 10 s, 7 d at 1 min), or an hour when it is finer than 10 s. The coarser
+    default archives follow, each step rounded up to a multiple of the one before."""
+    tail = parse(DEFAULT_TAIL)
+    covered = [a.span for a in tail if a.step <= flush_ms]
+    out = [Archive(flush_ms, max(max(covered, default=SUB_TEN_SECONDS), flush_ms) // flush_ms)]
+    for a in tail:
+        if a.step > flush_ms and a.span > out[-1].span:
+            step = -(-a.step // out[-1].step) * out[-1].step
+            out.append(Archive(step, max(a.span // step, 1)))
+    check(out, describe(out))
+    return out
+
+
+def _text(ms: int) -> str:
+    for unit in ("y", "d", "h", "m", "s"):
+        if ms % UNITS[unit] == 0:
+            return f"{ms // UNITS[unit]}{unit}"
+    return f"{ms}ms"
+
+
+def describe(archives: Sequence[Archive]) -> str:
+    """Archives back as retention text (`10s:6h,1m:7d`), for logs and errors."""
+    return ",".join(f"{_text(a.step)}:{_text(a.span)}" for a in archives)
+
+
+# How the values of one time slot combine: two flushes into the same slot (a flush interval finer
+# than the step, a shutdown's partial flush, merged flushes of a store catching up) and every
+# coarser archive's slot, point by point. SQL for SQLite's upsert: the slot's current `value` and
+# `weight` (milliseconds of flushes it holds), the new point's as `excluded.*`. An average is
+# weighted by time, so a rate averaged over 10 s and 3 s flushes is the rate over the 13 s.
+ROLLUPS: dict[str, str] = {
+    "sum": "value + excluded.value",
+    "max": "max(value, excluded.value)",
+    "min": "min(value, excluded.value)",
+    "last": "excluded.value",
+    "average": "(value * weight + excluded.value * excluded.weight) / (weight + excluded.weight)",
 }
-
-
-# first match wins: Graphite's storage-aggregation.conf defaults, plus the statsd kinds' own
-# (gauges keep their last value; a set's count of distinct values cannot be summed over
-# intervals, so a rollup keeps the largest, a lower bound of the true count)
-RULES: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"(^|\.)gauges\."), "last"),
-    (re.compile(r"(^|\.)sets\."), "max"),
-    (re.compile(r"^stats_counts\.|\.(count|sum)(_\d+)?$"), "sum"),
-    (re.compile(r"\.upper(_\d+)?$"), "max"),
-    (re.compile(r"\.lower(_\d+)?$"), "min"),
-]
-
-
-def rollup_of(name: str) -> str:
-    """The rollup function's name for a series."""
-    return next((fn for pattern, fn in RULES if pattern.search(name)), "average")
 
 
 @dataclass(frozen=True)
@@ -116,15 +133,16 @@ class Schema:
     archives: tuple[Archive, ...]
 
 
-def schemas(rules: Sequence[tuple[str, str]]) -> list[Schema]:
-    """[(regex, retentions)] -> schemas, with the default catching everything else."""
+def schemas(rules: Sequence[tuple[str, str]], flush_ms: int = 10_000) -> list[Schema]:
+    """[(regex, retentions)] -> schemas, with the flush interval's default catching the rest."""
     out = []
-    for pattern, text in [*rules, (".", DEFAULT_RETENTIONS)]:
+    for pattern, text in rules:
         try:
             compiled = re.compile(pattern)
         except re.error as e:
             raise RetentionError(f"{pattern!r}: {e}") from None
         out.append(Schema(compiled, tuple(parse(text))))
+    out.append(Schema(re.compile(""), tuple(default_archives(flush_ms))))
     return out
 
 
