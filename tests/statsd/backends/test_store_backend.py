@@ -126,14 +126,24 @@ def test_a_one_second_flush_keeps_every_flush_by_default(start_daemon, tmp_path:
     assert "1s:1h,10s:6h,1m:7d,10m:1y" in d.logs()
 
 
-def test_a_store_locked_for_many_flushes_merges_them_and_loses_none(start_daemon, tmp_path: Path) -> None:
-    """More flushes than the old queue held (10) wait behind a lock: merged, all land."""
-    data = tmp_path / "data"
-    d = start_daemon(backends=["./backends/file", "store"], store={"dir": str(data)}, flushInterval=1000)
+@contextlib.contextmanager
+def locked(data: Path) -> Iterator[None]:
+    """Another process holds the store's file locked (a backup, sqlite3 in a shell)."""
     wait_until(lambda: (data / "store.sqlite").exists(), what="the store's file")
     blocker = sqlite3.connect(data / "store.sqlite", isolation_level=None, timeout=30)
     blocker.execute("BEGIN EXCLUSIVE")
     try:
+        yield
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+
+def test_a_store_locked_for_many_flushes_merges_them_and_loses_none(start_daemon, tmp_path: Path) -> None:
+    """More flushes than the old queue held (10) wait behind a lock: merged, all land."""
+    data = tmp_path / "data"
+    d = start_daemon(backends=["./backends/file", "store"], store={"dir": str(data)}, flushInterval=1000)
+    with locked(data):
         for i in range(1, 14):
             before = len(d.flushes())
             d.send(b"locked.hits:1|c")
@@ -141,9 +151,6 @@ def test_a_store_locked_for_many_flushes_merges_them_and_loses_none(start_daemon
         assert store_stat(d, "flushes_merged") >= 10 and store_stat(d, "flushes_waiting") >= 11
         header = json.loads(d.http("/dashboard/status")[1])["backends"]["store"]  # the dashboard's header
         assert header["flushes_waiting"] >= 11 and header["lag_seconds"] >= 0
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
     wait_until(lambda: history(data, "stats_counts.locked.hits") == 13, timeout=60, what="every count")
     assert store_stat(d, "flushes_lost") == 0
 
@@ -151,10 +158,7 @@ def test_a_store_locked_for_many_flushes_merges_them_and_loses_none(start_daemon
 def test_kill_9_while_the_store_waits_loses_at_most_the_flush_in_flight(start_daemon, tmp_path: Path) -> None:
     data = tmp_path / "data"
     d = start_daemon(backends=["./backends/file", "store"], store={"dir": str(data)}, flushInterval=1000)
-    wait_until(lambda: (data / "store.sqlite").exists(), what="the store's file")
-    blocker = sqlite3.connect(data / "store.sqlite", isolation_level=None, timeout=30)
-    blocker.execute("BEGIN EXCLUSIVE")
-    try:
+    with locked(data):
         for i in range(1, 9):  # one count a flush; the first is the one being written, blocked
             before = len(d.flushes())
             d.send(b"killed.hits:1|c")
@@ -165,9 +169,6 @@ def test_kill_9_while_the_store_waits_loses_at_most_the_flush_in_flight(start_da
         wait_until(lambda: store_stat(d, "flushes_waiting") >= 7, what="the flushes waiting")
         d.signal(signal.SIGKILL)
         d.proc.wait(30)
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
     start_daemon(backends=["store"], store={"dir": str(data)}, flushInterval=1000)  # writes what was spooled
     wait_until(lambda: history(data, "stats_counts.killed.hits") >= 7, timeout=60, what="the spooled flushes")
     assert history(data, "stats_counts.killed.hits") in (7, 8)
@@ -179,10 +180,7 @@ def test_sigterm_while_the_store_is_locked_exits_in_time_and_keeps_the_flushes(
 ) -> None:
     data = tmp_path / "data"
     d = start_daemon(backends=["store"], store={"dir": str(data)}, flushInterval=1000)
-    wait_until(lambda: (data / "store.sqlite").exists(), what="the store's file")
-    blocker = sqlite3.connect(data / "store.sqlite", isolation_level=None, timeout=30)
-    blocker.execute("BEGIN EXCLUSIVE")
-    try:
+    with locked(data):
         d.send(*[b"term.hits:1|c"] * 20)
         wait_until(lambda: store_stat(d, "flushes_waiting") >= 1, what="a flush waiting")
         d.send(*[b"term.hits:1|c"] * 20)
@@ -190,9 +188,6 @@ def test_sigterm_while_the_store_is_locked_exits_in_time_and_keeps_the_flushes(
         d.signal(signal.SIGTERM)
         assert d.proc.wait(75) == 0  # well inside systemd's 90 s, however long the lock lasts
         assert "stay spooled for the next start" in d.logs()
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
     start_daemon(backends=["store"], store={"dir": str(data)}, flushInterval=1000)
     wait_until(lambda: history(data, "stats_counts.term.hits") >= 20, timeout=60, what="the spooled flushes")
     # the flush blocked in SQLite when SIGTERM came is the only one that may be missing
