@@ -210,6 +210,20 @@ def test_a_damaged_file_is_set_aside_and_intake_goes_on(start_daemon, tmp_path: 
     assert sum("is damaged" in line for line in d.logs().splitlines()) == 1
 
 
+def test_a_store_file_removed_while_running_is_made_anew(start_daemon, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    d = start_daemon(backends=["store"], store={"dir": str(data)}, flushInterval=1000)
+    d.send(b"gone.hits:1|c")
+    wait_until(lambda: history(data, "stats_counts.gone.hits") == 1, what="history before")
+    for f in data.glob("store.sqlite*"):
+        f.unlink()
+    d.send(b"gone.hits:2|c")
+    wait_until(lambda: history(data, "stats_counts.gone.hits") == 2, what="history in a new file")
+    assert "was removed or replaced while in use" in d.logs()
+    status, body = d.http("/render?target=stats_counts.gone.hits&from=-1min&format=json")
+    assert status == 200 and 2 in [p[0] for s in json.loads(body) for p in s["datapoints"]]
+
+
 def test_a_second_daemon_on_one_directory_keeps_intake_and_says_why(start_daemon, tmp_path: Path) -> None:
     data = tmp_path / "data"
     first = start_daemon(backends=["store"], store={"dir": str(data)}, flushInterval=1000)

@@ -241,6 +241,12 @@ class StoreBackend(Backend):
                     self.cond.wait_for(lambda: self.closing, timeout=max(self.flush_ms / 1000, 1.0))
 
     def _write(self, pending: Pending) -> bool:
+        if self.store is not None and self.store.replaced():
+            log.warning(
+                "store: %s was removed or replaced while in use: history goes on in a new file", self.path
+            )
+            self.store.close()
+            self.store = None
         if self.store is None and not self._open():
             return False
         assert self.store is not None

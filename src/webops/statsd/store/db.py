@@ -101,6 +101,7 @@ class Store:
             self.lock.close()
             raise
         self.local = threading.local()  # readers' connections
+        self.identity = _identity(path)
         self.loaded: int | None = None  # the first flush's time: hours count from it
         self.next_purge = 0
         self.expired = 0
@@ -311,12 +312,25 @@ class Store:
             values[(ts - first) // step] = value
         return Fetched(first, step, values)
 
+    def replaced(self) -> bool:
+        """Whether the file at our path is gone or another one (removed, moved, the directory
+        swapped): writing on would put history where nothing reads it."""
+        try:
+            return _identity(self.path) != self.identity
+        except OSError:
+            return True
+
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
 
     def close(self) -> None:
         self.db.close()
         self.lock.close()
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
 
 
 def _lock(path: Path) -> IO[str]:
