@@ -4,8 +4,11 @@ PostgreSQL query result): what is published, what is refused, and that a refusal
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -37,6 +40,10 @@ def test_jsonl_and_csv_add_up_per_user_and_the_threshold_decides(tmp_path: Path)
     assert r.returncode == 0, r.stderr
     assert "2 users, 1 with a profile" in r.stdout and "skipped 1 ids" in r.stdout  # alice 4 < 5, 42: 5
     r = gate("build", "--db", str(db), "--format", "csv", str(tmp_path / "b.csv"), "--min-events", "2")
+    assert r.returncode == 1 and "+1 -1" in r.stderr  # one profile for another: a churn of 200 %
+    r = gate(
+        "build", "--db", str(db), "--format", "csv", str(tmp_path / "b.csv"), "--min-events", "2", "--force"
+    )
     assert r.returncode == 0, r.stderr
     assert rows(db) == {"alice": 0, "bob": 1}  # a publish replaces, it does not merge
     assert "since the last publish: 1 -> 1 profiles, +1 -1" in r.stdout
@@ -134,7 +141,7 @@ def test_a_query_result_from_postgresql(tmp_path: Path) -> None:
                 .execute("CREATE TABLE user_profiles (profile_id TEXT)")
                 .connection.commit()
             ),
-            "no such column",
+            r"not a profiles file: table user_profiles has columns \(profile_id TEXT\)",
         ),
     ],
     ids=["corrupt", "wrong schema"],
@@ -154,3 +161,120 @@ def test_a_file_that_fails_its_checks_is_never_published(tmp_path: Path, monkeyp
     with pytest.raises(publish.PublishError, match=error):
         publish.publish(Counter({"a": 9}), load(None, {"db": str(db)}))
     assert db.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["p.db"]
+
+
+def users(prefix: str, n: int) -> str:
+    return "".join(f'{{"user_id": "{prefix}{i}", "events": 9}}\n' for i in range(n))
+
+
+def test_the_guard_measures_churn_not_the_count(tmp_path: Path) -> None:
+    """500 profiles replaced by 500 others is a change of 200 %, not 0 %: refused unless forced,
+    the live file untouched and no temporary file left."""
+    db = tmp_path / "user_profiles.db"
+    assert gate("build", "--db", str(db), stdin=users("a", 500)).returncode == 0
+    before = (db.stat().st_ino, db.read_bytes())
+    r = gate("build", "--db", str(db), stdin=users("b", 500))
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stdout + r.stderr
+    assert "+500 -500" in r.stderr and "nothing published; --force to publish anyway" in r.stderr
+    assert (db.stat().st_ino, db.read_bytes()) == before and [p.name for p in tmp_path.iterdir()] == [db.name]
+    r = gate("build", "--db", str(db), stdin=users("a", 450) + users("b", 50))  # 100 of 500: 20 %
+    assert r.returncode == 0 and "500 -> 500 profiles, +50 -50" in r.stdout, r.stderr
+    r = gate("build", "--db", str(db), "--force", stdin=users("b", 500))
+    assert r.returncode == 0 and "+450 -450" in r.stdout, r.stderr
+
+
+def test_check_is_the_public_check_of_a_built_file(tmp_path: Path) -> None:
+    """What `install` runs on a copied file against a host's live file: counts, churn, refusals."""
+    from webops.gate import publish
+    from webops.gate.config import load
+
+    live, built = tmp_path / "live.db", tmp_path / "built.db"
+    assert gate("build", "--db", str(live), stdin=users("a", 10)).returncode == 0
+    assert (
+        gate("build", "--db", str(built), stdin=users("a", 9) + '{"user_id": "z", "events": 1}\n').returncode
+        == 0
+    )
+    cfg = load(None, {"db": str(live)})
+    assert publish.check(built, None, cfg, force=False) == publish.Checked(10, 9, None, 9, 0)
+    assert publish.check(built, live, cfg, force=False) == publish.Checked(10, 9, 10, 0, 1)
+    big = load(None, {"db": str(live), "max_change": 0.05})
+    with pytest.raises(publish.PublishError, match=r"\+0 -1 .*--force"):
+        publish.check(built, live, big, force=False)
+    assert publish.check(built, live, big, force=True).removed == 1
+    with sqlite3.connect(built) as c:
+        c.execute("DROP TABLE webops_gate")
+    c.close()
+    with pytest.raises(publish.PublishError, match="webops_gate"):
+        publish.check(built, live, cfg, force=True)
+    built.write_bytes(b"SQLite format 3\x00" + b"\xff" * 8192)
+    with pytest.raises(publish.PublishError, match="not a database"):
+        publish.check(built, live, cfg, force=True)
+    with pytest.raises(publish.PublishError, match=r"missing\.db"):
+        publish.check(tmp_path / "missing.db", live, cfg, force=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["built.db", "live.db"]  # nothing created
+
+
+def temp_files(db: Path) -> list[str]:
+    return sorted(p.name for p in db.parent.iterdir() if p.name.startswith(f".{db.name}.new-"))
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_the_temporary_file_of_a_killed_publish_is_removed_by_the_next(tmp_path: Path) -> None:
+    db = tmp_path / "user_profiles.db"
+    signals = tmp_path / "signals.jsonl"
+    signals.write_text(users("u", 100_000))
+    proc = subprocess.Popen([*GATE, "build", "--db", str(db), str(signals)], stderr=subprocess.PIPE)
+    try:
+        while not temp_files(db) and proc.poll() is None:
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)  # mid-write (or mid-check): its temporary file stays
+    finally:
+        proc.wait()
+        proc.stderr.close()  # type: ignore[union-attr]
+    assert proc.returncode == -signal.SIGKILL and temp_files(db) == [f".{db.name}.new-{proc.pid}"]
+    (tmp_path / f".{db.name}.new-{dead_pid()}").write_bytes(b"half a file")  # another dead one
+    running = tmp_path / f".{db.name}.new-{os.getpid()}"  # a publish still running (this process)
+    running.write_bytes(b"being written")
+    assert gate("build", "--db", str(db), stdin=users("u", 3)).returncode == 0
+    assert temp_files(db) == [running.name] and db.exists()
+    os.utime(running, (time.time() - 2 * 86400,) * 2)  # two days untouched: its pid is someone else's
+    assert gate("build", "--db", str(db), stdin=users("u", 3)).returncode == 0
+    assert temp_files(db) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--url", "^/\x01"], "url = '^/\\x01': expected"),
+        (["--url", "^/a\nb"], "url = '^/a\\nb': expected"),
+        (["--url", "^/\x7f"], "url = '^/\\x7f'"),
+        (["--id-pattern", "^[a-z]{1,9}\t$"], "id_pattern = "),
+        (["--url", "^/\udcff"], "url = "),  # not UTF-8 on the command line
+        (["--url", "^/caf\u00e9"], "printable ASCII"),
+        (["--url", "^/\\u0041"], "PCRE2"),  # Python reads \u, Varnish's PCRE2 refuses it
+        (["--id-pattern", "(?a)^\\w+$"], "PCRE2"),
+        (["--id-pattern", "^[[:alpha:]]+$"], "id_pattern = "),  # Python reads another set
+        (["--db", "/tmp/x\x7f.db"], "db = "),
+        (["--db", "/"], "db = '/': expected"),
+        (["--vmod", "/usr/lib/\x9b2Jlibvmod_gate.so"], "vmod = "),  # a C1 control
+        (["--check-interval", "1e-05"], "check_interval = 1e-05: expected"),  # rendered 1e-05s
+    ],
+)
+def test_every_setting_that_reaches_the_vcl_is_checked(args: list[str], error: str) -> None:
+    r = gate("vcl", *args)
+    assert r.returncode == 2 and r.stdout == "", r.stdout
+    assert r.stderr.startswith("webops gate: ") and r.stderr.count("\n") == 1 and error in r.stderr, r.stderr
+
+
+def test_settings_from_the_file_are_checked_the_same(tmp_path: Path) -> None:
+    conf = tmp_path / "gate.toml"
+    conf.write_text('url = "^/\\u0001"\n')  # TOML's escape: a control character in the value
+    r = gate("vcl", "--config", str(conf))
+    assert (
+        r.returncode == 2 and r.stdout == "" and "url = '^/\\x01'" in r.stderr and r.stderr.count("\n") == 1
+    )

@@ -1,5 +1,6 @@
-"""`webops gate`: build (publish the profiles file), vcl (the VCL to include), check (one user's
-decision, and why), vmod (build the VMOD on this host)."""
+"""`webops gate`: build (publish the profiles file), install / pull / rollback (get it onto each
+Varnish host), vcl (the VCL to include), check (one user's decision, and why), vmod (build the
+VMOD on this host)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,21 @@ def register(sub: argparse._SubParsersAction) -> None:
             description="Counts events per user from FILEs (or stdin), marks has_profile from min_events, "
             "writes a new SQLite file beside the live one, checks it and renames it over the live file.",
         ),
+        "install": cmds.add_parser(
+            "install",
+            help="swap a copied profiles file in on this Varnish host (checked, previous kept)",
+            description="Copies FILE beside the live file, checks it against it (integrity, schema, "
+            "churn within max_change unless --force), keeps the live file under DB.versions/ and renames "
+            "the copy over it. Copy files onto a host under another name than the live one (rsync, scp), "
+            "then install.",
+        ),
+        "pull": cmds.add_parser(
+            "pull",
+            help="fetch the published file over HTTP and install it (nothing new: nothing done)",
+            description="Downloads URL (the publisher's file behind any static web server) and installs it "
+            "as `install` does; the same file again changes nothing. Run it from cron or a timer.",
+        ),
+        "rollback": cmds.add_parser("rollback", help="make the newest kept version live again"),
         "vcl": cmds.add_parser("vcl", help="print the VCL to include in varnishd's"),
         "check": cmds.add_parser("check", help="what the gate decides for a user, and why"),
     }
@@ -33,6 +49,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("files", nargs="*", metavar="FILE", help="signal files (default: stdin)")
     b.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="the files' format")
     b.add_argument("--force", action="store_true", help="publish even past max_change")
+    parsers["install"].add_argument(
+        "file", type=Path, metavar="FILE", help="the built file, copied to this host"
+    )
+    parsers["pull"].add_argument("url", metavar="URL", help="http(s) URL of the published file")
+    parsers["pull"].add_argument("--timeout", type=float, default=60.0, help="seconds (default: 60)")
+    for name in ("install", "pull"):
+        parsers[name].add_argument("--force", action="store_true", help="install even past max_change")
+        parsers[name].add_argument("--keep", type=int, default=5, help="previous versions kept (default: 5)")
     parsers["check"].add_argument("user_id", metavar="USER_ID")
     parsers["check"].add_argument("--format", choices=["text", "json"], default="text")
     for parser in parsers.values():
@@ -90,7 +114,30 @@ def run(args: argparse.Namespace) -> int:
             print(f"{args.user_id}: {d.decision}")
             print("\n".join(f"  {step}" for step in d.steps))
         return 0
+    if args.gate_cmd in ("install", "pull", "rollback"):
+        return _fleet(args, cfg)
     return _build(args, cfg)
+
+
+def _fleet(args: argparse.Namespace, cfg: Config) -> int:
+    from .install import install, pull, rollback
+    from .publish import PublishError
+
+    if getattr(args, "keep", 1) < 1:
+        print("webops gate: --keep: expected a whole number of at least 1", file=sys.stderr)
+        return 2
+    try:
+        if args.gate_cmd == "install":
+            done = install(args.file, cfg, force=args.force, keep=args.keep)
+        elif args.gate_cmd == "pull":
+            done = pull(args.url, cfg, force=args.force, keep=args.keep, timeout=args.timeout)
+        else:
+            done = rollback(cfg)
+    except PublishError as e:
+        print(f"webops gate: {e}", file=sys.stderr)
+        return 1
+    print("\n".join(done.lines))
+    return 0
 
 
 def _build(args: argparse.Namespace, cfg: Config) -> int:

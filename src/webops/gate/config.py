@@ -3,8 +3,12 @@ KEYS (its type, default and meaning), every key overridable on the command line.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import re
 import tomllib
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -16,8 +20,10 @@ class ConfigError(ValueError):
 
 
 def _path(v: Any) -> Path:
-    if not isinstance(v, str) or not v.startswith("/") or not _in_vcl(v):
-        raise ValueError("an absolute path without double quotes or control characters (it goes into VCL)")
+    if not isinstance(v, str) or not v.startswith("/") or not _in_vcl(v) or not Path(v).name:
+        raise ValueError(
+            "an absolute path to a file, without double quotes or control characters (it goes into VCL)"
+        )
     return Path(v)
 
 
@@ -28,8 +34,10 @@ def _text(v: Any) -> str:
 
 
 def _in_vcl(v: str) -> bool:
-    """Whether the text can sit between a VCL string's double quotes as it is."""
-    return '"' not in v and all(c >= " " for c in v)
+    """Whether the text can sit between a VCL string's double quotes as it is: no double quote
+    (and so neither long-string delimiter, {" nor "}) and nothing unprintable (control
+    characters, DEL, line breaks, command-line bytes that were not UTF-8)."""
+    return '"' not in v and v.isprintable()
 
 
 def _cookie(v: Any) -> str:
@@ -39,13 +47,60 @@ def _cookie(v: Any) -> str:
 
 
 def _regex(v: Any) -> str:
-    if not isinstance(v, str) or '"' in v:
-        raise ValueError("a regular expression without double quotes (it goes into VCL)")
-    try:
-        re.compile(v)
-    except re.error as e:
-        raise ValueError(f"a regular expression ({e})") from None
+    """Read alike by Python (build, check) and by varnishd's PCRE2 (the VCL): printable ASCII
+    (Varnish matches bytes, Python characters), and compiled by both where libpcre2 is here."""
+    if not isinstance(v, str) or '"' in v or not all(" " <= c <= "~" for c in v):
+        raise ValueError("a regular expression in printable ASCII, without double quotes (it goes into VCL)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # FutureWarning: Python reads "[[" or "--" unlike PCRE2
+        try:
+            re.compile(v)
+        except (re.error, Warning) as e:
+            raise ValueError(f"a regular expression ({e})") from None
+    if (why := _pcre2_error(v)) is not None:
+        raise ValueError(f"a regular expression Varnish's PCRE2 compiles ({why})")
     return v
+
+
+@functools.cache
+def _pcre2() -> ctypes.CDLL | None:
+    """libpcre2-8, which varnishd compiles the VCL's regular expressions with; None if absent."""
+    for name in ("libpcre2-8.so.0", ctypes.util.find_library("pcre2-8")):
+        try:
+            lib = ctypes.CDLL(name) if name else None
+        except OSError:
+            continue
+        if lib is None:
+            continue
+        lib.pcre2_compile_8.restype = ctypes.c_void_p
+        lib.pcre2_compile_8.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_uint32,
+            ctypes.POINTER(ctypes.c_int),
+            ctypes.POINTER(ctypes.c_size_t),
+            ctypes.c_void_p,
+        ]
+        lib.pcre2_code_free_8.argtypes = [ctypes.c_void_p]
+        lib.pcre2_get_error_message_8.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
+        return lib
+    return None
+
+
+def _pcre2_error(pattern: str) -> str | None:
+    """PCRE2's refusal of the pattern as varnishd compiles a VCL regex (no options), or None."""
+    lib = _pcre2()
+    if lib is None:
+        return None
+    data = pattern.encode()
+    code, offset = ctypes.c_int(), ctypes.c_size_t()
+    compiled = lib.pcre2_compile_8(data, len(data), 0, ctypes.byref(code), ctypes.byref(offset), None)
+    if compiled:
+        lib.pcre2_code_free_8(compiled)
+        return None
+    message = ctypes.create_string_buffer(256)
+    lib.pcre2_get_error_message_8(code.value, message, len(message))
+    return f"{message.value.decode(errors='replace')} at position {offset.value}"
 
 
 def _percent(v: Any) -> int:
@@ -67,8 +122,9 @@ def _fraction(v: Any) -> float:
 
 
 def _seconds(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 3600:
-        raise ValueError("seconds, more than 0 and at most 3600")
+    # from 1 ms: the VCL writes it as a plain decimal (f"{v:g}s"), never with an exponent
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0.001 <= v <= 3600:
+        raise ValueError("seconds, at least 0.001 and at most 3600")
     return float(v)
 
 
@@ -94,7 +150,12 @@ KEYS = [
     Key("rollout", _percent, 100, "the share of users with a profile that get a personalized response"),
     Key("salt", _salt, "", "mixed into the rollout bucket (one per feature)"),
     Key("min_events", _positive_int, 5, "the history a user needs for has_profile (build)"),
-    Key("max_change", _fraction, 0.2, "how much the profile count may change between publishes"),
+    Key(
+        "max_change",
+        _fraction,
+        0.2,
+        "the profiles a publish may add and remove, as a share of the live file's",
+    ),
     Key("check_interval", _seconds, 5.0, "how often varnishd looks for a new file, in seconds"),
     Key("vmod", _text, "", "libvmod_gate.so's path for `import gate from`; empty: varnish's vmod dir"),
 ]
