@@ -61,6 +61,10 @@ class Counting(BaseHTTPRequestHandler):
         pass
 
 
+class Backend(ThreadingHTTPServer):
+    request_queue_size = 128  # bursts of passed requests: no SYN dropped (a 1 s retransmit)
+
+
 @dataclass
 class Site:
     varnish: Varnish
@@ -86,13 +90,27 @@ class Site:
         return r.stdout
 
     def child_starts(self) -> int:
+        return self.counter("MGT.child_start")
+
+    def counter(self, name: str) -> int:
+        """One of varnishstat's counters (MGT.child_start, MGT.child_panic, ...)."""
         out = subprocess.run(
-            ["varnishstat", "-1", "-n", str(self.varnish.workdir), "-f", "MGT.child_start"],
+            ["varnishstat", "-1", "-n", str(self.varnish.workdir), "-f", name],
             capture_output=True,
             text=True,
             check=True,
         ).stdout
         return int(out.split()[1])
+
+    def panic(self) -> str:
+        """What `varnishadm panic.show` says: '' when the child never panicked."""
+        r = subprocess.run(
+            ["varnishadm", "-n", str(self.varnish.workdir), "panic.show"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return "" if "has not panicked" in r.stdout else r.stdout + r.stderr
 
 
 MAIN_VCL = """vcl 4.1;
@@ -100,19 +118,24 @@ import std;
 backend default { .host = "127.0.0.1"; .port = "%%d"; }
 include "%s";
 sub vcl_recv { call webops_gate_recv; }
-sub vcl_deliver { set resp.http.X-Gate = req.http.X-Webops-Gate; }
+sub vcl_deliver {
+  set resp.http.X-Gate = req.http.X-Webops-Gate;
+  set resp.http.X-Gate-Errors = webops_gate.errors();
+}
 """
 
 
-def make_site(vmod: Path, settings: str, *params: str) -> Iterator[Site]:
+def make_site(vmod: Path, settings: str, *params: str, interval: float = 0.5) -> Iterator[Site]:
     Counting.seen, Counting.cookies = Counter(), []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Counting)
+    server = Backend(("127.0.0.1", 0), Counting)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     root = Path(tempfile.mkdtemp(prefix="webops-gate-"))
     root.chmod(0o755)  # varnishd's worker user reads the profiles file in it
     db = root / "user_profiles.db"
     config = root / "gate.toml"
-    config.write_text(f'db = "{db}"\nvmod = "{vmod}"\ncheck_interval = 0.5\nurl = "^/api/"\n{settings}')
+    config.write_text(
+        f'db = "{db}"\nvmod = "{vmod}"\ncheck_interval = {interval}\nurl = "^/api/"\n{settings}'
+    )
     snippet = root / "webops-gate.vcl"
     r = subprocess.run([*GATE, "vcl", "--config", str(config)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -149,3 +172,19 @@ def open_files(site: Site, path: Path) -> int:
         except OSError:
             continue
     return count
+
+
+def deleted_files(site: Site) -> dict[int, int]:
+    """The varnishd child's descriptors on deleted *.db files beside the profiles file (replaced
+    by a rename, or removed): {inode: descriptors}, one inode per version still held."""
+    pid = child_pid(site)
+    held: dict[int, int] = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith(f"{site.db.parent}/") and target.endswith(".db (deleted)"):
+                ino = os.stat(f"/proc/{pid}/fd/{fd}").st_ino
+                held[ino] = held.get(ino, 0) + 1
+        except OSError:
+            continue
+    return held

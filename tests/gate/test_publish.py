@@ -278,3 +278,27 @@ def test_settings_from_the_file_are_checked_the_same(tmp_path: Path) -> None:
     assert (
         r.returncode == 2 and r.stdout == "" and "url = '^/\\x01'" in r.stderr and r.stderr.count("\n") == 1
     )
+
+
+def test_the_readme_install_path_works_as_written(tmp_path: Path) -> None:
+    """The README's gate block: webops from a venv (Debian 12 refuses a system pip install), every
+    `webops gate` command it runs exists, and its settings give VCL."""
+    import re
+    import subprocess
+    import sys
+
+    readme = (Path(__file__).parent.parent.parent / "README.md").read_text()
+    block = readme.split("## `webops gate`", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    assert "python3-venv" in block.splitlines()[0] or "pipx" in block
+    installs = [line for line in block.splitlines() if "pip install" in line]
+    assert installs and all(re.search(r"(/bin/pip|pipx) install", line) for line in installs)
+    for command in sorted(set(re.findall(r"webops gate (\w+)", readme))):
+        r = subprocess.run([sys.executable, "-m", "webops", "gate", command, "--help"], capture_output=True)
+        assert r.returncode == 0, command
+    toml = block.split("<<'TOML'\n", 1)[1].split("\nTOML", 1)[0]
+    config = tmp_path / "gate.toml"
+    config.write_text(toml.replace("/var/lib/webops-gate", str(tmp_path)))
+    r = subprocess.run(
+        [sys.executable, "-m", "webops", "gate", "vcl", "--config", str(config)], capture_output=True
+    )
+    assert r.returncode == 0 and b"webops_gate_recv" in r.stdout, r.stderr

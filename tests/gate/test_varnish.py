@@ -3,18 +3,23 @@ a backend that counts what reaches it."""
 
 from __future__ import annotations
 
+import http.client
 import json
+import os
+import shutil
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import wait_until
-from tests.gate.conftest import GATE, Site, make_site, open_files
+from tests.gate.conftest import GATE, Site, child_pid, deleted_files, make_site, open_files
 from webops.gate.bucket import bucket
 
 
@@ -207,3 +212,226 @@ def test_no_sqlite_lock_is_taken_so_a_locked_file_still_answers(site: Site) -> N
         holder.execute("ROLLBACK")
         holder.close()
     assert "database is locked" not in site.varnish.log("-g", "raw", "-i", "VCL_Log")
+
+
+# --- the live file damaged in place, and replaced files released (issue 28, items 1 and 3) ---
+
+FILLER = 20_000  # users in each test file: a file of ~100 pages, copied in place over ~50 ms
+
+
+def profiles_file(path: Path, users: dict[str, int]) -> None:
+    """A file of the published shape, written directly (faster than the CLI for many files)."""
+    import sqlite3
+
+    from webops.gate.publish import SCHEMA
+
+    path.unlink(missing_ok=True)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode = OFF")
+    db.execute("BEGIN")
+    for statement in SCHEMA:
+        db.execute(statement)
+    db.executemany("INSERT INTO user_profiles VALUES (?, ?)", sorted(users.items()))
+    db.execute("COMMIT")
+    db.close()
+    path.chmod(0o644)
+
+
+def rename_over(site: Site, source: Path) -> None:
+    """A publish: a copy beside the live file, renamed over it."""
+    new = site.db.with_name(".swap.db.new")
+    shutil.copyfile(source, new)
+    new.chmod(0o644)
+    os.replace(new, site.db)
+
+
+def copy_in_place(source: Path, live: Path, limit: int | None = None) -> None:
+    """What `cp source live` does to the live file (open with O_TRUNC, then write), in 16 kB
+    chunks with a pause between them as on a loaded host; `limit`: stop there (a copy cut short)."""
+    data = source.read_bytes()[:limit]
+    with open(live, "wb", buffering=0) as f:
+        for i in range(0, len(data), 16384):
+            f.write(data[i : i + 16384])
+            time.sleep(0.002)
+
+
+ANSWERS = (b"generic", b"personalized for ")
+
+
+def ask(port: int, user: str, conn: http.client.HTTPConnection | None = None) -> tuple[int, bytes, str, str]:
+    """One gated request (http.client: light enough for many of them in Python threads), on
+    `conn` (kept alive) or on a connection of its own: status, body, X-Gate, X-Gate-Errors."""
+    own = conn is None
+    c = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        c.request("GET", "/api/recs", headers={"Cookie": f"userId={user}"})
+        r = c.getresponse()
+        body = r.read()
+        return r.status, body, r.getheader("X-Gate") or "", r.getheader("X-Gate-Errors") or ""
+    finally:
+        if own:
+            c.close()
+
+
+def decision(site: Site, user: str) -> str:
+    return ask(site.varnish.port, user)[2]
+
+
+class Load:
+    """Clients asking for gated pages until stopped (or `limit` seconds): some on keep-alive
+    connections, some on a new connection per request. Every answer must be a 200 with the
+    generic or a personalized body; anything else, a reset connection included, is an error."""
+
+    def __init__(self, site: Site, users: list[str], keepalive: int = 3, fresh: int = 2, limit: float = 60):
+        self.port = site.varnish.port
+        self.users, self.limit = users, limit
+        self.errors: list[str] = []
+        self.requests = 0
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self.run, args=(i, True)) for i in range(keepalive)]
+        self.threads += [threading.Thread(target=self.run, args=(i, False)) for i in range(fresh)]
+
+    def run(self, n: int, keepalive: bool) -> None:
+        deadline = time.monotonic() + self.limit
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30) if keepalive else None
+        i = n
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            user = self.users[i % len(self.users)]
+            i += 1
+            try:
+                status, body, _, _ = ask(self.port, user, conn)
+            except (OSError, http.client.HTTPException) as e:
+                self.errors.append(f"{user}: {type(e).__name__}: {e}")
+                if conn is not None:
+                    conn.close()  # and reconnect on the next request
+                continue
+            self.requests += 1
+            if status != 200 or not body.startswith(ANSWERS):
+                self.errors.append(f"{user}: {status} {body[:80]!r}")
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self) -> Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+
+
+def burst(site: Site, user: str = "alice", clients: int = 16) -> None:
+    """Concurrent personalized requests (passed to the backend): many worker threads open a
+    connection to the file, most of them idle afterwards."""
+    with ThreadPoolExecutor(clients) as pool:
+        for status, *_ in pool.map(lambda _: ask(site.varnish.port, user), range(clients)):
+            assert status == 200
+
+
+def errors_counted(site: Site) -> int:
+    return int(ask(site.varnish.port, "nobody")[3])
+
+
+def damage(site: Site, how: str, good: Path, other: Path) -> None:
+    if how == "cp same bytes":
+        copy_in_place(good, site.db)
+    elif how == "cp another file":
+        copy_in_place(other, site.db)
+    elif how == "truncate -s 0":
+        os.truncate(site.db, 0)
+    elif how == "half a copy":
+        copy_in_place(other, site.db, limit=other.stat().st_size // 2)
+    elif how == "rm":
+        site.db.unlink()
+
+
+# what the damaged file answers (alice, carol) once every thread looked at it again
+AFTER = {
+    "cp same bytes": ("personalized", "generic: no profile"),
+    "cp another file": ("generic: no profile", "personalized"),
+    "truncate -s 0": ("generic: no profile", "generic: no profile"),
+    "half a copy": ("generic: no profile", "generic: no profile"),
+    "rm": ("generic: no profile", "generic: no profile"),
+}
+
+
+@pytest.mark.parametrize("how", list(AFTER))
+def test_the_live_file_damaged_in_place_under_load(site: Site, how: str) -> None:
+    """Written in place (cp, truncate, a copy cut short) or removed while clients hammer: never a
+    crash, a reset or an error, at worst 'no profile' (counted, logged) until a good file is
+    renamed over it, which is read within the check interval; nothing replaced stays open."""
+    interval = 0.5
+    filler = {f"user{i:05d}": i % 2 for i in range(FILLER)}
+    good, other = site.db.with_name("good.db"), site.db.with_name("other.db")
+    profiles_file(good, {"alice": 1, "carol": 0, **filler})
+    profiles_file(
+        other, {"alice": 0, "carol": 1, "dave": 1, **filler, **{f"more{i}": 1 for i in range(2000)}}
+    )
+    assert good.stat().st_size != other.stat().st_size
+    rename_over(site, good)
+    assert decision(site, "alice") == "personalized"
+    pid, starts, errors = child_pid(site), site.child_starts(), errors_counted(site)
+    burst(site)  # many threads hold the live file open, most of them idle from now on
+    with Load(site, ["alice", "carol", "user00017", "user19998", "nobody"]) as load:
+        time.sleep(0.3)
+        damage(site, how, good, other)
+        time.sleep(interval + 0.3)  # every thread has looked at the file again
+        for _ in range(10):
+            assert (decision(site, "alice"), decision(site, "carol")) == AFTER[how]
+        if how in ("truncate -s 0", "half a copy", "rm"):  # no file that reads: counted and logged
+            assert errors_counted(site) > errors
+            assert f"webops-gate: {site.db}: no profile: " in site.varnish.log("-g", "raw", "-i", "VCL_Log")
+        rename_over(site, good)
+        time.sleep(interval + 0.1)
+        for _ in range(20):  # every thread reads the good file again
+            assert (decision(site, "alice"), decision(site, "carol")) == AFTER["cp same bytes"]
+    assert load.errors == [] and load.requests > 100, (load.requests, load.errors[:5])
+    assert (child_pid(site), site.child_starts(), site.counter("MGT.child_panic")) == (pid, starts, 0)
+    assert site.panic() == ""
+    # the damaged version was renamed over: closed by the first thread that saw the new file
+    assert deleted_files(site) == {}
+
+
+@pytest.fixture
+def fast_site(vmod: Path) -> Iterator[Site]:
+    yield from make_site(vmod, "", interval=0.05)
+
+
+def test_replaced_files_are_released_even_by_idle_threads(fast_site: Site) -> None:
+    """100 publishes under load, with bursts that leave many worker threads idle holding a
+    connection: at any time at most one replaced version is still open (the one just replaced,
+    until a thread looks again), and none once a request comes past the check interval."""
+    site, interval = fast_site, 0.05
+    sources = site.db.parent / "versions"
+    sources.mkdir()
+    for v in range(10):
+        profiles_file(
+            sources / f"v{v}.db", {"alice": 1, f"user{v}": 1, **{f"x{i}": 1 for i in range(50 * v)}}
+        )
+    rename_over(site, sources / "v0.db")
+    pid, starts = child_pid(site), site.child_starts()
+    held = []
+    with Load(site, ["alice", "nobody", "user3"], keepalive=2, fresh=1) as load:
+        for n in range(100):
+            if n % 10 == 0:
+                burst(site)
+            rename_over(site, sources / f"v{n % 10}.db")
+            time.sleep(interval / 2)
+            held.append(deleted_files(site))
+        time.sleep(interval + 0.05)
+        assert decision(site, "alice") == "personalized"
+    at_most_one = [h for h in held if len(h) > 1]
+    assert at_most_one == [], (
+        f"{len(at_most_one)} of 100 samples with more than one replaced version: {at_most_one[:3]}"
+    )
+    assert deleted_files(site) == {}
+    assert load.errors == [] and (child_pid(site), site.child_starts()) == (pid, starts)
+
+
+def test_at_varnish_defaults_a_10_kb_cookie_is_refused_before_the_vcl(site: Site) -> None:
+    """What the README says of 10 kB cookies: Varnish's own header limit (http_req_hdr_len, 8 kB)
+    answers 400 first; past it (roomy_site) the gate treats them as anonymous."""
+    assert get(site, cookie="userId=" + "a" * 10_000).status_code == 400
+    assert get(site, cookie="userId=" + "a" * 100).status_code == 200
