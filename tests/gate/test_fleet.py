@@ -161,3 +161,125 @@ def test_versions_are_kept_to_keep_and_rollback_walks_back(tmp_path: Path) -> No
     assert gate("rollback", "--config", str(config)).returncode == 0
     assert "user1: personalized" in users()
     assert gate("rollback", "--config", str(config)).returncode == 1  # nothing older kept
+
+
+def built_files(root: Path, *sets: dict[str, int]) -> list[Path]:
+    out = []
+    for n, users in enumerate(sets):
+        d = root / f"built{n}"
+        d.mkdir()
+        (d / "gate.toml").write_text(f'db = "{d / "p.db"}"\n')
+        publish(d / "gate.toml", users)
+        out.append(d / "p.db")
+    return out
+
+
+def a_host(root: Path) -> Path:
+    host = root / "host"
+    host.mkdir()
+    config = host / "gate.toml"
+    config.write_text(f'db = "{host / "p.db"}"\n')
+    return config
+
+
+def test_a_pull_that_trickles_stops_at_its_timeout(tmp_path: Path) -> None:
+    """A server that promises 100 MB and sends a byte a second: --timeout bounds the whole
+    transfer, not each read."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = server.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n")
+        while not stop.wait(0.2):
+            with contextlib.suppress(OSError):
+                conn.send(b"x")
+        conn.close()
+
+    threading.Thread(target=trickle, daemon=True).start()
+    try:
+        config = a_host(tmp_path)
+        proc = subprocess.Popen(
+            [
+                *GATE,
+                "pull",
+                f"http://127.0.0.1:{server.getsockname()[1]}/p.db",
+                "--config",
+                str(config),
+                "--timeout",
+                "2",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        _, err = proc.communicate(timeout=60)  # before the fix: still reading after minutes
+        assert proc.returncode == 1 and "not downloaded within 2 s" in err
+    finally:
+        stop.set()
+        server.close()
+
+
+def test_concurrent_installs_take_turns_and_keep_only_real_versions(tmp_path: Path) -> None:
+    a, c = built_files(tmp_path, {f"a{i}": 10 for i in range(50)}, {f"c{i}": 10 for i in range(50)})
+    config = a_host(tmp_path)
+    procs = [
+        subprocess.Popen(
+            [*GATE, "install", str(f), "--config", str(config), "--force", "--keep", "50"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for f in [a, c] * 6
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert not any("+0 -0" in out for out, _ in outs)  # each checked against the file it replaced
+    installed = sum("installed" in out for out, _ in outs)
+    assert len(list((tmp_path / "host" / "p.db.versions").iterdir())) == installed - 1
+
+
+def test_each_rollback_keeps_the_file_it_replaced(tmp_path: Path) -> None:
+    files = built_files(tmp_path, {"x": 10}, {"y": 10}, {"z": 10})
+    config = a_host(tmp_path)
+    for f in files:
+        assert gate("install", str(f), "--config", str(config), "--force").returncode == 0
+    for _ in range(2):
+        assert gate("rollback", "--config", str(config)).returncode == 0
+    rolled = list((tmp_path / "host" / "p.db.versions").glob("p.db.rolled-back.*"))
+    assert len(rolled) == 2  # the z file and the y file: neither lost
+
+
+def test_errors_name_the_file_given_not_a_temporary_one(tmp_path: Path) -> None:
+    config = a_host(tmp_path)
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not sqlite at all" * 100)
+    r = gate("install", str(junk), "--config", str(config))
+    assert r.returncode == 1 and str(junk) in r.stderr and ".new-" not in r.stderr
+
+
+def test_a_read_only_directory_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    import os
+
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("a read-only bind mount needs root")
+        pytest.skip("a read-only bind mount needs root")
+    (new,) = built_files(tmp_path, {"x": 10})
+    config = a_host(tmp_path)
+    host = tmp_path / "host"
+    subprocess.run(["mount", "--bind", str(host), str(host)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(host)], check=True)
+        for command in (["install", str(new)], ["rollback"]):
+            r = gate(*command, "--config", str(config))
+            assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+            assert "Traceback" not in r.stderr
+    finally:
+        subprocess.run(["umount", "-l", str(host)], check=False)

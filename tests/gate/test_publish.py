@@ -263,6 +263,9 @@ def test_the_temporary_file_of_a_killed_publish_is_removed_by_the_next(tmp_path:
         (["--db", "/"], "db = '/': expected"),
         (["--vmod", "/usr/lib/\x9b2Jlibvmod_gate.so"], "vmod = "),  # a C1 control
         (["--check-interval", "1e-05"], "check_interval = 1e-05: expected"),  # rendered 1e-05s
+        (["--check-interval", "0.0015"], "check_interval = 0.0015: expected"),  # "Too many digits for real"
+        (["--check-interval", "1.23456789"], "check_interval = 1.23456789: expected"),
+        (["--db", "/tmp/"], "db = '/tmp/': expected"),  # a directory
     ],
 )
 def test_every_setting_that_reaches_the_vcl_is_checked(args: list[str], error: str) -> None:

@@ -53,10 +53,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "file", type=Path, metavar="FILE", help="the built file, copied to this host"
     )
     parsers["pull"].add_argument("url", metavar="URL", help="http(s) URL of the published file")
-    parsers["pull"].add_argument("--timeout", type=float, default=60.0, help="seconds (default: 60)")
+    parsers["pull"].add_argument(
+        "--timeout", type=float, default=300.0, help="seconds for the whole download (default: 300)"
+    )
+    for name in ("install", "pull", "rollback"):
+        parsers[name].add_argument("--keep", type=int, default=5, help="previous versions kept (default: 5)")
     for name in ("install", "pull"):
         parsers[name].add_argument("--force", action="store_true", help="install even past max_change")
-        parsers[name].add_argument("--keep", type=int, default=5, help="previous versions kept (default: 5)")
     parsers["check"].add_argument("user_id", metavar="USER_ID")
     parsers["check"].add_argument("--format", choices=["text", "json"], default="text")
     for parser in parsers.values():
@@ -92,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {
         k.name: _number(v) if isinstance(k.default, int | float) else v
         for k in KEYS
-        if (v := getattr(args, k.name))
+        if (v := getattr(args, k.name)) is not None
     }
     try:
         cfg = load(args.config, overrides)
@@ -132,7 +135,7 @@ def _fleet(args: argparse.Namespace, cfg: Config) -> int:
         elif args.gate_cmd == "pull":
             done = pull(args.url, cfg, force=args.force, keep=args.keep, timeout=args.timeout)
         else:
-            done = rollback(cfg)
+            done = rollback(cfg, keep=args.keep)
     except PublishError as e:
         print(f"webops gate: {e}", file=sys.stderr)
         return 1

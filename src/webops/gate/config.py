@@ -20,7 +20,13 @@ class ConfigError(ValueError):
 
 
 def _path(v: Any) -> Path:
-    if not isinstance(v, str) or not v.startswith("/") or not _in_vcl(v) or not Path(v).name:
+    if (
+        not isinstance(v, str)
+        or not v.startswith("/")
+        or not _in_vcl(v)
+        or v.endswith("/")
+        or Path(v).is_dir()
+    ):
         raise ValueError(
             "an absolute path to a file, without double quotes or control characters (it goes into VCL)"
         )
@@ -122,9 +128,10 @@ def _fraction(v: Any) -> float:
 
 
 def _seconds(v: Any) -> float:
-    # from 1 ms: the VCL writes it as a plain decimal (f"{v:g}s"), never with an exponent
-    if isinstance(v, bool) or not isinstance(v, int | float) or not 0.001 <= v <= 3600:
-        raise ValueError("seconds, at least 0.001 and at most 3600")
+    # from 1 ms, in whole ms: the VCL writes it as a plain decimal with at most 3 decimals (more,
+    # and varnishd refuses the VCL: "Too many digits for real")
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0.001 <= v <= 3600 or round(v, 3) != v:
+        raise ValueError("seconds, at least 0.001 and at most 3600, in whole milliseconds (3 decimals)")
     return float(v)
 
 

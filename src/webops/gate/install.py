@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -26,9 +27,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .config import Config
-from .publish import PublishError, check, fsync_dir, remove_stale, temp_path
+from .publish import PublishError, check, discard, fsync_dir, remove_stale, swap_lock, temp_path
 
-ROLLED_BACK = ".rolled-back"  # the file a rollback replaced: kept once, outside the ordering
+ROLLED_BACK = (
+    ".rolled-back."  # files a rollback replaced (`<db>.rolled-back.<time>`): kept, outside the ordering
+)
 CHUNK = 1 << 20
 
 
@@ -47,8 +50,12 @@ def versions(cfg: Config) -> list[Path]:
     if not d.is_dir():
         return []
     return sorted(
-        p for p in d.iterdir() if p.name.startswith(cfg.db.name + ".") and not p.name.endswith(ROLLED_BACK)
+        p for p in d.iterdir() if p.name.startswith(cfg.db.name + ".") and ROLLED_BACK not in p.name
     )
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
 
 
 def sha256(path: Path) -> str | None:
@@ -59,35 +66,45 @@ def sha256(path: Path) -> str | None:
         return None
 
 
-def install(source: Path, cfg: Config, force: bool = False, keep: int = 5, clean: bool = True) -> Installed:
+def install(
+    source: Path, cfg: Config, force: bool = False, keep: int = 5, clean: bool = True, name: str = ""
+) -> Installed:
     """Check `source` against the live file and swap it in; nothing changes on any failure.
-    `clean`: first remove what killed publishes, installs and pulls left (pull did already)."""
+    `clean`: first remove what killed publishes, installs and pulls left (pull did already);
+    `name`: what to call the file in messages (the URL it came from)."""
     live = cfg.db
+    name = name or str(source)
     if not live.parent.is_dir():
         raise PublishError(f"{live.parent}: no such directory")
     if clean:
         remove_stale(live)
     digest = sha256(source)
     if digest is None:
-        raise PublishError(f"{source}: no such file")
-    if digest == sha256(live):
-        return Installed([f"{live} is already this file ({digest[:12]}): nothing to do"])
+        raise PublishError(f"{name}: no such file")
     tmp = temp_path(live)
     try:
-        with open(source, "rb") as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst, CHUNK)
-            dst.flush()
-            os.fsync(dst.fileno())
-        checked = check(tmp, live if live.exists() else None, cfg, force)
-        os.chmod(tmp, 0o644)  # varnishd's worker user reads it
-        kept = _keep_live(cfg)
-        os.replace(tmp, live)
-        fsync_dir(live.parent)
-    except (OSError, PublishError) as e:
-        tmp.unlink(missing_ok=True)
-        raise PublishError(str(e) if isinstance(e, PublishError) else f"{tmp}: {e}") from None
+        with swap_lock(live):
+            if digest == sha256(live):
+                return Installed([f"{live} is already this file ({digest[:12]}): nothing to do"])
+            with open(source, "rb") as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, CHUNK)
+                dst.flush()
+                os.fsync(dst.fileno())
+            checked = check(tmp, live if live.exists() else None, cfg, force)
+            os.chmod(tmp, 0o644)  # varnishd's worker user reads it
+            kept = _keep_live(cfg)
+            os.replace(tmp, live)
+            fsync_dir(live.parent)
+    except PublishError as e:
+        raise PublishError(str(e).replace(str(tmp), name)) from None
+    except OSError as e:
+        raise PublishError(
+            f"{live.parent}: {e.strerror or e}" if e.filename != str(source) else f"{name}: {e.strerror}"
+        ) from None
+    finally:
+        discard(tmp)
     _prune(cfg, keep)
-    out = [f"installed {source} as {live}: {checked.users:,} users, {checked.profiles:,} with a profile"]
+    out = [f"installed {name} as {live}: {checked.users:,} users, {checked.profiles:,} with a profile"]
     if checked.previous is not None:
         out.append(
             f"since the live file: {checked.previous:,} -> {checked.profiles:,} profiles, "
@@ -104,44 +121,53 @@ def _keep_live(cfg: Config) -> Path | None:
         return None
     d = versions_dir(cfg)
     d.mkdir(mode=0o755, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    kept = d / f"{cfg.db.name}.{stamp}"
+    kept = d / f"{cfg.db.name}.{_stamp()}"
     os.link(cfg.db, kept)
     return kept
 
 
 def _prune(cfg: Config, keep: int) -> None:
-    for old in versions(cfg)[: max(0, len(versions(cfg)) - keep)]:
-        old.unlink(missing_ok=True)
+    """The newest `keep` versions stay, and the newest `keep` files rollbacks replaced."""
+    d = versions_dir(cfg)
+    rolled = sorted(d.glob(cfg.db.name + ROLLED_BACK + "*")) if d.is_dir() else []
+    for group in (versions(cfg), rolled):
+        for old in group[: max(0, len(group) - keep)]:
+            discard(old)
 
 
-def rollback(cfg: Config) -> Installed:
+def rollback(cfg: Config, keep: int = 5) -> Installed:
     """The newest kept version becomes live again (checked, churn guard aside: a rollback is
-    deliberate); the file it replaces is kept once as `<db>.rolled-back`."""
-    kept = versions(cfg)
-    if not kept:
-        raise PublishError(f"{versions_dir(cfg)}: no previous version to roll back to")
-    newest = kept[-1]
+    deliberate); the file it replaces is kept as `<db>.rolled-back.<time>` (the newest `keep`)."""
     live = cfg.db
     tmp = temp_path(live)
+    newest = versions_dir(cfg)
     try:
-        os.link(newest, tmp)
-        checked = check(tmp, None, cfg, force=True)
-        if live.exists():
-            aside = versions_dir(cfg) / (live.name + ROLLED_BACK)
-            aside.unlink(missing_ok=True)
-            os.link(live, aside)
-        os.replace(tmp, live)
-        fsync_dir(live.parent)
-        newest.unlink()
-    except (OSError, PublishError) as e:
-        tmp.unlink(missing_ok=True)
-        raise PublishError(str(e) if isinstance(e, PublishError) else f"{newest}: {e}") from None
+        with swap_lock(live):
+            kept = versions(cfg)
+            if not kept:
+                raise PublishError(f"{versions_dir(cfg)}: no previous version to roll back to")
+            newest = kept[-1]
+            os.link(newest, tmp)
+            checked = check(tmp, None, cfg, force=True)
+            aside = None
+            if live.exists():
+                aside = versions_dir(cfg) / f"{live.name}{ROLLED_BACK}{_stamp()}"
+                os.link(live, aside)
+            os.replace(tmp, live)
+            fsync_dir(live.parent)
+            newest.unlink()
+    except PublishError as e:
+        raise PublishError(str(e).replace(str(tmp), str(newest))) from None
+    except OSError as e:
+        raise PublishError(f"{live.parent}: {e.strerror or e}") from None
+    finally:
+        discard(tmp)
+    _prune(cfg, keep)
     return Installed(
         [
             f"rolled back {live} to {newest.name}: {checked.users:,} users, "
             f"{checked.profiles:,} with a profile",
-            f"{len(kept) - 1} older versions left; the file it replaced is kept as {live.name}{ROLLED_BACK}",
+            f"{len(kept) - 1} older versions left; the file it replaced is kept as {aside}",
         ]
     )
 
@@ -158,21 +184,24 @@ def pull(
     remove_stale(live)
     part = live.with_name(f".{live.name}.pull-{os.getpid()}")
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r, open(part, "wb") as out:
+        deadline = time.monotonic() + timeout
+        with urllib.request.urlopen(url, timeout=min(timeout, 30)) as r, open(part, "wb") as out:
             expected = r.headers.get("Content-Length")
             got = 0
-            while chunk := r.read(CHUNK):
+            while chunk := r.read1(CHUNK):  # whatever has arrived: the deadline is looked at often
                 got += len(chunk)
                 if got > max_bytes:
                     raise PublishError(f"{url}: larger than {max_bytes:,} bytes")
+                if time.monotonic() > deadline:
+                    raise PublishError(f"{url}: not downloaded within {timeout:g} s (--timeout)")
                 out.write(chunk)
         if expected is not None and int(expected) != got:
             raise PublishError(f"{url}: got {got:,} of {int(expected):,} bytes (cut short)")
-        return install(part, cfg, force, keep, clean=False)
+        return install(part, cfg, force, keep, clean=False, name=url)
     except urllib.error.HTTPError as e:
         raise PublishError(f"{url}: HTTP {e.code} {e.reason}") from None
     except (urllib.error.URLError, TimeoutError, OSError) as e:
         reason = getattr(e, "reason", e)
         raise PublishError(f"{url}: {reason}") from None
     finally:
-        part.unlink(missing_ok=True)
+        discard(part)

@@ -7,11 +7,14 @@ The checks (`check`) are also what `webops gate install` runs on a file built el
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import sqlite3
 import time
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +127,25 @@ def _running(pid: int) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def swap_lock(live: Path) -> Iterator[None]:
+    """One swap at a time in the live file's directory (builds, installs, pulls, rollbacks): the
+    churn is checked against the file that is really replaced. A lock on the directory itself,
+    so a read-only directory needs no lock file (and fails later, at the rename, in one line)."""
+    fd = os.open(live.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def discard(path: Path) -> None:
+    """Remove a temporary file if it can be (a read-only directory: it could not be made either)."""
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename in the directory survive a crash."""
     fd = os.open(path, os.O_RDONLY)
@@ -146,19 +168,20 @@ def publish(counts: Counter[str], cfg: Config, force: bool = False, source: str 
     new = temp_path(live)
     try:
         _write(new, rows, cfg, source)
-        checked = check(new, live if live.exists() else None, cfg, force, expect=(len(rows), profiles))
         fd = os.open(new, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
         os.chmod(new, 0o644)  # varnishd's worker user reads it
-        os.replace(new, live)
-        fsync_dir(live.parent)  # the rename itself survives a crash
+        with swap_lock(live):
+            checked = check(new, live if live.exists() else None, cfg, force, expect=(len(rows), profiles))
+            os.replace(new, live)
+            fsync_dir(live.parent)  # the rename itself survives a crash
     except (OSError, sqlite3.Error) as e:
         raise PublishError(f"{new}: {e}") from None
     finally:
-        new.unlink(missing_ok=True)
+        discard(new)
     return Report(
         live,
         checked.users,
