@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -52,6 +53,8 @@ class Host:
                 self.user,
                 "--socket",
                 self.socket,
+                "--log",
+                str(self.messages),
                 "--nrpe-config",
                 str(self.etc / "nrpe.cfg"),
                 "--audit-rules",
@@ -82,6 +85,19 @@ def host() -> Iterator[Host]:
     shutil.chown(home, user, user)
     for p in home.iterdir():
         shutil.chown(p, user, user)
+    for d in ("etc/rules.d", "etc/crontabs"):
+        (top / d).mkdir(parents=True)
+    daemon = start_rsyslog(top)
+    try:
+        yield Host(user, pwd_uid(user), home, str(top / "log.sock"), top / "messages", top / "etc")
+    finally:
+        stop(daemon)
+        subprocess.run(["userdel", user], check=False)
+        shutil.rmtree(top)
+
+
+def start_rsyslog(top: Path) -> subprocess.Popen:
+    """Debian's rsyslogd on TOP/log.sock, writing every record to TOP/messages."""
     conf = top / "rsyslog.conf"
     conf.write_text(
         f'global(workDirectory="{top}")\n'
@@ -90,16 +106,20 @@ def host() -> Iterator[Host]:
         f'*.* action(type="omfile" file="{top}/messages" template="RSYSLOG_FileFormat")\n'
     )
     daemon = subprocess.Popen(["rsyslogd", "-n", "-f", str(conf), "-i", str(top / "rsyslog.pid")])
-    for d in ("etc/rules.d", "etc/crontabs"):
-        (top / d).mkdir(parents=True)
     try:
         wait_until(lambda: (top / "log.sock").exists(), what="rsyslog's socket")
-        yield Host(user, pwd_uid(user), home, str(top / "log.sock"), top / "messages", top / "etc")
-    finally:
+    except BaseException:
+        stop(daemon)
+        raise
+    return daemon
+
+
+def stop(daemon: subprocess.Popen) -> None:
+    """End a daemon the test started (stopped or not)."""
+    if daemon.poll() is None:
+        daemon.send_signal(signal.SIGCONT)
         daemon.terminate()
-        daemon.wait(30)
-        subprocess.run(["userdel", user], check=False)
-        shutil.rmtree(top)
+    daemon.wait(30)
 
 
 def pwd_uid(user: str) -> int:
@@ -158,6 +178,7 @@ def test_each_way_of_running_commands_as_a_real_user(host: Host) -> None:
 def test_what_doctor_says_in_each_setup(host: Host) -> None:
     code, found = host.doctor()
     assert code == 1 and found["syslog socket"]["state"] == "ok" and found["snippet"]["state"] == "fail"
+    assert str(host.messages) in found["syslog socket"]["detail"]
     assert found["snippet"]["fix"] == f"webops cmdlog install --user {host.user}"
     code, found = host.doctor("--socket", str(host.etc / "nothing.sock"))
     assert found["syslog socket"]["state"] == "fail" and "rsyslog" in found["syslog socket"]["fix"]
@@ -198,4 +219,99 @@ def test_what_doctor_says_in_each_setup(host: Host) -> None:
     )
     (host.etc / "crontabs" / host.user).write_text(f"BASH_ENV={host.home / FILE}\n* * * * * true\n")
     code, found = host.doctor()
-    assert code == 0 and {c["state"] for c in found.values()} == {"ok"}, found
+    assert found["bash -c, bash scripts"]["state"] == "ok"
+    # the rule in a file is not enough: all is ok (exit 0) only with auditd running it (test_doctor)
+    assert code == 1 and found["auditd"]["state"] != "ok", found
+    assert found["NRPE"]["fix"] == "the audit rule below"
+
+
+# ---------------------------------------------------------------- report: where this host's records are
+
+OWN = "webops-cmdlog[4242]: user=nagios uid=110 pid=4300 cwd=/var/lib/nagios cmd=check_disk -w 20"
+
+
+def report_in(
+    root: Path, *args: str, stdin: object = subprocess.DEVNULL, **kw
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WEBOPS_CMDLOG_ROOT": str(root)}
+    return subprocess.run(
+        [*CMDLOG, "report", "--format", "json", *args],
+        env=env,
+        stdin=stdin,
+        capture_output=True,
+        text=True,
+        **kw,
+    )
+
+
+def commands(r: subprocess.CompletedProcess) -> list[str]:
+    assert r.returncode == 0, r.stderr
+    return [json.loads(line)["command"] for line in r.stdout.splitlines()]
+
+
+def test_report_reads_debians_auth_log_when_no_file_is_named(tmp_path: Path) -> None:
+    # Debian's rsyslog writes authpriv (the snippet's facility) to auth.log, not to syslog
+    (tmp_path / "var/log").mkdir(parents=True)
+    (tmp_path / "var/log/syslog").write_text(f"Nov 23 19:40:00 web1 {OWN} in-syslog\n")
+    (tmp_path / "var/log/auth.log").write_text(f"Nov 23 19:40:00 web1 {OWN}\n")
+    r = report_in(tmp_path)
+    assert commands(r) == ["check_disk -w 20"]
+    assert f"reading {tmp_path}/var/log/auth.log" in r.stderr
+    # named files and stdin (piped, or -) are read as before, whatever the host has
+    assert commands(report_in(tmp_path, str(tmp_path / "var/log/syslog"))) == ["check_disk -w 20 in-syslog"]
+    piped = f"Nov 23 19:41:00 web1 {OWN} piped\n"
+    assert commands(report_in(tmp_path, stdin=None, input=piped)) == ["check_disk -w 20 piped"]
+    assert commands(report_in(tmp_path, "-", stdin=None, input=piped)) == ["check_disk -w 20 piped"]
+
+
+def test_report_reads_the_journal_when_there_is_no_auth_log(tmp_path: Path) -> None:
+    remote = Path("/lib/systemd/systemd-journal-remote")
+    need(remote.exists() and shutil.which("journalctl") is not None, "systemd-journal-remote, journalctl")
+    machine = secrets.token_hex(16)  # journalctl --root reads the journal of the root's machine id
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/machine-id").write_text(machine + "\n")
+    (tmp_path / "var/log/journal" / machine).mkdir(parents=True)
+    entry = {
+        "__REALTIME_TIMESTAMP": "1795462920000000",
+        "__MONOTONIC_TIMESTAMP": "1",
+        "_BOOT_ID": secrets.token_hex(16),
+        "_HOSTNAME": "web2",
+        "SYSLOG_IDENTIFIER": "webops-cmdlog",
+        "SYSLOG_PID": "77",
+        "MESSAGE": "user=deploy uid=1001 pid=78 cwd=/srv cmd=git pull",
+    }
+    export = "".join(f"{k}={v}\n" for k, v in entry.items()) + "\n"  # journalctl -o export's format
+    journal = tmp_path / "var/log/journal" / machine / "system.journal"
+    subprocess.run(
+        [remote, f"--output={journal}", "-"], input=export.encode(), check=True, capture_output=True
+    )
+    r = report_in(tmp_path)
+    assert commands(r) == ["git pull"]
+    assert "reading the journal" in r.stderr and "auth.log: No such file or directory" in r.stderr
+
+
+def test_report_says_where_it_looked_when_it_finds_no_records(tmp_path: Path) -> None:
+    r = report_in(tmp_path)
+    assert r.returncode == 2 and r.stdout == ""
+    for looked in ("var/log/auth.log", "var/log/secure", "var/log/journal", "run/log/journal"):
+        assert f"{tmp_path}/{looked}" in r.stderr, r.stderr
+
+
+# ---------------------------------------------------------------- start files that are not UTF-8
+
+
+def test_install_and_uninstall_keep_a_latin1_bashrc_byte_for_byte(tmp_path: Path) -> None:
+    original = (
+        b"# caf\xe9 cr\xe8me: written by an editor in Latin-1\n" + Path("/etc/skel/.bashrc").read_bytes()
+    )
+    (tmp_path / ".bashrc").write_bytes(original)
+    (tmp_path / ".profile").write_bytes(b"# \xe9t\xe9\n")  # reads neither: the block goes on top
+    args = ["--user", f"wo-none-{secrets.token_hex(4)}", "--home", str(tmp_path)]
+    r = subprocess.run([*CMDLOG, "install", *args], capture_output=True, text=True)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    bashrc = (tmp_path / ".bashrc").read_bytes()
+    assert bashrc.startswith(BLOCK.encode()) and bashrc.endswith(original)
+    r = subprocess.run([*CMDLOG, "uninstall", *args], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / ".bashrc").read_bytes() == original
+    assert (tmp_path / ".profile").read_bytes() == b"# \xe9t\xe9\n"

@@ -183,3 +183,78 @@ def test_the_journal(tmp_path: Path) -> None:
     assert (
         r.returncode == 2 and r.stderr.startswith("webops cmdlog: journalctl: ") and r.stderr.count("\n") == 1
     )
+
+
+V2 = "Nov 23 19:40:00 web1 webops-cmdlog[4242]: "
+
+
+def test_v2_records_decode_every_byte_and_the_first_format_still_reads() -> None:
+    lines = [
+        V2 + "v2 user=nagios uid=110 pid=4300 cwd=/srv/a%20b%2541%0Ac%FF "
+        "cmd=printf '%25s\\n' 'x%0Ay' $'\\t' é%C2%9B%FF%20%20\n",
+        V2 + "v2 user=54321 uid=54321 pid=4301 cwd=/ cmd=\n",  # a uid with no name; an empty command
+        OWN,  # the first format: cwd with %20 only, the command raw
+    ]
+    got = [(r.user, r.pid, r.cwd, r.command, r.source) for r in read(lines)]
+    assert got == [
+        ("nagios", 4300, "/srv/a b%41\nc\\xff", "printf '%s\\n' 'x\ny' $'\\t' é\x9b\\xff  ", "webops"),
+        ("54321", 4301, "/", "", "webops"),
+        (
+            "nagios",
+            4300,
+            "/var/lib/my dir",
+            '/usr/lib/nagios/plugins/check_disk -w 20 -c 10 -r "^/(ssd|store[1-3])?$"',
+            "webops",
+        ),
+    ]
+
+
+def test_a_record_in_parts_is_joined_back_and_one_missing_a_part_is_counted_dropped() -> None:
+    whole = "v2 user=deploy uid=1001 pid=77 cwd=/srv%20x cmd=" + "echo " + "a" * 2500 + " end"
+    parts = [whole[:900], whole[900:1800], whole[1800:]]
+    other = "Nov 23 19:40:00 web1 webops-cmdlog[5000]: "  # another relay's, on the same host
+    lines = [
+        V2 + f"v2 part=1:1/3 {parts[0]}\n",
+        other + f"v2 part=1:1/3 {parts[0]}\n",  # its parts 2 and 3 never arrive
+        "Nov 23 19:40:00 web2 webops-cmdlog[4242]: v2 part=1:2/3 x\n",  # another host's
+        V2 + f"v2 part=1:2/3 {parts[1]}\n",
+        V2 + "v2 user=deploy uid=1001 pid=77 cwd=/ cmd=true between\n",
+        V2 + f"v2 part=1:3/3 {parts[2]}\n",
+        V2 + f"v2 part=2:2/2 {parts[2]}\n",  # its first part never arrives
+    ]
+    got = [(r.source, r.host, r.user, r.pid, r.cwd, r.command, r.dropped) for r in read(lines)]
+    assert got[:2] == [
+        ("webops", "web1", "deploy", 77, "/", "true between", 0),
+        ("webops", "web1", "deploy", 77, "/srv x", "echo " + "a" * 2500 + " end", 0),
+    ]
+    assert sorted(got[2:]) == [
+        (
+            "dropped",
+            "web1",
+            "",
+            4242,
+            "",
+            "dropped 1 records: a command too long for one record arrived in part (parts 2 of 2)",
+            1,
+        ),
+        (
+            "dropped",
+            "web1",
+            "deploy",
+            77,
+            "/srv x",
+            "dropped 1 records: a command too long for one record arrived in part (parts 1 of 3)",
+            1,
+        ),
+        (
+            "dropped",
+            "web2",
+            "",
+            4242,
+            "",
+            "dropped 1 records: a command too long for one record arrived in part (parts 2 of 3)",
+            1,
+        ),
+    ]
+    r = subprocess.run([*CMDLOG, "--user", "nobody"], input="".join(lines), capture_output=True, text=True)
+    assert r.stdout.count("dropped 1 records") == 3 and "3 records were dropped" in r.stderr

@@ -7,11 +7,16 @@ import argparse
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PosixPath
 from typing import IO
+
+# The tree report's and doctor's default places (/var/log/auth.log, /var/log/secure, the journal)
+# are looked for under: / on a host; a test's own tree (not an option: no user needs it).
+ROOT_ENV = "WEBOPS_CMDLOG_ROOT"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,9 +26,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "report",
         help="one line per command, from syslog files, journalctl -o json, snoopy or ausearch -i output",
         description="Reads command records (webops cmdlog's, the seed's `Running ...` lines, snoopy's, "
-        "`ausearch -i` events) from FILEs or stdin and prints time, host, user, pid, directory, command.",
+        "`ausearch -i` events) from FILEs or stdin and prints time, host, user, pid, directory, command. "
+        "With no FILE: stdin when it is a pipe or a file, else where this host's syslog puts authpriv "
+        "(/var/log/auth.log or /var/log/secure when readable, else the journal).",
     )
-    r.add_argument("files", nargs="*", metavar="FILE", help="files to read (default: stdin)")
+    r.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="files to read, - for stdin (default: a piped stdin, else /var/log/auth.log or "
+        "/var/log/secure, else the journal)",
+    )
     r.add_argument(
         "--journal",
         action="store_true",
@@ -47,14 +60,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     d = cmds.add_parser(
         "doctor",
         help="say what will and will not be logged for a user here, and why",
-        description="Each line a check (ok, gap: some ways of running commands are not logged, fail: "
-        "nothing is) with its fix. Exits 1 unless every check is ok.",
+        description="Each line a check (ok; gap: some ways of running commands are not logged; fail: "
+        "nothing is; unknown: this run could not find out) with its fix. It sends the syslog socket a "
+        "test record and looks for it where syslog writes authpriv, and asks auditctl (as root) "
+        "whether auditd runs with the rule loaded.",
+        epilog="exit status: 0 every check is ok; 1 at least one is a gap, a fail or unknown; "
+        "2 a usage error (an unknown user, a bad option).",
     )
     d.add_argument("--user", required=True, help="the user whose commands are logged")
     d.add_argument(
         "--socket",
         default=os.environ.get("WEBOPS_CMDLOG_SOCKET", "/dev/log"),
         help="the syslog socket the snippet writes to (default: $WEBOPS_CMDLOG_SOCKET or /dev/log)",
+    )
+    d.add_argument(
+        "--log",
+        type=Path,
+        metavar="FILE",
+        help="where syslog writes authpriv, to find the test record in (default: /var/log/auth.log "
+        "or /var/log/secure when readable, else the journal)",
     )
     d.add_argument("--nrpe-config", type=Path, default=Path("/etc/nagios/nrpe.cfg"), metavar="FILE")
     d.add_argument("--audit-rules", type=Path, default=Path("/etc/audit/rules.d"), metavar="DIR")
@@ -86,6 +110,10 @@ def _naive(t: datetime) -> datetime:
     return t.replace(tzinfo=None) if t.tzinfo is None else t.astimezone().replace(tzinfo=None)
 
 
+def _root() -> Path:
+    return Path(os.environ.get(ROOT_ENV) or "/")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.cmdlog_cmd in ("install", "uninstall"):
         return _install(args)
@@ -106,6 +134,8 @@ def _doctor(args: argparse.Namespace) -> int:
             args.nrpe_config,
             args.audit_rules,
             args.crontabs,
+            log=args.log,
+            root=_root(),
         )
     except KeyError:
         print(f"webops cmdlog: no user {args.user!r} on this host", file=sys.stderr)
@@ -115,8 +145,22 @@ def _doctor(args: argparse.Namespace) -> int:
         if args.format == "json":
             print(json.dumps(asdict(c)))
         else:
-            print(f"{c.state:<5} {c.what:<22} {c.detail}" + (f"\n{'':28}fix: {c.fix}" if c.fix else ""))
-    return 0 if all(c.state == "ok" for c in found) else 1
+            print(f"{c.state:<7} {c.what:<22} {c.detail}" + (f"\n{'':30}fix: {c.fix}" if c.fix else ""))
+    return doctor.exit_status(found)
+
+
+class _StartFile(PosixPath):
+    """A path whose text keeps any bytes: a start file may hold Latin-1 or other non-UTF-8 bytes,
+    which come back as they were (surrogateescape) instead of stopping install with a traceback.
+    Paths made from it (home / ".bashrc") are of this class too."""
+
+    def read_text(self, encoding: str | None = None, errors: str | None = None) -> str:
+        return super().read_text(encoding or "utf-8", errors or "surrogateescape")
+
+    def write_text(
+        self, data: str, encoding: str | None = None, errors: str | None = None, newline: str | None = None
+    ) -> int:
+        return super().write_text(data, encoding or "utf-8", errors or "surrogateescape", newline)
 
 
 def _install(args: argparse.Namespace) -> int:
@@ -137,7 +181,8 @@ def _install(args: argparse.Namespace) -> int:
         print(f"webops cmdlog: {home}: not a directory", file=sys.stderr)
         return 2
     try:
-        changed = snippet.install(home) if args.cmdlog_cmd == "install" else snippet.uninstall(home)
+        files = _StartFile(home)
+        changed = snippet.install(files) if args.cmdlog_cmd == "install" else snippet.uninstall(files)
         if uid is not None and os.geteuid() == 0:  # root installing: the files stay the user's
             for path in changed:
                 if path.exists():
@@ -154,9 +199,11 @@ def _install(args: argparse.Namespace) -> int:
 def _journal(args: argparse.Namespace) -> subprocess.Popen[str]:
     """journalctl's JSON of the identifiers records come under: the snippet's, snoopy's and, for
     the seed's recipe, the users' names."""
+    from .doctor import journalctl
     from .records import TAG
 
-    cmd = ["journalctl", "-o", "json", "--no-pager", *(f"--file={f}" for f in args.files)]
+    where = ["--no-pager", *(f"--file={f}" for f in args.files)] if args.files else journalctl(_root())[1:]
+    cmd = ["journalctl", "-o", "json", *where]
     if args.since:
         cmd.append(f"--since={args.since:%Y-%m-%d %H:%M:%S}")
     for ident in [TAG, "snoopy", *(args.user or [])]:
@@ -164,17 +211,47 @@ def _journal(args: argparse.Namespace) -> subprocess.Popen[str]:
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace")
 
 
+def _piped() -> bool:
+    """Whether stdin is a pipe or a file (`ausearch -i | webops cmdlog report`), not a terminal,
+    /dev/null or closed: only then is it read when no FILE is named."""
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (OSError, ValueError, AttributeError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISREG(mode)
+
+
 def _report(args: argparse.Namespace) -> int:
+    from .doctor import where_records_are
     from .records import read
 
     journal = None
+    if not args.journal and not args.files and not _piped():
+        where = where_records_are(_root())
+        passed = f" ({'; '.join(where.looked)})" if where.looked else ""
+        if where.file is not None:
+            print(f"webops cmdlog: reading {where.file}{passed}", file=sys.stderr)
+            args.files = [str(where.file)]
+        elif where.journal:
+            print(f"webops cmdlog: reading the journal{passed}", file=sys.stderr)
+            args.journal = True
+        else:
+            print(
+                f"webops cmdlog: found no records to read: {'; '.join(where.looked)}. Name a FILE "
+                "(- for stdin), pipe them in, or use --journal",
+                file=sys.stderr,
+            )
+            return 2
     try:
         if args.journal:
             journal = _journal(args)
             assert journal.stdout is not None
             streams: list[IO[str]] = [journal.stdout]
         else:
-            streams = [open(f, encoding="utf-8", errors="replace") for f in args.files]  # noqa: SIM115
+            streams = [
+                sys.stdin if f == "-" else open(f, encoding="utf-8", errors="replace")  # noqa: SIM115
+                for f in args.files
+            ]
             streams = streams or [sys.stdin]
     except OSError as e:
         print(f"webops cmdlog: {e.filename}: {e.strerror}", file=sys.stderr)

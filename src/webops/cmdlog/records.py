@@ -3,8 +3,13 @@
 Understood, whatever the syslog front (`Mar 30 10:48:05 host tag[pid]: ...`, rsyslog's
 `2026-11-23T19:40:00.123456+00:00 host tag[pid]: ...`, `journalctl -o short-iso`, or
 `journalctl -o json` lines):
-- webops cmdlog's own records: tag `webops-cmdlog`, `user=... uid=... pid=... cwd=... cmd=...`
-  (cwd percent-escaped, the command last and raw);
+- webops cmdlog's own records: tag `webops-cmdlog`, `v2 user=... uid=... pid=... cwd=... cmd=...`:
+  every byte that is not printable UTF-8 (controls, newlines, bytes of no UTF-8 character) and `%`
+  as %XX, spaces too except inside the command (and at its end); the user is the real uid's name
+  (the uid where it has none). A record too long for one datagram comes in parts, `v2
+  part=SEQ:K/N TEXT`, whose TEXTs joined are the record: joined back here, and one that never
+  arrives whole is counted as dropped. The first format (`user=... uid=... pid=... cwd=...
+  cmd=...` without `v2`: only the cwd's spaces escaped, the command raw) is still read;
 - the seed's recipe (`logger -t nagios "Running $BASH_COMMAND"`): the tag taken as the user;
 - snoopy's default format: `[uid:1000 sid:12 tty:/dev/pts/0 cwd:/tmp filename:/bin/ls]: ls -la`;
 - `ausearch -i` output: events (SYSCALL + EXECVE + CWD + PROCTITLE, grouped by event id).
@@ -16,9 +21,9 @@ import contextlib
 import json
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_to_bytes
 
 TAG = "webops-cmdlog"
 
@@ -32,6 +37,10 @@ _ISO = re.compile(
     r"(?P<tag>[^\s:\[]+)(?:\[(?P<pid>\d+)\])?: ?(?P<msg>.*)$"
 )
 _OWN = re.compile(r"^user=(?P<user>\S*) uid=(?P<uid>\S*) pid=(?P<pid>\d+) cwd=(?P<cwd>\S*) cmd=(?P<cmd>.*)$")
+_HEAD = r"^v2 user=(?P<user>\S*) uid=(?P<uid>\d*) pid=(?P<pid>\d+) cwd=(?P<cwd>\S*) cmd="
+_V2 = re.compile(_HEAD + r"(?P<cmd>.*)$")
+_V2_HEAD = re.compile(_HEAD)
+_PART = re.compile(r"^v2 part=(?P<seq>\d+):(?P<k>\d+)/(?P<n>\d+) (?P<text>.*)$")
 _SNOOPY = re.compile(r"^\[(?P<fields>[^\]]*)\]: (?P<cmd>.*)$")
 _SEED = re.compile(r"^Running (?P<cmd>.*)$")
 _DROPPED = re.compile(r"^dropped (?P<n>\d+) records: ")  # the snippet's relay, after a stalled syslog
@@ -67,8 +76,38 @@ def _time(text: str, year: int | None = None) -> datetime | None:
         return None
 
 
+@dataclass
+class _Part:
+    """One part of a record too long for one datagram (`v2 part=SEQ:K/N TEXT`)."""
+
+    time: datetime | None
+    host: str
+    pid: int | None  # the relay's: parts of one record come from one relay, one after another
+    seq: int
+    k: int
+    n: int
+    text: str
+
+
+@dataclass
+class _Parts:
+    n: int
+    got: dict[int, _Part] = field(default_factory=dict)
+
+
+def _decode(text: str) -> str:
+    """A v2 field: %XX escapes back to bytes, then UTF-8 (a byte of no UTF-8 character as \\xNN)."""
+    return unquote_to_bytes(text).decode("utf-8", "backslashreplace")
+
+
 def from_syslog(line: str) -> Record | None:
-    """One syslog line (or a `journalctl -o json` line) as a record, if it carries a command."""
+    """One syslog line (or a `journalctl -o json` line) as a record, if it carries a command (the
+    part of a record split in several carries none: `read` joins them)."""
+    r = _line(line)
+    return r if isinstance(r, Record) else None
+
+
+def _line(line: str) -> Record | _Part | None:
     line = _PRI.sub("", line.rstrip("\n"))
     if line.startswith("{"):
         return _from_journal_json(line)
@@ -79,7 +118,7 @@ def from_syslog(line: str) -> Record | None:
     return _message(_time(m["ts"]), m["host"] or "", m["tag"], pid, m["msg"])
 
 
-def _from_journal_json(line: str) -> Record | None:
+def _from_journal_json(line: str) -> Record | _Part | None:
     try:
         entry = json.loads(line)
         stamp = datetime.fromtimestamp(int(entry["__REALTIME_TIMESTAMP"]) / 1e6, UTC)
@@ -95,7 +134,12 @@ def _from_journal_json(line: str) -> Record | None:
         return None
 
 
-def _message(stamp: datetime | None, host: str, tag: str, pid: int | None, msg: str) -> Record | None:
+def _message(stamp: datetime | None, host: str, tag: str, pid: int | None, msg: str) -> Record | _Part | None:
+    if tag == TAG and (m := _V2.match(msg)):
+        cwd, cmd = _decode(m["cwd"]), _decode(m["cmd"])
+        return Record(stamp, host, _decode(m["user"]), int(m["pid"]), cwd, cmd, "webops")
+    if tag == TAG and (m := _PART.match(msg)) and 1 <= int(m["k"]) <= int(m["n"]):
+        return _Part(stamp, host, pid, int(m["seq"]), int(m["k"]), int(m["n"]), m["text"])
     if tag == TAG and (m := _OWN.match(msg)):
         return Record(stamp, host, m["user"], int(m["pid"]), unquote(m["cwd"]), m["cmd"], "webops")
     if tag == TAG and (m := _DROPPED.match(msg)):
@@ -107,6 +151,29 @@ def _message(stamp: datetime | None, host: str, tag: str, pid: int | None, msg: 
     if m := _SEED.match(msg):
         return Record(stamp, host, tag, pid, "", m["cmd"], "seed")
     return None
+
+
+def _joined(parts: _Parts) -> Record:
+    """A record from all its parts, or, when parts are missing (or the whole does not parse), one
+    dropped record that says which arrived (with the user, pid and cwd when the first did)."""
+    first = parts.got[min(parts.got)]
+    if len(parts.got) == parts.n and (
+        m := _V2.match("".join(parts.got[k].text for k in range(1, parts.n + 1)))
+    ):
+        cwd, cmd = _decode(m["cwd"]), _decode(m["cmd"])
+        return Record(first.time, first.host, _decode(m["user"]), int(m["pid"]), cwd, cmd, "webops")
+    head = _V2_HEAD.match(parts.got[1].text) if 1 in parts.got else None
+    got = ", ".join(map(str, sorted(parts.got)))
+    return Record(
+        first.time,
+        first.host,
+        _decode(head["user"]) if head else "",
+        int(head["pid"]) if head else first.pid,
+        _decode(head["cwd"]) if head else "",
+        f"dropped 1 records: a command too long for one record arrived in part (parts {got} of {parts.n})",
+        "dropped",
+        1,
+    )
 
 
 def from_ausearch(lines: Iterable[str]) -> Iterator[Record]:
@@ -205,14 +272,31 @@ def _event(event: dict[str, dict[str, str]]) -> Record | None:
 
 
 def read(lines: Iterable[str]) -> Iterator[Record]:
-    """Records from any mix of the formats above (audit events are grouped as they come)."""
+    """Records from any mix of the formats above (audit events are grouped as they come; the parts
+    of a long record are joined as its last arrives, and those still missing parts at the end are
+    dropped records)."""
     audit: list[str] = []
+    pending: dict[tuple[str, int | None, int], _Parts] = {}
     for line in lines:
         if "msg=audit(" in line:
             audit.append(line)
             continue
         if line.startswith("----"):
             continue
-        if (r := from_syslog(line)) is not None:
+        r = _line(line)
+        if isinstance(r, _Part):
+            key = (r.host, r.pid, r.seq)
+            parts = pending.get(key)
+            if parts is not None and (parts.n != r.n or r.k in parts.got):  # a new record, same key
+                yield _joined(pending.pop(key))
+                parts = None
+            if parts is None:
+                parts = pending[key] = _Parts(r.n)
+            parts.got[r.k] = r
+            if len(parts.got) == parts.n:
+                yield _joined(pending.pop(key))
+        elif r is not None:
             yield r
+    for parts in pending.values():
+        yield _joined(parts)
     yield from from_ausearch(audit)
