@@ -43,6 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="read the systemd journal (journalctl -o json; with FILEs: those journal files)",
     )
     r.add_argument("--user", action="append", help="only this user (repeat for several)")
+    r.add_argument(
+        "--host",
+        action="append",
+        help="only records from this host, as syslog names it (repeat for several; its dropped counts too)",
+    )
     r.add_argument("--since", type=_when, metavar="TIME", help="only from this time on (ISO 8601)")
     r.add_argument("--until", type=_when, metavar="TIME", help="only before this time (ISO 8601)")
     r.add_argument("--grep", type=_regex, metavar="REGEX", help="only commands matching")
@@ -257,10 +262,18 @@ def _report(args: argparse.Namespace) -> int:
         print(f"webops cmdlog: {e.filename}: {e.strerror}", file=sys.stderr)
         return 2
     users, dropped = set(args.user or []), 0
+    hosts = {h.casefold() for h in args.host or []}
+    gaps: dict[str, dict[str, int]] = {}  # host: reason: records dropped
     try:
         for stream in streams:
             for rec in read(stream):
-                dropped += rec.dropped  # a gap in everyone's records: shown whatever the filters
+                if hosts and rec.host.casefold() not in hosts:
+                    continue
+                dropped += rec.dropped  # a gap in everyone's records: shown whatever the other filters
+                if rec.dropped:
+                    reason = rec.command.split(": ", 1)[1] if ": " in rec.command else ""
+                    by_reason = gaps.setdefault(rec.host or "-", {})
+                    by_reason[reason] = by_reason.get(reason, 0) + rec.dropped
                 if not rec.dropped and users and rec.user not in users:
                     continue
                 if not rec.dropped and args.grep and not args.grep.search(rec.command):
@@ -287,6 +300,15 @@ def _report(args: argparse.Namespace) -> int:
             f"webops cmdlog: {dropped} records were dropped before syslog (the 'dropped' lines)",
             file=sys.stderr,
         )
+        for name, by_reason in sorted(gaps.items()):
+            why = "; ".join(
+                f"{n}: {reason}" if len(by_reason) > 1 else reason for reason, n in by_reason.items()
+            )
+            print(
+                f"webops cmdlog: host {name}: {sum(by_reason.values())} records dropped"
+                + (f" ({why})" if why else ""),
+                file=sys.stderr,
+            )
     if journal is not None and journal.wait() != 0:
         assert journal.stderr is not None
         why = " ".join(journal.stderr.read().split()) or f"exit status {journal.returncode}"
