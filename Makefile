@@ -33,11 +33,13 @@ test: lint
 	$(BIN)/pytest
 	WEBOPS_STATSD_HOTPATH=python $(BIN)/pytest tests/statsd
 
-## lint: ruff (style, imports, formatting) and mypy (types, src/)
+## lint: ruff (style, imports, formatting) and mypy (types, src/); the Rust crate held to the same
+## standard: rustfmt and clippy with every warning an error
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	cd $(NATIVE) && cargo fmt --check && cargo clippy --release --all-targets --quiet -- -D warnings
 
 ETSY_JS := bench/.etsy/node_modules/statsd/stats.js
 BLAST   := bench/.build/udpblast

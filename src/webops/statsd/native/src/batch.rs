@@ -274,4 +274,64 @@ mod tests {
         assert_eq!(batch.sets[&b"t"[..]].len(), 1);
         assert_eq!(batch.set_members_refused, 2); // each sample of `c` into the full set
     }
+
+    /// One gauge's writes in a read: (name, absolute, deltas), as Python receives them.
+    type Writes = (String, Option<f64>, Vec<f64>);
+
+    fn gauge_ops(batch: &Batch) -> Vec<(u64, Vec<Writes>)> {
+        let op = |(k, op): (&Key, &GaugeOp)| (String::from_utf8_lossy(k).into_owned(), op.absolute, op.deltas.clone());
+        batch.reads.iter().map(|r| (r.seq, r.gauges.iter().map(op).collect())).collect()
+    }
+
+    #[test]
+    fn an_absolute_gauge_write_discards_the_changes_before_it() {
+        let mut batch = Batch::default();
+        batch.ingest([&b"g:+1|g\ng:5|g\ng:+2|g\ng:-0.5|g"[..]].into_iter(), 0, 1.0, &limits(10, 10));
+        assert_eq!(gauge_ops(&batch), [(0, vec![("g".into(), Some(5.0), vec![2.0, -0.5])])]);
+        // no absolute value in the read: the changes apply to whatever the daemon holds
+        let mut batch = Batch::default();
+        batch.ingest([&b"h:-1|g"[..], b"h:+3|g"].into_iter(), 0, 1.0, &limits(10, 10));
+        assert_eq!(gauge_ops(&batch), [(0, vec![("h".into(), None, vec![-1.0, 3.0])])]);
+    }
+
+    #[test]
+    fn consecutive_reads_compose_their_gauge_writes_and_a_gap_keeps_them_apart() {
+        let limits = limits(10, 10);
+        let mut batch = Batch::default();
+        batch.ingest([&b"g:1|g"[..]].into_iter(), 4, 1.0, &limits);
+        batch.ingest([&b"g:+2|g"[..]].into_iter(), 5, 1.0, &limits); // the read right after: one list
+        assert_eq!(gauge_ops(&batch), [(5, vec![("g".into(), Some(1.0), vec![2.0])])]);
+        batch.ingest([&b"g:+3|g"[..]].into_iter(), 7, 1.0, &limits); // read 6 went to another receiver
+        assert_eq!(
+            gauge_ops(&batch),
+            [(5, vec![("g".into(), Some(1.0), vec![2.0])]), (7, vec![("g".into(), None, vec![3.0])])]
+        );
+        assert_eq!(batch.seqs, [4, 5, 7]);
+    }
+
+    #[test]
+    fn after_a_line_left_to_python_the_reads_gauges_go_to_python_too() {
+        // the slow line may write the same gauge: applying fast writes first would reorder them
+        let limits = limits(10, 10);
+        let mut batch = Batch::default();
+        batch.ingest([&b"g:1|g\ng:2|g|#a:b:c\ng:+1|g\nc:1|c"[..]].into_iter(), 0, 1.0, &limits);
+        assert_eq!(gauge_ops(&batch), [(0, vec![("g".into(), Some(1.0), vec![])])]);
+        assert_eq!(batch.reads[0].slow, b"g:2|g|#a:b:c\ng:+1|g\n");
+        // order-free kinds still take the fast path
+        assert_eq!(batch.counters[&b"c"[..]], 1.0);
+        // and the next read, though consecutive, starts its own write list after the slow lines
+        batch.ingest([&b"g:+5|g"[..]].into_iter(), 1, 1.0, &limits);
+        assert_eq!(gauge_ops(&batch)[1], (1, vec![("g".into(), None, vec![5.0])]));
+    }
+
+    #[test]
+    fn key_counts_and_kept_packets_follow_their_settings() {
+        let limits = Limits { key_flush: true, keep_packets: 2, ..limits(10, 10) };
+        let mut batch = Batch::default();
+        batch.ingest([&b"a:1|c\na:2|c"[..], b"b:1|ms", b"a:1|c"].into_iter(), 0, 7.5, &limits);
+        assert_eq!(batch.key_counts[&b"a"[..]], 3);
+        assert_eq!((batch.raw.len(), batch.raw_dropped, batch.packets, batch.metrics), (2, 1, 3, 4));
+        assert_eq!(batch.last_seen, 7.5);
+        assert!(!batch.is_empty());
+    }
 }

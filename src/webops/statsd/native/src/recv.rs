@@ -155,3 +155,98 @@ pub fn run(shared: Arc<Shared>, me: usize, fds: Vec<RawFd>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::os::unix::io::AsRawFd;
+
+    fn shared(receivers: usize, limits: Limits) -> Arc<Shared> {
+        Arc::new(Shared {
+            order: Arc::new(Order { turn: Mutex::new(()), next_seq: AtomicU64::new(0) }),
+            stop: AtomicBool::new(false),
+            batches: (0..receivers).map(|_| Mutex::new(Batch::default())).collect(),
+            limits,
+            held_back: AtomicU64::new(0),
+        })
+    }
+
+    fn limits(max_series: usize) -> Limits {
+        Limits { max_series, max_set_members: 100, key_flush: false, keep_packets: 0, max_backlog: 1 << 20 }
+    }
+
+    /// A socket on loopback and a sender connected to it.
+    fn pair() -> (UdpSocket, UdpSocket) {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.connect(server.local_addr().unwrap()).unwrap();
+        (server, client)
+    }
+
+    fn counted(shared: &Shared) -> f64 {
+        shared.batches.iter().map(|b| b.lock().unwrap().counters.values().sum::<f64>()).sum()
+    }
+
+    #[test]
+    fn a_full_batch_leaves_the_datagrams_in_the_socket_until_it_is_taken() {
+        let (server, client) = pair();
+        let shared = shared(1, limits(1));
+        let mut bufs = Buffers::new();
+        client.send(b"a:1|c").unwrap();
+        assert_eq!(read_once(&shared, 0, server.as_raw_fd(), &mut bufs), 1);
+        client.send(b"b:1|c").unwrap();
+        assert_eq!(read_once(&shared, 0, server.as_raw_fd(), &mut bufs), 0); // one series: full
+        assert_eq!(shared.held_back.load(Ordering::Relaxed), 1);
+        let taken = std::mem::take(&mut *shared.batches[0].lock().unwrap());
+        assert_eq!(taken.counters.len(), 1);
+        assert_eq!(read_once(&shared, 0, server.as_raw_fd(), &mut bufs), 1); // still queued: not lost
+        assert!(shared.batches[0].lock().unwrap().counters.contains_key(&b"b"[..]));
+    }
+
+    #[test]
+    fn reads_are_numbered_in_the_order_they_were_taken_off_the_socket() {
+        let (server, client) = pair();
+        let shared = shared(2, limits(100));
+        let mut bufs = Buffers::new();
+        for (i, me) in [0, 1, 1, 0].into_iter().enumerate() {
+            client.send(format!("g:{i}|g").as_bytes()).unwrap();
+            assert_eq!(read_once(&shared, me, server.as_raw_fd(), &mut bufs), 1);
+        }
+        let seqs = |me: usize| shared.batches[me].lock().unwrap().seqs.clone();
+        assert_eq!((seqs(0), seqs(1)), (vec![0, 3], vec![1, 2]));
+    }
+
+    #[test]
+    fn receivers_read_everything_sent_before_the_stop() {
+        let (server, client) = pair();
+        let fd = server.as_raw_fd();
+        let shared = shared(2, limits(100));
+        let threads: Vec<_> = (0..2)
+            .map(|me| {
+                let s = shared.clone();
+                std::thread::spawn(move || run(s, me, vec![fd]))
+            })
+            .collect();
+        // 200 while the receivers poll, 200 queued just before the stop: all are read (each
+        // phase stays within the default socket buffer, so the kernel drops none)
+        for _ in 0..200 {
+            client.send(b"n:1|c\nm:2|c").unwrap();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while counted(&shared) < 600.0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(counted(&shared), 600.0);
+        for _ in 0..200 {
+            client.send(b"n:1|c\nm:2|c").unwrap();
+        }
+        shared.stop.store(true, Ordering::SeqCst);
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(counted(&shared), 1200.0);
+        let packets: u64 = shared.batches.iter().map(|b| b.lock().unwrap().packets).sum();
+        assert_eq!(packets, 400);
+    }
+}
