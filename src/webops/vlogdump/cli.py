@@ -7,14 +7,17 @@ ordinary flags too (`--only-misses`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import select
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 
 from . import output
 from .filters import Filters, is_true
-from .parse import JOIN_WAIT, LogParser
+from .parse import JOIN_WAIT, Counts, LogParser
 
 BOOLEAN = ["show_req_headers", "show_resp_headers", "only_hits", "only_misses", "only_pass"]
 VALUED = {
@@ -89,23 +92,101 @@ def options(args: argparse.Namespace) -> dict[str, str]:
     return opts
 
 
-def read_lines(fd: int, live: bool) -> Iterator[list[bytes] | None]:
+MAX_LINE = 1 << 20  # bytes; varnishlog's longest record is 64 KiB (vsl_reclen), longer is junk
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def read_lines(
+    fd: int, live: bool, counts: Counts, wake: int | None = None, max_line: int = MAX_LINE
+) -> Iterator[list[bytes] | None]:
     """Lines as they come; None after a quiet half second of a live input (a pipe from
-    varnishlog), so that waiting requests can go out without stalling until the next line."""
+    varnishlog), so that waiting requests can go out without stalling until the next line.
+
+    Stops early when `wake` (a signal's wakeup pipe) becomes readable. A line longer than
+    `max_line` (binary junk, a file that is not a log) is skipped and counted as a bad line
+    without being held whole: memory stays flat however long it is."""
     buf = b""
+    skipping = False  # inside an over-long line: drop bytes up to its end
+    watch = [fd] if wake is None else [fd, wake]
     while True:
-        if live:
-            ready, _, _ = select.select([fd], [], [], 0.5)
+        if live or wake is not None:
+            ready, _, _ = select.select(watch, [], [], 0.5 if live else None)
+            if wake is not None and wake in ready:
+                return
             if not ready:
                 yield None
                 continue
         chunk = os.read(fd, 1 << 16)
         if not chunk:
             break
+        if skipping:
+            end = chunk.find(b"\n")
+            if end < 0:
+                continue
+            chunk, skipping = chunk[end + 1 :], False
         *lines, buf = (buf + chunk).split(b"\n")
-        yield [line + b"\n" for line in lines]
+        if len(buf) > max_line:
+            buf, skipping = b"", True
+            counts.bad_lines += 1
+        if lines:
+            long = [line for line in lines if len(line) > max_line]
+            if long:
+                counts.bad_lines += len(long)
+                lines = [line for line in lines if len(line) <= max_line]
+            yield [line + b"\n" for line in lines]
     if buf:
         yield [buf]
+
+
+class Signals:
+    """SIGINT and SIGTERM end a run as the end of input does (the summary is printed), then the
+    process ends by that signal, so that a shell sees 130 or 143 and a script stops with it.
+
+    The handler only notes the signal and wakes the read loop through a pipe (signal.set_wakeup_fd):
+    a transaction is never cut in half by an exception raised in the middle of its bookkeeping."""
+
+    def __init__(self) -> None:
+        self.caught: int | None = None
+        self.wake: int | None = None
+        self._old: dict[int, object] = {}
+        self._fds: tuple[int, int] | None = None
+        self._old_wakeup = -1
+
+    def __enter__(self) -> Signals:
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signals go to the main thread only: nothing to catch here
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        self._fds, self.wake = (r, w), r
+        self._old_wakeup = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        for sig in STOP_SIGNALS:
+            if signal.getsignal(sig) is not signal.SIG_IGN:  # ignored when started (`cmd &`): stays so
+                self._old[sig] = signal.signal(sig, self._note)
+        return self
+
+    def _note(self, signum: int, _frame) -> None:
+        if self.caught is None:
+            self.caught = signum
+
+    def __exit__(self, *exc) -> None:
+        if self._fds is None:
+            return
+        for sig, old in self._old.items():
+            signal.signal(sig, old)  # type: ignore[arg-type]
+        signal.set_wakeup_fd(self._old_wakeup)
+        for fd in self._fds:
+            os.close(fd)
+
+    def end_by_signal(self) -> None:
+        """After the summary: die of the signal caught, as an interrupted program should."""
+        if self.caught is None:
+            return
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        signal.signal(self.caught, signal.SIG_DFL)
+        os.kill(os.getpid(), self.caught)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -136,23 +217,28 @@ def run(args: argparse.Namespace) -> int:
                 if live:
                     sys.stdout.flush()
 
-    try:
-        for lines in read_lines(stream.fileno(), live):
-            if lines is None:  # the input is quiet: requests waited long enough for their fetch
-                show(parser.expire())
-                continue
-            for raw in lines:
-                show(parser.feed(raw.decode("utf-8", "replace")))
-    except KeyboardInterrupt:
-        pass
-    except BrokenPipeError:  # `| head`: the reader is gone, so is the point of going on
-        sys.stderr.close()
-        return 0
-    finally:
-        if stream is not sys.stdin.buffer:
-            stream.close()
-    show(parser.finish())
-    sys.stdout.flush()
-    if not args.no_summary:
-        sys.stderr.write(summary.render(parser.counts))
+    with Signals() as signals:
+        try:
+            for lines in read_lines(stream.fileno(), live, parser.counts, signals.wake):
+                if lines is None:  # the input is quiet: requests waited long enough for their fetch
+                    show(parser.expire())
+                    continue
+                for raw in lines:
+                    show(parser.feed(raw.decode("utf-8", "replace")))
+                if signals.caught is not None:
+                    break
+            show(parser.finish())
+            sys.stdout.flush()
+        except KeyboardInterrupt:  # a SIGINT before the handler was in place, or in another thread
+            show(parser.finish())
+        except BrokenPipeError:  # `| head`: the reader is gone, so is the point of going on
+            sys.stderr.close()
+            return 0
+        finally:
+            if stream is not sys.stdin.buffer:
+                stream.close()
+        if not args.no_summary:
+            sys.stderr.write(summary.render(parser.counts))
+            sys.stderr.flush()
+    signals.end_by_signal()
     return 0

@@ -27,10 +27,13 @@ def text(t: Transaction, req_headers: bool, resp_headers: bool, color: bool, slo
         notes.append(f"(fetch retried {t.backend.retries}x)")
     if t.bgfetch is not None:
         notes.append("(grace: refreshed in the background)")
-    first = f"{t.client} => {t.method} {t.first_url or t.url} {t.protocol} {t.handling} {' '.join(notes)}"
+    url = t.first_url or t.url
+    # what the log does not say is `-`, as varnishncsa has it (a request refused as garbage has no
+    # client, method or URL), so that the columns stay where a reader or `awk` expects them
+    first = f"{t.client or '-'} => {t.method or '-'} {url or '-'} {t.protocol or '-'} {t.handling or '-'}"
     lines = [
-        first.rstrip(),
-        f"{INDENT}<= {t.status} {t.reason} {time_text}",
+        f"{first} {' '.join(notes)}".rstrip(),
+        f"{INDENT}<= {t.status or '-'} {t.reason or '-'} {time_text}",
     ]
     if req_headers:
         lines += [f"   req.http.{name} = {value}" for name, value in t.req_headers]
@@ -58,6 +61,7 @@ def as_json(t: Transaction) -> str:
         "status": t.status,
         "reason": t.reason,
         "time_ms": t.time_ms,
+        "time_us": t.time_us,
         "start": t.start,
         "req_headers": headers(t.req_headers),
         "resp_headers": headers(t.resp_headers),
@@ -76,6 +80,7 @@ def as_json(t: Transaction) -> str:
             "status": b.status,
             "reason": b.reason,
             "time_ms": b.time_ms,
+            "time_us": b.time_us,
             "retries": b.retries,
             "req_headers": headers(b.req_headers),
             "resp_headers": headers(b.resp_headers),
@@ -106,7 +111,7 @@ class Summary:
         self.misses += t.handling == "MISS"
         self.passes += t.handling == "PASS"
         self.status[t.status or "-"] += 1
-        if t.time_ms is not None:
+        if t.time_ms is not None and math.isfinite(t.time_ms):
             self.buckets[math.floor(math.log(max(t.time_ms, 0.001)) / self.GROWTH)] += 1
             self.timed += 1
 

@@ -14,15 +14,19 @@ endless pipe. Nesting of any depth is read (`**`, `***`, `*4*`, `-4-`, ...).
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 NOTHING: list = []  # shared empty result; never appended to
+MAX_LEVEL = 1000  # deeper nesting than any Varnish writes (max_esi_depth) is junk
+CLOCK_SLACK = 0.01  # seconds; a fetch starts while its request runs (same clock, logged to the µs)
 JOIN_WAIT = 2.0  # seconds a request waits for a backend fetch that is not in the stream yet
 
 HANDLINGS = {"HIT": "HIT", "MISS": "MISS", "PASS": "PASS", "PIPE": "PIPE", "SYNTH": "SYNTH"}
+END_LABELS = frozenset({"Resp", "PipeSess", "BerespBody"})  # varnishncsa's end of a transaction
 JOINED_LINKS = frozenset({"fetch", "pass", "pipe"})  # a bgfetch is not the response the client got
 RECORDS = frozenset(
     {  # the tags Transaction.record uses; the others are skipped unparsed
@@ -53,12 +57,26 @@ RECORDS = frozenset(
 )
 
 
+def _number(text: str) -> int | None:
+    """A vxid or a level: ASCII digits only, at most 20 (a 64-bit number). Binary junk has other
+    digits (`²`, `٣`) that str.isdigit() accepts and int() refuses, or thousands of them."""
+    return int(text) if 0 < len(text) <= 20 and text.isascii() and text.isdigit() else None
+
+
+def _seconds(text: str) -> float | None:
+    """A Timestamp field (epoch seconds), or None when it is not a finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
 def _level(marker: str) -> int | None:
     """`*`, `**`, `---` -> 1, 2, 3; `*4*`, `-12-` -> 4, 12 (Varnish's notation from level 4 on)."""
     inner = marker[1:-1]
-    if inner.isdigit():
-        return int(inner)
-    return len(marker) if marker.strip(marker[0]) == "" else None
+    level = _number(inner) if inner.isdigit() else len(marker) if marker.strip(marker[0]) == "" else None
+    return level if level is not None and level <= MAX_LEVEL else None  # junk: no endless level table
 
 
 @dataclass
@@ -73,8 +91,10 @@ class Transaction:
     status: str = ""
     reason: str = ""
     handling: str = ""
-    time_ms: float | None = None
-    start: float | None = None
+    time_ms: float | None = None  # time_us / 1000
+    time_us: int | None = None  # varnishncsa's %D (see `settle_time`)
+    start: float | None = None  # the first `Timestamp Start` (with restarts: the client's arrival)
+    ended: float | None = None  # the first `Timestamp Resp`, `PipeSess` or `BerespBody`
     req_headers: list[tuple[str, str]] = field(default_factory=list)
     resp_headers: list[tuple[str, str]] = field(default_factory=list)
     link: int | None = None  # the backend fetch of a client request (fetch, pass, pipe)
@@ -126,15 +146,16 @@ class Transaction:
             self._link(value.split())
         elif tag == "Begin":
             parts = value.split()
-            if len(parts) >= 3 and parts[1].isdigit():
-                self.parent, self.begun = int(parts[1]), parts[2]
+            if len(parts) >= 3 and (parent := _number(parts[1])) is not None:
+                self.parent, self.begun = parent, parts[2]
         elif tag == "Timestamp":
             self._timestamp(value)
 
     def _link(self, parts: list[str]) -> None:
-        if len(parts) < 3 or not parts[1].isdigit():
+        vxid = _number(parts[1]) if len(parts) >= 3 else None
+        if vxid is None:
             return
-        kind, vxid, reason = parts[0], int(parts[1]), parts[2]
+        kind, reason = parts[0], parts[2]
         if kind == "bereq" and reason in JOINED_LINKS:
             self.link = vxid
         elif kind == "bereq" and reason == "bgfetch":
@@ -145,17 +166,40 @@ class Transaction:
             self.restart_to = vxid
 
     def _timestamp(self, value: str) -> None:
+        """`Timestamp Label: absolute since-start since-previous`. Only the absolute time is used,
+        as varnishncsa uses it: the first `Start` and the first `Resp` (client), `PipeSess` (pipe)
+        or `BerespBody` (backend fetch) of the transaction."""
         label, _, rest = value.partition(":")
-        parts = rest.split()
-        try:
-            if parts:
-                self.last_ts = max(self.last_ts, float(parts[0]))
-            if label == "Start" and parts:
-                self.start = float(parts[0])
-            elif label in ("Resp", "BerespBody", "Retry", "Error", "Restart", "Pipe") and len(parts) >= 2:
-                self.time_ms = round(float(parts[1]) * 1000, 3)  # Varnish logs microseconds
-        except ValueError:
-            pass
+        parts = rest.split(None, 1)
+        at = _seconds(parts[0]) if parts else None
+        if at is None:
+            return
+        self.last_ts = max(self.last_ts, at)
+        if label == "Start":
+            if self.start is None:
+                self.start = at
+        elif label in END_LABELS and self.ended is None:
+            self.ended = at
+
+    def settle_time(self) -> None:
+        """At `End`: the time as varnishncsa's `%D` has it, to the microsecond: the end timestamp
+        minus the start one, truncated; 0 when the transaction never got to an end timestamp (a
+        request refused as garbage, a fetch that failed); none without a start."""
+        if self.start is None:
+            return
+        took = ((self.ended if self.ended is not None else self.start) - self.start) * 1e6
+        if math.isfinite(took):
+            self.time_us = int(took)
+            self.time_ms = self.time_us / 1000
+
+
+def _fetched_for(request: Transaction, fetch: Transaction) -> bool:
+    """Whether `fetch` can be the backend fetch of `request`, by the clock: it starts while the
+    request runs. Vxids start over when varnishd restarts, so a vxid alone can join a request
+    with a fetch left over from before the restart (or the other way round)."""
+    if request.start is None or fetch.start is None:
+        return True  # nothing to tell by
+    return request.start - CLOCK_SLACK <= fetch.start <= request.last_ts + CLOCK_SLACK
 
 
 def _header(value: str) -> tuple[str, str]:
@@ -224,6 +268,7 @@ class LogParser:
             tag = parts[0]
             if tag == "End":
                 del self.open[txn.vxid]
+                txn.settle_time()
                 return self._ended(txn)
             if tag in RECORDS:
                 txn.record(tag, parts[1].rstrip() if len(parts) > 1 else "")
@@ -234,11 +279,12 @@ class LogParser:
         if first == "*":
             words = line.split()
             # `*   << Request  >> 12`: marker, <<, kind, >>, vxid
-            if len(words) >= 5 and words[1] == "<<" and words[3] == ">>" and words[4].isdigit():
+            if len(words) >= 5 and words[1] == "<<" and words[3] == ">>":
                 level = _level(words[0])
-                if level is not None:
-                    self.levels[level] = int(words[4])
-                    self._open(Transaction(int(words[4]), words[2]))
+                vxid = _number(words[4])
+                if level is not None and vxid is not None:
+                    self.levels[level] = vxid
+                    self._open(Transaction(vxid, words[2]))
                     return NOTHING
         if line.strip():
             self.counts.bad_lines += 1
@@ -272,12 +318,16 @@ class LogParser:
         if txn.begun == "bgfetch":
             return NOTHING  # a grace hit's refresh: the hit was shown already
         waiting = self.waiting.pop(first, None)
-        if waiting is not None:
+        stale: list[Transaction] = []
+        if waiting is not None and _fetched_for(waiting.txn, txn):
             waiting.txn.backend = txn
             return [waiting.txn]
+        if waiting is not None:  # a request from before a varnishd restart (vxids start over)
+            self.counts.unjoined += 1
+            stale = [waiting.txn]
         if self._cap(self.fetched, first, txn):
             self.counts.fetches_dropped += 1
-        return NOTHING
+        return stale or NOTHING
 
     def _request_ended(self, txn: Transaction) -> list[Transaction]:
         if txn.begun == "restart" and (before := self.restarted.pop(txn.vxid, None)) is not None:
@@ -299,14 +349,19 @@ class LogParser:
         if txn.link is None:
             return [txn]
         backend = self.fetched.pop(txn.link, None)
-        if backend is not None:
+        if backend is not None and _fetched_for(txn, backend):
             txn.backend = backend
             return [txn]
-        self.waiting[txn.link] = Waiting(txn, txn.last_ts + self.join_wait, time.monotonic() + self.join_wait)
+        if backend is not None:  # a fetch from before a varnishd restart: its own request never came
+            self.counts.fetches_dropped += 1
         late = []
+        if (stale := self.waiting.pop(txn.link, None)) is not None:  # from before a varnishd restart
+            late.append(stale.txn)
+            self.counts.unjoined += 1
+        self.waiting[txn.link] = Waiting(txn, txn.last_ts + self.join_wait, time.monotonic() + self.join_wait)
         while len(self.waiting) > self.max_pending:
             late.append(self.waiting.popitem(last=False)[1].txn)
-        self.counts.unjoined += len(late)
+            self.counts.unjoined += 1
         return late
 
     def _cap(self, area: OrderedDict, key: int, value) -> bool:
