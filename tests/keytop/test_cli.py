@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import array
 import csv
+import fcntl
 import io
 import json
 import shutil
 import signal
 import subprocess
 import sys
-import time
+import termios
 from pathlib import Path
 
 import pytest
@@ -220,6 +222,13 @@ def keytop_json(proc: subprocess.Popen) -> tuple[dict, str]:
     return json.loads(out), err
 
 
+def unread(pipe) -> int:
+    """Bytes written to a pipe and not read yet by the process at its other end (FIONREAD)."""
+    count = array.array("i", [0])
+    fcntl.ioctl(pipe.fileno(), termios.FIONREAD, count)
+    return count[0]
+
+
 @pytest.mark.parametrize("stop", ["runtime", "sigterm"])
 @pytest.mark.parametrize("mode", ["--stdin", "--field"])
 def test_stdin_stopped_while_open_keeps_the_last_burst(mode: str, stop: str) -> None:
@@ -240,7 +249,8 @@ def test_stdin_stopped_while_open_keeps_the_last_burst(mode: str, stop: str) -> 
     proc.stdin.flush()  # and the input stays open
     try:
         if stop == "sigterm":
-            time.sleep(1)
+            # once keytop has read the whole burst from the pipe (not after a guessed second)
+            wait_until(lambda: unread(proc.stdin) == 0, what="keytop reading the burst")
             proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)  # not communicate(): that would close the input
         assert proc.stdout is not None and proc.stderr is not None

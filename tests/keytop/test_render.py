@@ -7,6 +7,7 @@ import queue
 import threading
 
 from tests.conftest import wait_until
+from webops.keytop import render
 from webops.keytop.app import Health, stream_source
 from webops.keytop.events import Event
 from webops.keytop.protocol import TextDecoder
@@ -62,3 +63,23 @@ def test_a_burst_on_stdin_is_handed_over_while_the_input_stays_open() -> None:
         thread.join(5)
         os.close(write_fd)
         os.close(read_fd)
+
+
+def test_every_loss_in_the_totals_has_a_line_for_stderr() -> None:
+    """The README: approximate, lost_entries, gaps, down, notes in the JSON totals, each also on
+    stderr (app.run prints these lines)."""
+    totals = {
+        "lost_entries": 7,
+        "gaps": [{"server": "m1:11211", "seconds": 2.5}],
+        "down": {"m2:11211": "down (refused)"},
+        "notes": ["3 bytes skipped"],
+    }
+    lines = render.loss_lines(totals)
+    assert lines == [
+        "memcached dropped 7 log entries (keytop read too slowly)",
+        "1 gap(s) without data, 2.5s (m1:11211)",
+        "m2:11211: down (refused)",
+        "3 bytes skipped",
+    ]
+    assert render.losses(totals) == "APPROXIMATE COUNTS: " + "; ".join(lines)
+    assert render.loss_lines({"lost_entries": 0, "gaps": [], "down": {}, "notes": []}) == []

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from webops.keytop import tcpdump
 from webops.keytop.events import Event
 from webops.keytop.pcap import read_pcap
 from webops.keytop.protocol import Connection, TextDecoder
@@ -77,12 +78,11 @@ def test_a_value_that_looks_like_a_command_is_not_counted() -> None:
     assert tally(events) == {"k": {"call": 2, "set": 1, "written": 10, "hit": 1, "read": 9}}
 
 
-@pytest.mark.parametrize("cr_dropped", [False, True])
-def test_values_with_bare_line_feeds_are_skipped_byte_for_byte(cr_dropped: bool) -> None:
-    """A value of LFs and command text (`a\\nget x\\nb`, 9 bytes): tcpflow keeps the CRs, tcpdump -A
-    drops those before a LF."""
-    end = "\n" if cr_dropped else "\r\n"
-    conn = Connection(cr_dropped=cr_dropped)
+@pytest.mark.parametrize("end", ["\r\n", "\n"])
+def test_values_with_bare_line_feeds_are_skipped_byte_for_byte(end: str) -> None:
+    """A value of LFs and command text (`a\\nget x\\nb`, 9 bytes), in protocol lines ending in CRLF
+    or (typed by hand) in LF."""
+    conn = Connection()
     events = conn.feed(f"set lf 0 0 9{end}a\nget x\nb{end}get lf{end}", "req")
     events += conn.feed(f"STORED{end}VALUE lf 0 9{end}a\nget x\nb{end}END{end}", "resp")
     assert tally(events) == {"lf": {"call": 2, "set": 1, "written": 9, "hit": 1, "read": 9}}
@@ -129,3 +129,22 @@ def test_watch_parse_line() -> None:
     assert parse_line("OK") is None
     fields = parse_line("ts=1.5 gid=2 type=item_get key=foo status=found clsid=1 cfd=25 size=3")
     assert fields is not None and fields["key"] == "foo" and fields["size"] == "3"
+
+
+def test_tcpdump_text_is_read_back_byte_for_byte() -> None:
+    """What tcpdump 4.99 printed for `VALUE a 0 12\\r\\n` + `x\\r\\ny\\nEND\\r\\nz\\r` + `\\r\\nEND\\r\\n`
+    (33 bytes): no CR before a LF, the CR before a CR as '.'. Only the payload length tells
+    where the value ends."""
+    header = tcpdump.parse_header(
+        "04:01:19.113607 IP 127.0.0.1.49377 > 127.0.0.1.40658: Flags [P.], seq 9:42, ack 38, win 64,"
+        " options [nop,nop,TS val 3619326352 ecr 3617656109], length 33\n"
+    )
+    assert header is not None and (header.length, header.tcp_bytes, header.seq, header.end) == (33, 32, 9, 42)
+    dump = "E..U^.@.@.................V..wt....@.I.....\n.......-VALUE a 0 12\nx\ny\nEND\nz.\nEND\n"
+    assert tcpdump.payload_starts(dump, header)[0] == 52  # 20 bytes of IP, 32 of TCP
+    solved = tcpdump.solve(dump[52:], 33, tcpdump.Side(), "resp")
+    assert solved is not None and not solved.ambiguous and len(solved.payload) == 33
+    conn = Connection()
+    conn.feed("get a b\r\n", "req")
+    events = conn.feed(solved.payload, "resp")
+    assert tally(events) == {"a": {"hit": 1, "read": 12}, "b": {"miss": 1}}

@@ -43,6 +43,7 @@ class Notice:
     gap: float = 0.0  # seconds without data that just ended
     down: bool = False
     note: str = ""  # what a capture did not hold
+    current: list[str] | None = None  # what this source has not seen so far (replaces the last)
 
 
 @dataclass
@@ -54,11 +55,14 @@ class Health:
     gaps: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     last: str = ""
+    current: dict[str, list[str]] = field(default_factory=dict)  # source -> its notes so far
 
     def apply(self, n: Notice) -> None:
         self.skipped += n.skipped
         if n.note:
             self.notes.append(n.note)
+        if n.current is not None:
+            self.current[n.source] = n.current
         if n.gap:
             self.gaps.append({"server": n.source, "seconds": round(n.gap, 1)})
         if n.message:
@@ -66,8 +70,14 @@ class Health:
             self.last = f"{n.source}: {n.message}"
 
     @property
+    def all_notes(self) -> list[str]:
+        return [*self.notes, *(note for notes in self.current.values() for note in notes)]
+
+    @property
     def approximate(self) -> bool:
-        return bool(self.skipped or self.gaps or self.notes or any(v != "up" for v in self.servers.values()))
+        return bool(
+            self.skipped or self.gaps or self.all_notes or any(v != "up" for v in self.servers.values())
+        )
 
     def as_dict(self) -> dict:
         return {
@@ -75,7 +85,7 @@ class Health:
             "lost_entries": self.skipped,
             "gaps": self.gaps,
             "down": {k: v for k, v in self.servers.items() if v != "up"},
-            "notes": self.notes,
+            "notes": self.all_notes,
         }
 
 
@@ -192,12 +202,22 @@ def stream_source(
     finish: Callable[[], list[Event]],
     feed: Feed,
     stop: threading.Event,
+    notes: Callable[[], list[str]] = list,
 ) -> None:
     """Lines of a file descriptor (stdin), read without Python's buffered stdin (a stop while the
     input is still open must not hang the interpreter's shutdown). A pause in the input hands
-    over what was read so far at once: a burst shows without waiting for the next line."""
+    over what was read so far at once: a burst shows without waiting for the next line. What the
+    input did not show (`notes`) is said as it changes."""
     buf = b""
     batch: list[Event] = []
+    said: list[str] = []
+
+    def tell() -> None:
+        nonlocal said
+        if (now := notes()) != said:
+            feed.put(Notice("stdin", "", current=now))
+            said = now
+
     while not stop.is_set():
         ready, _, _ = select.select([fd], [], [], 0.1)
         if not ready:
@@ -205,6 +225,7 @@ def stream_source(
             if batch:
                 feed.put(batch)
                 batch = []
+            tell()
             continue
         chunk = os.read(fd, 65536)
         if not chunk:
@@ -219,6 +240,7 @@ def stream_source(
         batch.extend(to_events(buf.decode("latin-1")))
     batch.extend(finish())
     feed.put(batch)
+    tell()
     feed.put(None)
 
 
@@ -261,7 +283,9 @@ def start_sources(opts: Options, feed: Feed, stop: threading.Event) -> tuple[lis
             title = f"keytop: field {opts.field} of stdin"
         else:
             decoder = TextDecoder(opts.port)
-            targets = [(stream_source, (fd, decoder.feed, decoder.idle, decoder.finish, feed, stop))]
+            targets = [
+                (stream_source, (fd, decoder.feed, decoder.idle, decoder.finish, feed, stop, decoder.notes))
+            ]
             title = "keytop: memcached traffic on stdin"
     else:
         single = len(opts.servers) == 1
@@ -366,6 +390,6 @@ def run(opts: Options) -> int:
         totals = {**table.totals(now), **health.as_dict()}
         rows = table.rows(view.sort, opts.limit, now, view.reverse)
         sys.stdout.write(render.FORMATS[opts.format or "text"](rows, totals))
-    for line in [*health.notes, *(f"{k}: {v}" for k, v in health.as_dict()["down"].items())]:
+    for line in render.loss_lines(health.as_dict()):  # every loss the outputs carry, on stderr too
         print(f"webops keytop: {line}", file=sys.stderr)
     return 0

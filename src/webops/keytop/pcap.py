@@ -31,6 +31,7 @@ class CaptureReport:
     cut_short: int = 0  # packets whose bytes end before their headers say (truncated file, snaplen)
     missing_bytes: int = 0  # stream bytes never captured (gaps), or held past REORDER_MAX
     truncated: str = ""  # why reading stopped before the end of the file
+    joined: int = 0  # connections already open when the capture began
     notes: list[str] = field(default_factory=list)
 
 
@@ -157,22 +158,41 @@ def read_pcap(path: str, port: int, report: CaptureReport | None = None) -> Iter
             continue
         src, dst = (_addr(ip, ip.src), tcp.sport), (_addr(ip, ip.dst), tcp.dport)
         stream = streams.setdefault((src, dst), Stream())
+        flow = frozenset((src, dst))
         if tcp.flags & dpkt.tcp.TH_SYN:
             stream.next = (tcp.seq + 1) % 2**32
+            if not tcp.flags & dpkt.tcp.TH_ACK or flow not in conns:  # a connection that starts now
+                conns[flow] = Connection()
             continue
+        if flow not in conns:  # already open when the capture began: picked up at a command
+            conns[flow] = Connection(synced=False)
+            report.joined += 1
         if not tcp.data:
             continue
         data = stream.add(tcp.seq, bytes(tcp.data), report)
         if data:
-            conn = conns.setdefault(frozenset((src, dst)), Connection())
-            yield from conn.feed(data.decode("latin-1"), "req" if tcp.dport == port else "resp")
+            direction = "req" if tcp.dport == port else "resp"
+            yield from conns[flow].feed(data.decode("latin-1"), direction, boundary=True)
     for (src, dst), stream in streams.items():
         rest = stream.close(report)
         if rest:
             conn = conns.setdefault(frozenset((src, dst)), Connection())
-            yield from conn.feed(rest.decode("latin-1"), "req" if dst[1] == port else "resp")
+            yield from conn.feed(rest.decode("latin-1"), "req" if dst[1] == port else "resp", boundary=True)
     for conn in conns.values():
         yield from conn.finish()
+    skipped = sum(c.skipped for c in conns.values())
+    unmatched = sum(c.unmatched for c in conns.values())
+    if report.joined:
+        report.notes.append(
+            f"{path}: {report.joined} connection(s) already open when the capture began: read from their"
+            " first packet that starts a command or reply"
+        )
+    if skipped:
+        report.notes.append(f"{path}: {skipped} bytes skipped (the middle of a value)")
+    if unmatched:
+        report.notes.append(
+            f"{path}: {unmatched} reply(ies) to requests the capture did not show were not counted"
+        )
     if report.truncated:
         report.notes.append(f"{path}: truncated: {report.truncated}; read {report.packets} packets before it")
     if report.cut_short:

@@ -96,16 +96,23 @@ def summary(totals: dict) -> str:
     return line
 
 
-def losses(totals: dict) -> str:
-    """What was not seen, in one line ("" when nothing was lost)."""
+def loss_lines(totals: dict) -> list[str]:
+    """What was not seen, a line each: `lost_entries`, `gaps`, `down` and `notes` of the totals."""
     parts = []
     if totals.get("lost_entries"):
         parts.append(f"memcached dropped {totals['lost_entries']} log entries (keytop read too slowly)")
     if totals.get("gaps"):
         seconds = sum(g["seconds"] for g in totals["gaps"])
-        parts.append(f"{len(totals['gaps'])} gap(s) without data, {seconds:.1f}s")
-    parts += [f"{k} {v}" for k, v in totals.get("down", {}).items()]
+        servers = ", ".join(sorted({g["server"] for g in totals["gaps"]}))
+        parts.append(f"{len(totals['gaps'])} gap(s) without data, {seconds:.1f}s ({servers})")
+    parts += [f"{k}: {v}" for k, v in totals.get("down", {}).items()]
     parts += totals.get("notes", [])
+    return parts
+
+
+def losses(totals: dict) -> str:
+    """What was not seen, in one line ("" when nothing was lost)."""
+    parts = loss_lines(totals)
     return ("APPROXIMATE COUNTS: " + "; ".join(parts)) if parts else ""
 
 
