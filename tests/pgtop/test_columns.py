@@ -80,3 +80,12 @@ def test_the_selection_is_always_on_screen(count: int, selected: int, offset: in
     assert first >= 0 and first + shown <= count
     if count:
         assert first <= selected < first + shown
+
+
+def test_at_80_columns_a_lock_pileup_keeps_who_waits_on_whom() -> None:
+    """A waiter and its idle-in-transaction holder, every column full: BLOCKED BY stays."""
+    keys = PROFILES["standard"]
+    waiter = {**ROW, "state": "active", "wait": "Lock:relation", "blocked": "12344"}
+    holder = {**ROW, "state": "idle in transaction", "blocked": ""}
+    shown = [c.key for c, _ in layout(keys, [[waiter[k], holder[k]] for k in keys], 78, local=True)]
+    assert {"pid", "blocked", "duration", "query"} <= set(shown)

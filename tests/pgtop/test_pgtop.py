@@ -323,3 +323,87 @@ def test_locks_and_the_blocking_tree_once(pg, session) -> None:
         assert got[holder.info.backend_pid]["held"] == ["AccessExclusiveLock on oncelock"]
     finally:
         holder.close()
+
+
+@pytest.fixture
+def idle_blockers(pg, session):
+    """Waiters behind sessions doing nothing: an advisory lock held by an idle session (with a
+    chain: a waiter that others wait for), and a table lock held by a transaction whose savepoint
+    failed (idle in transaction (aborted), its locks still held)."""
+    with pg.connect() as admin:
+        admin.execute("CREATE TABLE IF NOT EXISTS abortlock (id int)")
+    holder = pg.connect()  # autocommit: after this the session is plain idle, holding the lock
+    holder.execute("SELECT pg_advisory_lock(4201)")
+    aborted = psycopg.connect(pg.dsn)
+    aborted.execute("LOCK TABLE abortlock IN ACCESS EXCLUSIVE MODE")
+    aborted.execute("SAVEPOINT orm")  # what ORMs do: the error aborts only the savepoint
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        aborted.execute("SELECT 1 / 0")  # idle in transaction (aborted): the lock is still held
+    middle = session("SELECT pg_advisory_lock(4202), pg_advisory_lock(4201) /* middle */")
+    last = session("SELECT pg_advisory_lock(4202) /* last in the chain */")
+    behind = session("SELECT count(*) FROM abortlock /* behind an aborted transaction */")
+    pids = {
+        "holder": holder.info.backend_pid,
+        "aborted": aborted.info.backend_pid,
+        "middle": middle.pid,
+        "last": last.pid,
+        "behind": behind.pid,
+    }
+    with pg.connect() as admin:
+        expected = {
+            pids["middle"]: [pids["holder"]],
+            pids["last"]: [pids["middle"]],
+            pids["behind"]: [pids["aborted"]],
+        }
+        wait_until(
+            lambda: all(
+                admin.execute("SELECT pg_blocking_pids(%s)", (pid,)).fetchone()[0] == blockers
+                for pid, blockers in expected.items()
+            ),
+            what="the three waiters waiting",
+        )
+    yield pids
+    for s in (middle, last, behind):
+        with pg.connect() as admin:
+            admin.execute("SELECT pg_cancel_backend(%s)", (s.pid,))
+    holder.close()
+    aborted.close()
+
+
+def test_every_waiter_is_shown_with_its_blockers_whatever_they_do(pg, idle_blockers) -> None:
+    p = idle_blockers
+    tree = list(rows(pg, "--view", "tree"))  # idle sessions hidden, as by default
+    assert set(p.values()) <= set(tree), (p, tree)
+    chain = tree.index(p["holder"])
+    assert tree[chain : chain + 3] == [p["holder"], p["middle"], p["last"]]  # the chain, in order
+    aborted = tree.index(p["aborted"])
+    assert tree[aborted : aborted + 2] == [p["aborted"], p["behind"]]
+    everything = rows(pg)  # view all, idle hidden: the idle blocker is not
+    assert set(p.values()) <= set(everything)
+    assert everything[p["holder"]]["state"] == "idle"
+    assert everything[p["aborted"]]["state"] == "idle in transaction (aborted)"
+    assert set(rows(pg, "--view", "blocking")) == {p["holder"], p["middle"], p["aborted"]}
+
+
+def test_a_signal_never_hits_another_backend_than_the_listed_one(pg, session) -> None:
+    """The session is checked by pid and backend start in the statement that signals it: a
+    listing whose backend start differs (the pid now belongs to a new backend) hits nothing."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from webops.pgtop.actions import signal_backends
+    from webops.pgtop.data import fetch
+
+    victim = session("SELECT pg_sleep(60) /* same pid, other session */")
+    with pg.connect() as conn:
+        (listed,) = [b for b in fetch(conn).backends if b.pid == victim.pid]
+        assert listed.backend_start is not None
+        older = replace(listed, backend_start=listed.backend_start - timedelta(seconds=1))
+        for how in ("cancel", "terminate"):
+            for same_query in (True, False):
+                (r,) = signal_backends(conn, [older], how, same_query=same_query)
+                assert r.skipped and not r.ok, r
+        assert not victim.done.is_set()
+        (r,) = signal_backends(conn, [listed], "terminate", same_query=False)
+        assert r.ok and r.message == "terminated"
+    assert victim.done.wait(10) and isinstance(victim.error, psycopg.OperationalError)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
 import shutil
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -13,8 +15,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import need, tmux, tmux_run, wait_until
-from tests.servers import Postgres
+from tests.conftest import need, stop_process, tmux, tmux_run, wait_until
+from tests.servers import Postgres, _pg_bin
 
 
 class Terminal:
@@ -22,7 +24,10 @@ class Terminal:
         need(shutil.which("tmux") is not None, "tmux not found (apt-get install tmux)")
         self.name = name
         # the tmux server does not pass the test's environment on: the state directory goes along
-        env = f"XDG_STATE_HOME={shlex.quote(os.environ['XDG_STATE_HOME'])}"
+        # (and PYTHONPATH, when set: the pgtop under test is the one this test imports)
+        env = " ".join(
+            f"{k}={shlex.quote(os.environ[k])}" for k in ("XDG_STATE_HOME", "PYTHONPATH") if k in os.environ
+        )
         tmux(
             "new-session",
             "-d",
@@ -46,7 +51,7 @@ class Terminal:
             screen = self.screen()
             return screen if text in screen else None
 
-        return wait_until(showing, what=what or repr(text))
+        return wait_until(showing, what=what or repr(text), detail=lambda: "the screen:\n" + self.screen())
 
     def alive(self) -> bool:
         return tmux_run(["has-session", "-t", self.name]).returncode == 0
@@ -339,3 +344,181 @@ def test_a_start_that_never_connects_is_an_error(terminal) -> None:
     t = terminal("pgtopnever", ["sh", "-c", shlex.quote(f"{command}; echo EXIT=$?; sleep 60")])
     screen = t.shows("EXIT=")
     assert "EXIT=2" in screen and "webops pgtop: " in screen
+
+
+def test_the_default_tree_shows_a_waiter_behind_an_idle_session(pg, session, terminal) -> None:
+    holder = pg.connect()  # takes an advisory lock, then sits idle (not in a transaction)
+    holder.execute("SELECT pg_advisory_lock(4301) /* the idle holder */")
+    try:
+        waiter = session("SELECT pg_advisory_lock(4301) /* the waiter */")
+        t = terminal("pgtopidletree", pgtop_command(pg.dsn, "--refresh", "0.5", "--view", "tree"))
+        screen = t.shows("the waiter", "the waiter in the tree, idle sessions hidden")
+        assert "idle hidden" in screen
+        order = rows_shown(screen)
+        assert order.index(holder.info.backend_pid) < order.index(waiter.pid), screen
+        holder_line = next(line for line in screen.splitlines() if "the idle holder" in line)
+        assert " idle " in holder_line
+        waiter_line = next(line for line in screen.splitlines() if "the waiter" in line)
+        assert str(holder.info.backend_pid) in waiter_line.split()[1:]  # BLOCKED BY
+        assert "  SELECT pg_advisory_lock(4301) /* the waiter" in waiter_line  # indented under it
+    finally:
+        holder.close()
+
+
+def query_changed(pg, pid: int) -> None:
+    """Wait until backend `pid` runs a query started after now: the one listed has ended."""
+    with pg.connect() as admin:
+        (now,) = admin.execute("SELECT clock_timestamp()").fetchone()
+        wait_until(
+            lambda: admin.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND query_start > %s", (pid, now)
+            ).fetchone(),
+            what=f"backend {pid} on a newer query",
+        )
+
+
+def backend_start(pg, pid: int):
+    with pg.connect() as admin:
+        row = admin.execute("SELECT backend_start FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+    return row[0] if row else None
+
+
+def test_t_terminates_a_busy_session_whatever_its_query(pg, terminal, tmp_path: Path) -> None:
+    pgbench = _pg_bin("pgbench")
+    need(pgbench is not None, "pgbench not found (apt-get install postgresql-contrib)")
+    script = tmp_path / "busy.sql"
+    script.write_text("SELECT pg_sleep(0.01) /* busy_client */;\n")
+    command = [pgbench, "-n", "-c", "1", "-T", "300", "-f", str(script)]
+    client = subprocess.Popen(
+        [*command, "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "postgres"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with pg.connect() as admin:
+            (pid,) = wait_until(
+                lambda: admin.execute(  # not the connection pgbench opens first and closes
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench' "
+                    "AND query LIKE '%%' || 'busy_' || 'client' || '%%'"
+                ).fetchone(),
+                what="pgbench running its script",
+            )
+        args = ("--refresh", "0.5", "--idle", "--query-regex", "busy_client")  # its row, idle or not
+        t = terminal("pgtopbusy", pgtop_command(pg.dsn, *args))
+        wait_until(lambda: rows_shown(t.screen()) == [pid], what="the busy session's row")
+        t.keys("k")
+        listing = t.shows("About to signal 1 backend(s) (the selected row)")
+        query_changed(pg, pid)  # the listed query is long gone: the session is still the same
+        t.keys("t")
+        screen = t.shows("terminate: 1 done", "the busy session terminated")
+        assert "t    terminate the sessions (only the listed ones: same pid, same start)" in listing
+        assert f"{pid}  ok  terminated" in screen
+        wait_until(lambda: client.poll() is not None, what="pgbench losing its session")
+        assert backend_start(pg, pid) is None
+    finally:
+        stop_process(client)
+
+
+@pytest.fixture
+def busy_loop(pg):
+    """A client issuing short queries back to back (its query_start changes all the time); it
+    counts the queries cancelled under it and goes on."""
+    conn = pg.connect()
+    stop = threading.Event()
+    cancelled: list[int] = []
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                conn.execute("SELECT pg_sleep(0.05) /* busy_loop */")
+            except psycopg.errors.QueryCanceled:
+                cancelled.append(1)
+            except psycopg.Error:
+                return
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    yield conn.info.backend_pid, cancelled
+    stop.set()
+    thread.join(10)
+    conn.close()
+
+
+def test_k_then_a_cancels_whatever_a_busy_session_runs_now(pg, busy_loop, terminal) -> None:
+    pid, cancelled = busy_loop
+    started = backend_start(pg, pid)
+    args = ("--refresh", "0.5", "--idle", "--query-regex", "busy_loop")
+    t = terminal("pgtopbusyloop", pgtop_command(pg.dsn, *args))
+    wait_until(lambda: rows_shown(t.screen()) == [pid], what="the busy session's row")
+    t.keys("k")
+    t.shows("About to signal 1 backend(s) (the selected row)")
+    query_changed(pg, pid)
+    t.keys("c")  # the listed query: gone, so nothing is cancelled (and pgtop says what would do it)
+    skipped = t.shows("skipped (no longer running the listed query)")
+    assert not cancelled
+    for _ in range(5):  # a cancel landing between two of its queries finds nothing to cancel
+        t.keys("x", "k")
+        listing = t.shows("About to signal 1 backend(s) (the selected row)")
+        query_changed(pg, pid)
+        t.keys("a")
+        t.shows("cancel: 1 done", "whatever it ran, cancelled")
+        assert "a    cancel whatever each session runs now" in listing
+        with contextlib.suppress(pytest.fail.Exception):
+            wait_until(lambda: cancelled, timeout=2, what="the busy client seeing its query cancelled")
+        if cancelled:
+            break
+    assert cancelled, "5 cancels, none seen by the busy client"
+    assert backend_start(pg, pid) == started  # the session goes on: only its query was cancelled
+    assert "k then a cancels whatever it runs now" in skipped  # what the skipped c said to do
+
+
+@pytest.fixture
+def pileup(pg, session):
+    """A transaction holding a lock, idle, and 30 sessions waiting for it."""
+    with pg.connect() as admin:
+        admin.execute("CREATE TABLE IF NOT EXISTS pileup (id int)")
+    holder = psycopg.connect(pg.dsn)
+    holder.execute("LOCK TABLE pileup IN ACCESS EXCLUSIVE MODE")
+    waiters = [session(f"SELECT count(*) FROM pileup /* pileup {i:02d} */") for i in range(30)]
+    yield holder.info.backend_pid, {s.pid for s in waiters}
+    holder.close()
+
+
+def test_at_80x24_a_lock_pileup_shows_who_waits_on_whom(pg, pileup, terminal) -> None:
+    holder, waiters = pileup
+    t = terminal("pgtoppileup", pgtop_command(pg.dsn, "--refresh", "0.5"), (80, 24))
+    screen = t.shows("pileup", "the pile-up on screen")
+    assert "BLOCKED BY" in screen
+    lines = [
+        line for line in screen.splitlines() if PID_ROW.match(line) and int(PID_ROW.match(line)[1]) in waiters
+    ]
+    assert len(lines) >= 10, screen
+    assert all(str(holder) in line.split()[1:] for line in lines), screen  # each says on whom it waits
+
+
+def test_at_80x24_the_filter_and_the_sort_stay_visible(pg, terminal) -> None:
+    t = terminal("pgtopnarrow", pgtop_command(pg.dsn, "--refresh", "0.5"), (80, 24))
+    t.shows("cache hit ratio")
+    t.keys("/", *"re=pileup|crowd", "Enter", "s")
+    screen = t.shows("filter re=pileup|crowd", "the filter in the title")
+    assert "sort pid" in t.shows("sort pid") and "view all" in screen
+    assert max(map(len, t.screen().splitlines())) <= 80
+    t.keys("/", *"db=postgres user=postgres re=a_regex_as_long_as_they_get")
+    t.shows("re=a_regex_as_long_as_they_get", "the end of what is typed at the prompt")
+    t.keys("Escape")
+
+
+def test_at_80x24_a_confirmation_says_how_many_it_does_not_list(pg, crowd, terminal) -> None:
+    pids = {s.pid for s in crowd}
+    args = ("--refresh", "0.5", "--slow-threshold", "0", "--query-regex", "crowd")
+    t = terminal("pgtopmany", pgtop_command(pg.dsn, *args), (80, 24))
+    wait_until(lambda: pids <= set(rows_shown(t.screen())) or "more below" in t.screen(), what="the crowd")
+    t.keys("K")
+    screen = t.shows("About to signal 30 backend(s)")
+    more = re.search(r"… and (\d+) more", screen)
+    assert more, screen
+    listed = set(rows_shown(screen)) & pids
+    assert len(listed) + int(more[1]) == 30, screen
+    assert "esc  back out" in screen
+    t.keys("Escape")
+    t.shows("nothing signalled")

@@ -262,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
     import psycopg
 
     from . import render
-    from .slowlog import Slack, SlowLog, default_log_path, state_dir
+    from .slowlog import Slack, SlowLog, default_log_path
 
     connect = Connector(args)
     try:
@@ -270,16 +270,19 @@ def run(args: argparse.Namespace) -> int:
     except psycopg.Error as e:
         print(f"webops pgtop: {str(e).strip().splitlines()[0]}", file=sys.stderr)
         return 2
+    if args.kill_slower_than is not None:
+        try:
+            return kill_slow(conn, args)
+        except psycopg.Error as e:
+            print(f"webops pgtop: {str(e).strip().splitlines()[0]}", file=sys.stderr)
+            return 2
     server = server_label(conn)
     slack = Slack(args.slack_webhook, args.slack_per_minute, server) if args.slack_webhook else None
     log_file = default_log_path() if args.log_file is None else args.log_file or None
-    slowlog = SlowLog(log_file, slack, server, state_dir() / "pgtop-seen.json")
+    slowlog = SlowLog(log_file, slack, server)  # what each output was given: see slowlog.py
     shown = args.columns or columns.PROFILES[args.profile]
-    interactive = not (args.once or args.kill_slower_than is not None) and sys.stdout.isatty() and has_tty()
-    try:
-        if args.kill_slower_than is not None:
-            return kill_slow(conn, args)
-        if not interactive:
+    if args.once or not (sys.stdout.isatty() and has_tty()):
+        try:
             with conn:
                 snap = data.fetch(conn)
                 slowlog.record(data.slow(snap.backends, args.slow_threshold))
@@ -287,29 +290,25 @@ def run(args: argparse.Namespace) -> int:
                 sys.stdout.write(
                     render.as_json(snap, rows) if args.format == "json" else render.as_text(snap, rows, shown)
                 )
-            return report(slowlog, slack)
-    except psycopg.Error as e:
-        print(f"webops pgtop: {str(e).strip().splitlines()[0]}", file=sys.stderr)
-        return 2
-    finally:
-        if slack is not None and not interactive:
-            slack.close()
+        except psycopg.Error as e:
+            print(f"webops pgtop: {str(e).strip().splitlines()[0]}", file=sys.stderr)
+            report(slowlog)
+            return 2
+        return report(slowlog)
     from .ui import Screen, State
 
     state = State(view=args.view, sort=args.sort, refresh=args.refresh, filters=f, columns=shown)
     try:
         return Screen(connect, state, args.slow_threshold, slowlog, f"pgtop {server}", conn).run()
     finally:
-        if slack is not None:
-            for failure in slack.close():
-                print(f"webops pgtop: {failure}", file=sys.stderr)
+        for failure in slowlog.close():
+            print(f"webops pgtop: {failure}", file=sys.stderr)
 
 
-def report(slowlog, slack) -> int:
-    """After --once: every problem with the log or Slack on stderr; exit 1 if there was one."""
-    problems = list(slowlog.errors)
-    if slack is not None:
-        problems += slack.close()
+def report(slowlog) -> int:
+    """After --once: every problem with the log or Slack on stderr (posts waited for, up to 10 s);
+    exit 1 if there was one: an alert not delivered is tried again by the next run."""
+    problems = slowlog.close()
     for p in problems:
         print(f"webops pgtop: {p}", file=sys.stderr)
     return 1 if problems else 0

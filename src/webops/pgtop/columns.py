@@ -84,7 +84,7 @@ COLUMNS: dict[str, Column] = {
         Column("lock", "LOCK", lambda b, u: b.lock, 50, 10, 36),
         Column("duration", "DURATION", lambda b, u: seconds(b.query_seconds), 90, 8, 8, right=True),
         Column("xact", "XACT", lambda b, u: seconds(b.xact_seconds), 20, 7, 8, right=True),
-        Column("blocked", "BLOCKED BY", lambda b, u: ",".join(map(str, b.blocked_by)), 55, 10, 24),
+        Column("blocked", "BLOCKED BY", lambda b, u: ",".join(map(str, b.blocked_by)), 85, 10, 24),
         Column("query", "QUERY", lambda b, u: "  " * b.depth + " ".join((b.query or "").split()), 95, 0, 0),
     )
 }

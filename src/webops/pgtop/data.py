@@ -134,8 +134,12 @@ class Filters:
     query: re.Pattern[str] | None = None
     show_idle: bool = False
 
-    def __call__(self, b: Backend) -> bool:
-        if not self.show_idle and (b.state or "").startswith("idle") and b.state != "idle in transaction":
+    def __call__(self, b: Backend, blocking: bool = False) -> bool:
+        """Is `b` shown? Idle sessions are hidden unless asked for (idle in transaction is always
+        shown: it holds locks), but never one that blocks someone (`blocking`): an advisory lock
+        held by an idle session, or a transaction aborted after a savepoint, blocks as any other."""
+        idle = (b.state or "").startswith("idle") and b.state != "idle in transaction"
+        if idle and not self.show_idle and not blocking:
             return False
         if self.database and b.datname != self.database:
             return False
@@ -193,16 +197,16 @@ def parse_filter(text: str, base: Filters) -> Filters:
 
 def select(snap: Snapshot, view: str, filters: Filters, sort: str) -> list[Backend]:
     """The rows of one view, filtered and sorted; a pure function of the snapshot."""
-    rows = [b for b in snap.backends if filters(b)]
+    blockers = {pid for b in snap.backends for pid in b.blocked_by}
+    rows = [b for b in snap.backends if filters(b, blocking=b.pid in blockers)]
     if view == "running":
         rows = [b for b in rows if b.state == "active"]
     elif view == "waiting":
         rows = [b for b in rows if b.blocked_by]
     elif view == "blocking":
-        blockers = {pid for b in snap.backends for pid in b.blocked_by}
         rows = [b for b in rows if b.pid in blockers]
     elif view == "tree":
-        return tree(rows)
+        return tree(with_blockers(rows, snap.backends))
     key = {
         "duration": lambda b: -(b.query_seconds or 0),
         "pid": lambda b: b.pid,
@@ -212,15 +216,35 @@ def select(snap: Snapshot, view: str, filters: Filters, sort: str) -> list[Backe
     return sorted(rows, key=key)
 
 
+def with_blockers(rows: list[Backend], backends: list[Backend]) -> list[Backend]:
+    """`rows` and, transitively, every backend one of them waits for: a waiter is never shown
+    without the chain of sessions it waits on, whatever those are doing or the filter says."""
+    by_pid = {b.pid: b for b in backends}
+    shown = {b.pid for b in rows}
+    out = list(rows)
+    todo = [pid for b in rows for pid in b.blocked_by]
+    while todo:
+        pid = todo.pop()
+        if pid in shown or pid not in by_pid:  # not in the snapshot: a prepared transaction (0), us
+            continue
+        shown.add(pid)
+        out.append(by_pid[pid])
+        todo.extend(by_pid[pid].blocked_by)
+    return out
+
+
 def tree(rows: list[Backend]) -> list[Backend]:
-    """The blocking tree: each backend that blocks others and is not blocked itself, then the
-    backends waiting for it, indented (`depth`), then theirs; the longest waits first."""
+    """The blocking tree: each backend that blocks others or waits and waits for nobody shown,
+    then the backends waiting for it, indented (`depth`), then theirs; the longest waits first.
+    Every backend that waits is in it: one whose blocker is not in `rows` (a prepared
+    transaction, pgtop's own session) is a root."""
     shown = {b.pid: b for b in rows}
     waiting_for: dict[int, list[Backend]] = {}
     for b in rows:
         for pid in b.blocked_by:
             waiting_for.setdefault(pid, []).append(b)
-    roots = [b for b in rows if b.pid in waiting_for and not any(p in shown for p in b.blocked_by)]
+    involved = [b for b in rows if b.pid in waiting_for or b.blocked_by]
+    roots = [b for b in involved if not any(p in shown for p in b.blocked_by)]
     out: list[Backend] = []
     placed: set[int] = set()
 
@@ -234,8 +258,8 @@ def tree(rows: list[Backend]) -> list[Backend]:
 
     for root in sorted(roots, key=lambda r: -(r.query_seconds or 0)):
         place(root, 0)
-    for b in rows:  # cycles with no root: still shown
-        if b.pid in waiting_for and b.pid not in placed:
+    for b in involved:  # cycles with no root: still shown
+        if b.pid not in placed:
             place(b, 0)
     return out
 

@@ -52,12 +52,17 @@ SELECT current_setting('server_version') AS version,
 FROM pg_stat_database
 """
 
-# Check and signal in one statement: the backend is signalled only if it still is the session
-# (backend_start) running the query (query_start) that was listed; no row back means it was not.
+# Check and signal in one statement, so nothing can change between the two: the backend is
+# signalled only if it still is the session that was listed (same pid and backend_start: a pid
+# reused by a new backend never matches) and, for the query-guarded forms, still runs the query
+# that was listed (query_start). No row back means it was not signalled.
 _GUARDED = """
 SELECT {function}(a.pid) FROM pg_stat_activity a
-WHERE a.pid = %(pid)s AND a.backend_start IS NOT DISTINCT FROM %(backend_start)s
-  AND a.query_start IS NOT DISTINCT FROM %(query_start)s
+WHERE a.pid = %(pid)s AND a.backend_start = %(backend_start)s{query}
 """
-CANCEL = _GUARDED.format(function="pg_cancel_backend")
-TERMINATE = _GUARDED.format(function="pg_terminate_backend")
+_SAME_QUERY = "\n  AND a.query_start IS NOT DISTINCT FROM %(query_start)s"
+CANCEL = _GUARDED.format(function="pg_cancel_backend", query=_SAME_QUERY)
+TERMINATE = _GUARDED.format(function="pg_terminate_backend", query=_SAME_QUERY)
+# the same session, whatever it runs now (a busy client's query changes many times a second)
+CANCEL_SESSION = _GUARDED.format(function="pg_cancel_backend", query="")
+TERMINATE_SESSION = _GUARDED.format(function="pg_terminate_backend", query="")

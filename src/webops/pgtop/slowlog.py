@@ -1,21 +1,33 @@
-"""Slow queries: each written once (per server, pid and query start) to a log file, and posted to
-Slack.
+"""Slow queries: each written once (per server, pid and query start) to a log file, and posted
+once to Slack.
 
-"Once" holds across runs: what was recorded is kept in a small state file, so `--once` from cron
-every minute logs and posts a long query once, not every minute. Posting happens in a thread (a
-slow webhook must not freeze the screen), at most `per_minute` posts a minute; every failure
-(refused, HTTP error, bad URL, rate limit, posts left at exit) is reported, never fatal.
+Each output keeps its own record of what it was given, in a state file shared by every pgtop using
+that output: a log file's is `pgtop-seen.json` beside it (whoever writes that log shares it), a
+webhook's is `$XDG_STATE_HOME/webops/pgtop-seen.json`, under a hash of its URL (never the URL).
+So `--once` from cron every minute logs and posts a long query once, two pgtops writing one log
+write each query once, and a pgtop with another log or webhook alerts on its own: no pgtop
+silences another's alert. A pgtop with no output records nothing.
+
+Every read-modify-write of a state file holds an flock (on `pgtop-seen.json.lock`), so two pgtops
+at once never lose each other's entries nor both write one query; a post is claimed in the file
+before it is sent. A log write or post that failed is not recorded: it is reported (the screen's
+status line, `--once`'s stderr and exit status) and tried again, by the next run or a minute later
+by a running screen, while the query is still slow. Posting happens in a thread (a slow webhook
+must not freeze the screen), at most `per_minute` posts a minute.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -23,7 +35,11 @@ import httpx
 
 from .data import Backend
 
-SEEN_MAX = 10_000  # remembered (server, pid, query start) entries: only queries still slow are kept
+STATE_NAME = "pgtop-seen.json"
+SEEN_MAX = 10_000  # remembered queries per output and server, the most recently seen kept
+KEEP_SECONDS = 7 * 86400  # a query no pgtop has seen slow for a week is forgotten
+CLAIM_SECONDS = 300  # a post claimed by a pgtop that never said how it went (killed) is free again
+RETRY_SECONDS = 60  # a running pgtop tries a failed log write or post again after this
 
 
 def state_dir() -> Path:
@@ -47,73 +63,265 @@ def _key(b: Backend) -> str:
     return f"{b.pid}@{b.query_start.isoformat() if b.query_start else '-'}"
 
 
-class SlowLog:
-    def __init__(
-        self,
-        path: str | None,
-        notify: Callable[[Backend], None] | None = None,
-        server: str = "",
-        seen_path: Path | None = None,
-    ) -> None:
-        self.path, self.notify, self.server = path, notify, server
-        self.seen_path = seen_path
-        self.errors: list[str] = []
-        self.seen: set[str] = set(self._load_seen())
+def _why(e: OSError) -> str:
+    return f"{e.strerror or e}" + (f" ({e.filename})" if e.filename else "")
 
-    def _load_seen(self) -> list[str]:
-        if self.seen_path is None:
+
+@dataclass
+class Book:
+    """What one output did for one server: query key -> when (time.time())."""
+
+    done: dict[str, float] = field(default_factory=dict)  # written, or posted
+    claimed: dict[str, float] = field(default_factory=dict)  # a post on its way
+
+    def touch(self, keys) -> None:
+        """Queries still slow: kept (the week counts from the last time one was seen)."""
+        now = time.time()
+        for k in keys:
+            if k in self.done:
+                self.done[k] = now
+
+
+def _times(obj: object) -> dict[str, float]:
+    if not isinstance(obj, dict):
+        return {}
+    return {k: float(v) for k, v in obj.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+class StateFile:
+    """A JSON file of Books by output and server, shared by pgtops: each change is a
+    read-modify-write under an flock, so concurrent pgtops never lose each other's entries."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.mutex = threading.Lock()  # a screen and its Slack thread: one change at a time
+
+    @contextlib.contextmanager
+    def book(self, output: str, server: str) -> Iterator[Book]:
+        """The Book of `output` for `server`, saved when the block ends without an exception."""
+        with self.mutex:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+                state = self._load()
+                servers = state.setdefault(output, {})
+                book = servers.setdefault(server, Book())
+                yield book
+                self._save(state)
+
+    def _load(self) -> dict[str, dict[str, Book]]:
+        try:
+            raw = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        except ValueError:  # damaged: start again (at worst a query is reported twice)
+            return {}
+        outputs = raw.get("outputs") if isinstance(raw, dict) and raw.get("version") == 2 else None
+        state: dict[str, dict[str, Book]] = {}
+        for output, servers in (outputs or {}).items() if isinstance(outputs, dict) else ():
+            for server, entry in servers.items() if isinstance(servers, dict) else ():
+                if isinstance(entry, dict):
+                    book = Book(_times(entry.get("done")), _times(entry.get("claimed")))
+                    state.setdefault(output, {})[server] = book
+        return state
+
+    def _save(self, state: dict[str, dict[str, Book]]) -> None:
+        now = time.time()
+        outputs: dict[str, dict[str, dict]] = {}
+        for output, servers in state.items():
+            for server, book in servers.items():
+                done = sorted(((t, k) for k, t in book.done.items() if now - t < KEEP_SECONDS), reverse=True)
+                claimed = {k: t for k, t in book.claimed.items() if now - t < CLAIM_SECONDS}
+                if done or claimed:
+                    outputs.setdefault(output, {})[server] = {
+                        "done": {k: t for t, k in done[:SEEN_MAX]},
+                        "claimed": claimed,
+                    }
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps({"version": 2, "outputs": outputs}))
+        tmp.replace(self.path)
+
+
+class Output:
+    """One place slow queries go (a log file, a webhook), and what it has done: in memory, so a
+    screen reads its state file only when a query needs something, and in the state file."""
+
+    def __init__(self, state: StateFile, ident: str, server: str, errors: list[str]) -> None:
+        self.state, self.ident, self.server, self.errors = state, ident, server, errors
+        self.done: set[str] = set()  # done, by this pgtop or another one with this output
+        self.pending: set[str] = set()  # posts queued by this pgtop, not answered yet
+        self.retry_at: dict[str, float] = {}  # failed here: not again before (time.monotonic())
+        self.lock = threading.Lock()
+
+    def due(self, current: dict[str, Backend]) -> list[str]:
+        """The slow queries this output may still have to do; forgets the others."""
+        now = time.monotonic()
+        with self.lock:
+            self.done &= current.keys()
+            self.retry_at = {k: t for k, t in self.retry_at.items() if k in current}
+            return [
+                k
+                for k in current
+                if k not in self.done and k not in self.pending and self.retry_at.get(k, 0.0) <= now
+            ]
+
+    def failed(self, keys, why: str | None) -> None:
+        """Not done: tried again after RETRY_SECONDS (the next run, for `--once`)."""
+        with self.lock:
+            for k in keys:
+                self.pending.discard(k)
+                self.retry_at[k] = time.monotonic() + RETRY_SECONDS
+        if why:
+            self.errors.append(why)
+
+    def offer(self, current: dict[str, Backend]) -> list[str]:
+        raise NotImplementedError
+
+
+class LogOutput(Output):
+    def __init__(self, path: str, state: StateFile, ident: str, server: str, errors: list[str]) -> None:
+        super().__init__(state, ident, server, errors)
+        self.path = path
+
+    def offer(self, current: dict[str, Backend]) -> list[str]:
+        """Writes the slow queries this log does not have yet (under the state file's lock, so a
+        second pgtop with this log does not write them too); returns their keys."""
+        due = self.due(current)
+        if not due:
+            return []
+        written: list[str] = []
+        try:
+            with self.state.book(self.ident, self.server) as book:
+                book.touch(current)
+                with self.lock:
+                    self.done.update(k for k in due if k in book.done)
+                todo = [k for k in due if k not in book.done]
+                if todo:
+                    text = "".join(
+                        f"{datetime.now().isoformat(timespec='seconds')} "
+                        f"{describe(current[k], self.server)}\n    {(current[k].query or '').strip()}\n"
+                        for k in todo
+                    )
+                    try:
+                        with open(self.path, "a", encoding="utf-8") as f:
+                            f.write(text)
+                    except OSError as e:
+                        self.failed(todo, f"slow log {self.path}: {_why(e)}")
+                    else:
+                        now = time.time()
+                        for k in todo:
+                            book.done[k] = now
+                        with self.lock:
+                            self.done.update(todo)
+                        written = todo
+        except OSError as e:  # the state beside the log (its directory), or its lock
+            self.failed(due, f"slow log {self.path}: {_why(e)}")
+            return []
+        return written
+
+
+class SlackOutput(Output):
+    def __init__(self, slack: Slack, state: StateFile, ident: str, server: str, errors: list[str]) -> None:
+        super().__init__(state, ident, server, errors)
+        self.slack = slack
+        slack.on_result = self.result
+
+    def offer(self, current: dict[str, Backend]) -> list[str]:
+        """Claims the slow queries not posted to this webhook yet nor on their way from another
+        pgtop, and queues their posts; returns their keys. `result` says how each went."""
+        due = self.due(current)
+        if not due:
             return []
         try:
-            return list(json.loads(self.seen_path.read_text()).get(self.server, []))
-        except (OSError, ValueError, AttributeError):
-            return []
-
-    def _save_seen(self) -> None:
-        if self.seen_path is None:
-            return
-        try:
-            self.seen_path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                state = json.loads(self.seen_path.read_text())
-                state = state if isinstance(state, dict) else {}
-            except (OSError, ValueError):
-                state = {}
-            state[self.server] = sorted(self.seen)[:SEEN_MAX]
-            tmp = self.seen_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(state))
-            tmp.replace(self.seen_path)
+            with self.state.book(self.ident, self.server) as book:
+                book.touch(current)
+                now = time.time()
+                with self.lock:
+                    self.done.update(k for k in due if k in book.done)
+                mine = [
+                    k
+                    for k in due
+                    if k not in book.done and now - book.claimed.get(k, -CLAIM_SECONDS) >= CLAIM_SECONDS
+                ]
+                for k in mine:
+                    book.claimed[k] = now
+                with self.lock:
+                    self.pending.update(mine)
         except OSError as e:
-            self.errors.append(f"slow log state {self.seen_path}: {e.strerror or e}")
+            self.failed(due, f"slack: nothing posted, cannot keep track of posts: {_why(e)}")
+            return []
+        for k in mine:
+            self.slack(current[k])
+        return mine
+
+    def result(self, b: Backend, ok: bool) -> None:
+        """A post went (done for every pgtop with this webhook), or failed (its claim released:
+        the next run, or this one a minute later, tries again)."""
+        k = _key(b)
+        if ok:
+            with self.lock:
+                self.pending.discard(k)
+                self.done.add(k)
+        else:
+            self.failed([k], None)  # the Slack thread says why
+        try:
+            with self.state.book(self.ident, self.server) as book:
+                book.claimed.pop(k, None)
+                if ok:
+                    book.done[k] = time.time()
+        except OSError as e:
+            what = "posted, but not recorded (may be posted again)" if ok else "claim not released"
+            self.errors.append(f"slack: pid {b.pid} {what}: {_why(e)}")
+
+
+class SlowLog:
+    """The slow queries, to each output: a log file (`path`), a webhook (`slack`)."""
+
+    def __init__(self, path: str | None, slack: Slack | None = None, server: str = "") -> None:
+        self.path, self.slack, self.server = path, slack, server
+        self.errors: list[str] = []  # not reported yet (problem() and close() take them)
+        self.outputs: list[Output] = []
+        files: dict[Path, StateFile] = {}
+
+        def state(p: Path) -> StateFile:
+            return files.setdefault(p, StateFile(p))
+
+        if path:
+            real = Path(os.path.realpath(path))
+            self.outputs.append(
+                LogOutput(path, state(real.parent / STATE_NAME), f"log {real}", server, self.errors)
+            )
+        if slack is not None:
+            ident = "slack " + hashlib.sha256(slack.url.encode()).hexdigest()  # never the URL: it is a secret
+            self.outputs.append(
+                SlackOutput(slack, state(state_dir() / STATE_NAME), ident, server, self.errors)
+            )
+        self.announced: set[str] = set()
 
     def record(self, slow: list[Backend]) -> list[Backend]:
-        """Log the slow queries not logged yet; returns them. Forgets queries no longer slow."""
+        """Gives each output the slow queries it does not have yet; returns those new to this pgtop
+        (none without an output: a screen with no log and no webhook records nothing)."""
         current = {_key(b): b for b in slow}
-        new = [b for k, b in current.items() if k not in self.seen]
-        changed = bool(new) or not self.seen <= current.keys()
-        self.seen = set(current)
-        if new and self.path:
-            try:
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-                with open(self.path, "a", encoding="utf-8") as f:
-                    for b in new:
-                        f.write(
-                            f"{datetime.now().isoformat(timespec='seconds')} {describe(b, self.server)}\n"
-                            f"    {(b.query or '').strip()}\n"
-                        )
-            except OSError as e:
-                self.errors.append(f"slow log {self.path}: {e.strerror or e}")
-        if changed:
-            self._save_seen()
-        if self.notify:
-            for b in new:
-                self.notify(b)
+        handed: set[str] = set()
+        for out in self.outputs:
+            handed.update(out.offer(current))
+        new = [b for k, b in current.items() if k in handed and k not in self.announced]
+        self.announced = (self.announced & current.keys()) | handed
         return new
 
     def problem(self) -> str | None:
         """The latest failure not reported yet (the log, its state, Slack), for the status line."""
-        if isinstance(self.notify, Slack) and (failure := self.notify.take_failure()):
+        if self.slack is not None and (failure := self.slack.take_failure()):
             self.errors.append(failure)
         return self.errors.pop() if self.errors else None
+
+    def close(self, timeout: float = 10) -> list[str]:
+        """Sends the posts queued (up to `timeout` s); every failure not reported by problem()
+        yet, and every failed post."""
+        failures = self.slack.close(timeout) if self.slack is not None else []
+        problems = list(self.errors)
+        self.errors.clear()
+        return problems + failures
 
 
 def slack_escape(text: str) -> str:
@@ -125,16 +333,18 @@ def slack_escape(text: str) -> str:
 
 class Slack:
     """Posts to an incoming-webhook URL from a thread; failures are kept for the screen and
-    `--once` to show."""
+    `--once` to show, and each post's outcome goes to `on_result` (posted or not)."""
 
     def __init__(self, url: str, per_minute: int = 10, server: str = "") -> None:
         self.url, self.per_minute, self.server = url, per_minute, server
+        self.on_result: Callable[[Backend, bool], None] | None = None
         self.queue: queue.Queue[Backend | None] = queue.Queue(maxsize=1000)
         self.sent: list[float] = []
         self.posted = 0
         self.held_back = 0  # not posted: over the rate limit or the queue's bound
         self.failures: list[str] = []  # every failed post, in order
         self.reported = 0  # failures already shown on the screen
+        self.closed = False
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -143,7 +353,8 @@ class Slack:
         try:
             self.queue.put_nowait(b)
         except queue.Full:
-            self._fail("queue full (1,000 posts waiting)")
+            self._fail(f"queue full (1,000 posts waiting): pid {b.pid} not posted")
+            self._result(b, False)
 
     def message(self, b: Backend) -> dict:
         text = (
@@ -155,6 +366,14 @@ class Slack:
     def _fail(self, why: str) -> None:
         with self.lock:
             self.failures.append(f"slack: {why}")
+
+    def _result(self, b: Backend, ok: bool) -> None:
+        if self.on_result is None:
+            return
+        try:
+            self.on_result(b, ok)
+        except Exception as e:  # the posting thread must go on whatever happens
+            self._fail(f"cannot record the post for pid {b.pid}: {e!r}")
 
     def take_failure(self) -> str | None:
         with self.lock:
@@ -173,26 +392,41 @@ class Slack:
                 if len(self.sent) >= self.per_minute:
                     self.held_back += 1
                     self._fail(f"rate limit ({self.per_minute}/min): pid {b.pid} not posted")
+                    self._result(b, False)
                     continue
                 try:
                     r = client.post(self.url, json=self.message(b))
                     r.raise_for_status()
-                    self.sent.append(now)
-                    self.posted += 1
                 except httpx.HTTPStatusError as e:
                     self._fail(f"post for pid {b.pid} refused: HTTP {e.response.status_code}")
+                    self._result(b, False)
                 except (httpx.HTTPError, httpx.InvalidURL, ValueError) as e:  # refused, timed out, bad URL
                     self._fail(f"cannot post for pid {b.pid}: {e or type(e).__name__}")
+                    self._result(b, False)
+                else:
+                    self.sent.append(now)
+                    self.posted += 1
+                    self._result(b, True)
 
     def close(self, timeout: float = 10) -> list[str]:
         """Send what is queued (up to `timeout` seconds), stop, and return every failure,
-        including the posts still unsent."""
-        deadline = time.monotonic() + timeout
-        with contextlib.suppress(queue.Full):
-            self.queue.put(None, timeout=max(0.0, deadline - time.monotonic()))
-        self.thread.join(max(0.0, deadline - time.monotonic()))
-        if self.thread.is_alive():
-            unsent = self.queue.qsize()
-            self._fail(f"{unsent} post(s) not sent at exit (gave up after {timeout:g}s)")
+        including the posts still unsent (released: the next run posts them)."""
+        if not self.closed:
+            self.closed = True
+            deadline = time.monotonic() + timeout
+            with contextlib.suppress(queue.Full):
+                self.queue.put(None, timeout=max(0.0, deadline - time.monotonic()))
+            self.thread.join(max(0.0, deadline - time.monotonic()))
+            if self.thread.is_alive():  # stuck in a post: what is still queued is not sent
+                unsent: list[Backend] = []
+                with contextlib.suppress(queue.Empty):
+                    while True:
+                        if (item := self.queue.get_nowait()) is not None:
+                            unsent.append(item)
+                with contextlib.suppress(queue.Full):
+                    self.queue.put_nowait(None)  # the thread stops after the post it is in
+                self._fail(f"{len(unsent) + 1} post(s) not sent at exit (gave up after {timeout:g}s)")
+                for b in unsent:
+                    self._result(b, False)
         with self.lock:
             return list(self.failures)

@@ -35,6 +35,7 @@ class State:
     overlay: list[str] | None = None
     confirm: list[data.Backend] | None = None  # backends about to be signalled, as listed
     confirm_what: str = ""
+    confirm_key: str = "k"  # k (these sessions) or K (these slow queries): which signals are offered
     prompt: str | None = None  # text typed at the filter prompt
 
 
@@ -51,6 +52,7 @@ class Screen:
         self.sampler = Sampler()
         self.local = conn is not None and is_local(conn.info.backend_pid)
         self.drawn: object = None  # what is on the terminal (redraw only on change)
+        self.page: int | None = None  # the table's height on the last screen drawn
 
     # --- data ---------------------------------------------------------------------------
 
@@ -93,7 +95,7 @@ class Screen:
     # --- drawing ------------------------------------------------------------------------
 
     def body_height(self) -> int:
-        return max(3, self.console.size.height - 6)
+        return self.page if self.page is not None else max(3, self.console.size.height - 6)
 
     def render(self):
         s = self.state
@@ -101,24 +103,24 @@ class Screen:
         self.console.size = size
         status = s.message
         if s.prompt is not None:
-            status = f"filter (db= user= state= min= re=; enter applies, esc backs out): {s.prompt}"
+            status = prompt_line(s.prompt, size.columns)
         elif s.confirm is not None:
-            status = "c: cancel the queries (pg_cancel_backend)   t: terminate the sessions   esc: back out"
+            status = CONFIRM_STATUS[s.confirm_key]
         elif s.paused:
             status = "paused (p resumes)" + (f"  {status}" if status else "")
-        info = (
-            f"{self.title}   view {s.view}  sort {s.sort}  refresh {s.refresh:g}s"
-            f"  idle {'shown' if s.filters.show_idle else 'hidden'}"
-            + (f"  filter {s.filters.describe()}" if s.filters.describe() else "")
-            + (f"  tagged {len(s.tagged)}" if s.tagged else "")
-        )
-        overlay = s.overlay
+        parts = [
+            f"view {s.view}",
+            f"sort {s.sort}",
+            f"refresh {s.refresh:g}s",
+            f"idle {'shown' if s.filters.show_idle else 'hidden'}",
+        ]
+        if s.filters.describe():
+            parts.append(f"filter {s.filters.describe()}")
+        if s.tagged:
+            parts.append(f"tagged {len(s.tagged)}")
+        overlay: list[str] | render.Listing | None = s.overlay
         if s.confirm is not None:
-            overlay = [f"About to signal {len(s.confirm)} backend(s) ({s.confirm_what}):", ""] + [
-                f"  {b.pid:>7}  {b.usename or ''}  {b.datname or ''}  {columns.seconds(b.query_seconds)}  "
-                f"{' '.join((b.query or '').split())[:200]}"
-                for b in s.confirm
-            ]
+            overlay = confirmation(s.confirm, s.confirm_what, s.confirm_key)
         view = {
             "selected": s.selected,
             "offset": s.offset,
@@ -127,8 +129,8 @@ class Screen:
             "slow": self.slow_threshold,
             "tagged": s.tagged,
         }
-        group, s.offset = render.screen(
-            info, self.snap, self.rows, view, status, (size.columns, size.lines), overlay
+        group, s.offset, self.page = render.screen(
+            (self.title, parts), self.snap, self.rows, view, status, (size.columns, size.lines), overlay
         )
         return group
 
@@ -223,21 +225,33 @@ class Screen:
                 s.message = f"no query running longer than {self.slow_threshold:g}s in {where}"
                 return
         if targets:
-            s.confirm, s.confirm_what = targets, what
+            s.confirm, s.confirm_what, s.confirm_key = targets, what, key
 
     def _confirm_key(self, key: str) -> None:
+        """c: cancel the listed queries (each only if still running); after k also a: cancel
+        whatever each session runs now, and t: terminate the sessions (each only if still the
+        listed session: same pid and session start); after K, t ends a session only if it still
+        runs the listed slow query."""
         s = self.state
         assert s.confirm is not None
-        if key in ("c", "t"):
-            how = "cancel" if key == "c" else "terminate"
-            results = signal_backends(self.conn, s.confirm, how) if self.conn else []
+        after_k = s.confirm_key == "k"
+        if key in ("c", "t") or (key == "a" and after_k):
+            how = "terminate" if key == "t" else "cancel"
+            same_query = key == "c" or not after_k
+            results = signal_backends(self.conn, s.confirm, how, same_query) if self.conn else []
             s.overlay = (
                 [f"{how}:", ""]
                 + [
                     f"  {r.pid:>7}  {'ok' if r.ok else 'skipped' if r.skipped else 'FAILED'}  {r.message}"
                     for r in results
                 ]
-                + ["", "(any key returns)"]
+                + [""]
+                + (
+                    ["(its query keeps changing? k then a cancels whatever it runs now, k then t ends it)"]
+                    if key == "c" and after_k and any(r.skipped for r in results)
+                    else []
+                )
+                + ["(any key returns)"]
             )
             s.message = summary(how, results)
             s.confirm = None
@@ -297,3 +311,44 @@ class Screen:
             keyboard.close()
             if self.conn is not None:
                 self.conn.close()
+
+
+CONFIRM_STATUS = {
+    "k": "c cancel listed queries  a cancel whatever runs now  t terminate  esc back out",
+    "K": "c cancel the queries  t terminate their sessions  esc back out",
+}
+
+
+def confirmation(targets: list[data.Backend], what: str, key: str) -> render.Listing:
+    """What `k` or `K` is about to signal, and the keys that do it (a pure function)."""
+    tail = [
+        "",
+        "c    cancel the listed queries (each only if it still runs that query)",
+    ]
+    if key == "k":
+        tail += [
+            "a    cancel whatever each session runs now (its query keeps changing)",
+            "t    terminate the sessions (only the listed ones: same pid, same start)",
+        ]
+    else:
+        tail += ["t    terminate their sessions (each only if it still runs the listed query)"]
+    tail += ["esc  back out"]
+    return render.Listing(
+        head=[f"About to signal {len(targets)} backend(s) ({what}):", ""],
+        items=[
+            f"  {b.pid:>7}  {b.usename or ''}  {b.datname or ''}  {columns.seconds(b.query_seconds)}  "
+            f"{' '.join((b.query or '').split())[:200]}"
+            for b in targets
+        ],
+        tail=tail,
+        total=f"all {len(targets)} are signalled",
+    )
+
+
+def prompt_line(text: str, width: int) -> str:
+    """The filter prompt's status line: what is typed always shows (its end, when long)."""
+    hint = "filter (db= user= state= min= re=; enter applies, esc backs out): "
+    if len(hint) + len(text) + 1 > width:
+        hint = "filter: "
+    room = max(1, width - len(hint) - 1)
+    return hint + (text if len(text) <= room else "…" + text[-(room - 1) :])
