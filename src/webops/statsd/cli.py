@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         json.dump(cfg.raw, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-    from .server import StatsdDaemon, setup_logging
+    from .logs import setup_logging
+    from .server import StatsdDaemon
 
     setup_logging(cfg)
     daemon = StatsdDaemon(cfg, reload_config=lambda: statsd_config.load(path, flags))

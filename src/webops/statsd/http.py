@@ -1,6 +1,7 @@
 """A small HTTP endpoint beside the console: GET /health for load balancers and orchestrators,
-GET /metrics for Prometheus, and Graphite's /metrics/find and /render on the store. Plain
-asyncio: a few fixed routes with query strings and form bodies do not justify a web framework.
+GET /metrics for Prometheus, and Graphite's /metrics/find and /render on the store (what each
+path answers is routes.py's; this is the protocol and its limits). Plain asyncio: a few fixed
+routes with query strings and form bodies do not justify a web framework.
 
 Every request is bounded, because /health is what a load balancer trusts: a connection gets
 `headerTimeout` to send its request line and headers and `bodyTimeout` to send a body or take

@@ -1,5 +1,9 @@
 """The daemon: listeners feed the aggregator, a grid-aligned timer flushes it to the backends.
 
+This is the wiring and the lifecycle (start, reload, stop, flush delivery); the surfaces are
+their own modules: the listeners' reconciliation (reconcile.py), the HTTP routes (routes.py),
+the console (admin.py), keyFlush (keyflush.py), the log (logs.py), descriptors (descriptors.py).
+
 Threads: the event loop owns intake, the console and the timers; one flusher thread turns each
 detached interval into a snapshot (timer maths stays off the receive path); each backend has its
 own thread (backends.base.BackendRunner).
@@ -8,53 +12,36 @@ own thread (backends.base.BackendRunner).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import json
 import logging
-import math
 import os
-import resource
 import signal
-import socket
-import sys
 import threading
 import time
 from collections.abc import Callable
 
 from ..common.config import ConfigError
 from ..common.ratelimit import RateLimitedLog
-from . import backends, dashboard, hotpath, http, systemd
+from . import backends, hotpath, reconcile, systemd
 from .admin import Console, serve
 from .aggregate import SLOW_MAX_BYTES, Aggregator, Batch
 from .backends.base import Backend, BackendRunner
-from .backends.store import StoreBackend
 from .config import StatsdConfig
+from .descriptors import StreamLimits, raise_fd_limit
 from .flush import Flusher
 from .hotpath import NativePool
-from .listeners import (
-    Listener,
-    StreamListener,
-    UdpListener,
-    describe,
-    dump_packets,
-    kernel_drops,
-    set_rcvbuf,
-    spec_key,
-)
+from .keyflush import KeyFlush
+from .listeners import dump_packets, kernel_drops
+from .logs import setup_logging
 from .persist import load_gauges, save_gauges
-from .prometheus import PrometheusView
 from .protocol import BadLine
 from .readers import ReaderPool, ReaderSettings
+from .routes import HttpRoutes
 from .snapshot import Snapshot
-from .store import graphite_api
-from .store.db import Store
-from .store.functions import Budget
 
 log = logging.getLogger("webops.statsd")
 
 SHUTDOWN_TIMEOUT = 60.0  # seconds the backends get to write the last flushes on exit
-FD_RESERVE = 64  # descriptors kept free of client connections: files, backends, readers, /health
 SLOW_SLICE_SECONDS = 0.002  # slow-lane parsing per turn of the event loop (aggregate.work_slow)
 
 
@@ -67,9 +54,8 @@ class StatsdDaemon:
         self.bad_log = RateLimitedLog(log, "bad lines")
         self.aggregator = Aggregator(config.aggregation(), on_bad_line=self._bad_line)
         self.summary = config.summary()
-        self.udp: dict[tuple, tuple[Listener, socket.socket]] = {}  # bound UDP sockets, by address
-        self.udp_local: dict[tuple, UdpListener] = {}  # those read in this process (readers: 0)
-        self.streams: dict[tuple, StreamListener] = {}
+        self.sockets = reconcile.Sockets(self.on_data)
+        self.stream_limits = StreamLimits()
         self.runners: list[BackendRunner] = []
         self.packet_backends: list[Backend] = []
         self.mgmt: asyncio.Server | None = None
@@ -77,19 +63,7 @@ class StatsdDaemon:
         self.mgmt_bind: tuple[str, int] | None = None
         self.http_server: asyncio.Server | None = None
         self.http_bind: tuple[str, int] | None = None
-        routes: dict[str, http.Route] = {
-            "/health": self._health,
-            "/metrics": self._metrics,
-            "/render": self._graphite(
-                lambda store, req, budget: graphite_api.render(store, req, budget=budget)
-            ),
-            "/metrics/find": self._graphite(lambda store, req, budget: graphite_api.find_nodes(store, req)),
-            "/dashboard/status": self._status,
-            **dashboard.ROUTES,
-        }
-        self.endpoint = http.Endpoint(routes, http.Limits())
-        self.workers: http.Workers | None = None  # the render threads, while HTTP is on
-        self.prometheus = PrometheusView()
+        self.http = HttpRoutes(self)
         if config["persistGauges"]:
             self.aggregator.gauges.update(load_gauges(config["persistGauges"]))
         self.flusher = Flusher(self.aggregator, self._deliver)
@@ -102,9 +76,7 @@ class StatsdDaemon:
         self.shed_log = RateLimitedLog(log, "slow-lane messages")
         self.shed_seen = 0
         self.slow_scheduled = False
-        self.key_log = RateLimitedLog(log, "keyFlush messages")
-        self.key_log_errors = 0  # intervals whose top keys could not be written, in a row
-        self.fd_warned = False
+        self.key_flush = KeyFlush(lambda: self.config, self.aggregator.take_key_counts)
         self.stopping = asyncio.Event()
         self.hot_path = config.hot_path  # fixed for the daemon's lifetime (a reload says so)
         self.config_mtime = self._mtime()
@@ -125,7 +97,7 @@ class StatsdDaemon:
 
     def kernel_drops(self) -> int:
         """UDP datagrams the kernel dropped because intake was behind (console, /metrics)."""
-        return kernel_drops([sock for _, sock in self.udp.values()])
+        return kernel_drops(self.sockets.udp_socks())
 
     def backend_status(self) -> list[tuple[str, dict[str, float]]]:
         """Each backend's name and status (console `stats`, /metrics)."""
@@ -161,7 +133,7 @@ class StatsdDaemon:
         log.info("server is up")
         systemd.notify("READY=1")
         flushes = self.flusher.run(lambda: self.config["flushInterval"], lambda: self.summary, self._tick)
-        tasks = [asyncio.create_task(flushes), asyncio.create_task(self._key_flush_loop())]
+        tasks = [asyncio.create_task(flushes), asyncio.create_task(self.key_flush.run())]
         await self.stopping.wait()
         for t in tasks:
             t.cancel()
@@ -237,6 +209,7 @@ class StatsdDaemon:
             raise ValueError(f"backends: {e} (keeping the running backends)") from e
         old_runners, self.runners = self.runners, [BackendRunner(b) for b in created]
         self.packet_backends = [b for b in created if b.wants_packets]
+        self.http.serve(created)
         successors = {b.name: b for b in created}
         for r in old_runners:  # they finish their queued flushes in the background, then hand over
             successor = successors.get(r.backend.name)
@@ -244,100 +217,27 @@ class StatsdDaemon:
 
     async def _apply_listeners(self, config: StatsdConfig) -> None:
         """Bind what is new (all or nothing), switch the readers, then close what went away."""
-        wanted = {spec_key(s): s for s in config.listeners}
-        new_udp: dict[tuple, tuple[Listener, socket.socket]] = {}
-        new_streams: dict[tuple, tuple[Listener, socket.socket]] = {}
-        try:
-            for key, spec in wanted.items():
-                if key in self.udp or key in self.streams:
-                    continue
-                bound = (spec, spec.server.bind(spec))
-                (new_udp if spec.server.datagram else new_streams)[key] = bound
-        except OSError as e:
-            for _, sock in [*new_udp.values(), *new_streams.values()]:
-                sock.close()
-            raise OSError(f"cannot listen on {describe(spec)}: {e.strerror or e}") from e
-        # options of sockets that stay
-        for key, (spec, sock) in list(self.udp.items()):
-            if key in wanted and wanted[key].rcvbuf != spec.rcvbuf:
-                set_rcvbuf(sock, wanted[key].rcvbuf)
-            if key in wanted:
-                self.udp[key] = (wanted[key], sock)
-        for key, listener in self.streams.items():
-            if key in wanted:
-                listener.max_conns, listener.idle_timeout = self._conn_limits(config)
-                spec = wanted[key]
-                if spec.kind == "unix" and spec.mode is not None and spec.mode != listener.spec.mode:
-                    os.chmod(spec.path or "", spec.mode)
-                listener.spec = spec
-        self.udp.update(new_udp)
-        for key, (spec, sock) in new_streams.items():
-            self.streams[key] = StreamListener(spec, sock, self.on_data, *self._conn_limits(config))
-        for spec, _ in [*new_udp.values(), *new_streams.values()]:
-            log.info("listening on %s", describe(spec))
-        await self._switch_udp_readers(config, [k for k in self.udp if k in wanted])
-        for key in [k for k in self.streams if k not in wanted]:
-            listener = self.streams.pop(key)
-            log.info("closing listener %s", describe(listener.spec))
-            listener.drain()
-            listener.close()
-        for key in [k for k in self.udp if k not in wanted]:
-            spec, sock = self.udp.pop(key)
-            log.info("closing listener %s", describe(spec))
-            sock.close()
+        plan = reconcile.plan(self.sockets.bound(), config.listeners)
+        await self.sockets.apply(
+            plan, self.pool, self._reader_settings(config), lambda: self.stream_limits(config)
+        )
 
-    async def _switch_udp_readers(self, config: StatsdConfig, keys: list[tuple]) -> None:
-        """UDP read by reader processes (new ones start before old ones stop) or in this process."""
+    def _reader_settings(self, config: StatsdConfig) -> ReaderSettings | None:
+        """What UDP reader processes (or native receivers) are told; None: UDP is read in this
+        process (`readers: 0`)."""
         readers = config.readers_for(self.hot_path)
-        socks = [self.udp[k][1] for k in keys]
-        if readers:
-            # A reader hands everything over: what a flush keeps or forgets (delete*) and the
-            # kinds' options are the main process's, and changing them restarts no reader.
-            intake = dataclasses.replace(config.aggregation(), deletes=frozenset(), options={})
-            settings = ReaderSettings(
-                readers,
-                intake,
-                bool(self.packet_backends),
-                config["dumpMessages"],
-                log.getEffectiveLevel(),
-            )
-            await self.pool.switch(socks, settings)
-            for key in list(self.udp_local):
-                self.udp_local.pop(key).stop_reading()
-        else:
-            for key in keys:
-                if key not in self.udp_local:
-                    self.udp_local[key] = UdpListener(self.udp[key][0], self.udp[key][1], self.on_data)
-            await self.pool.close()
-            for key in [k for k in self.udp_local if k not in keys]:
-                self.udp_local.pop(key).drain()
-
-    def _conn_limits(self, config: StatsdConfig) -> tuple[int, float]:
-        """tcpMaxConnections per stream listener, lowered if the descriptors cannot hold them all
-        (with the console's and HTTP's share and a reserve kept free: /health must still answer)."""
-        streams = max(1, sum(1 for s in config.listeners if not s.server.datagram))
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        budget = (soft - FD_RESERVE - config["mgmtMaxConnections"] - self._http_cap(config)) // streams
-        wanted = config["tcpMaxConnections"]
-        if budget < wanted and not self.fd_warned:
-            self.fd_warned = True
-            log.warning(
-                "tcpMaxConnections %d lowered to %d: the file descriptor limit is %d (raise it with "
-                "LimitNOFILE= in the systemd unit or ulimit -n)",
-                wanted,
-                max(1, budget),
-                soft,
-            )
-        return max(1, min(wanted, budget)), config["tcpIdleTimeout"]
-
-    def _http_cap(self, config: StatsdConfig) -> int:
-        """http.maxConnections, lowered to what the descriptors hold beside the console and the
-        reserve: past that accept() fails, and the eviction that keeps /health answering under a
-        slowloris never happens."""
-        if not config["http"]:
-            return 0
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        return max(1, min(config["http"]["maxConnections"], soft - FD_RESERVE - config["mgmtMaxConnections"]))
+        if not readers:
+            return None
+        # A reader hands everything over: what a flush keeps or forgets (delete*) and the
+        # kinds' options are the main process's, and changing them restarts no reader.
+        intake = dataclasses.replace(config.aggregation(), deletes=frozenset(), options={})
+        return ReaderSettings(
+            readers,
+            intake,
+            bool(self.packet_backends),
+            config["dumpMessages"],
+            log.getEffectiveLevel(),
+        )
 
     async def _rebind(self, current: asyncio.Server | None, bind: tuple[str, int], start) -> asyncio.Server:
         """A server on the new address, bound before the old one closes. Only when the new one
@@ -376,7 +276,7 @@ class StatsdDaemon:
         h = config["http"]
         bind = (h["address"], h["port"]) if h else None
         if h:
-            self._apply_http_limits(config)
+            self.http.apply_limits(config)
         if bind == self.http_bind:
             return
         if bind is None:
@@ -385,110 +285,11 @@ class StatsdDaemon:
             self.http_server, self.http_bind = None, None
             return
         try:
-            self.http_server = await self._rebind(self.http_server, bind, self.endpoint.start)
+            self.http_server = await self._rebind(self.http_server, bind, self.http.endpoint.start)
         except OSError as e:
             raise OSError(f"cannot listen on http {bind[0]}:{bind[1]}: {e.strerror or e}") from e
         self.http_bind = bind
         log.info("http (/health, /metrics, Graphite's /render and /metrics/find) on %s:%s", *bind)
-
-    def _apply_http_limits(self, config: StatsdConfig) -> None:
-        """The http keys' limits, at once, for the connections already open too; the render
-        threads are replaced only when their number changes."""
-        h = config["http"]
-        cap = self._http_cap(config)
-        if cap < h["maxConnections"]:
-            log.warning(
-                "http.maxConnections %d lowered to %d to fit the file descriptor limit (raise it with "
-                "LimitNOFILE= in the systemd unit or ulimit -n)",
-                h["maxConnections"],
-                cap,
-            )
-        self.endpoint.limits = http.Limits(cap, h["headerTimeout"], h["bodyTimeout"])
-        if self.workers is None or self.workers.threads != h["renderThreads"]:
-            if self.workers is not None:
-                self.workers.close()
-            self.workers = http.Workers(h["renderThreads"])
-
-    def _graphite(self, answer: Callable[[Store, http.Request, Budget], http.Reply]) -> http.Route:
-        """A Graphite API route on the store backend's data, in the render threads (a wide
-        wildcard reads thousands of series), on the budget of the http.render* keys."""
-
-        async def route(request: http.Request) -> http.Reply:
-            backend = next((r.backend for r in self.runners if isinstance(r.backend, StoreBackend)), None)
-            if backend is None:
-                return (
-                    404,
-                    "text/plain",
-                    'no store: add "store" to backends for history and the Graphite API\n',
-                )
-            store = backend.store
-            if store is None:
-                return 503, "text/plain", f"history is off: {backend.cause or 'the store is not open yet'}\n"
-            h = self.config["http"]
-            budget = Budget(
-                max_points=h["renderMaxPoints"],
-                max_series=h["renderMaxSeries"],
-                deadline=time.monotonic() + h["renderTimeout"],
-            )
-            assert self.workers is not None  # made with the endpoint
-            return await self.workers.run(
-                lambda: answer(store, request, budget), h["renderTimeout"], budget.stop
-            )
-
-        return route
-
-    def _status(self, request: http.Request) -> http.Reply:
-        """The dashboard's header: the daemon's own health, totals and backends."""
-        totals = self.aggregator.totals
-        flushed, processing = self.last_flush or (0.0, 0.0)
-        body = {
-            "health": self.health_state(),
-            "now": time.time(),
-            "flushInterval": self.config["flushInterval"],
-            "packets_received": totals.packets_received,
-            "metrics_received": totals.metrics_received,
-            "bad_lines_seen": totals.bad_lines_seen,
-            "last_flush": flushed,
-            "processing_time": processing,
-            "backends": dict(self.backend_status()),
-        }
-        return 200, "application/json", json.dumps(body)
-
-    def _health(self, request: http.Request | None = None) -> tuple[int, str, str]:
-        state = self.health_state()
-        return (200 if state == "up" else 503), "text/plain", f"health: {state}\n"
-
-    async def _metrics(self, request: http.Request | None = None) -> tuple[int, str, str]:
-        if self.prometheus.stale:  # rendering 100k series takes a while: never on the loop
-            await asyncio.to_thread(self.prometheus.refresh)
-        own: list[tuple[str, str, tuple[tuple[str, str], ...], float]] = [
-            ("statsd_health_up", "gauge", (), 1.0 if self.health_state() == "up" else 0.0),
-            ("statsd_reader_restarts", "gauge", (), self.pool.restarts),
-            ("statsd_hot_path_info", "gauge", (("hot_path", self.hot_path),), 1.0),
-            ("statsd_uptime_seconds", "gauge", (), time.time() - self.startup_time),
-            ("statsd_udp_kernel_drops_total", "counter", (), self.kernel_drops()),
-        ]
-        for name, status in self.backend_status():
-            for stat, value in status.items():
-                own.append(("statsd_backend", "gauge", (("backend", name), ("stat", stat)), value))
-        own += self._http_metrics()
-        return 200, "text/plain; version=0.0.4; charset=utf-8", self.prometheus.render(own)
-
-    def _http_metrics(self) -> list[tuple[str, str, tuple[tuple[str, str], ...], float]]:
-        """The endpoint's own limits at work: connections closed to make room (evicted) or not
-        accepted (refused), clients too slow (timeouts), renders in flight, replies by status."""
-        e = self.endpoint
-        return [
-            ("statsd_http_connections", "gauge", (), len(e.open)),
-            ("statsd_http_connections_evicted_total", "counter", (), e.counts["evicted"]),
-            ("statsd_http_connections_refused_total", "counter", (), e.counts["refused"]),
-            ("statsd_http_timeouts_total", "counter", (), e.counts["timeouts"]),
-            ("statsd_http_renders", "gauge", (), self.workers.pending if self.workers else 0),
-            *(
-                ("statsd_http_responses_total", "counter", (("code", str(code)),), n)
-                for code, n in sorted(e.replies.items())
-            ),
-        ]
 
     def on_batch(self, batch: Batch) -> None:
         self.aggregator.merge(batch)
@@ -524,13 +325,7 @@ class StatsdDaemon:
         self._close_http()
         await self.pool.close()
         self.aggregator.advance(force=True)  # every reader handed over: apply what is left
-        draining: list[UdpListener | StreamListener] = [*self.udp_local.values(), *self.streams.values()]
-        for listener in draining:
-            listener.drain()
-        for listener in self.streams.values():
-            listener.close()
-        for _, sock in self.udp.values():
-            sock.close()
+        self.sockets.drain_and_close()
         if self.mgmt is not None:
             self.mgmt.close()
         now = time.time()
@@ -550,9 +345,7 @@ class StatsdDaemon:
         not read their reply) closed and abandoned, so HTTP never holds up the exit."""
         if self.http_server is not None:
             self.http_server.close()
-        self.endpoint.close()
-        if self.workers is not None:
-            self.workers.close()
+        self.http.close()
 
     # --- flushing -----------------------------------------------------------------------
 
@@ -602,7 +395,7 @@ class StatsdDaemon:
         """In the flusher's thread: every backend, /metrics and the saved gauges."""
         for r in list(self.runners):
             r.submit(slot_snapshot if r.backend.overwrites_slots else snapshot)
-        self.prometheus.update(snapshot)
+        self.http.prometheus.update(snapshot)
         self.last_flush = (time.time(), snapshot.statsd_metrics.get("processing_time", 0))
         if path := self.config["persistGauges"]:
             gauges = {k: v for k, v in snapshot.gauges.items() if k != self.aggregator.k_lag}
@@ -611,77 +404,8 @@ class StatsdDaemon:
             except OSError as e:
                 log.error("persistGauges: cannot write %s: %s", path, e)
 
-    async def _key_flush_loop(self) -> None:
-        """Etsy's keyFlush: every interval, log the most frequently sent keys."""
-        while True:
-            kf = self.config.section("keyFlush")
-            if not kf["interval"]:
-                await asyncio.sleep(1)
-                continue
-            await asyncio.sleep(kf["interval"] / 1000)
-            counts = self.aggregator.take_key_counts()
-            top = counts.most_common(math.ceil(len(counts) * kf["percent"] / 100))
-            stamp = time.strftime("%a %b %d %Y %H:%M:%S GMT%z (%Z)")
-            text = "".join(f"{stamp} count={n} key={k}\n" for k, n in top)
-            if kf["log"]:
-                self._append_key_log(kf["log"], text)
-            else:
-                sys.stdout.write(text)
-                sys.stdout.flush()
-
-    def _append_key_log(self, path: str, text: str) -> None:
-        """One interval's top keys; a file that cannot be written (missing directory, full disk)
-        costs that interval's list, said at a bounded rate, and the next interval tries again."""
-        try:
-            with open(path, "a", encoding="utf-8") as f:
-                f.write(text)
-        except OSError as e:
-            self.key_log_errors += 1
-            self.key_log.warning("keyFlush: cannot write %s: %s (trying again next interval)", path, e)
-            return
-        if self.key_log_errors:
-            log.info("keyFlush: writing %s again after %d failed intervals", path, self.key_log_errors)
-            self.key_log_errors = 0
-
     def _mtime(self) -> float | None:
         try:
             return os.stat(self.config.path).st_mtime if self.config.path else None
         except OSError:
             return None
-
-
-def raise_fd_limit() -> None:
-    """Lift the soft descriptor limit to the hard one (often 1024 -> 524288): client connections
-    are capped by tcpMaxConnections / mgmtMaxConnections, not by a default nobody chose."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def setup_logging(config: StatsdConfig) -> None:
-    """Etsy's `log` section: stdout (default), stderr or syslog, at LOG_* levels."""
-    from logging.handlers import SysLogHandler
-
-    from .config import LOG_LEVELS
-
-    section = config.section("log")
-    level = logging.DEBUG if config["debug"] else LOG_LEVELS[section["level"]]
-    root = logging.getLogger("webops")
-    root.setLevel(level)
-    kind = section["backend"]
-    current = getattr(root, "_webops_handler", None)
-    if current is not None and getattr(current, "_webops_kind", None) == (kind, section["application"]):
-        return
-    if kind == "syslog":
-        handler: logging.Handler = SysLogHandler(address="/dev/log")
-        handler.setFormatter(logging.Formatter(f"{section['application']}: %(message)s"))
-    else:
-        handler = logging.StreamHandler(sys.stdout if kind == "stdout" else sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s - %(levelname)s - %(message)s", "%d %b %H:%M:%S"))
-    handler._webops_kind = (kind, section["application"])  # type: ignore[attr-defined]
-    if current is not None:
-        root.removeHandler(current)
-    root.addHandler(handler)
-    root._webops_handler = handler  # type: ignore[attr-defined]
-    root.propagate = False

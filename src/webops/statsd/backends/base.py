@@ -1,8 +1,9 @@
 """The backend interface, and the runner that keeps a slow backend from holding anything up.
 
 A backend is plain synchronous code: `flush(snapshot)` gets each flush, `status()` feeds the
-console's `stats` command. Each backend runs in its own thread with its own queue, so a backend
-that blocks (a dead carbon, a full disk) delays only itself: intake and other backends go on.
+console's `stats` command, `routes()` adds its own paths to the HTTP endpoint. Each backend runs
+in its own thread with its own queue, so a backend that blocks (a dead carbon, a full disk)
+delays only itself: intake and other backends go on.
 """
 
 from __future__ import annotations
@@ -11,15 +12,24 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
 from ...common.ratelimit import RateLimitedLog
+from ..http import Reply, Route
 from ..snapshot import Snapshot
+from ..store.functions import Budget
 from ..validate import Key
 
 log = logging.getLogger("webops.statsd")
 
 REGISTRY: dict[str, type[Backend]] = {}  # canonical (lower-case) name -> class
+
+# How a backend's route runs work too heavy for the event loop (a wide wildcard reads thousands
+# of series): `await offload(job)` runs job(budget) in the render threads, on the budget of the
+# http.render* keys (the job checks it as it goes), and is a 503 when they are all busy, a 504
+# past http.renderTimeout.
+Offload = Callable[[Callable[[Budget], Reply]], Awaitable[Reply]]
 
 
 def register(cls: type[Backend]) -> type[Backend]:
@@ -41,6 +51,9 @@ class Backend:
     # True: the destination keeps one value per time slot, the last one written (carbon). The
     # shutdown flush then comes merged with the last grid flush, under that flush's timestamp.
     overwrites_slots = False
+    # The HTTP paths routes() serves, each with the 404 body answered while no backend of this
+    # kind runs: a client of a path that exists learns what to configure, not just "not found".
+    PATHS: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config, startup_time: float) -> None:
         self.config = config
@@ -65,6 +78,13 @@ class Backend:
     def status(self) -> dict[str, float]:
         """Values shown as `<name>.<stat>: value` by the console (`last_*` shown as seconds ago)."""
         return {"last_flush": self.last_flush, "last_exception": self.last_exception}
+
+    def routes(self, offload: Offload) -> dict[str, Route]:
+        """Paths this backend answers on the `http` endpoint while it runs (the store: Graphite's
+        /render and /metrics/find), beside the daemon's own; name them in PATHS too. A route is
+        called on the event loop: anything slow goes through `offload`. Two running backends
+        offering one path: the first in `backends` answers it."""
+        return {}
 
     def handover(self, successor: Backend) -> None:
         """On reload, before close(): pass undelivered data to the backend that replaces this one."""

@@ -23,22 +23,27 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ...common.ratelimit import RateLimitedLog
+from ..http import Reply, Request, Route
 from ..snapshot import Snapshot, merge
+from ..store import graphite_api
 from ..store.db import Store
+from ..store.functions import Budget
 from ..store.retention import RetentionError, describe, schemas
 from ..store.spool import Spool
 from ..validate import Key, section, string
-from .base import Backend, log, register
+from .base import Backend, Offload, log, register
 from .naming import GraphiteNaming
 
 HISTORY_OFF = "history is off until it can, trying again at each flush"
 CLOSE_SECONDS = 45.0  # at shutdown, then what is left stays spooled for the next start
 DAMAGED = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB: a file to set aside, not to retry
+NO_STORE = 'no store: add "store" to backends for history and the Graphite API\n'
 
 
 def default_dir() -> str:
@@ -93,6 +98,7 @@ class StoreBackend(Backend):
         "store": ({}, section(STORE_KEYS), "the embedded history (webops)"),
     }
     SECTIONS: ClassVar[dict[str, dict[str, Key]]] = {"store": STORE_KEYS}
+    PATHS: ClassVar[dict[str, str]] = {"/render": NO_STORE, "/metrics/find": NO_STORE}
 
     def __init__(self, config, startup_time: float) -> None:
         super().__init__(config, startup_time)
@@ -193,6 +199,30 @@ class StoreBackend(Backend):
         if cause not in self.said:
             self.said.add(cause)
             self.errors.warning("store: %s; %s", cause, then)
+
+    # --- Graphite's API ------------------------------------------------------------------
+
+    def routes(self, offload: Offload) -> dict[str, Route]:
+        return {
+            "/render": self._graphite(
+                offload, lambda store, req, budget: graphite_api.render(store, req, budget=budget)
+            ),
+            "/metrics/find": self._graphite(
+                offload, lambda store, req, budget: graphite_api.find_nodes(store, req)
+            ),
+        }
+
+    def _graphite(self, offload: Offload, answer: Callable[[Store, Request, Budget], Reply]) -> Route:
+        """A Graphite API route on this store, in the render threads (a wide wildcard reads
+        thousands of series); a 503 saying why while history is off."""
+
+        async def route(request: Request) -> Reply:
+            store = self.store
+            if store is None:
+                return 503, "text/plain", f"history is off: {self.cause or 'the store is not open yet'}\n"
+            return await offload(lambda budget: answer(store, request, budget))
+
+        return route
 
     # --- flushing -----------------------------------------------------------------------
 
