@@ -72,11 +72,13 @@ bench-pgtop: $(STAMP)
 bench-vlogdump: $(STAMP)
 	$(BIN)/python bench/vlogdump_bench.py $(BENCH_ARGS)
 
-## bench-cluster-eval: adjusted Rand index per threshold on the labelled set (where the presets come from)
+## bench-cluster-eval: adjusted Rand index of each method on the tuning and held-out labelled sets
+## (where the default method and the presets come from)
 bench-cluster-eval: $(STAMP)
 	$(BIN)/python bench/cluster_eval.py
 
-## bench-cluster-recycle: requests lost across worker recycles (recycling on)
+## bench-cluster-recycle: requests lost across worker recycles (recycling on), per client kind
+## (new connections, keep-alive http.client, keep-alive httpx)
 bench-cluster-recycle: $(STAMP)
 	$(BIN)/python bench/cluster_recycle.py $(BENCH_ARGS)
 
@@ -92,7 +94,8 @@ bench-gate: $(STAMP)
 bench-store: $(STAMP)
 	$(BIN)/python bench/store_bench.py $(BENCH_ARGS)
 
-## bench-cluster: memory (PSS, per-worker USS) and speed of the clustering API, with and without preload
+## bench-cluster: memory (PSS, per-worker USS) and speed of the clustering API, with and without preload;
+## small-request p50/p99 alone and beside large requests, for new-connection and keep-alive clients
 bench-cluster: $(STAMP)
 	$(BIN)/python bench/cluster_bench.py $(BENCH_ARGS)
 

@@ -221,7 +221,9 @@ def test_the_presets_group_by_topic_by_default(service: Service) -> None:
         label = {s: i for i, c in enumerate(reply["clusters"]) for s in c}
         return adjusted_rand_score(truth, [label[s] for s in sentences]), len(reply["clusters"])
 
-    assert ari({})[0] >= 0.7  # topic, the default
+    # topic, the default: chosen on held-out sets (bench/cluster_eval.py), it scores 0.46 on these
+    # headlines (0.75 for the default before, which had been fitted to them): well above chance
+    assert ari({})[0] >= 0.4
     assert ari({"mode": "paraphrase"})[1] == len(sentences)  # headlines are not rewordings of each other
 
 
@@ -254,9 +256,9 @@ def test_sustained_load_across_recycles_loses_no_request(service: Service) -> No
 def test_operability(service: Service, home: Path) -> None:
     service.post({"sentences": "not a list"})  # an error is counted too, with its latency
     seen: list[str] = []
-    while not any(line.startswith("webops.cluster.responses.422:") for line in seen):
+    while not any(line.startswith("webops.cluster.responses.cluster.422:") for line in seen):
         seen += service.statsd.recv(65536).decode().splitlines()
-    assert any(line.startswith("webops.cluster.latency:") for line in seen)
+    assert any(line.startswith("webops.cluster.latency.cluster:") for line in seen)
     wait_until(lambda: "POST /cluster" in (home / "access.log").read_text(), what="the access log")
     assert not (home / ".gunicorn").exists()  # no control socket in the home directory
 
@@ -264,9 +266,9 @@ def test_operability(service: Service, home: Path) -> None:
 def test_requests_are_reported_to_statsd(service: Service) -> None:
     service.post({"sentences": SEED[:2]})
     seen: list[str] = []
-    while not {"webops.cluster.requests:1|c", "webops.cluster.responses.200:1|c"} <= set(seen):
+    while not {"webops.cluster.requests:1|c", "webops.cluster.responses.cluster.200:1|c"} <= set(seen):
         seen += service.statsd.recv(65536).decode().splitlines()
-    assert any(line.startswith("webops.cluster.latency:") for line in seen)
+    assert any(line.startswith("webops.cluster.latency.cluster:") for line in seen)
 
 
 def test_reload_mode_for_development() -> None:

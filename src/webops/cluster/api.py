@@ -12,23 +12,38 @@ No `from __future__ import annotations` here: FastAPI reads the request model fr
 annotation, and that model is a class local to create_app (it carries the configured limits).
 """
 
+import copy
 import logging
 import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
+import numpy
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
+from starlette.routing import Match
 
 from ..common.statsd_client import StatsdClient
 from . import DEFAULT_MODE, EXAMPLE, PRESETS
+from .access_log import AccessLog
 from .clustering import cluster
+from .metrics import UNMATCHED, Metrics, statsd_route
+from .scheduler import Busy, Scheduler, split
 
 log = logging.getLogger("webops.cluster")
 MAX_ERRORS = 20  # validation errors a 422 lists (a body of 19,000 bad items gets 20 and a count)
@@ -40,11 +55,12 @@ class Limits:
     max_chars: int = 2000
     max_tokens: int = 50_000  # word pieces per request: ~16 s of one core (3,100 word pieces/s)
     max_body: int = 1 << 20  # bytes
+    max_queue: int = 100_000  # word pieces queued per worker before a 503 (scheduler.py)
 
     def check(self, timeout: float) -> None:
         """Refuse limits the worker timeout cannot hold: a request of `max_tokens` word pieces must
         end within the timeout even on a machine 3x slower than the one measured."""
-        for name in ("max_sentences", "max_chars", "max_tokens", "max_body"):
+        for name in ("max_sentences", "max_chars", "max_tokens", "max_body", "max_queue"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         if self.max_tokens / 1000 > timeout:
@@ -58,25 +74,36 @@ class ClusterResponse(BaseModel):
     clusters: list[list[str]]
 
 
+class Error(BaseModel):
+    detail: str
+
+
+class ErrorItem(BaseModel):
+    type: str | None = None
+    loc: list[str | int] | None = None
+    msg: str
+
+
+class ValidationErrors(BaseModel):
+    detail: list[ErrorItem] | str = Field(
+        description=f"what is wrong and where (at most {MAX_ERRORS} errors), never the input itself"
+    )
+
+
 class BodyLimit:
     """ASGI middleware: a body over `max_body` bytes is a 413, checked against Content-Length and
-    as it streams in (it is read whole before the app sees it: at most max_body bytes held); and
-    every response is counted in statsd with the whole time spent on it
-    (reading and validating the body included)."""
+    as it streams in (it is read whole before the app sees it: at most max_body bytes held)."""
 
-    def __init__(self, app, max_body: int, stats: StatsdClient | None) -> None:
-        self.app, self.max_body, self.stats = app, max_body, stats
+    def __init__(self, app, max_body: int) -> None:
+        self.app, self.max_body = app, max_body
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        started = time.perf_counter()
-        status = {"code": 500}
         too_large = JSONResponse({"detail": f"request body over {self.max_body} bytes"}, status_code=413)
         length = dict(scope.get("headers", [])).get(b"content-length", b"0")
         if length.isdigit() and int(length) > self.max_body:
-            await too_large(scope, receive, send)
-            return self._count(413, started)
+            return await too_large(scope, receive, send)
         body, more = [], True
         size = 0
         while more:  # read it all first (at most max_body + one chunk): a 413 before any work
@@ -86,24 +113,62 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
-                await too_large(scope, receive, send)
-                return self._count(413, started)
+                return await too_large(scope, receive, send)
             body.append(chunk)
             more = message.get("more_body", False)
+        whole = {"type": "http.request", "body": b"".join(body), "more_body": False}
+        await self.app(scope, _replay([whole], receive), send)
 
-        async def counted_send(message):
+
+class Observe:
+    """ASGI middleware, the outermost: every response (413s, 404s and 500s included) counted by
+    route template and status in Prometheus and statsd, timed from the request's first byte to the
+    last byte of the response (reading and validating the body included), and logged."""
+
+    def __init__(
+        self, app, router, metrics: Metrics, stats: StatsdClient | None, access_log: AccessLog | None
+    ) -> None:
+        self.app, self.router, self.metrics = app, router, metrics
+        self.stats, self.access_log = stats, access_log
+
+    def route(self, scope) -> str:
+        """The template of the route the request is for (a bounded set), not its path."""
+        partial = None
+        for route in self.router.routes:
+            match, _ = route.matches(scope)
+            if match == Match.FULL:
+                return route.path
+            if match == Match.PARTIAL and partial is None:
+                partial = route.path  # the path matches, the method does not: a 405
+        return partial or UNMATCHED
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        arrived, started = time.time(), time.perf_counter()
+        route = self.route(scope)
+        status, sent = 500, 0  # what an exception that escapes the app becomes
+
+        async def observed_send(message):
+            nonlocal status, sent
             if message["type"] == "http.response.start":
-                status["code"] = message["status"]
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
             await send(message)
 
-        whole = {"type": "http.request", "body": b"".join(body), "more_body": False}
-        await self.app(scope, _replay([whole], receive), counted_send)
-        self._count(status["code"], started)
-
-    def _count(self, code: int, started: float) -> None:
-        if self.stats:
-            self.stats.incr(f"responses.{code}")
-            self.stats.timing("latency", (time.perf_counter() - started) * 1000)
+        self.metrics.in_progress.inc()
+        try:
+            await self.app(scope, receive, observed_send)
+        finally:
+            self.metrics.in_progress.dec()
+            seconds = time.perf_counter() - started
+            self.metrics.observe(route, status, seconds)
+            if self.stats:
+                self.stats.incr(f"responses.{statsd_route(route)}.{status}")
+                self.stats.timing(f"latency.{statsd_route(route)}", seconds * 1000)
+            if self.access_log:
+                self.access_log.log(scope, status, sent, arrived, seconds)
 
 
 def _replay(messages: list[dict], receive):
@@ -122,6 +187,7 @@ def create_app(
     default_mode: str = DEFAULT_MODE,
     default_threshold: float | None = None,
     statsd: str | None = None,
+    access_log: str | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="webops cluster",
@@ -130,20 +196,36 @@ def create_app(
         redoc_url=None,
     )
     stats = StatsdClient(statsd, "webops.cluster") if statsd else None
+    # Hooks for what runs the model (the scheduler): it feeds metrics.queue_depth (a gauge, summed
+    # over the workers) and metrics.model_seconds, and sets app.state.queue_full to a callable that
+    # says when this worker takes no more requests (then /ready answers 503).
+    metrics = Metrics()
+    app.state.metrics = metrics
+    app.state.queue_full = lambda: False
     max_pieces = int(getattr(model, "max_seq_length", 256))
-    # One request at a time uses the model in a worker: the tokenizer keeps per-call settings
-    # (padding, truncation) that concurrent calls from FastAPI's thread pool would mix up, and the
-    # worker's torch threads are the parallelism anyway (workers are the concurrency).
-    model_lock = threading.Lock()
+    # One batch at a time uses the model in a worker (the tokenizer keeps per-call settings that
+    # concurrent calls from FastAPI's thread pool would mix up; the worker's torch threads are its
+    # parallelism), and requests take turns a batch each: a small request never waits for a whole
+    # large one (scheduler.py). Past `max_queue` word pieces queued, a 503 with Retry-After.
+    scheduler = Scheduler(limits.max_queue, on_depth=metrics.queue_depth.set)
+    # Word pieces are counted (for the limits and the queue) with a copy of the tokenizer, so a
+    # request is checked and admitted without waiting for the batch the model is computing.
+    counter: Any = copy.deepcopy(model.tokenizer) if hasattr(model, "tokenizer") else None
+    count_lock = threading.Lock()
+    app.state.scheduler = scheduler
+    app.state.queue_full = scheduler.full
 
     class ClusterRequest(BaseModel):
+        # A misspelt field ("treshold") is a 422, not a silent default.
+        model_config = ConfigDict(extra="forbid")
+        # Strict types: a number is not a sentence, and true / "0.5" are not numbers.
         sentences: Annotated[
-            list[str],
+            list[StrictStr],
             Field(
                 examples=[EXAMPLE],
                 json_schema_extra={
                     "maxItems": limits.max_sentences,
-                    "items": {"maxLength": limits.max_chars},
+                    "items": {"type": "string", "maxLength": limits.max_chars},
                 },
             ),
         ]
@@ -151,13 +233,29 @@ def create_app(
             default_mode,  # type: ignore[arg-type]
             description="topic: group by subject; paraphrase: only rewordings of each other",
         )
-        threshold: float | None = Field(
+        threshold: StrictFloat | None = Field(
             default_threshold,
             gt=0,
             le=2,
             allow_inf_nan=False,
             description="cosine distance at which clusters stop merging (overrides mode)",
         )
+        k: StrictInt | None = Field(
+            None,
+            ge=1,
+            le=limits.max_sentences,
+            description="the number of clusters wanted (fewer when there are fewer sentences); "
+            "instead of mode and threshold",
+        )
+
+        @model_validator(mode="after")
+        def k_or_a_distance(self):
+            given = [name for name in ("mode", "threshold") if name in self.model_fields_set]
+            if self.k is not None and given:
+                raise ValueError(
+                    f"k (a number of clusters) and {' and '.join(given)} (a distance): give one or the other"
+                )
+            return self
 
         @field_validator("sentences")
         @classmethod
@@ -189,12 +287,29 @@ def create_app(
         log.exception("internal error")
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
-    @app.post("/cluster", response_model=ClusterResponse)
+    errors: dict[int | str, dict] = {
+        400: {"model": Error, "description": "the body is not JSON text (not UTF-8)"},
+        413: {
+            "model": Error,
+            "description": f"over a limit: the body ({limits.max_body} bytes) or the word pieces "
+            f"of the request ({limits.max_tokens})",
+        },
+        422: {
+            "model": ValidationErrors,
+            "description": "not a valid request: the JSON, a type, a bound (sentences, characters, "
+            "word pieces per sentence), or k with mode or threshold",
+        },
+        503: {"model": Error, "description": "busy: the queue is full, retry later"},
+    }
+
+    @app.post("/cluster", response_model=ClusterResponse, responses=errors)
     def cluster_sentences(req: ClusterRequest, response: Response) -> ClusterResponse:
-        with model_lock:
-            embeddings = embed(req.sentences)
+        embeddings, encoding = embed(req.sentences)  # encoding: seconds in the model, not waiting
         threshold = req.threshold if req.threshold is not None else PRESETS[req.mode]
-        result = ClusterResponse(clusters=cluster(req.sentences, embeddings, threshold))
+        started = time.perf_counter()
+        clusters = cluster(req.sentences, embeddings, threshold, k=req.k)
+        metrics.model_seconds.observe(encoding + time.perf_counter() - started)
+        result = ClusterResponse(clusters=clusters)
         response.headers["X-Worker-Pid"] = str(os.getpid())
         if stats:
             stats.incr("requests")
@@ -202,10 +317,12 @@ def create_app(
         return result
 
     def embed(sentences: list[str]):
-        """Embeddings of sentences within the word-piece limits (else a 4xx naming the bound)."""
+        """Embeddings of sentences within the word-piece limits (else a 4xx naming the bound),
+        and the seconds spent in the model computing them."""
         if not sentences:
-            return None
-        encoded = model.tokenizer(sentences, add_special_tokens=True)["input_ids"]
+            return None, 0.0
+        with count_lock:
+            encoded = counter(sentences, add_special_tokens=True)["input_ids"]
         pieces = [len(ids) for ids in encoded]
         too_long = [i for i, n in enumerate(pieces) if n > max_pieces]
         if too_long:
@@ -217,14 +334,76 @@ def create_app(
             raise HTTPException(
                 413, f"{sum(pieces)} word pieces in all, at most {limits.max_tokens} a request"
             )
-        return model.encode(sentences, normalize_embeddings=True)
+        batches = split(pieces)
+        busy = [0.0]
+
+        def encode(batch: list[int]):
+            def run():
+                started = time.perf_counter()
+                try:
+                    return model.encode(
+                        [sentences[i] for i in batch], batch_size=len(batch), normalize_embeddings=True
+                    )
+                finally:
+                    busy[0] += time.perf_counter() - started
+
+            return run
+
+        try:
+            parts = scheduler.run([(sum(pieces[i] for i in b), encode(b)) for b in batches])
+        except Busy as e:
+            raise HTTPException(
+                503,
+                f"busy: {e.queued} word pieces queued in this worker, retry after {e.retry_after} s",
+                headers={"Retry-After": str(e.retry_after)},
+            ) from None
+        embeddings = numpy.empty((len(sentences), parts[0].shape[1]), dtype=parts[0].dtype)
+        for batch, part in zip(batches, parts, strict=True):
+            embeddings[batch] = part
+        return embeddings, busy[0]
 
     @app.get("/health")
     def health() -> dict:
+        """Liveness: the worker answers."""
         return {"status": "ok", "pid": os.getpid()}
 
+    class Readiness(BaseModel):
+        status: Literal["ready", "not ready"]
+        reasons: list[str] = []
+        pid: int
+
+    @app.get(
+        "/ready",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "not ready: the reasons say why"}},
+    )
+    def ready():
+        """Readiness: the model is loaded and this worker's queue is not full (else a 503)."""
+        reasons = []
+        if model is None:
+            reasons.append("the model is not loaded")
+        if app.state.queue_full():
+            reasons.append("the queue is full")
+        body = Readiness(status="not ready" if reasons else "ready", reasons=reasons, pid=os.getpid())
+        if reasons:
+            return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "1"})
+        return body
+
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+    )
+    def prometheus_metrics() -> Response:
+        """Prometheus metrics of all the workers: responses and latency by route and status, requests
+        in progress, queue depth, time in the model."""
+        text, content_type = metrics.exposition()
+        return Response(text, media_type=content_type)
+
     _offline_docs(app)
-    app.add_middleware(BodyLimit, max_body=limits.max_body, stats=stats)
+    app.add_middleware(BodyLimit, max_body=limits.max_body)
+    log_to = AccessLog(access_log) if access_log else None
+    app.add_middleware(Observe, router=app.router, metrics=metrics, stats=stats, access_log=log_to)
     return app
 
 

@@ -130,6 +130,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument(
         "--statsd", type=_address, metavar="HOST:PORT", help="send counts and latency to this statsd"
     )
+    s.add_argument(
+        "--max-queue",
+        type=_at_least(1),
+        default=100_000,
+        help="word pieces queued in a worker before a 503 with Retry-After (100000)",
+    )
+    s.add_argument(
+        "--keep-alive",
+        type=_at_least(1),
+        default=5,
+        help="seconds a connection may stay idle, before its first request and between requests (5)",
+    )
+    s.add_argument(
+        "--request-timeout",
+        type=_at_least(1),
+        default=30,
+        help="seconds a request's headers and body may take to arrive, from its first byte (30)",
+    )
+    s.add_argument(
+        "--max-connections",
+        type=_at_least(1),
+        default=1000,
+        help="connections a worker holds at most (1000; kept below its open-file limit)",
+    )
+    s.add_argument(
+        "--keepalive-requests",
+        type=_at_least(0),
+        default=100,
+        help="requests on one keep-alive connection before it is closed (100; 0: no limit)",
+    )
     s.add_argument("--access-log", metavar="FILE", help="log every request to FILE ('-': stderr)")
     s.add_argument("--reload", action="store_true", help="development: uvicorn with auto-reload, one process")
     p.set_defaults(run=run)
@@ -142,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as e:
         print(f"webops cluster: {e.name} is missing: pip install 'webops[cluster]'", file=sys.stderr)
         return 2
-    limits = Limits(args.max_sentences, args.max_chars, args.max_tokens, args.max_body)
+    limits = Limits(args.max_sentences, args.max_chars, args.max_tokens, args.max_body, args.max_queue)
     try:
         limits.check(args.timeout)
     except ValueError as e:
@@ -155,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
             {
                 "WEBOPS_CLUSTER_MODEL": args.model or "",
                 "WEBOPS_CLUSTER_STATSD": args.statsd or "",
+                "WEBOPS_CLUSTER_ACCESS_LOG": args.access_log or "",
                 "WEBOPS_CLUSTER_MODE": args.mode,
                 "WEBOPS_CLUSTER_THRESHOLD": "" if args.threshold is None else str(args.threshold),
             }
@@ -185,6 +216,10 @@ def run(args: argparse.Namespace) -> int:
         limits=limits,
         statsd=args.statsd,
         access_log=args.access_log,
+        keep_alive=args.keep_alive,
+        request_timeout=args.request_timeout,
+        max_connections=args.max_connections,
+        keepalive_requests=args.keepalive_requests,
     )
     Server(opts).run()
     return 0

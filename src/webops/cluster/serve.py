@@ -5,11 +5,14 @@ loading its own copy (bench/cluster_bench.py measures the difference). Nothing r
 the master; each worker sets torch's thread count after the fork.
 
 Worker recycling (`--max-requests`) is off by default: no memory creep was seen that it would
-prevent, and a retiring worker cost seconds of capacity. When it is on, a retiring worker leaves
-at once after its last request (`os._exit` in gunicorn's worker_exit hook: Python's teardown of a
-preloaded model touches every copy-on-write page, 42 -> 287 MiB and 4-7 s), so its replacement is
-forked right away, and the limits are staggered (jitter: half the limit by default) so workers do
-not retire together.
+prevent, and a retiring worker cost seconds of capacity. When it is on, a retiring worker tells
+its keep-alive clients `Connection: close` and drains its connections (worker.py), then leaves at
+once (`os._exit` in gunicorn's worker_exit hook: Python's teardown of a preloaded model touches
+every copy-on-write page, 42 -> 287 MiB and 4-7 s), so its replacement is forked right away, and
+the limits are staggered (jitter: half the limit by default) so workers do not retire together.
+
+Timeouts, connection limits and how connections spread over the workers: worker.py, with the
+settings below (`workers.SETTINGS`, set here in the master and inherited by every worker).
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from dataclasses import dataclass, field
 
 from gunicorn.app.base import BaseApplication
 
-from . import DEFAULT_MODE
+from . import DEFAULT_MODE, metrics
 from . import model as models
+from . import worker as workers
 from .api import Limits, create_app
 
 
@@ -41,14 +45,23 @@ class ServeOptions:
     limits: Limits = field(default_factory=Limits)
     statsd: str | None = None
     access_log: str | None = None  # a file, or "-" for stderr
+    keep_alive: int = 5  # idle seconds before a first request and between requests
+    request_timeout: int = 30  # a request's headers and body must arrive within this, from its first byte
+    max_connections: int = 1000  # a worker (and below its open-file limit)
+    keepalive_requests: int = 100  # requests on one connection before `Connection: close` (0: no limit)
 
     def app(self):
-        return create_app(models.load(self.model), self.limits, self.mode, self.threshold, self.statsd)
+        return create_app(
+            models.load(self.model), self.limits, self.mode, self.threshold, self.statsd, self.access_log
+        )
 
 
 class Server(BaseApplication):
     def __init__(self, opts: ServeOptions) -> None:
         self.opts = opts
+        # This instance's directory for the workers' Prometheus metrics (metrics.py), made before
+        # the app exists; removed at exit.
+        self.metrics_dir = metrics.multiprocess_dir()
         super().__init__()
 
     def load_config(self) -> None:
@@ -61,7 +74,23 @@ class Server(BaseApplication):
         def worker_exit(server, worker) -> None:
             os._exit(0)  # a retiring worker's teardown only costs time and memory: skip it
 
+        def child_exit(server, worker) -> None:
+            metrics.worker_exited(worker.pid, set(server.WORKERS))  # its gauges go, its counts stay
+
+        metrics_dir = self.metrics_dir
+
+        def on_exit(server) -> None:
+            metrics.remove_dir(metrics_dir)
+
         jitter = o.max_requests // 2 if o.max_requests_jitter is None else o.max_requests_jitter
+        # Read by each worker after the fork (worker.py): timeouts, connection limits, spreading.
+        workers.SETTINGS = workers.Settings(
+            keep_alive=o.keep_alive,
+            request_timeout=o.request_timeout,
+            max_connections=o.max_connections,
+            keepalive_requests=o.keepalive_requests,
+            workers=o.workers,
+        )
         settings = {
             "bind": f"{o.host}:{o.port}",
             "workers": o.workers,
@@ -70,14 +99,15 @@ class Server(BaseApplication):
             "max_requests": o.max_requests,
             "max_requests_jitter": jitter,
             "timeout": o.timeout,
+            "keepalive": o.keep_alive,
             "loglevel": o.log_level,
             "post_fork": post_fork,
             "worker_exit": worker_exit,
+            "child_exit": child_exit,
+            "on_exit": on_exit,
             # gunicorn's control socket (~/.gunicorn/gunicorn.ctl, one path for every instance): unused
             "control_socket_disable": True,
         }
-        if o.access_log:
-            settings["accesslog"] = o.access_log
         for key, value in settings.items():
             self.cfg.set(key, value)
 
@@ -93,4 +123,5 @@ def dev_app():
         mode=os.environ.get("WEBOPS_CLUSTER_MODE") or DEFAULT_MODE,
         threshold=float(threshold) if threshold else None,
         statsd=os.environ.get("WEBOPS_CLUSTER_STATSD") or None,
+        access_log=os.environ.get("WEBOPS_CLUSTER_ACCESS_LOG") or None,
     ).app()
