@@ -313,7 +313,7 @@ def scenario_capacity(target: Target, rate: int, seconds: float) -> dict:
 
 def scenario_flush(timers: int, values: int) -> None:
     """Flush cost of many keys: in-process timing, then in the daemon with traffic flowing."""
-    from webops.statsd import config as statsd_config
+    from webops.statsd import settings as statsd_config
     from webops.statsd.aggregate import Aggregator
     from webops.statsd.snapshot import summarize
 

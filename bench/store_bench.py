@@ -17,10 +17,9 @@ import time
 from pathlib import Path
 
 from webops.statsd.http import Request
-from webops.statsd.kinds.base import Point
 from webops.statsd.store import graphite_api
 from webops.statsd.store.db import Store
-from webops.statsd.store.retention import describe, schemas
+from webops.statsd.store.retention import Point, describe, schemas
 
 T0 = 1_795_467_600
 FLUSH_MS = 10_000

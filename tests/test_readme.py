@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from webops.statsd.config import SCHEMA
+from webops.statsd.settings import SCHEMA
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from webops.statsd import config as statsd_config
+from webops.statsd import settings as statsd_config
 from webops.statsd.admin import Console
 from webops.statsd.aggregate import Aggregator
 

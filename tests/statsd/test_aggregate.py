@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from webops.statsd import config as statsd_config
+from webops.statsd import settings as statsd_config
 from webops.statsd.aggregate import Aggregator, Batch, BatchAggregator, Totals
 from webops.statsd.backends.naming import GraphiteNaming
 from webops.statsd.snapshot import summarize

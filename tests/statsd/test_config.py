@@ -10,7 +10,7 @@ import pytest
 
 from webops.cli import main
 from webops.common.config import ConfigError
-from webops.statsd import config as statsd_config
+from webops.statsd import settings as statsd_config
 
 ETSY = """/* Etsy-style config: comments, unquoted keys, trailing commas */
 { graphitePort: 2003
@@ -77,7 +77,7 @@ def test_the_store_lives_in_the_users_data_dir_unless_told(tmp_path) -> None:
     import subprocess
     import sys
 
-    code = "from webops.statsd.config import load; print(load(None).section('store')['dir'])"
+    code = "from webops.statsd.settings import load; print(load(None).section('store')['dir'])"
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == f"{tmp_path}/.local/share/webops/statsd"

@@ -286,7 +286,7 @@ def test_dump_messages_cannot_forge_a_log_line(start_daemon) -> None:
 def test_bad_spool_files_are_set_aside_and_never_unpickled(tmp_path, caplog) -> None:
     import pickle
 
-    from webops.statsd import config as statsd_config
+    from webops.statsd import settings as statsd_config
     from webops.statsd.backends.graphite import GraphiteBackend
 
     marker = tmp_path / "pwned"

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from webops.statsd import config as statsd_config
+from webops.statsd import settings as statsd_config
 from webops.statsd.aggregate import CACHE_TEXT_MAX, AggregationSettings, Aggregator, BatchAggregator
 from webops.statsd.jsfmt import inspect
 from webops.statsd.listeners import printable

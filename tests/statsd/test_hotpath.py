@@ -27,8 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import need, wait_until
-from webops.statsd import config as statsd_config
 from webops.statsd import hotpath
+from webops.statsd import settings as statsd_config
 from webops.statsd.aggregate import AggregationSettings, Aggregator, BatchAggregator, Totals
 from webops.statsd.protocol import BadLine, Sample, parse_line
 from webops.statsd.readers import FAST_LINE, triage

@@ -34,7 +34,7 @@ def test_rcvbuf_forced_as_root() -> None:
 def test_listener_kinds_are_registry_entries() -> None:
     """A `server` module is one SERVERS entry: the config accepts its name, the daemon binds and
     reads it by what the entry says (datagrams or a stream)."""
-    from webops.statsd import config as statsd_config
+    from webops.statsd import settings as statsd_config
     from webops.statsd.listeners import SERVERS
 
     for name, server in SERVERS.items():

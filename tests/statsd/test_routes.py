@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import pytest
 
-from webops.statsd import config as statsd_config
+from webops.statsd import settings as statsd_config
 from webops.statsd.backends import base
 from webops.statsd.backends.store import NO_STORE
 from webops.statsd.http import Reply, Request, Route

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..common.aio import close_writer
 from ..common.ratelimit import RateLimitedLog
+from .backends.console import LIVE, as_held
 from .jsfmt import inspect
 from .kinds import BY_TABLE
 
@@ -32,8 +33,10 @@ class ConsoleSource(Protocol):
     startup_time: float
     health: str  # what `health up|down` sets
     aggregator: Aggregator  # the tables, del*, totals
-    config: StatsdConfig
     hot_path: str  # native or python: which hot path reads UDP (hotpath.py)
+
+    @property
+    def config(self) -> StatsdConfig: ...  # read-only: the daemon holds a settings.Config
 
     def health_state(self) -> str: ...
 
@@ -113,7 +116,7 @@ class Console:
         if cmd == "stats":
             return self._stats(), False
         if cmd in BY_TABLE:
-            return inspect(BY_TABLE[cmd].console(agg.table(cmd))) + "\nEND\n\n", False
+            return inspect(LIVE.get(cmd, as_held)(agg.table(cmd))) + "\nEND\n\n", False
         if cmd.startswith("del") and cmd[3:] in BY_TABLE:
             out = []
             for pattern, deleted in agg.delete(cmd[3:], args):

@@ -8,8 +8,7 @@ import json
 import sys
 from typing import Any
 
-from ..common.config import ConfigError
-from . import config as statsd_config
+from . import settings as statsd_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,11 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(args.check_config, str):
         path = args.check_config
     flags = overrides(args)
-    try:
-        cfg = statsd_config.load(path, flags)
-    except ConfigError as e:
-        print(f"webops statsd: {e}", file=sys.stderr)
-        return 2
+    cfg = statsd_config.load(path, flags)  # ConfigError: webops.cli says it, exit 2
     if args.check_config:
         json.dump(cfg.raw, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -75,9 +70,5 @@ def run(args: argparse.Namespace) -> int:
 
     setup_logging(cfg)
     daemon = StatsdDaemon(cfg, reload_config=lambda: statsd_config.load(path, flags))
-    try:
-        asyncio.run(daemon.run())
-    except ConfigError as e:
-        print(f"webops statsd: {e}", file=sys.stderr)
-        return 2
+    asyncio.run(daemon.run())
     return 0

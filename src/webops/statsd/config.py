@@ -1,29 +1,29 @@
-"""Etsy statsd's configuration keys: defaults, validation, and the settings objects built from them.
+"""Etsy statsd's configuration: the core keys (defaults, validation, docs) and the effective config.
 
-One table (`SCHEMA`) drives validation, `--check-config` and the README's option list, so a key
-cannot be accepted without being checked and documented.
+A leaf: it imports no other part of the daemon. The plug-in packages bring their own keys (each
+metric kind, backend, the listeners, the hot path) and settings.py, the wiring, assembles them
+with these into one `Schema`, which drives validation, `--check-config` and the README's option
+list, so a key cannot be accepted without being checked and documented. What the daemon derives
+from a config (aggregation and summary settings, listeners, the hot path) is settings.py's too.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..common.config import ConfigError, key_line, load_object
-from . import backends, hotpath, kinds
-from .aggregate import AggregationSettings
-from .listeners import SERVERS, Listener, server_name
-from .snapshot import SummarySettings
 from .validate import (
     Key,
     Validator,
     boolean,
     check_section,
     choice,
+    file_mode,
     number,
     port,
     section,
@@ -33,24 +33,6 @@ from .validate import (
 )
 
 log = logging.getLogger("webops.statsd")
-
-
-def _server(v: Any) -> str:
-    """Etsy's `server` module path: ./servers/udp or ./servers/tcp (a typo must not become UDP)."""
-    if server_name(string(v)) not in SERVERS:
-        raise ValueError(f"expected one of {', '.join(f'./servers/{n}' for n in SERVERS)}, got {v!r}")
-    return v
-
-
-def _mode(v: Any) -> int:
-    """A file mode: a number (0o660 in config.js, 432 in JSON) or an octal string ("0660", "660")."""
-    if isinstance(v, str):
-        try:
-            v = int(v.strip().removeprefix("0o"), 8)
-        except ValueError:
-            raise ValueError(f'expected an octal mode such as "0660", got {v!r}') from None
-    mode = number(0, integer=True, maximum=0o7777)(v)
-    return int(mode)
 
 
 def _readers(v: Any) -> str | int:
@@ -66,29 +48,6 @@ def _http(v: Any) -> dict | bool:
     given = check_section(v if isinstance(v, dict) else {}, HTTP_KEYS)
     return {**{k: d for k, (d, _, _) in HTTP_KEYS.items()}, **given}
 
-
-def _servers(v: Any) -> list[dict]:
-    if not isinstance(v, list) or not all(isinstance(s, dict) for s in v):
-        raise ValueError(f"expected a list of server objects, got {v!r}")
-    out = []
-    for i, s in enumerate(v):
-        try:
-            out.append(check_section(s, SERVER_KEYS))
-        except ValueError as e:
-            raise ValueError(f"servers[{i}]: {e}") from None
-    return out
-
-
-# name: (default, validator, description). Defaults of None mean "unset".
-SERVER_KEYS: dict[str, tuple[Any, Validator, str]] = {
-    "server": ("./servers/udp", _server, "./servers/udp or ./servers/tcp"),
-    "address": (None, string, "address to listen on"),
-    "address_ipv6": (False, boolean, "listen on IPv6"),
-    "port": (8125, port, "port to listen on"),
-    "socket": (None, string, "TCP server only: a unix stream socket path instead of a port"),
-    "socket_mod": (None, _mode, 'permissions of the unix socket (0o660 or "0660")'),
-    "rcvbuf": (8 * 1024 * 1024, number(0, integer=True), "UDP SO_RCVBUF in bytes"),
-}
 
 KEYFLUSH_KEYS: dict[str, tuple[Any, Validator, str]] = {
     "interval": (0, number(0), "ms between top-keys logs"),
@@ -142,7 +101,6 @@ LOG_KEYS: dict[str, tuple[Any, Validator, str]] = {
 SECTIONS: dict[str, dict[str, Key]] = {
     "keyFlush": KEYFLUSH_KEYS,
     "log": LOG_KEYS,
-    **backends.SECTIONS,
 }
 
 SCHEMA: dict[str, tuple[Any, Validator, str]] = {
@@ -150,25 +108,14 @@ SCHEMA: dict[str, tuple[Any, Validator, str]] = {
     "host": (None, string, "Net::Statsd::Server's name for address"),
     "address_ipv6": (False, boolean, "listen on IPv6 (address defaults to ::1)"),
     "port": (8125, port, "UDP/TCP listen port"),
-    "server": ("./servers/udp", _server, "./servers/udp or ./servers/tcp, when servers is not set"),
-    "servers": (
-        None,
-        _servers,
-        "list of listeners: {server, address, address_ipv6, port, socket, socket_mod}",
-    ),
     "socket": (None, string, "unix stream socket path for a ./servers/tcp listener"),
-    "socket_mod": (None, _mode, 'permissions of that socket (0o660 or "0660")'),
+    "socket_mod": (None, file_mode, 'permissions of that socket (0o660 or "0660")'),
     "rcvbuf": (8 * 1024 * 1024, number(0, integer=True), "UDP SO_RCVBUF in bytes (webops)"),
     "readers": (
         "auto",
         _readers,
         "UDP readers. python: reader processes, auto (one per CPU, at most 4) or N, 0 reads in the "
         "main process; native: receiver threads, auto (1) or N",
-    ),
-    "hotPath": (
-        hotpath.DEFAULT,
-        hotpath.validate,
-        "auto (native if built, else python), native (Rust receivers) or python (the reference)",
     ),
     "mgmt_address": ("127.0.0.1", string, "management console address"),
     "mgmt_port": (8126, port, "management console port"),
@@ -219,16 +166,38 @@ SCHEMA: dict[str, tuple[Any, Validator, str]] = {
     "persistGauges": (None, string, "file where gauges survive a restart"),
 }
 
-SCHEMA.update(kinds.CONFIG_KEYS)  # each metric kind brings its own keys (delete<Kind>, ...)
-SCHEMA.update(backends.CONFIG_KEYS)  # and each backend
+
+@dataclass(frozen=True)
+class Schema:
+    """Every key a config may hold, and what the plug-in packages add to the core's rules:
+    assembled by settings.py (the core alone: `CORE`)."""
+
+    keys: Mapping[str, Key]
+    sections: Mapping[str, dict[str, Key]]  # nested sections, for StatsdConfig.section
+    backends: tuple[str, ...] = ()  # the registered backends' names
+    idle_deletes: tuple[str, ...] = ()  # the kinds' delete<Table> keys: unset, deleteIdleStats
+
+    def backend_name(self, spec: str) -> str:
+        """`./backends/graphite`, `graphite`, `Graphite` (Perl) all name the same backend."""
+        name = spec.rsplit("/", 1)[-1].removesuffix(".js").lower()
+        if name not in self.backends:
+            raise ValueError(f"unknown backend {spec!r} (known: {', '.join(self.backends)})")
+        return name
 
 
-def backend_name(spec: str) -> str:
-    """`./backends/graphite`, `graphite`, `Graphite` (Perl) all name the same backend."""
-    name = spec.rsplit("/", 1)[-1].removesuffix(".js").lower()
-    if name not in backends.REGISTRY:
-        raise ValueError(f"unknown backend {spec!r} (known: {', '.join(backends.REGISTRY)})")
-    return name
+CORE = Schema(SCHEMA, SECTIONS)
+
+
+def assemble(placed: Mapping[str, Mapping[str, Key]], *tables: Mapping[str, Key]) -> dict[str, Key]:
+    """The core keys with the plug-in packages' own: each of `placed` right after the core key
+    that names it (where Etsy's and the README's lists have them), then `tables` in turn."""
+    out: dict[str, Key] = {}
+    for key, entry in SCHEMA.items():
+        out[key] = entry
+        out.update(placed.get(key, {}))
+    for table in tables:
+        out.update(table)
+    return out
 
 
 @dataclass
@@ -237,6 +206,7 @@ class StatsdConfig:
 
     raw: dict[str, Any]
     path: str | None = None
+    schema: Schema = field(default=CORE, repr=False)
 
     def __getitem__(self, key: str) -> Any:
         return self.raw[key]
@@ -246,110 +216,55 @@ class StatsdConfig:
 
     def section(self, name: str) -> dict[str, Any]:
         """A nested section with its defaults filled in (graphite, console, file, log, keyFlush)."""
-        out = {k: d for k, (d, _, _) in SECTIONS[name].items()}
+        out = {k: d for k, (d, _, _) in self.schema.sections[name].items()}
         out.update(self.raw.get(name) or {})
         return out
 
     @property
     def backends(self) -> list[str]:
-        return [backend_name(b) for b in self.raw["backends"]]
-
-    @property
-    def listeners(self) -> list[Listener]:
-        servers = self.raw.get("servers") or [
-            {
-                k: self.raw[k]
-                for k in ("server", "address", "address_ipv6", "port", "socket", "socket_mod")
-                if self.raw.get(k) is not None
-            }
-        ]
-        out = []
-        for s in servers:
-            kind = server_name(s.get("server", "./servers/udp"))
-            v6 = s.get("address_ipv6", self.raw["address_ipv6"])
-            address = s.get("address") or ("::1" if v6 else "127.0.0.1")
-            if not SERVERS[kind].datagram and s.get("socket"):
-                out.append(Listener("unix", "", 0, s["socket"], s.get("socket_mod")))
-            else:
-                out.append(
-                    Listener(kind, address, s.get("port", 8125), rcvbuf=s.get("rcvbuf", self.raw["rcvbuf"]))
-                )
-        return out
-
-    @property
-    def hot_path(self) -> str:
-        """`native` or `python`: which hot path this config runs here."""
-        return hotpath.choose(self.raw["hotPath"])
-
-    @property
-    def readers(self) -> int:
-        return self.readers_for(self.hot_path)
-
-    def readers_for(self, hot_path: str) -> int:
-        """Reader processes (python) or receiver threads (native, at least one)."""
-        wanted = self.raw["readers"]
-        if hot_path == "native":
-            return hotpath.NATIVE_AUTO if wanted == "auto" else max(1, wanted)
-        return min(os.cpu_count() or 1, 4) if wanted == "auto" else wanted
-
-    def aggregation(self) -> AggregationSettings:
-        r = self.raw
-        return AggregationSettings(
-            prefix_stats=r["prefixStats"],
-            sanitize=r["keyNameSanitize"],
-            deletes=frozenset(k.table for k in kinds.KINDS if r[k.delete_key()]),
-            options=self.kind_options(),
-            key_flush=bool(r["keyFlush"].get("interval")),
-            max_series=r["maxSeries"],
-            max_set_members=r["maxSetMembers"],
-        )
-
-    def summary(self) -> SummarySettings:
-        r = self.raw
-        return SummarySettings(flush_interval_ms=r["flushInterval"], options=self.kind_options())
-
-    def kind_options(self) -> dict[str, Any]:
-        """The values of the metric kinds' own keys (percentThreshold, gaugesMaxTTL, ...)."""
-        return {key: self.raw[key] for key in kinds.CONFIG_KEYS}
+        return [self.schema.backend_name(b) for b in self.raw["backends"]]
 
 
-def build(user: dict[str, Any], path: str | None = None, text: str = "") -> StatsdConfig:
+def build(user: dict[str, Any], schema: Schema, path: str | None = None, text: str = "") -> StatsdConfig:
     """Validate a user's config dict and fill in defaults; errors name the file, line and key."""
     where = path or "command line"
+    keys = schema.keys
     raw: dict[str, Any] = {}
     for key, value in user.items():
-        if key not in SCHEMA:
+        if key not in keys:
             warn_unknown(key)
             raw[key] = value
             continue
         try:
-            raw[key] = SCHEMA[key][1](value)
+            raw[key] = keys[key][1](value)
         except ValueError as e:
             line = key_line(text, key) if text else None
             raise ConfigError(f"{where}{f':{line}' if line else ''}: {key}: {e}") from None
-    for key, (default, _, _) in SCHEMA.items():
+    for key, (default, _, _) in keys.items():
         raw.setdefault(key, copy.deepcopy(default))
     if raw["host"] and "address" not in user:
         raw["address"] = raw["host"]
     if raw["address_ipv6"] and "address" not in user and not raw["host"]:
         raw["address"] = "::1"
-    for key in (k.delete_key() for k in kinds.KINDS):
+    for key in schema.idle_deletes:
         if raw[key] is None:
             raw[key] = raw["deleteIdleStats"]
     if raw["backends"] is None:
         # Etsy loads graphite by default; with no carbon to talk to, show the flushes and keep
         # their history (the store, read by Graphite's API) instead.
-        raw["backends"] = ["./backends/graphite"] if raw["graphiteHost"] else ["./backends/console", "store"]
+        raw["backends"] = (
+            ["./backends/graphite"] if raw.get("graphiteHost") else ["./backends/console", "store"]
+        )
     try:
         for b in raw["backends"]:
-            backend_name(b)
+            schema.backend_name(b)
     except ValueError as e:
         line = key_line(text, "backends") if text else None
         raise ConfigError(f"{where}{f':{line}' if line else ''}: backends: {e}") from None
-    return StatsdConfig(raw, path)
+    return StatsdConfig(raw, path, schema)
 
 
-def load(path: str | None, overrides: dict[str, Any] | None = None) -> StatsdConfig:
+def load(path: str | None, schema: Schema, overrides: dict[str, Any] | None = None) -> StatsdConfig:
     """Read a config file (or none: built-in defaults), then apply command-line overrides."""
     user: dict[str, Any] = {}
     text = ""
@@ -359,4 +274,4 @@ def load(path: str | None, overrides: dict[str, Any] | None = None) -> StatsdCon
     for key, value in (overrides or {}).items():  # a flag for one key of a section keeps the rest
         both = isinstance(value, dict) and isinstance(user.get(key), dict)
         user[key] = {**user[key], **value} if both else value
-    return build(user, path, text)
+    return build(user, schema, path, text)

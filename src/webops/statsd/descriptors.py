@@ -7,8 +7,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import resource
+from typing import TYPE_CHECKING
 
 from .config import StatsdConfig
+
+if TYPE_CHECKING:
+    from .settings import Config
 
 log = logging.getLogger("webops.statsd")
 
@@ -41,7 +45,7 @@ class StreamLimits:
     def __init__(self) -> None:
         self.warned = False
 
-    def __call__(self, config: StatsdConfig) -> tuple[int, float]:
+    def __call__(self, config: Config) -> tuple[int, float]:
         """tcpMaxConnections per stream listener, lowered if the descriptors cannot hold them all
         (with the console's and HTTP's share and a reserve kept free: /health must still answer)."""
         streams = max(1, sum(1 for s in config.listeners if not s.server.datagram))

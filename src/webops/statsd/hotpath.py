@@ -27,6 +27,7 @@ from .aggregate import AggregationSettings, Batch, Read, Totals
 from .kinds.timers import TimerSeries
 from .listeners import dump_packets
 from .readers import BATCH_SECONDS, FORWARD_MAX, ReaderSettings
+from .validate import Key
 
 log = logging.getLogger("webops.statsd")
 
@@ -50,6 +51,15 @@ def validate(v: Any) -> str:
     if v == "native" and _native is None:
         raise ValueError(f"the native hot path is not built here ({NATIVE_MISSING}); see the README")
     return str(v)
+
+
+CONFIG_KEYS: dict[str, Key] = {
+    "hotPath": (
+        DEFAULT,
+        validate,
+        "auto (native if built, else python), native (Rust receivers) or python (the reference)",
+    ),
+}
 
 
 def choose(wanted: str) -> str:

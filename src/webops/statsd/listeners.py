@@ -28,9 +28,11 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..common.ratelimit import RateLimitedLog
 from .systemd import sock_key, take_activated
+from .validate import Key, boolean, check_section, file_mode, number, port, string
 
 log = logging.getLogger("webops.statsd")
 
@@ -387,3 +389,68 @@ SERVERS: dict[str, Server] = {
 def server_name(module: str) -> str:
     """`./servers/udp`, `servers/udp.js`, `udp` -> `udp`."""
     return module.rstrip("/").rsplit("/", 1)[-1].removesuffix(".js")
+
+
+# --- the listeners' config keys, and the listeners a config asks for --------------------------
+
+
+def _server(v: Any) -> str:
+    """Etsy's `server` module path: ./servers/udp or ./servers/tcp (a typo must not become UDP)."""
+    if server_name(string(v)) not in SERVERS:
+        raise ValueError(f"expected one of {', '.join(f'./servers/{n}' for n in SERVERS)}, got {v!r}")
+    return v
+
+
+def _servers(v: Any) -> list[dict]:
+    if not isinstance(v, list) or not all(isinstance(s, dict) for s in v):
+        raise ValueError(f"expected a list of server objects, got {v!r}")
+    out = []
+    for i, s in enumerate(v):
+        try:
+            out.append(check_section(s, SERVER_KEYS))
+        except ValueError as e:
+            raise ValueError(f"servers[{i}]: {e}") from None
+    return out
+
+
+# name: (default, validator, description). Defaults of None mean "unset".
+SERVER_KEYS: dict[str, Key] = {
+    "server": ("./servers/udp", _server, "./servers/udp or ./servers/tcp"),
+    "address": (None, string, "address to listen on"),
+    "address_ipv6": (False, boolean, "listen on IPv6"),
+    "port": (8125, port, "port to listen on"),
+    "socket": (None, string, "TCP server only: a unix stream socket path instead of a port"),
+    "socket_mod": (None, file_mode, 'permissions of the unix socket (0o660 or "0660")'),
+    "rcvbuf": (8 * 1024 * 1024, number(0, integer=True), "UDP SO_RCVBUF in bytes"),
+}
+
+# The top-level keys that need SERVERS to be checked (config.py has the others: address, port...).
+CONFIG_KEYS: dict[str, Key] = {
+    "server": ("./servers/udp", _server, "./servers/udp or ./servers/tcp, when servers is not set"),
+    "servers": (
+        None,
+        _servers,
+        "list of listeners: {server, address, address_ipv6, port, socket, socket_mod}",
+    ),
+}
+
+
+def configured(raw: dict[str, Any]) -> list[Listener]:
+    """The listeners a config's keys ask for: `servers`, or the top-level keys as one."""
+    servers = raw.get("servers") or [
+        {
+            k: raw[k]
+            for k in ("server", "address", "address_ipv6", "port", "socket", "socket_mod")
+            if raw.get(k) is not None
+        }
+    ]
+    out = []
+    for s in servers:
+        kind = server_name(s.get("server", "./servers/udp"))
+        v6 = s.get("address_ipv6", raw["address_ipv6"])
+        address = s.get("address") or ("::1" if v6 else "127.0.0.1")
+        if not SERVERS[kind].datagram and s.get("socket"):
+            out.append(Listener("unix", "", 0, s["socket"], s.get("socket_mod")))
+        else:
+            out.append(Listener(kind, address, s.get("port", 8125), rcvbuf=s.get("rcvbuf", raw["rcvbuf"])))
+    return out

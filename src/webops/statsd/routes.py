@@ -37,11 +37,13 @@ class HttpSource(Protocol):
     """All the routes see of the daemon (the daemon is one; a test can pass its own)."""
 
     startup_time: float
-    config: StatsdConfig
     aggregator: Aggregator  # its totals
     hot_path: str
     pool: ReaderPool | NativePool  # its restarts
     last_flush: tuple[float, float] | None  # when, and its processing_time (ms)
+
+    @property
+    def config(self) -> StatsdConfig: ...  # read-only: the daemon holds a settings.Config
 
     def health_state(self) -> str: ...
 

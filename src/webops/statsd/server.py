@@ -26,7 +26,6 @@ from . import backends, hotpath, reconcile, systemd
 from .admin import Console, serve
 from .aggregate import SLOW_MAX_BYTES, Aggregator, Batch
 from .backends.base import Backend, BackendRunner
-from .config import StatsdConfig
 from .descriptors import StreamLimits, raise_fd_limit
 from .flush import Flusher
 from .hotpath import NativePool
@@ -37,6 +36,7 @@ from .persist import load_gauges, save_gauges
 from .protocol import BadLine
 from .readers import ReaderPool, ReaderSettings
 from .routes import HttpRoutes
+from .settings import Config
 from .snapshot import Snapshot
 
 log = logging.getLogger("webops.statsd")
@@ -46,7 +46,7 @@ SLOW_SLICE_SECONDS = 0.002  # slow-lane parsing per turn of the event loop (aggr
 
 
 class StatsdDaemon:
-    def __init__(self, config: StatsdConfig, reload_config: Callable[[], StatsdConfig] | None = None) -> None:
+    def __init__(self, config: Config, reload_config: Callable[[], Config] | None = None) -> None:
         self.config = config
         self.reload_config = reload_config
         self.startup_time = time.time()
@@ -165,7 +165,7 @@ class StatsdDaemon:
         if await self._apply(new):
             log.info("configuration reloaded")
 
-    async def _apply(self, config: StatsdConfig, first: bool = False) -> bool:
+    async def _apply(self, config: Config, first: bool = False) -> bool:
         """Make the running daemon match `config`, touching only what changed.
 
         At start, any failure is a ConfigError (exit 2). On reload every new socket is bound
@@ -194,7 +194,7 @@ class StatsdDaemon:
                 ok = False
         return ok
 
-    def _apply_backends_safely(self, config: StatsdConfig, first: bool) -> None:
+    def _apply_backends_safely(self, config: Config, first: bool) -> None:
         try:
             self._apply_backends(config)
         except (OSError, ValueError) as e:
@@ -202,7 +202,7 @@ class StatsdDaemon:
                 raise ConfigError(str(e)) from e
             log.error("reload: %s", e)
 
-    def _apply_backends(self, config: StatsdConfig) -> None:
+    def _apply_backends(self, config: Config) -> None:
         try:
             created = [backends.create(n, config, self.startup_time) for n in config.backends]
         except (ValueError, OSError) as e:
@@ -215,14 +215,14 @@ class StatsdDaemon:
             successor = successors.get(r.backend.name)
             threading.Thread(target=r.stop, args=(SHUTDOWN_TIMEOUT, successor), daemon=True).start()
 
-    async def _apply_listeners(self, config: StatsdConfig) -> None:
+    async def _apply_listeners(self, config: Config) -> None:
         """Bind what is new (all or nothing), switch the readers, then close what went away."""
         plan = reconcile.plan(self.sockets.bound(), config.listeners)
         await self.sockets.apply(
             plan, self.pool, self._reader_settings(config), lambda: self.stream_limits(config)
         )
 
-    def _reader_settings(self, config: StatsdConfig) -> ReaderSettings | None:
+    def _reader_settings(self, config: Config) -> ReaderSettings | None:
         """What UDP reader processes (or native receivers) are told; None: UDP is read in this
         process (`readers: 0`)."""
         readers = config.readers_for(self.hot_path)
@@ -258,7 +258,7 @@ class StatsdDaemon:
             current.close()
         return server
 
-    async def _apply_mgmt(self, config: StatsdConfig) -> None:
+    async def _apply_mgmt(self, config: Config) -> None:
         bind = (config["mgmt_address"], config["mgmt_port"])
         limits = (config["mgmtMaxConnections"], config["mgmtIdleTimeout"])
         if bind == self.mgmt_bind and self.console is not None:
@@ -272,7 +272,7 @@ class StatsdDaemon:
         self.mgmt_bind = bind
         log.info("management console on %s:%s", *bind)
 
-    async def _apply_http(self, config: StatsdConfig) -> None:
+    async def _apply_http(self, config: Config) -> None:
         h = config["http"]
         bind = (h["address"], h["port"]) if h else None
         if h:

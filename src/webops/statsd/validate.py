@@ -94,6 +94,17 @@ def check_section(v: Any, keys: dict[str, tuple[Any, Validator, str]]) -> dict:
     return out
 
 
+def file_mode(v: Any) -> int:
+    """A file mode: a number (0o660 in config.js, 432 in JSON) or an octal string ("0660", "660")."""
+    if isinstance(v, str):
+        try:
+            v = int(v.strip().removeprefix("0o"), 8)
+        except ValueError:
+            raise ValueError(f'expected an octal mode such as "0660", got {v!r}') from None
+    mode = number(0, integer=True, maximum=0o7777)(v)
+    return int(mode)
+
+
 _warned: set[str] = set()
 
 

@@ -285,7 +285,7 @@ def test_the_shutdown_flush_does_not_overwrite_the_last_interval(tmp_path, start
 
 
 def test_graphite_stats_start_as_etsys() -> None:
-    from webops.statsd import config as statsd_config
+    from webops.statsd import settings as statsd_config
     from webops.statsd.backends.graphite import GraphiteBackend
 
     backend = GraphiteBackend(statsd_config.build({}), 1_700_000_000)  # no graphiteHost: no sender
@@ -300,7 +300,7 @@ def test_close_returns_as_soon_as_everything_is_sent(monkeypatch) -> None:
     import threading
     import time
 
-    from webops.statsd import config as statsd_config
+    from webops.statsd import settings as statsd_config
     from webops.statsd.aggregate import Aggregator
     from webops.statsd.backends import graphite
     from webops.statsd.snapshot import summarize

@@ -8,7 +8,7 @@ import pkgutil
 import pytest
 
 from webops.statsd import backends
-from webops.statsd import config as statsd_config
+from webops.statsd import settings as statsd_config
 from webops.statsd.backends.base import REGISTRY
 
 

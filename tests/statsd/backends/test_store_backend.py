@@ -19,8 +19,8 @@ from tests.conftest import wait_until
 from tests.statsd.conftest import finest
 from webops.statsd.aggregate import Interval
 from webops.statsd.backends.naming import GraphiteNaming
-from webops.statsd.config import build
 from webops.statsd.kinds.timers import TimerSeries
+from webops.statsd.settings import build
 from webops.statsd.snapshot import SummarySettings, summarize
 
 

@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 
 from webops.statsd.http import Request, body_length, parse_head
-from webops.statsd.kinds.base import Point
 from webops.statsd.store.db import Store
 from webops.statsd.store.functions import AGG, Budget, Expired, Refused, Series, evaluate
 from webops.statsd.store.graphite_api import fetch, render
-from webops.statsd.store.retention import schemas
+from webops.statsd.store.retention import Point, schemas
 
 NOW = 1_795_467_600
 NOW_MS = NOW * 1000  # series, intervals and the API's fetch are in milliseconds

@@ -15,9 +15,16 @@ from hypothesis import strategies as st
 
 from tests.conftest import wait_until
 from tests.statsd.conftest import finest
-from webops.statsd.kinds.base import Point
 from webops.statsd.store.db import Busy, GlobError, Store, find, glob_regex, matching
-from webops.statsd.store.retention import Archive, RetentionError, default_archives, describe, parse, schemas
+from webops.statsd.store.retention import (
+    Archive,
+    Point,
+    RetentionError,
+    default_archives,
+    describe,
+    parse,
+    schemas,
+)
 
 T0 = 1_795_467_600_000  # a round hour (ms): every archive's bucket starts here
 S = 1000

@@ -9,13 +9,24 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from typing import Any, ClassVar
 
-from ..kinds import KINDS
+from ..kinds import outputs
 from ..snapshot import Snapshot
 from ..validate import Key, choice, section, string
 from .base import Backend, register
 from .naming import GraphiteNaming
+
+# The `json` format's entries per kind, by the kind's table name: (raw table, summary) -> fields.
+# Etsy's names, the summaries only (a timer's samples and a set's members would make every line
+# as large as the traffic).
+JSON_FIELDS: dict[str, Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]] = {
+    "counters": lambda table, summary: {"counters": table, "counter_rates": summary},
+    "timers": lambda table, summary: {"timer_data": summary},
+    "gauges": lambda table, summary: {"gauges": table},
+    "sets": lambda table, summary: {"sets": summary},
+}
 
 FILE_KEYS: dict[str, Key] = {
     "path": ("statsd-flush.log", string, "file to append every flush to"),
@@ -61,8 +72,8 @@ class FileBackend(Backend):
         if self.format == "graphite":
             return self.naming.plaintext(snap)
         record: dict[str, Any] = {"timestamp": snap.timestamp}
-        for kind in KINDS:
-            record.update(kind.fields(snap.tables[kind.table], snap.summaries[kind.table], False))
+        for kind, fields in outputs("the file backend", JSON_FIELDS):
+            record.update(fields(snap.tables[kind.table], snap.summaries[kind.table]))
         record["statsd_metrics"] = {**snap.statsd_metrics, "numStats": snap.num_stats}
         return json.dumps(record, separators=(",", ":")) + "\n"
 

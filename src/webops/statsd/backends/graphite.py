@@ -37,11 +37,11 @@ from typing import ClassVar
 
 from .. import validate
 from ..jsfmt import number
-from ..kinds import KINDS
+from ..kinds import outputs
 from ..persist import write_private
 from ..snapshot import Snapshot
 from .base import Backend, register
-from .naming import GraphiteNaming
+from .naming import GRAPHITE, GraphiteNaming
 
 log = logging.getLogger("webops.statsd")
 
@@ -111,8 +111,8 @@ GRAPHITE_KEYS: dict[str, validate.Key] = {
     "legacyNamespace": (True, validate.boolean, "stats.<name>, stats_counts.<name>, stats.timers.<name>..."),
     "globalPrefix": ("stats", validate.string, "prefix of every name (non-legacy namespace)"),
     **{  # one per metric kind: prefixCounter, prefixTimer, prefixGauge, prefixSet
-        f"prefix{kind.graphite_name}": (kind.table, validate.string, f"{kind.table[:-1]} prefix (non-legacy)")
-        for kind in KINDS
+        f"prefix{graphite.name}": (kind.table, validate.string, f"{kind.table[:-1]} prefix (non-legacy)")
+        for kind, graphite in outputs("graphite naming", GRAPHITE)
     },
     "globalSuffix": (None, validate.string, "suffix appended to every name (e.g. the host name)"),
 }

@@ -1,18 +1,23 @@
 """Etsy's Graphite naming: which metric paths a flush becomes, in both namespace layouts.
 
-Shared by the Graphite backend and the file backend's plaintext format, so a file written by
-webops holds exactly the lines carbon would have received.
+Shared by the Graphite backend, the file backend's plaintext format (so a file written by webops
+holds exactly the lines carbon would have received) and the store (which rolls each value up as
+its Point says). `GRAPHITE` holds what each metric kind becomes: its `prefix<Name>` key, its
+legacyNamespace part and its points, each with the rollup of its value.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 from ..jsfmt import number
-from ..kinds import KINDS
-from ..kinds.base import Kind, Point
+from ..kinds import outputs
+from ..kinds.timers import TimerSeries
 from ..protocol import sanitize_key
 from ..snapshot import Snapshot
+from ..store.retention import Point
+from ..timerstats import TimerData
 
 
 class GraphiteNaming:
@@ -29,12 +34,13 @@ class GraphiteNaming:
         prefix = g["globalPrefix"]
         self.global_ns = [prefix] if self.legacy or prefix else []
         self.namespaces: dict[str, list[str]] = {}
-        for kind in KINDS:
-            part = kind.legacy_namespace if self.legacy else g[f"prefix{kind.graphite_name}"]
+        for kind, graphite in outputs("graphite naming", GRAPHITE):
+            part = graphite.legacy_namespace if self.legacy else g[f"prefix{graphite.name}"]
             self.namespaces[kind.table] = self.global_ns + ([part] if part else [])
 
-    def namespace(self, kind: type[Kind]) -> list[str]:
-        return self.namespaces[kind.table]
+    def namespace(self, table: str) -> list[str]:
+        """The path parts before a key of the kind whose table is `table` (`stats.timers`)."""
+        return self.namespaces[table]
 
     def path(self, namespace: list[str], key: str, *extra: str) -> str:
         """namespace.key.extra + globalSuffix, with the key's `;tag=value` part kept at the end."""
@@ -49,10 +55,11 @@ class GraphiteNaming:
 
     def points(self, snap: Snapshot) -> Iterator[Point]:
         """Every value of a flush with its rollup, in Etsy's order."""
-        for kind in KINDS:
+        for kind, graphite in outputs("graphite naming", GRAPHITE):
             raw, summaries = snap.tables[kind.table], snap.summaries[kind.table]
+            ns = self.namespaces[kind.table]
             for key, summary in summaries.items():
-                yield from kind.graphite(self, key, raw[key], summary)
+                yield from graphite.points(self, ns, key, raw[key], summary)
         if self.legacy:
             yield Point(self.prefix_stats + ".numStats" + self.suffix, snap.num_stats, "last")
         else:
@@ -69,3 +76,79 @@ class GraphiteNaming:
         """Carbon's plaintext protocol: `path value timestamp` lines."""
         ts = f" {snap.timestamp}\n"
         return "".join(f"{p} {number(v)}{ts}" for p, v in self.metrics(snap))
+
+
+# --- what each metric kind becomes ---------------------------------------------------------
+
+# (naming, the kind's namespace, series key, its raw state, its summary) -> its points
+Points = Callable[[GraphiteNaming, list[str], str, Any, Any], Iterator[Point]]
+
+
+class GraphiteKind(NamedTuple):
+    name: str  # Graphite's `prefix<Name>` key (graphite.prefixCounter, ...)
+    legacy_namespace: str  # legacyNamespace paths: stats.<ns>.<key> ("": stats.<key>)
+    points: Points
+
+
+def counter_points(
+    naming: GraphiteNaming, ns: list[str], key: str, raw: float, summary: float
+) -> Iterator[Point]:
+    """A rate averages over time (weighted by each flush's length), a count adds up."""
+    if naming.legacy:
+        yield Point(naming.path(ns, key), summary, "average")
+        if naming.flush_counts:
+            yield Point(naming.path(["stats_counts"], key), raw, "sum")
+    else:
+        yield Point(naming.path(ns, key, "rate"), summary, "average")
+        if naming.flush_counts:
+            yield Point(naming.path(ns, key, "count"), raw, "sum")
+
+
+# How each timer statistic rolls up over time, by the start of its name (percentile variants
+# `count_90`, `sum_squares_90`, `upper_99_9` follow their base; first match wins): counts and
+# sums add up, bounds keep the extreme, the rest (mean, median, std, count_ps) average.
+TIMER_ROLLUPS = (
+    ("count_ps", "average"),
+    ("count", "sum"),
+    ("sum", "sum"),
+    ("upper", "max"),
+    ("lower", "min"),
+)
+
+
+def stat_rollup(stat: str) -> str:
+    return next((rollup for start, rollup in TIMER_ROLLUPS if stat.startswith(start)), "average")
+
+
+def timer_points(
+    naming: GraphiteNaming, ns: list[str], key: str, raw: TimerSeries, summary: TimerData
+) -> Iterator[Point]:
+    for stat, value in summary.items():
+        if isinstance(value, dict):
+            for bin_name, freq in value.items():
+                yield Point(naming.path(ns, key, stat, bin_name), freq, "sum")
+        else:
+            yield Point(naming.path(ns, key, stat), value, stat_rollup(stat))
+
+
+def gauge_points(
+    naming: GraphiteNaming, ns: list[str], key: str, raw: float, summary: float
+) -> Iterator[Point]:
+    yield Point(naming.path(ns, key), summary, "last")
+
+
+def set_points(
+    naming: GraphiteNaming, ns: list[str], key: str, raw: set[str], summary: int
+) -> Iterator[Point]:
+    # distinct values of several intervals cannot be added: the largest is a lower bound
+    yield Point(naming.path(ns, key, "count"), summary, "max")
+
+
+# By the kind's table name. A kind without an entry is not sent to carbon, the file's plaintext
+# or the store (kinds.outputs logs it once).
+GRAPHITE: dict[str, GraphiteKind] = {
+    "counters": GraphiteKind("Counter", "", counter_points),
+    "timers": GraphiteKind("Timer", "timers", timer_points),
+    "gauges": GraphiteKind("Gauge", "gauges", gauge_points),
+    "sets": GraphiteKind("Set", "sets", set_points),
+}

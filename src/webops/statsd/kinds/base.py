@@ -1,38 +1,56 @@
 """What a metric kind is: the interface every module of this package implements.
 
 A `Kind` has two sides. Its class attributes and static/class methods are the kind's meaning:
-wire codes, how a value parses, how two intervals combine, what a flush computes and how each
-output shows it. An instance is the live table of one aggregator (`series`), with the hot-path
-`add` and the `merge`/`take` the daemon calls between flushes.
+wire codes, how a value parses, how two intervals combine and what a flush computes. An instance
+is the live table of one aggregator (`series`), with the hot-path `add` and the `merge`/`take`
+the daemon calls between flushes.
+
+How an output shows a kind is the output's business, not the kind's: each keeps its own table
+keyed by the kind's `table` name (backends/naming.py GRAPHITE: paths and rollups; prometheus.py
+PROMETHEUS; backends/console.py LIVE and CONSOLE; backends/file.py JSON_FIELDS). So this module
+imports nothing of the aggregator, the snapshot or any output, not even for type checking: what
+a kind needs of them is said by the two protocols below.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from collections.abc import Mapping
+from typing import Any, ClassVar, Protocol
 
-from ..exposition import split_key
 from ..jsfmt import to_number
 from ..validate import Key, boolean
 
-if TYPE_CHECKING:
-    from ..aggregate import Aggregator
-    from ..backends.naming import GraphiteNaming
-    from ..exposition import Exposition
-    from ..snapshot import Snapshot, SummarySettings
+
+class Intake(Protocol):
+    """What a kind needs of the aggregator that owns it (aggregate.Aggregator, BatchAggregator)."""
+
+    settings: Any  # aggregate.AggregationSettings: deletes, options, max_set_members
+
+    @property
+    def own_keys(self) -> frozenset[str]: ...  # the daemon's own series, always admitted
+
+    @property
+    def own_counters(self) -> tuple[str, ...]: ...  # sent at every flush, even with deleteCounters
+
+    def admit(self) -> bool: ...
+
+    def reject(self, line: str, reason: str) -> None: ...
+
+    def refuse_members(self, count: int) -> None: ...
+
+
+class FlushSettings(Protocol):
+    """What a flush's maths needs (snapshot.SummarySettings)."""
+
+    @property
+    def flush_interval_ms(self) -> int: ...
+
+    @property
+    def options(self) -> Mapping[str, Any]: ...
+
 
 BAD = "!"
 Value = tuple[str, "float | str", float, bool]  # (code, value, rate, delta); code BAD: value is the reason
-
-
-class Point(NamedTuple):
-    """One value of a flush as Graphite names it, and how its kind says it rolls up over time
-    (a key of store.retention.ROLLUPS): declared here, not guessed from the name, so a prefix
-    or a `;tag=value` suffix never changes it."""
-
-    path: str
-    value: float
-    rollup: str
 
 
 def bad(reason: str) -> Value:
@@ -49,22 +67,30 @@ def number_value(raw: str, code: str, rate: float) -> Value | float:
     return value
 
 
+def drop_non_finite(table: dict[str, float]) -> list[str]:
+    """Remove (and name) the series whose value is no longer a finite number (a sum that
+    overflowed): one such value must not break a flush."""
+    bad = [k for k, v in table.items() if v - v != 0]
+    for k in bad:
+        del table[k]
+    return bad
+
+
 class Kind:
     """Subclass, fill in the attributes, decorate with @register (from the package): that is a
-    whole metric type, from the wire to Graphite, Prometheus, the console and files."""
+    metric type's wire, state and flush summary. The outputs that show it each want an entry
+    in their own table (README: Development, adding a metric kind)."""
 
     table: ClassVar[str]  # plural: Interval/Snapshot table, console command, `delete<Table>` key
     codes: ClassVar[tuple[str, ...]]  # wire types; the first is what `parse` returns
     order: ClassVar[int]  # place in Etsy's outputs (counters, timers, gauges, sets)
-    graphite_name: ClassVar[str]  # Graphite's `prefix<Name>` key
-    legacy_namespace: ClassVar[str]  # legacyNamespace paths: stats.<ns>.<key> ("": stats.<key>)
     delete_doc: ClassVar[str]  # what `delete<Table>: true` does
     # True when the order of samples matters (gauges: `100|g` then `+1|g`): reader processes then
     # record writes as operations the main process replays in the order they were read.
     ordered: ClassVar[bool] = False
     CONFIG_KEYS: ClassVar[dict[str, Key]] = {}
 
-    def __init__(self, agg: Aggregator) -> None:
+    def __init__(self, agg: Intake) -> None:
         self.agg = agg
         self.series: dict[str, Any] = {}
 
@@ -154,36 +180,7 @@ class Kind:
         raise NotImplementedError
 
     @classmethod
-    def summarize(cls, table: dict[str, Any], settings: SummarySettings) -> tuple[dict[str, Any], list[str]]:
+    def summarize(cls, table: dict[str, Any], settings: FlushSettings) -> tuple[dict[str, Any], list[str]]:
         """What backends get per series (Etsy's process_metrics), and the keys left out because a
         value is no longer a finite number (carbon, JSON and Prometheus cannot carry Infinity)."""
         raise NotImplementedError
-
-    @classmethod
-    def fields(cls, table: dict[str, Any], summary: dict[str, Any], full: bool) -> dict[str, Any]:
-        """This kind's entries of the console backend's dump (`full`) or the file backend's JSON."""
-        raise NotImplementedError
-
-    @classmethod
-    def graphite(cls, naming: GraphiteNaming, key: str, raw: Any, summary: Any) -> Iterator[Point]:
-        """The values of one series, as Etsy's graphite backend names them, each with its rollup."""
-        raise NotImplementedError
-
-    @classmethod
-    def accumulate(cls, previous: Mapping[str, Any], snap: Snapshot) -> dict[str, Any]:
-        """What /metrics keeps across flushes for this kind (Prometheus counters only go up)."""
-        return {}
-
-    @classmethod
-    def expose(cls, out: Exposition, snap: Snapshot, kept: Mapping[str, Any]) -> None:
-        """This kind's series in Prometheus' text format; by default each summary value as a
-        gauge (a family that meets another kind's name gets `_<kind>` appended: `x_set`)."""
-        for key, value in snap.summaries[cls.table].items():
-            statsd_name, name, labels = split_key(key)
-            family = out.family(name, "gauge", cls.table[:-1])
-            out.add(family, [(family, labels, value)], statsd_name)
-
-    @classmethod
-    def console(cls, table: dict[str, Any]) -> dict[str, Any]:
-        """The live table as the management console's `<table>` command shows it."""
-        return table

@@ -1,24 +1,12 @@
-"""Counters (`|c`): the sum of `value / rate` over an interval; Etsy sends the sum and its rate
-per second. Prometheus gets `<name>_total`, the sum since start (negative amounts left out, as a
-Prometheus counter only goes up)."""
+"""Counters (`|c`): the sum of `value / rate` over an interval; a flush computes its rate per
+second (Etsy sends both)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ..exposition import Exposition, split_key
 from . import register
-from .base import Kind, Point, Value, number_value
-
-
-def drop_non_finite(table: dict[str, float]) -> list[str]:
-    """Remove (and name) the series whose value is no longer a finite number (a sum that
-    overflowed): one such value must not break a flush."""
-    bad = [k for k, v in table.items() if v - v != 0]
-    for k in bad:
-        del table[k]
-    return bad
+from .base import Kind, Value, drop_non_finite, number_value
 
 
 @register
@@ -26,8 +14,6 @@ class Counters(Kind):
     table = "counters"
     codes = ("c",)
     order = 0
-    graphite_name = "Counter"
-    legacy_namespace = ""
     delete_doc = "drop idle counters instead of sending 0"
 
     @staticmethod
@@ -73,31 +59,3 @@ class Counters(Kind):
         left_out = drop_non_finite(table)
         per_second = settings.flush_interval_ms / 1000
         return {k: v / per_second for k, v in table.items()}, left_out
-
-    @classmethod
-    def fields(cls, table: dict[str, float], summary: dict[str, float], full: bool) -> dict[str, Any]:
-        return {"counters": table, "counter_rates": summary}
-
-    @classmethod
-    def graphite(cls, naming: Any, key: str, raw: float, summary: float) -> Iterator[Point]:
-        """A rate averages over time (weighted by each flush's length), a count adds up."""
-        ns = naming.namespace(cls)
-        if naming.legacy:
-            yield Point(naming.path(ns, key), summary, "average")
-            if naming.flush_counts:
-                yield Point(naming.path(["stats_counts"], key), raw, "sum")
-        else:
-            yield Point(naming.path(ns, key, "rate"), summary, "average")
-            if naming.flush_counts:
-                yield Point(naming.path(ns, key, "count"), raw, "sum")
-
-    @classmethod
-    def accumulate(cls, previous: Mapping[str, float], snap: Any) -> dict[str, float]:
-        return {k: previous.get(k, 0) + max(v, 0) for k, v in snap.tables[cls.table].items()}
-
-    @classmethod
-    def expose(cls, out: Exposition, snap: Any, kept: Mapping[str, float]) -> None:
-        for key, total in kept.items():
-            statsd_name, name, labels = split_key(key)
-            family = out.family(name + "_total", "counter", "counter")
-            out.add(family, [(family, labels, total)], statsd_name)

@@ -7,14 +7,12 @@ and the main process replays them in the order the kernel queued the datagrams (
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from ..jsfmt import to_number
 from ..validate import Key, number
 from . import register
-from .base import Kind, Point, Value, bad
-from .counters import drop_non_finite
+from .base import Intake, Kind, Value, bad, drop_non_finite
 
 # [absolute value written, or None; the deltas written after it, in order]: replayed one by one, so
 # floating point gives exactly what applying the writes as they came gives
@@ -26,15 +24,13 @@ class Gauges(Kind):
     table = "gauges"
     codes = ("g",)
     order = 2
-    graphite_name = "Gauge"
-    legacy_namespace = "gauges"
     delete_doc = "drop idle gauges instead of repeating them"
     ordered = True
     CONFIG_KEYS: ClassVar[dict[str, Key]] = {
         "gaugesMaxTTL": (1, number(1, integer=True), "with deleteGauges: flushes a gauge survives idle"),
     }
 
-    def __init__(self, agg: Any) -> None:
+    def __init__(self, agg: Intake) -> None:
         super().__init__(agg)
         self.ttl: dict[str, int] = {}  # with deleteGauges: flushes left for an idle gauge
 
@@ -102,11 +98,3 @@ class Gauges(Kind):
     def summarize(cls, table: dict[str, float], settings: Any) -> tuple[dict[str, float], list[str]]:
         left_out = drop_non_finite(table)
         return table, left_out
-
-    @classmethod
-    def fields(cls, table: dict[str, float], summary: dict[str, float], full: bool) -> dict[str, Any]:
-        return {"gauges": table}
-
-    @classmethod
-    def graphite(cls, naming: Any, key: str, raw: float, summary: float) -> Iterator[Point]:
-        yield Point(naming.path(naming.namespace(cls), key), summary, "last")

@@ -1,5 +1,4 @@
-"""Sets (`|s`): the distinct values seen in an interval; Etsy sends how many. The console's
-`sets` command and the console backend show the members, sorted.
+"""Sets (`|s`): the distinct values seen in an interval; a flush counts them (Etsy sends how many).
 
 A set holds at most `maxSetMembers` members an interval (reader batches and native receivers
 too): a set fed unique ids costs about 100 bytes a member, so one busy set would otherwise take
@@ -10,11 +9,10 @@ floor."""
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
 from typing import Any
 
 from . import register
-from .base import Kind, Point, Value
+from .base import Kind, Value
 
 
 @register
@@ -22,8 +20,6 @@ class Sets(Kind):
     table = "sets"
     codes = ("s",)
     order = 3
-    graphite_name = "Set"
-    legacy_namespace = "sets"
     delete_doc = "drop idle sets instead of sending 0"
 
     @staticmethod
@@ -78,16 +74,3 @@ class Sets(Kind):
     @classmethod
     def summarize(cls, table: dict[str, set[str]], settings: Any) -> tuple[dict[str, int], list[str]]:
         return {k: len(v) for k, v in table.items()}, []
-
-    @classmethod
-    def fields(cls, table: dict[str, set[str]], summary: dict[str, int], full: bool) -> dict[str, Any]:
-        return {"sets": cls.console(table) if full else summary}
-
-    @classmethod
-    def console(cls, table: dict[str, set[str]]) -> dict[str, list[str]]:
-        return {k: sorted(v) for k, v in table.items()}
-
-    @classmethod
-    def graphite(cls, naming: Any, key: str, raw: set[str], summary: int) -> Iterator[Point]:
-        # distinct values of several intervals cannot be added: the largest is a lower bound
-        yield Point(naming.path(naming.namespace(cls), key, "count"), summary, "max")

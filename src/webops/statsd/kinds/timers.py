@@ -1,22 +1,17 @@
 """Timers (`|ms`, and DogStatsD's `|h` histograms and `|d` distributions, which Etsy treats the
 same): every sample of the interval is kept, and a flush computes Etsy's statistics (count,
-percentiles, histogram bins...; the maths is in timerstats.py). Prometheus gets a summary:
-quantiles from the last flush, `_sum` and `_count` since start."""
+percentiles, histogram bins...; the maths is in timerstats.py)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, ClassVar
 
-from .. import jsfmt
-from ..exposition import Exposition, Sample, split_key
-from ..timerstats import TimerData, filter_stats, histogram_bins, pct_suffix, timer_stats
+from ..timerstats import TimerData, filter_stats, histogram_bins, timer_stats
 from ..validate import Key, number, str_list
 from . import register
-from .base import Kind, Point, Value, bad, number_value
+from .base import Kind, Value, bad, number_value
 
 
 def _pcts(v: Any) -> list[float]:
@@ -50,29 +45,11 @@ class TimerSeries:
     count: float = 0
 
 
-# How each timer statistic rolls up over time, by the start of its name (percentile variants
-# `count_90`, `sum_squares_90`, `upper_99_9` follow their base; first match wins): counts and
-# sums add up, bounds keep the extreme, the rest (mean, median, std, count_ps) average.
-TIMER_ROLLUPS = (
-    ("count_ps", "average"),
-    ("count", "sum"),
-    ("sum", "sum"),
-    ("upper", "max"),
-    ("lower", "min"),
-)
-
-
-def stat_rollup(stat: str) -> str:
-    return next((rollup for start, rollup in TIMER_ROLLUPS if stat.startswith(start)), "average")
-
-
 @register
 class Timers(Kind):
     table = "timers"
     codes = ("ms", "h", "d")
     order = 1
-    graphite_name = "Timer"
-    legacy_namespace = "timers"
     delete_doc = "drop idle timers instead of sending count 0"
     CONFIG_KEYS: ClassVar[dict[str, Key]] = {
         "percentThreshold": ([90], _pcts, "timer percentile(s); negative = top percentiles"),
@@ -130,59 +107,3 @@ class Timers(Kind):
                 continue
             out[key] = filter_stats(data, wanted)
         return out, left_out
-
-    @classmethod
-    def fields(
-        cls, table: dict[str, TimerSeries], summary: dict[str, TimerData], full: bool
-    ) -> dict[str, Any]:
-        if full:
-            return {"timers": cls.console(table), "timer_data": summary}
-        return {"timer_data": summary}
-
-    @classmethod
-    def console(cls, table: dict[str, TimerSeries]) -> dict[str, list[float]]:
-        return {k: t.samples for k, t in table.items()}
-
-    @classmethod
-    def graphite(cls, naming: Any, key: str, raw: TimerSeries, summary: TimerData) -> Iterator[Point]:
-        ns = naming.namespace(cls)
-        for stat, value in summary.items():
-            if isinstance(value, dict):
-                for bin_name, freq in value.items():
-                    yield Point(naming.path(ns, key, stat, bin_name), freq, "sum")
-            else:
-                yield Point(naming.path(ns, key, stat), value, stat_rollup(stat))
-
-    @classmethod
-    def accumulate(
-        cls, previous: Mapping[str, tuple[float, float]], snap: Any
-    ) -> dict[str, tuple[float, float]]:
-        kept = {}
-        for key, data in snap.summaries[cls.table].items():
-            total, count = previous.get(key, (0, 0))
-            add_sum, add_count = data.get("sum", 0), data.get("count", 0)
-            kept[key] = (
-                total + (add_sum if isinstance(add_sum, int | float) else 0),
-                count + (add_count if isinstance(add_count, int | float) else 0),
-            )
-        return kept
-
-    @classmethod
-    def expose(cls, out: Exposition, snap: Any, kept: Mapping[str, tuple[float, float]]) -> None:
-        for key, data in snap.summaries[cls.table].items():
-            statsd_name, name, labels = split_key(key)
-            family = out.family(name, "summary", "timer")
-            samples: list[Sample] = []
-            median = data.get("median")
-            if isinstance(median, int | float):
-                samples.append((family, (*labels, ("quantile", "0.5")), median))
-            for pct in snap.pct_threshold:
-                upper = data.get("upper_" + pct_suffix(pct))
-                if pct > 0 and isinstance(upper, int | float):
-                    samples.append(
-                        (family, (*labels, ("quantile", str(Decimal(jsfmt.number(pct)) / 100))), upper)
-                    )
-            total, count = kept.get(key, (0, 0))
-            samples.append((family + "_sum", labels, total))
-            samples.append((family + "_count", labels, count))
-            out.add(family, samples, statsd_name)

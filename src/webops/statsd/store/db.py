@@ -32,8 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from ..kinds.base import Point
-from .retention import ROLLUPS, Archive, Schema, schema_of
+from .retention import ROLLUPS, Archive, Point, Schema, schema_of
 
 VERSION = 2  # PRAGMA user_version: 0 was seconds, no weights (migrated at open)
 PURGE_EVERY = 3_600_000  # milliseconds of flushes between looks for expired series

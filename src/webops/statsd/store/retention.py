@@ -7,8 +7,9 @@ points for the duration, as in whisper. Times are kept in milliseconds, so a dae
 every 100 ms keeps points 100 ms apart.
 
 How a series rolls up is not guessed from its name (Graphite's storage-aggregation.conf does,
-and a prefix or a `;tag=value` suffix defeats it): each metric kind declares it for each value
-it flushes (kinds/*.py: a timer's `count` is summed, its `upper` the maximum, ...).
+and a prefix or a `;tag=value` suffix defeats it): the Graphite naming declares it for each value
+a metric kind flushes (backends/naming.py's GRAPHITE table: a timer's `count` is summed, its
+`upper` the maximum, ...), and the store gets it with the value, as a `Point`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 UNITS = {"ms": 1, "s": 1000, "m": 60_000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
 UNITS |= {"w": 7 * UNITS["d"], "y": 365 * UNITS["d"]}
@@ -123,6 +125,16 @@ ROLLUPS: dict[str, str] = {
     "last": "excluded.value",
     "average": "(value * weight + excluded.value * excluded.weight) / (weight + excluded.weight)",
 }
+
+
+class Point(NamedTuple):
+    """One value of a flush as Graphite names it, and how it rolls up over time (a key of
+    ROLLUPS): declared by the Graphite naming for each value of a kind, not guessed from the
+    name, so a prefix or a `;tag=value` suffix never changes it."""
+
+    path: str
+    value: float
+    rollup: str
 
 
 @dataclass(frozen=True)
