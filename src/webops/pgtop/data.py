@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from ..common.text import printable
 from . import queries
 
 HIDDEN = "<insufficient privilege>"
@@ -100,6 +101,16 @@ class Snapshot:
         return out
 
 
+def shown(column: str, value):
+    """A column's value as pgtop may show and log it: any database user chooses the text of a
+    query, and the owner of a database, role or table its name, so their control characters are
+    escaped here, once, for the screen, `--once`, the slow log and Slack alike. A query keeps its
+    line ends and tabs (multi-line SQL is shown as written; the slow log indents every line)."""
+    if not isinstance(value, str):
+        return value
+    return printable(value, keep="\n\t" if column == "query" else "")
+
+
 def fetch(conn, previous: Snapshot | None = None) -> Snapshot:
     """One round trip's worth of state (two queries in one transaction-less autocommit session)."""
     row = conn.execute(queries.SERVER).fetchone()
@@ -107,15 +118,14 @@ def fetch(conn, previous: Snapshot | None = None) -> Snapshot:
     if server.version_num < queries.MIN_VERSION:
         raise RuntimeError(f"PostgreSQL {server.version} is too old: pgtop needs 10 or newer")
     cur = conn.execute(queries.activity(server.version_num))
-    backends = [
-        Backend(**dict(zip([c.name for c in cur.description], r, strict=True))) for r in cur.fetchall()
-    ]
+    names = [c.name for c in cur.description]
+    backends = [Backend(**{n: shown(n, v) for n, v in zip(names, r, strict=True)}) for r in cur.fetchall()]
     blockers = {pid for b in backends for pid in b.blocked_by}
     if blockers:
         by_pid = {b.pid: b for b in backends}
         for pid, locktype, mode, relation in conn.execute(queries.HELD, (sorted(blockers),)).fetchall():
             if pid in by_pid:
-                by_pid[pid].held.append(f"{mode} on {relation or locktype}")
+                by_pid[pid].held.append(printable(f"{mode} on {relation or locktype}"))
     snap = Snapshot(server, backends)
     if previous is not None:
         elapsed = server.at - previous.server.at
