@@ -1,4 +1,18 @@
-"""`webops <tool> ...`: one entry point, one subcommand per tool."""
+"""`webops <tool> ...`: one entry point, one subcommand per tool.
+
+The exit status means the same for every tool, and is mapped here, once:
+
+    0    ok
+    1    a negative answer: a check that found a problem (`cmdlog doctor`), an alert not
+         delivered (`pgtop --once`), a signal that failed, a file not published (`gate`)
+    2    usage or config: a bad flag (argparse), a bad setting or config file, something named
+         that is not there; one line on stderr, `webops <tool>: <message>`
+    130  interrupted by Ctrl-C (SIGINT), without a traceback
+
+A tool returns 0 or 1 from its `run`, and raises `ConfigError` (common/config.py) for a usage or
+config problem instead of printing it and returning 2 itself. A tool that prints a summary when
+interrupted (vlogdump) ends by the signal it got, which a shell sees as 130 (or 143 for SIGTERM).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +20,9 @@ import argparse
 import sys
 
 from . import __version__
+from .common.config import ConfigError
+
+OK, NEGATIVE, USAGE, INTERRUPTED = 0, 1, 2, 130
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,7 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     from .statsd import cli as statsd_cli
     from .vlogdump import cli as vlogdump_cli
 
-    parser = argparse.ArgumentParser(prog="webops", description="Tools for web operations.")
+    parser = argparse.ArgumentParser(
+        prog="webops",
+        description="Tools for web operations.",
+        epilog="exit status: 0 ok; 1 a negative answer (a failed check or alert); 2 usage or config; "
+        "130 interrupted (Ctrl-C)",
+    )
     parser.add_argument("--version", action="version", version=f"webops {__version__}")
     sub = parser.add_subparsers(dest="tool", metavar="TOOL", required=True)
     statsd_cli.register(sub)
@@ -28,9 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     cmdlog_cli.register(sub)
     gate_cli.register(sub)
     argv = sys.argv[1:] if argv is None else argv
-    args = parser.parse_args(argv)
-    args.argv = argv[1:]  # the tool's own arguments, for tools that need to know what was given
-    return args.run(args)
+    tool = "webops"
+    try:
+        args = parser.parse_args(argv)  # a usage error: argparse's message, and SystemExit(2)
+        tool = f"webops {args.tool}"
+        args.argv = argv[1:]  # the tool's own arguments, for tools that need to know what was given
+        return args.run(args)
+    except ConfigError as e:
+        print(f"{tool}: {e}", file=sys.stderr)
+        return USAGE
+    except KeyboardInterrupt:
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

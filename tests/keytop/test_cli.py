@@ -367,3 +367,39 @@ def test_the_80_column_screen_shows_help_escaped_keys_and_the_new_columns(memcac
         wait_until(lambda: "SIZE^" in screen(), what="reverse order")
     finally:
         tmux_run(["kill-session", "-t", session])
+
+
+def test_the_help_screen_lists_every_key_and_each_key_does_what_it_says(memcached: Memcached) -> None:
+    """`?` shows the key table the screen runs on; each sort key sorts by the column it names."""
+    from webops.keytop.app import KEYS, SORT_KEYS
+    from webops.keytop.render import COLUMNS, SORTED_BY
+
+    need(shutil.which("tmux") is not None, "tmux not found (apt-get install tmux)")
+    session = f"keytophelp{memcached.port}"
+    cmd = " ".join([*KEYTOP, "--server", memcached.address, "--time", "0.2"])
+    tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "24", cmd)
+    try:
+        screen = lambda: tmux("capture-pane", "-p", "-t", session)  # noqa: E731
+        wait_until(lambda: "KEY" in screen() and "? help" in screen(), what="the keytop screen")
+        tmux("send-keys", "-t", session, "?")
+        expected = [f"{b.label} {' '.join(b.help.split())}" for b in KEYS.bindings]
+        wait_until(  # the whole help drawn (a capture may catch a screen half written)
+            lambda: all(e in " ".join(screen().split()) for e in expected),
+            what="every key of the table in the help",
+            detail=screen,
+        )
+        tmux("send-keys", "-t", session, "x")  # any key returns
+        wait_until(lambda: "keytop keys" not in screen() and "KEY" in screen(), what="the table back")
+        titles = {name: title for name, title, _ in COLUMNS}
+        for key, sort in SORT_KEYS.items():
+            marked = titles[SORTED_BY.get(sort, sort)] + "*"
+            tmux("send-keys", "-t", session, key)
+            wait_until(lambda m=marked: m in screen(), what=f"{key}: sort by {sort}")
+        tmux("send-keys", "-t", session, "o")
+        wait_until(lambda: "KEY^" in screen(), what="o: the order turned round")
+        tmux("send-keys", "-t", session, "p")
+        wait_until(lambda: "PAUSED" in screen(), what="p: paused")
+        tmux("send-keys", "-t", session, "q")
+        wait_until(lambda: tmux_run(["has-session", "-t", session]).returncode != 0, what="q to quit")
+    finally:
+        tmux_run(["kill-session", "-t", session])

@@ -126,6 +126,34 @@ def test_screen_keys_and_the_query_killer(pg, session, terminal, tmp_path: Path)
     wait_until(lambda: not t.alive(), what="q to quit")
 
 
+def test_the_help_lists_every_key_of_the_table_and_the_keys_do_what_it_says(pg, terminal) -> None:
+    from webops.pgtop.ui import KEYS
+
+    t = terminal(f"pgtophelp{pg.port}", pgtop_command(pg.dsn, "--refresh", "0.5"))
+    t.shows("cache hit ratio")
+    t.keys("?")
+    expected = [f"{b.label} {' '.join(b.help.split())}" for b in KEYS.bindings]
+    wait_until(  # the whole help drawn (a capture may catch a screen half written)
+        lambda: all(e in " ".join(t.screen().split()) for e in expected),
+        what="every key of the table in the help",
+        detail=lambda: "the screen:\n" + t.screen(),
+    )
+    t.keys("x")  # any key returns
+    wait_until(lambda: "pgtop keys" not in t.screen(), what="the help closed")
+    for key, shown in [
+        ("C", "columns: full"),
+        ("i", "idle shown"),
+        ("+", "refresh 1s"),
+        ("-", "refresh 0.5s"),
+    ]:
+        t.keys(key)
+        t.shows(shown, f"{key}: {shown}")
+    t.keys("p")
+    t.shows("paused (p resumes)")
+    t.keys("p", "q")
+    wait_until(lambda: not t.alive(), what="q to quit")
+
+
 def test_a_lost_connection_is_shown_and_retried(terminal) -> None:
     server = Postgres()
     try:

@@ -14,6 +14,8 @@ from datetime import datetime
 from pathlib import Path, PosixPath
 from typing import IO
 
+from ..common.config import ConfigError
+
 # The tree report's and doctor's default places (/var/log/auth.log, /var/log/secure, the journal)
 # are looked for under: / on a host; a test's own tree (not an option: no user needs it).
 ROOT_ENV = "WEBOPS_CMDLOG_ROOT"
@@ -143,8 +145,7 @@ def _doctor(args: argparse.Namespace) -> int:
             root=_root(),
         )
     except KeyError:
-        print(f"webops cmdlog: no user {args.user!r} on this host", file=sys.stderr)
-        return 2
+        raise ConfigError(f"no user {args.user!r} on this host") from None
     found = doctor.checks(facts)
     for c in found:
         if args.format == "json":
@@ -179,12 +180,10 @@ def _install(args: argparse.Namespace) -> int:
         home, uid, gid = Path(args.home or entry.pw_dir), entry.pw_uid, entry.pw_gid
     except KeyError:
         if not args.home:
-            print(f"webops cmdlog: no user {args.user!r} on this host", file=sys.stderr)
-            return 2
+            raise ConfigError(f"no user {args.user!r} on this host") from None
         home, uid, gid = Path(args.home), None, -1
     if not home.is_dir():
-        print(f"webops cmdlog: {home}: not a directory", file=sys.stderr)
-        return 2
+        raise ConfigError(f"{home}: not a directory")
     try:
         files = _StartFile(home)
         changed = snippet.install(files) if args.cmdlog_cmd == "install" else snippet.uninstall(files)
@@ -193,8 +192,7 @@ def _install(args: argparse.Namespace) -> int:
                 if path.exists():
                     os.chown(path, uid, gid)
     except OSError as e:
-        print(f"webops cmdlog: {e.filename}: {e.strerror}", file=sys.stderr)
-        return 2
+        raise ConfigError(f"{e.filename}: {e.strerror}") from None
     print(f"{args.cmdlog_cmd}: " + (", ".join(map(str, changed)) or "nothing to change"))
     if args.cmdlog_cmd == "install":
         print("\n".join(snippet.instructions(home, args.user, uid)))
@@ -241,12 +239,10 @@ def _report(args: argparse.Namespace) -> int:
             print(f"webops cmdlog: reading the journal{passed}", file=sys.stderr)
             args.journal = True
         else:
-            print(
-                f"webops cmdlog: found no records to read: {'; '.join(where.looked)}. Name a FILE "
-                "(- for stdin), pipe them in, or use --journal",
-                file=sys.stderr,
+            raise ConfigError(
+                f"found no records to read: {'; '.join(where.looked)}. Name a FILE "
+                "(- for stdin), pipe them in, or use --journal"
             )
-            return 2
     try:
         if args.journal:
             journal = _journal(args)
@@ -259,8 +255,7 @@ def _report(args: argparse.Namespace) -> int:
             ]
             streams = streams or [sys.stdin]
     except OSError as e:
-        print(f"webops cmdlog: {e.filename}: {e.strerror}", file=sys.stderr)
-        return 2
+        raise ConfigError(f"{e.filename}: {e.strerror}") from None
     users, dropped = set(args.user or []), 0
     hosts = {h.casefold() for h in args.host or []}
     gaps: dict[str, dict[str, int]] = {}  # host: reason: records dropped
@@ -312,6 +307,5 @@ def _report(args: argparse.Namespace) -> int:
     if journal is not None and journal.wait() != 0:
         assert journal.stderr is not None
         why = " ".join(journal.stderr.read().split()) or f"exit status {journal.returncode}"
-        print(f"webops cmdlog: journalctl: {why}", file=sys.stderr)
-        return 2
+        raise ConfigError(f"journalctl: {why}")
     return 0

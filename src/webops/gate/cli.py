@@ -11,6 +11,8 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..common.config import ConfigError
+
 if TYPE_CHECKING:
     from .config import Config
 
@@ -87,7 +89,8 @@ def _number(text: str | None) -> object:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .config import KEYS, ConfigError, load
+    from .config import KEYS, load
+    from .config import ConfigError as GateConfigError
 
     if args.gate_cmd == "vmod":
         return _vmod(args)
@@ -99,9 +102,8 @@ def run(args: argparse.Namespace) -> int:
     }
     try:
         cfg = load(args.config, overrides)
-    except ConfigError as e:
-        print(f"webops gate: {e}", file=sys.stderr)
-        return 2
+    except GateConfigError as e:
+        raise ConfigError(str(e)) from None
     if args.gate_cmd == "vcl":
         from .vcl import render
 
@@ -127,8 +129,7 @@ def _fleet(args: argparse.Namespace, cfg: Config) -> int:
     from .publish import PublishError
 
     if getattr(args, "keep", 1) < 1:
-        print("webops gate: --keep: expected a whole number of at least 1", file=sys.stderr)
-        return 2
+        raise ConfigError("--keep: expected a whole number of at least 1")
     try:
         if args.gate_cmd == "install":
             done = install(args.file, cfg, force=args.force, keep=args.keep)
@@ -157,11 +158,9 @@ def _build(args: argparse.Namespace, cfg: Config) -> int:
                 reader(f, name, counts)
         report = publish(counts, cfg, force=args.force, source=", ".join(args.files) or "stdin")
     except OSError as e:
-        print(f"webops gate: {e.filename}: {e.strerror}", file=sys.stderr)
-        return 2
+        raise ConfigError(f"{e.filename}: {e.strerror}") from None
     except UnicodeDecodeError as e:
-        print(f"webops gate: not UTF-8 text: {e}", file=sys.stderr)
-        return 2
+        raise ConfigError(f"not UTF-8 text: {e}") from None
     except (SignalError, PublishError) as e:
         print(f"webops gate: {e}", file=sys.stderr)
         return 1

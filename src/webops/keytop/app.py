@@ -17,16 +17,19 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from rich.console import Console
-from rich.live import Live
 
-from ..common.terminal import Keyboard, has_tty
+from ..common import live
+from ..common.config import ConfigError
+from ..common.live import Binding, KeyTable
+from ..common.terminal import has_tty
 from . import render, watch
 from .events import Event
 from .pcap import CaptureReport, read_pcap
 from .protocol import TextDecoder, text
-from .table import KeyTable
+from .table import KeyTable as Counts
 
 SORT_KEYS = {"c": "calls", "h": "hits", "m": "misses", "s": "sets", "b": "bytes", "r": "rate",
              "w": "bandwidth", "z": "size", "k": "key"}  # fmt: skip
@@ -297,8 +300,81 @@ def start_sources(opts: Options, feed: Feed, stop: threading.Event) -> tuple[lis
     return threads, title
 
 
+class Screen:
+    """The live screen (common/live.py runs it): the table redrawn every --time, the keys of KEYS."""
+
+    def __init__(self, table: Counts, health: Health, title: str, opts: Options, drain, stop, console):
+        self.table, self.health, self.title, self.opts = table, health, title, opts
+        self.drain, self.stop, self.console = drain, stop, console
+        self.view = render.View(opts.sort, opts.reverse)
+        self.overlay: list[str] | None = None
+        self.shown: tuple[os.terminal_size, Any] | None = None  # kept while paused
+
+    def refreshing(self) -> bool:
+        return True  # counting goes on while the screen is paused
+
+    def interval(self) -> float:
+        return self.opts.interval
+
+    def refresh(self) -> None:
+        self.drain(None)
+
+    def finished(self) -> bool:
+        return self.stop.is_set()
+
+    def render(self, size: os.terminal_size):
+        if self.view.paused and self.shown is not None and self.shown[0] == size:
+            return self.shown[1]
+        now = time.time()
+        fitting = render.rows_fitting(size.lines)
+        rows = self.table.rows(self.view.sort, min(self.opts.limit, fitting), now, self.view.reverse)
+        overlay = self.overlay[: fitting + 1] if self.overlay is not None else None
+        group = render.screen(
+            rows, self.table.totals(now), self.health, self.title, self.view, size.columns, overlay
+        )
+        self.shown = (size, group)
+        return group
+
+    def intercept(self, key: str) -> bool:
+        self.shown = None  # a key redraws, paused or not
+        if self.overlay is None:
+            return False
+        self.overlay = None
+        return True
+
+    def sort(self, key: str) -> None:
+        self.view.sort, self.view.reverse = SORT_KEYS[key], False
+
+    def reverse(self) -> None:
+        self.view.reverse = not self.view.reverse
+
+    def pause(self) -> None:
+        self.view.paused = not self.view.paused
+
+    def help(self) -> None:
+        self.overlay = KEYS.help_lines(self.console.size.width)
+
+
+KEYS = KeyTable(
+    "keytop keys",
+    [
+        Binding(
+            tuple(SORT_KEYS),
+            " ".join(SORT_KEYS),
+            "sort",
+            "sort by calls, hits, misses, sets, bytes, calls/s, bytes/s, value size, key",
+            with_key=True,
+        ),
+        Binding(("o",), "o", "reverse", "turn the order round (* marks the sorted column, ^ when reversed)"),
+        Binding(("p", "P"), "p", "pause", "pause / resume the screen (counting goes on)"),
+        Binding(("?",), "?", "help", "this help (any key returns)"),
+        Binding(("q", "Q"), "q", "quit", "quit"),
+    ],
+)
+
+
 def run(opts: Options) -> int:
-    table = KeyTable(opts.max_keys, started=time.time())
+    table = Counts(opts.max_keys, started=time.time())
     health = Health()
     feed: Feed = queue.Queue()
     stop = threading.Event()
@@ -307,9 +383,6 @@ def run(opts: Options) -> int:
     interactive = opts.format is None and sys.stdout.isatty() and has_tty()
     deadline = time.monotonic() + opts.runtime if opts.runtime else None
     live_sources = len(threads)
-    view = render.View(opts.sort, opts.reverse)
-    keyboard = Keyboard() if interactive else None
-    console = Console()
 
     def drain(block_until: float | None) -> None:
         """Move what the sources produced into the table, waiting until `block_until` if asked."""
@@ -331,55 +404,22 @@ def run(opts: Options) -> int:
                 for ev in item:
                     table.add(ev, now)
 
-    def draw(live: Live) -> None:
-        now = time.time()
-        size = os.get_terminal_size(sys.stdout.fileno())
-        console.size = size
-        rows = table.rows(view.sort, min(opts.limit, render.rows_fitting(size.lines)), now, view.reverse)
-        live.update(render.screen(rows, table.totals(now), health, title, view, size.columns), refresh=True)
-
+    interrupted = False
     try:
-        with (
-            Live(console=console, screen=True, auto_refresh=False)
-            if interactive
-            else contextlib.nullcontext() as live
-        ):
-            while not stop.is_set():
-                tick = time.monotonic() + opts.interval
-                if deadline is not None:
-                    tick = min(tick, deadline)
-                if keyboard is not None:
-                    drain(None)
-                    assert live is not None
-                    if not view.paused:
-                        draw(live)
-                    while (left := tick - time.monotonic()) > 0:
-                        key = keyboard.read(left)
-                        if key in ("q", "Q"):
-                            stop.set()
-                            break
-                        if key in ("p", "P"):
-                            view.paused = not view.paused
-                        elif key == "o":
-                            view.reverse = not view.reverse
-                        elif key in SORT_KEYS:
-                            view.sort, view.reverse = SORT_KEYS[key], False
-                        if key is not None:
-                            draw(live)
-                else:
-                    drain(tick)
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
-                if live_sources == 0 and not interactive:
-                    break
-    except (KeyboardInterrupt, EOFError):  # ^C, or the terminal closed
-        pass
-    except (ConnectionError, OSError, ValueError) as e:
-        print(f"webops keytop: {e}", file=sys.stderr)
-        return 2
-    finally:
-        if keyboard is not None:
-            keyboard.close()
+        if interactive:
+            console = Console()
+            screen = Screen(table, health, title, opts, drain, stop, console)
+            live.run(screen, KEYS, console, deadline=deadline)
+        while not interactive and not stop.is_set():
+            tick = time.monotonic() + opts.interval
+            drain(tick if deadline is None else min(tick, deadline))
+            if (deadline is not None and time.monotonic() >= deadline) or live_sources == 0:
+                break
+    except KeyboardInterrupt:  # ^C: the final table all the same, then webops exits 130
+        interrupted = True
+    except (ConnectionError, OSError, ValueError) as e:  # no memcached to watch, no capture to read
+        stop.set()
+        raise ConfigError(str(e)) from None
     stop.set()
     for t in threads:
         t.join(timeout=3)
@@ -388,8 +428,10 @@ def run(opts: Options) -> int:
     if not interactive:
         now = time.time()
         totals = {**table.totals(now), **health.as_dict()}
-        rows = table.rows(view.sort, opts.limit, now, view.reverse)
+        rows = table.rows(opts.sort, opts.limit, now, opts.reverse)
         sys.stdout.write(render.FORMATS[opts.format or "text"](rows, totals))
     for line in render.loss_lines(health.as_dict()):  # every loss the outputs carry, on stderr too
         print(f"webops keytop: {line}", file=sys.stderr)
+    if interrupted:
+        raise KeyboardInterrupt
     return 0

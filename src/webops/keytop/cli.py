@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..common.config import ConfigError
 from .table import KeyTable
 
 
@@ -57,9 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     if args.field is not None and args.field < 1:
-        raise SystemExit("webops keytop: --field counts from 1")
+        raise ConfigError("--field counts from 1")
     if args.limit < 1 or args.time <= 0 or args.max_keys < 10:
-        raise SystemExit("webops keytop: --limit and --time must be positive, --max-keys at least 10")
+        raise ConfigError("--limit and --time must be positive, --max-keys at least 10")
     from .app import Options, run  # rich, dpkt: loaded when keytop runs, not for every webops tool
 
     return run(

@@ -41,9 +41,10 @@ class View:
 
 
 HELP_WIDE = (
-    "sort: c calls h hits m misses s sets b bytes r rate w bytes/s z size k key  o order  p pause  q quit"
+    "sort: c calls h hits m misses s sets b bytes r rate w bytes/s z size k key  o order  p pause  ? help"
+    "  q quit"
 )
-HELP_NARROW = "c h m s b r w z k: sort  o: order  p: pause  q: quit"
+HELP_NARROW = "c h m s b r w z k: sort  o: order  p: pause  ?: help  q: quit"
 
 
 def rows_fitting(lines: int) -> int:
@@ -150,8 +151,17 @@ def as_csv(rows: list[dict], totals: dict) -> str:
 FORMATS = {"text": as_text, "json": as_json, "csv": as_csv}
 
 
-def screen(rows: list[dict], totals: dict, health, title: str, view: View, width: int) -> Group:
-    """The live screen: title, summary, losses, the table fitted to `width`, the help line."""
+def screen(
+    rows: list[dict],
+    totals: dict,
+    health,
+    title: str,
+    view: View,
+    width: int,
+    overlay: list[str] | None = None,
+) -> Group:
+    """The live screen: title, summary, losses, the table fitted to `width` (or the `overlay`'s
+    lines in its place: the help), the help line."""
     shown = [c for c in COLUMNS if c[0] != "servers" or len(health.servers) > 1]
     for name in SCREEN_DROP_ORDER:  # narrow screens: the least looked-at columns go first
         if sum(w + 1 for _, _, w in shown) <= width:
@@ -177,8 +187,10 @@ def screen(rows: list[dict], totals: dict, health, title: str, view: View, width
         Text(f"{title}{state}"[:width], style="bold"),
         Text(summary(totals)[:width], style="bold"),
         Text((lost or health.last)[:width], style="bold red" if lost else "dim"),
-        Text(fit(titles).ljust(width), style="bold reverse"),
-        *(Text(fit(c)) for c in cells),
     ]
+    if overlay is not None:
+        lines += [Text(line[:width]) for line in overlay]
+    else:
+        lines += [Text(fit(titles).ljust(width), style="bold reverse"), *(Text(fit(c)) for c in cells)]
     help_line = HELP_WIDE if len(HELP_WIDE) <= width else HELP_NARROW
     return Group(*lines, Text(help_line[:width], style="dim"))

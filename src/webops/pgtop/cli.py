@@ -246,19 +246,14 @@ def filters(args: argparse.Namespace) -> data.Filters:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.config:
+        apply_config(args, _given(args.argv))  # ConfigError: webops.cli says it, exit 2
     try:
-        if args.config:
-            apply_config(args, _given(args.argv))
         f = filters(args)
-    except ConfigError as e:
-        print(f"webops pgtop: {e}", file=sys.stderr)
-        return 2
     except re.error as e:
-        print(f"webops pgtop: --query-regex: {e}", file=sys.stderr)
-        return 2
+        raise ConfigError(f"--query-regex: {e}") from None
     if args.slack_webhook and not re.match(r"https?://[^/\s]+", args.slack_webhook):
-        print(f"webops pgtop: --slack-webhook: not an http(s) URL: {args.slack_webhook!r}", file=sys.stderr)
-        return 2
+        raise ConfigError(f"--slack-webhook: not an http(s) URL: {args.slack_webhook!r}")
     import psycopg
 
     from . import render
@@ -268,14 +263,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         conn = connect()  # a first connection that fails is an error, not a screen retrying forever
     except psycopg.Error as e:
-        print(f"webops pgtop: {str(e).strip().splitlines()[0]}", file=sys.stderr)
-        return 2
+        raise ConfigError(first_line(e)) from None
     if args.kill_slower_than is not None:
         try:
             return kill_slow(conn, args)
         except psycopg.Error as e:
-            print(f"webops pgtop: {str(e).strip().splitlines()[0]}", file=sys.stderr)
-            return 2
+            raise ConfigError(first_line(e)) from None
     server = server_label(conn)
     slack = Slack(args.slack_webhook, args.slack_per_minute, server) if args.slack_webhook else None
     log_file = default_log_path() if args.log_file is None else args.log_file or None
@@ -291,9 +284,8 @@ def run(args: argparse.Namespace) -> int:
                     render.as_json(snap, rows) if args.format == "json" else render.as_text(snap, rows, shown)
                 )
         except psycopg.Error as e:
-            print(f"webops pgtop: {str(e).strip().splitlines()[0]}", file=sys.stderr)
             report(slowlog)
-            return 2
+            raise ConfigError(first_line(e)) from None
         return report(slowlog)
     from .ui import Screen, State
 
@@ -303,6 +295,11 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for failure in slowlog.close():
             print(f"webops pgtop: {failure}", file=sys.stderr)
+
+
+def first_line(e: Exception) -> str:
+    """psycopg's message, which may run over several lines, as the one line webops prints."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def report(slowlog) -> int:

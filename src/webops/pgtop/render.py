@@ -204,21 +204,3 @@ def screen(
 
 KEYS = "q quit  k/K kill  space tag  / filter  s sort  v view  C columns  i idle  p pause  ? help"
 KEYS_NARROW = "q:quit k/K:kill space:tag /:filter s:sort v:view C:columns i:idle p:pause ?:help"
-
-HELP = """pgtop keys
-
-  q            quit
-  up / down    select a backend (PgUp / PgDn, Home / End: a page, the first, the last)
-  enter        show the selected backend's full query (any key returns)
-  space        tag / untag the selected backend;  u  untag all
-  k            cancel or terminate the tagged backends, or the selected one (you confirm first)
-  K            cancel or terminate the queries running longer than the slow threshold, among
-               the rows of the current view and filter (you confirm first)
-  /            filter: db=NAME user=NAME state=STATE min=SECONDS re=REGEX (empty: none)
-  s            sort by duration, pid, user, database (cycles)
-  v            view all, running, waiting (blocked), blocking, tree (who blocks whom)
-  C            columns: standard, full, minimal (cycles)
-  i            show / hide idle sessions
-  p            pause / resume the refresh
-  + / -        refresh slower / faster
-  ?            this help (any key returns)"""

@@ -4,15 +4,13 @@ layout in columns.py and render.py; this is state and events."""
 from __future__ import annotations
 
 import os
-import sys
-import time
 from dataclasses import dataclass, field
 
 import psycopg
 from rich.console import Console
-from rich.live import Live
 
-from ..common.terminal import Keyboard
+from ..common import live
+from ..common.live import Binding, KeyTable
 from . import columns, data, render
 from .actions import signal_backends, summary
 from .procstats import Sampler, is_local
@@ -51,7 +49,6 @@ class Screen:
         self.console = Console()
         self.sampler = Sampler()
         self.local = conn is not None and is_local(conn.info.backend_pid)
-        self.drawn: object = None  # what is on the terminal (redraw only on change)
         self.page: int | None = None  # the table's height on the last screen drawn
 
     # --- data ---------------------------------------------------------------------------
@@ -97,10 +94,8 @@ class Screen:
     def body_height(self) -> int:
         return self.page if self.page is not None else max(3, self.console.size.height - 6)
 
-    def render(self):
+    def render(self, size: os.terminal_size):
         s = self.state
-        size = os.get_terminal_size(sys.stdout.fileno())
-        self.console.size = size
         status = s.message
         if s.prompt is not None:
             status = prompt_line(s.prompt, size.columns)
@@ -134,23 +129,23 @@ class Screen:
         )
         return group
 
-    # --- keys ---------------------------------------------------------------------------
+    # --- keys: the table (KEYS, below) names these methods -------------------------------
 
-    def key(self, key: str) -> bool:
-        """Handle one key; False means quit."""
+    def intercept(self, key: str) -> bool:
+        """The filter prompt, a confirmation and an overlay take every key."""
         s = self.state
-        if key == "resize":
-            return True
         if s.prompt is not None:
-            return self._prompt_key(key)
-        if s.confirm is not None:
+            self._prompt_key(key)
+        elif s.confirm is not None:
             self._confirm_key(key)
-            return True
-        if s.overlay is not None:
+        elif s.overlay is not None:
             s.overlay = None
-            return True
-        if key in ("q", "Q"):
+        else:
             return False
+        return True
+
+    def move(self, key: str) -> None:
+        s = self.state
         page = self.body_height() - 1
         moves = {
             "up": -1,
@@ -160,54 +155,65 @@ class Screen:
             "home": -len(self.rows),
             "end": len(self.rows),
         }
-        if key in moves:
-            s.selected = max(0, min(len(self.rows) - 1, s.selected + moves[key]))
-            s.selected_pid = self.rows[s.selected].pid if self.rows else None
-            return True
-        if key in ("\n", "\r"):
-            if self.rows:
-                b = self.rows[s.selected]
-                s.overlay = [
-                    f"pid {b.pid}  {b.usename} @ {b.datname}  {columns.seconds(b.query_seconds)}"
-                    + (f"  {b.lock}" if b.lock else ""),
-                    "",
-                    *(b.query or "").splitlines(),
-                    "",
-                    "(any key returns)",
-                ]
-        elif key == " ":
-            if self.rows:
-                s.tagged ^= {self.rows[s.selected].pid}
-        elif key == "u":
-            s.tagged.clear()
-        elif key in ("k", "K"):
-            self._ask(key)
-        elif key == "/":
-            s.prompt = ""
-        elif key == "s":
-            s.sort = data.SORTS[(data.SORTS.index(s.sort) + 1) % len(data.SORTS)]
-        elif key == "v":
-            s.view = data.VIEWS[(data.VIEWS.index(s.view) + 1) % len(data.VIEWS)]
-        elif key == "C":
-            names = list(columns.PROFILES)
-            current = next((n for n, keys in columns.PROFILES.items() if keys == s.columns), names[-1])
-            name = names[(names.index(current) + 1) % len(names)]
-            s.columns = columns.PROFILES[name]
-            s.message = f"columns: {name}"
-        elif key == "i":
-            s.filters.show_idle = not s.filters.show_idle
-        elif key == "p":
-            s.paused = not s.paused
-        elif key == "+":
-            s.refresh = min(60.0, s.refresh * 2)
-        elif key == "-":
-            s.refresh = max(0.25, s.refresh / 2)
-        elif key == "?":
-            s.overlay = render.HELP.splitlines()
-        self._select()
-        return True
+        s.selected = max(0, min(len(self.rows) - 1, s.selected + moves[key]))
+        s.selected_pid = self.rows[s.selected].pid if self.rows else None
 
-    def _ask(self, key: str) -> None:
+    def show_query(self) -> None:
+        s = self.state
+        if self.rows:
+            b = self.rows[s.selected]
+            s.overlay = [
+                f"pid {b.pid}  {b.usename} @ {b.datname}  {columns.seconds(b.query_seconds)}"
+                + (f"  {b.lock}" if b.lock else ""),
+                "",
+                *(b.query or "").splitlines(),
+                "",
+                "(any key returns)",
+            ]
+
+    def tag(self, key: str) -> None:
+        s = self.state
+        if key == "u":
+            s.tagged.clear()
+        elif self.rows:
+            s.tagged ^= {self.rows[s.selected].pid}
+
+    def filter(self) -> None:
+        self.state.prompt = ""
+
+    def cycle_sort(self) -> None:
+        s = self.state
+        s.sort = data.SORTS[(data.SORTS.index(s.sort) + 1) % len(data.SORTS)]
+        self._select()
+
+    def cycle_view(self) -> None:
+        s = self.state
+        s.view = data.VIEWS[(data.VIEWS.index(s.view) + 1) % len(data.VIEWS)]
+        self._select()
+
+    def cycle_columns(self) -> None:
+        s = self.state
+        names = list(columns.PROFILES)
+        current = next((n for n, keys in columns.PROFILES.items() if keys == s.columns), names[-1])
+        name = names[(names.index(current) + 1) % len(names)]
+        s.columns = columns.PROFILES[name]
+        s.message = f"columns: {name}"
+
+    def toggle_idle(self) -> None:
+        self.state.filters.show_idle = not self.state.filters.show_idle
+        self._select()
+
+    def pause(self) -> None:
+        self.state.paused = not self.state.paused
+
+    def speed(self, key: str) -> None:
+        s = self.state
+        s.refresh = min(60.0, s.refresh * 2) if key == "+" else max(0.25, s.refresh / 2)
+
+    def help(self) -> None:
+        self.state.overlay = KEYS.help_lines(self.console.size.width)
+
+    def ask(self, key: str) -> None:
         """k: the tagged backends, or the selected one; K: the slow queries among the rows shown
         (the current view and filter). Either way the list is what will be checked at signal time."""
         s = self.state
@@ -260,7 +266,7 @@ class Screen:
             s.confirm = None
             s.message = "nothing signalled"
 
-    def _prompt_key(self, key: str) -> bool:
+    def _prompt_key(self, key: str) -> None:
         s = self.state
         assert s.prompt is not None
         if key == "escape":
@@ -277,40 +283,78 @@ class Screen:
             s.prompt = s.prompt[:-1]
         elif len(key) == 1 and key.isprintable():
             s.prompt += key
-        return True
 
-    # --- the loop -----------------------------------------------------------------------
+    # --- the loop (common/live.py) ------------------------------------------------------
 
-    def draw(self, live: Live) -> None:
-        """Send the screen to the terminal only if it changed since the last time."""
-        group = self.render()
-        key = (self.console.size, [(t.plain, str(t.style)) for t in group.renderables])  # type: ignore[union-attr]
-        if key != self.drawn:
-            live.update(group, refresh=True)
-            self.drawn = key
+    def refreshing(self) -> bool:
+        """No refresh while paused, or while a confirmation lists what will be signalled."""
+        return not self.state.paused and self.state.confirm is None
+
+    def interval(self) -> float:
+        return self.state.refresh
+
+    def refresh(self) -> None:
+        self.poll()
+
+    def finished(self) -> bool:
+        return False
 
     def run(self) -> int:
-        keyboard = Keyboard()
         try:
-            with Live(console=self.console, screen=True, auto_refresh=False) as live:
-                next_poll = 0.0
-                while True:
-                    s = self.state
-                    # no refresh while paused, or while a confirmation lists what will be signalled
-                    if time.monotonic() >= next_poll and not s.paused and s.confirm is None:
-                        self.poll()
-                        next_poll = time.monotonic() + s.refresh
-                    self.draw(live)
-                    wait = next_poll - time.monotonic() if not s.paused and s.confirm is None else 3600
-                    key = keyboard.read(wait)
-                    if key is not None and not self.key(key):
-                        return 0
-        except (KeyboardInterrupt, EOFError):
-            return 0
+            live.run(self, KEYS, self.console)
         finally:
-            keyboard.close()
             if self.conn is not None:
                 self.conn.close()
+        return 0
+
+
+KEYS = KeyTable(
+    "pgtop keys",
+    [
+        Binding(("q", "Q"), "q", "quit", "quit"),
+        Binding(
+            ("up", "down", "pgup", "pgdn", "home", "end"),
+            "up / down",
+            "move",
+            "select a backend (PgUp / PgDn, Home / End: a page, the first, the last)",
+            with_key=True,
+        ),
+        Binding(
+            ("\r", "\n"), "enter", "show_query", "show the selected backend's full query (any key returns)"
+        ),
+        Binding((" ", "u"), "space / u", "tag", "tag / untag the selected backend; untag all", with_key=True),
+        Binding(
+            ("k",),
+            "k",
+            "ask",
+            "cancel or terminate the tagged backends, or the selected one (you confirm first)",
+            with_key=True,
+        ),
+        Binding(
+            ("K",),
+            "K",
+            "ask",
+            "cancel or terminate the queries running longer than the slow threshold, among the rows of "
+            "the current view and filter (you confirm first)",
+            with_key=True,
+        ),
+        Binding(
+            ("/",), "/", "filter", "filter: db=NAME user=NAME state=STATE min=SECONDS re=REGEX (empty: none)"
+        ),
+        Binding(("s",), "s", "cycle_sort", f"sort by {', '.join(data.SORTS)} (cycles)"),
+        Binding(
+            ("v",),
+            "v",
+            "cycle_view",
+            "view all, running, waiting (blocked), blocking, tree (who blocks whom)",
+        ),
+        Binding(("C",), "C", "cycle_columns", f"columns: {', '.join(columns.PROFILES)} (cycles)"),
+        Binding(("i",), "i", "toggle_idle", "show / hide idle sessions"),
+        Binding(("p",), "p", "pause", "pause / resume the refresh"),
+        Binding(("+", "-"), "+ / -", "speed", "refresh slower / faster", with_key=True),
+        Binding(("?",), "?", "help", "this help (any key returns)"),
+    ],
+)
 
 
 CONFIRM_STATUS = {

@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
+from ..common.config import ConfigError
 from . import output
 from .filters import Filters, is_true
 from .parse import JOIN_WAIT, Counts, LogParser
@@ -195,8 +196,7 @@ def run(args: argparse.Namespace) -> int:
         keep = Filters.from_options(opts)
         stream = open(args.file, "rb") if args.file else sys.stdin.buffer  # noqa: SIM115 - closed below
     except (ValueError, OSError) as e:
-        print(f"webops vlogdump: {e}", file=sys.stderr)
-        return 2
+        raise ConfigError(str(e)) from None
     color = not args.no_color and sys.stdout.isatty() and "NO_COLOR" not in os.environ
     live = not args.file  # a pipe from varnishlog: show each transaction as soon as it is complete
     show_req = is_true(opts.get("show_req_headers"))

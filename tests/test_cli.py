@@ -1,0 +1,109 @@
+"""One CLI contract for every tool: 0 ok, 1 a negative answer, 2 usage or config, 130 Ctrl-C,
+mapped once in webops.cli."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import stop_process, wait_until
+from tests.keytop.test_cli import unread
+from webops import cli
+from webops.cmdlog import cli as cmdlog_cli
+from webops.common.config import ConfigError
+
+WEBOPS = [sys.executable, "-m", "webops"]
+
+
+def run_raising(monkeypatch, error: BaseException | int) -> int:
+    """webops.cli.main with a tool (cmdlog) whose run raises `error` (or returns it)."""
+
+    def run(args) -> int:
+        if isinstance(error, int):
+            return error
+        raise error
+
+    monkeypatch.setattr(cmdlog_cli, "run", run)
+    try:
+        return cli.main(["cmdlog", "report"])
+    except KeyboardInterrupt:  # not mapped: it would stop pytest itself
+        pytest.fail("KeyboardInterrupt went through webops.cli.main")
+
+
+def test_a_config_error_is_one_line_and_exit_2(monkeypatch, capsys) -> None:
+    assert run_raising(monkeypatch, ConfigError("/etc/x.conf:3: port: expected a number")) == 2
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", "webops cmdlog: /etc/x.conf:3: port: expected a number\n")
+
+
+def test_ctrl_c_is_130_without_a_traceback(monkeypatch, capsys) -> None:
+    assert run_raising(monkeypatch, KeyboardInterrupt()) == 130
+    assert capsys.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize("status", [0, 1])
+def test_a_tools_own_answer_is_its_exit_status(monkeypatch, status: int) -> None:
+    assert run_raising(monkeypatch, status) == status
+
+
+def test_a_usage_error_is_2(capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        cli.main(["keytop", "--no-such-flag"])
+    assert e.value.code == 2
+
+
+def test_the_contract_is_in_the_help() -> None:
+    r = subprocess.run([*WEBOPS, "--help"], capture_output=True, text=True)
+    assert "exit status: 0 ok; 1 a negative answer" in " ".join(r.stdout.split())
+    assert "130" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["keytop", "--limit", "0"],
+        ["keytop", "--field", "0"],
+        ["keytop", "--time", "soon"],
+        ["pgtop", "--refresh", "0"],
+        ["pgtop", "--query-regex", "(", "--once"],
+        ["pgtop", "--slack-webhook", "nope", "--once"],
+        ["statsd", "--check-config", "/nonexistent/config.js"],
+        ["statsd", "--port", "abc"],
+        ["vlogdump", "-v", "only_mises=1"],
+        ["cmdlog", "doctor", "--user", "wo-nobody-here"],
+        ["gate", "install", "/nonexistent/profiles.sqlite", "--keep", "0"],
+        ["gate", "vcl", "--config", "/nonexistent/gate.toml"],
+    ],
+)
+def test_every_tools_usage_and_config_errors_exit_2_with_one_line(args: list[str]) -> None:
+    r = subprocess.run([*WEBOPS, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    if not {"--time", "--refresh", "--port"} & set(args):  # those are argparse's: usage, then the error
+        assert r.stderr.count("\n") == 1 and r.stderr.startswith(f"webops {args[0]}: "), r.stderr
+
+
+def test_ctrl_c_prints_keytops_table_then_exits_130() -> None:
+    proc = subprocess.Popen(
+        [*WEBOPS, "keytop", "--field", "1", "--format", "json"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        proc.stdin.write("GET /a\n" * 3)
+        proc.stdin.flush()  # the input stays open: only ^C ends it
+        wait_until(lambda: unread(proc.stdin) == 0, what="keytop reading the lines")
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        out, err = proc.stdout.read(), proc.stderr.read()
+    finally:
+        proc.stdin.close()
+        stop_process(proc)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and '"GET"' in out  # the final table all the same
