@@ -76,6 +76,7 @@ def test_the_contract_is_in_the_help() -> None:
         ["cmdlog", "doctor", "--user", "wo-nobody-here"],
         ["gate", "install", "/nonexistent/profiles.sqlite", "--keep", "0"],
         ["gate", "vcl", "--config", "/nonexistent/gate.toml"],
+        ["cluster", "serve", "--max-tokens", "99999999", "--timeout", "1"],
     ],
 )
 def test_every_tools_usage_and_config_errors_exit_2_with_one_line(args: list[str]) -> None:

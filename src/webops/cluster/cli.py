@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
+from ..common.config import ConfigError
 from . import DEFAULT_MODE, PRESETS
 
 
@@ -170,14 +170,12 @@ def run(args: argparse.Namespace) -> int:
         from .api import Limits
         from .serve import ServeOptions, Server
     except ImportError as e:
-        print(f"webops cluster: {e.name} is missing: pip install 'webops[cluster]'", file=sys.stderr)
-        return 2
+        raise ConfigError(f"{e.name} is missing: pip install 'webops[cluster]'") from None
     limits = Limits(args.max_sentences, args.max_chars, args.max_tokens, args.max_body, args.max_queue)
     try:
         limits.check(args.timeout)
     except ValueError as e:
-        print(f"webops cluster: {e}", file=sys.stderr)
-        return 2
+        raise ConfigError(str(e)) from None
     if args.reload:
         import uvicorn
 
