@@ -17,7 +17,7 @@ from pathlib import Path
 import dpkt
 
 from .events import Event
-from .protocol import Connection
+from .protocol import Connection, unconfirmed_note
 
 REORDER_MAX = 1 << 20  # bytes of early segments held per direction
 LINKTYPE_LINUX_SLL2 = 276  # tcpdump -i any on Linux (libpcap >= 1.10)
@@ -182,6 +182,8 @@ def read_pcap(path: str, port: int, report: CaptureReport | None = None) -> Iter
         yield from conn.finish()
     skipped = sum(c.skipped for c in conns.values())
     unmatched = sum(c.unmatched for c in conns.values())
+    if unconfirmed := sum(c.unconfirmed for c in conns.values()):
+        report.notes.append(f"{path}: {unconfirmed_note(unconfirmed)}")
     if report.joined:
         report.notes.append(
             f"{path}: {report.joined} connection(s) already open when the capture began: read from their"

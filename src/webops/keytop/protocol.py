@@ -42,6 +42,20 @@ from .framing import (
 
 __all__ = ["COMMANDS", "Connection", "TextDecoder", "text"]
 MAX_PENDING = 1000  # per connection: captures without replies must not grow memory
+META_REPLIES = ("VA", "HD", "EN", "NF", "NS", "EX", "MN")
+MAX_HELD = 10_000  # events of a connection not confirmed yet (see Connection): more are dropped
+# the replies a request can get, by its kind (a connection not confirmed yet is held to them)
+ANSWERS = {
+    "get": {"VALUE", "END"},
+    "store": {"STORED", "NOT_STORED", "EXISTS", "NOT_FOUND"},
+    "lookup": {"DELETED", "NOT_FOUND", "TOUCHED"},  # and a number: incr/decr
+    "mg": {"VA", "HD", "EN"},
+    "ms": {"HD", "NS", "EX", "NF"},
+    "md": {"HD", "NF", "EX"},
+    "ma": {"VA", "HD", "NF", "NS", "EX", "EN"},
+    "mn": {"MN"},
+}
+ANY_ANSWER: frozenset[str] = frozenset().union(*ANSWERS.values())
 
 # `tcpflow -c`: each chunk (a TCP segment) as `SRC-DST: ` and its bytes, then a line end of its own;
 # addresses as tcpflow writes them (127.000.000.001.49204)
@@ -78,7 +92,12 @@ class Connection:
     A connection whose start was not seen (a capture begun mid-conversation, or bytes lost) is
     picked up per direction at the first packet that starts with a request or reply line; what came
     before is skipped and counted (`skipped`), as are replies to requests that were not seen
-    (`unmatched`)."""
+    (`unmatched`). Such a packet may be the middle of a value that holds command text, so the
+    connection is not trusted until it is confirmed: a reply of the right shape (a `get`'s VALUE or
+    END, a store's STORED, ...) answers the oldest request read. Until then what it reads is held,
+    not counted; a reply that cannot answer that request means the requests read so far were value
+    text: they are dropped and counted (`unconfirmed`). A connection seen from its SYN is trusted
+    from the start: its counts are exact."""
 
     def __init__(self, synced: bool = True) -> None:
         self.pending: deque[Pending] = deque()
@@ -90,6 +109,9 @@ class Connection:
         self.skipped = 0  # bytes not read (before the connection was picked up, after a loss)
         self.unmatched = 0  # replies to requests that were not seen
         self.closing: set[str] = set()  # the sides that sent a FIN
+        self.trusted = synced  # confirmed (or seen from its start): events go out as they come
+        self.held: list[Event] = []  # the events read while not trusted, in order
+        self.unconfirmed = 0  # requests dropped: read while not trusted and never confirmed
 
     def side(self, direction: str) -> tcpdump.Side:
         """Where this direction is in memcached's framing (for reading tcpdump -A text back)."""
@@ -102,6 +124,13 @@ class Connection:
         self.skip[direction], self.terminator[direction] = 0, False
         self.partial.pop(direction, None)
         self.synced[direction] = False
+        self._distrust()
+
+    def _distrust(self) -> None:
+        """What was read while not trusted is dropped (counted): it may never be confirmed now."""
+        self.unconfirmed += sum(e.call for e in self.held)
+        self.held.clear()
+        self.trusted = False
 
     def pick_up(self, direction: str) -> None:
         self.skip[direction], self.terminator[direction] = 0, False
@@ -147,6 +176,8 @@ class Connection:
         for d, rest in list(self.partial.items()):
             out.extend(self.line(rest, d))
         self.partial.clear()
+        if not self.trusted:  # never confirmed: nothing it read is counted
+            self._distrust()
         return out
 
     def expects_data(self, direction: str) -> bool:
@@ -158,7 +189,51 @@ class Connection:
         words = raw.strip().split()
         if not words:
             return []
-        return self.reply(words) if d == "resp" else self.request(words)
+        if self.trusted:
+            return self.reply(words) if d == "resp" else self.request(words)
+        if d == "req":
+            self._hold(self.request(words))
+            return []
+        return self._confirm(words)
+
+    def _hold(self, events: list[Event]) -> None:
+        self.held.extend(events)
+        if len(self.held) > MAX_HELD:  # no reply confirms so much: not requests
+            self._distrust()
+
+    def _confirm(self, w: list[str]) -> list[Event]:
+        """A reply on a connection not trusted yet: if it can answer the oldest request read (or
+        the quiet ones before it), the connection is in step: what was held goes out, and it is
+        trusted from now on. If not, the requests read so far were not requests: dropped."""
+        token = w[0]
+        if not (token.isdigit() or token in ANY_ANSWER):  # ERROR, STAT, ...: tells nothing
+            return []
+        head: Pending | None
+        if token == "MN":
+            head = next((p for p in self.pending if p.kind == "mn"), None)
+        elif token in META_REPLIES:
+            i = self._meta_match(token, w)
+            head = self.pending[i] if i is not None else None
+        else:
+            head = next((p for p in self.pending if not p.quiet), None)
+        fits = head is not None and (
+            (token.isdigit() and head.kind == "lookup")
+            or (
+                token in ANSWERS.get(head.kind, ())
+                and (token != "VALUE" or (len(w) > 1 and text(w[1]) in head.keys))
+            )
+        )
+        if not fits:
+            self.unmatched += 1  # the answer to a request the capture did not show
+            self.pending.clear()
+            self._distrust()
+            if token in ("VALUE", "VA"):  # its value is skipped all the same
+                self._data("resp", w)
+            return []
+        events = self.reply(w)
+        self.trusted = True
+        out, self.held = self.held + events, []
+        return out
 
     def _data(self, d: str, words: list[str]) -> int:
         size = data_size(words, d)
@@ -229,7 +304,7 @@ class Connection:
                 found = token != "NOT_FOUND"
                 return [*out, Event(key, call=False, hit=found, miss=not found)]
             return out
-        if token in ("VA", "HD", "EN", "NF", "NS", "EX", "MN"):
+        if token in META_REPLIES:
             return self._meta_reply(token, w)
         return []
 
@@ -244,9 +319,6 @@ class Connection:
         return self.pending.popleft(), out
 
     def _meta_reply(self, token: str, w: list[str]) -> list[Event]:
-        flags = w[2:] if token == "VA" else w[1:]
-        opaque = next((f[1:] for f in flags if f[:1] == "O"), None)
-        key = next((text(f[1:]) for f in flags if f[:1] == "k"), None)
         if token == "VA":
             self._data("resp", w)
         out: list[Event] = []
@@ -256,16 +328,7 @@ class Connection:
             if self.pending:
                 self.pending.popleft()
             return out
-        match = None
-        for i, p in enumerate(self.pending):
-            if (opaque is not None and p.opaque == opaque) or (
-                opaque is None and key is not None and key in p.keys
-            ):
-                match = i
-                break
-            if opaque is None and key is None and (not p.quiet or _fits(token, p)):
-                match = i
-                break
+        match = self._meta_match(token, w)
         if match is None:
             self.unmatched += 1
             return out
@@ -273,6 +336,20 @@ class Connection:
             out.extend(self._silent(self.pending.popleft()))
         p = self.pending.popleft()
         return out + self._meta_outcome(token, p, w)
+
+    def _meta_match(self, token: str, w: list[str]) -> int | None:
+        """Which pending request a meta reply answers (by opaque, returned key, or in order)."""
+        flags = w[2:] if token == "VA" else w[1:]
+        opaque = next((f[1:] for f in flags if f[:1] == "O"), None)
+        key = next((text(f[1:]) for f in flags if f[:1] == "k"), None)
+        for i, p in enumerate(self.pending):
+            if (opaque is not None and p.opaque == opaque) or (
+                opaque is None and key is not None and key in p.keys
+            ):
+                return i
+            if opaque is None and key is None and (not p.quiet or _fits(token, p)):
+                return i
+        return None
 
     @staticmethod
     def _meta_outcome(token: str, p: Pending, w: list[str]) -> list[Event]:
@@ -349,8 +426,9 @@ class CaptureStats:
     unfollowed: int = 0  # packets that could not be read as memcached protocol
     guessed: int = 0  # packets with more than one reading
     retransmitted: int = 0  # packets seen twice (not counted twice)
-    skipped: int = 0  # bytes skipped, unmatched replies: of connections that ended
+    skipped: int = 0  # bytes skipped, unmatched replies, unconfirmed requests: of connections that ended
     unmatched: int = 0
+    unconfirmed: int = 0
 
 
 class TextDecoder:
@@ -480,13 +558,15 @@ class TextDecoder:
         conn = self.conns.pop(flow)
         self.stats.skipped += conn.skipped
         self.stats.unmatched += conn.unmatched
+        events = conn.finish()  # (a connection never confirmed: its requests are counted here)
+        self.stats.unconfirmed += conn.unconfirmed
         for src in flow:
             for dst in flow:
                 self.seqs.pop((src, dst), None)
         self.closed[flow] = None  # its last ACKs are not a connection already open
         while len(self.closed) > 10_000:
             del self.closed[next(iter(self.closed))]
-        return conn.finish()
+        return events
 
     def _payload(self, h: tcpdump.Header, dump: str, conn: Connection, d: str | None) -> list[Event]:
         """The events of one packet's payload, read back from its dump."""
@@ -565,6 +645,7 @@ class TextDecoder:
         st = self.stats
         skipped = st.skipped + sum(c.skipped for c in self.conns.values())
         unmatched = st.unmatched + sum(c.unmatched for c in self.conns.values())
+        unconfirmed = st.unconfirmed + sum(c.unconfirmed for c in self.conns.values())
         out = []
         if st.joined:
             out.append(
@@ -585,7 +666,16 @@ class TextDecoder:
             out.append(f"{skipped} bytes skipped (the middle of a value or of a lost conversation)")
         if unmatched:
             out.append(f"{unmatched} reply(ies) to requests the capture did not show were not counted")
+        if unconfirmed:
+            out.append(unconfirmed_note(unconfirmed))
         return out
+
+
+def unconfirmed_note(n: int) -> str:
+    return (
+        f"{n} request(s) of connections picked up mid-stream were not counted: no reply confirmed them"
+        " (the middle of a value that reads like commands)"
+    )
 
 
 def _guess(src: str, dst: str) -> str | None:

@@ -10,10 +10,19 @@ silences another's alert. A pgtop with no output records nothing.
 
 Every read-modify-write of a state file holds an flock (on `pgtop-seen.json.lock`), so two pgtops
 at once never lose each other's entries nor both write one query; a post is claimed in the file
-before it is sent. A log write or post that failed is not recorded: it is reported (the screen's
-status line, `--once`'s stderr and exit status) and tried again, by the next run or a minute later
-by a running screen, while the query is still slow. Posting happens in a thread (a slow webhook
-must not freeze the screen), at most `per_minute` posts a minute.
+before it is sent, naming the claimer (host and pid). A log write or post that failed is not
+recorded: it is reported (the screen's status line, `--once`'s stderr and exit status) and tried
+again, by the next run or a minute later by a running screen, while the query is still slow. A post
+not confirmed when pgtop exits (a webhook that does not answer) releases its claim: the next run
+tries it again. A claim whose pgtop is gone (killed) is free at once; one of a live pgtop is
+respected, and a run that left a post to it waits (up to its exit timeout) to know how it went and
+says it when the post was not confirmed. Posting happens in a thread (a slow webhook must not
+freeze the screen), at most `per_minute` posts a minute.
+
+A state file that cannot be read (damaged, emptied, not pgtop's) is kept aside as
+`pgtop-seen.json.corrupt` and started afresh, and that is said (some alerts may come twice); one
+written by a newer pgtop (a higher version) is never overwritten: its outputs record nothing and
+each run says why.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import hashlib
 import json
 import os
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +50,33 @@ SEEN_MAX = 10_000  # remembered queries per output and server, the most recently
 KEEP_SECONDS = 7 * 86400  # a query no pgtop has seen slow for a week is forgotten
 CLAIM_SECONDS = 300  # a post claimed by a pgtop that never said how it went (killed) is free again
 RETRY_SECONDS = 60  # a running pgtop tries a failed log write or post again after this
+WAIT_SECONDS = 5  # a running pgtop looks again at a post another live pgtop has on its way after this
+VERSION = 2  # of the state file
+HOST = socket.gethostname()
+
+
+class StateError(OSError):
+    """A state file this pgtop must not write (a newer pgtop's)."""
+
+
+def claimer_alive(by: object) -> bool:
+    """Whether the pgtop that claimed a post may still be posting it: [host, pid] on this host,
+    that pid running pgtop. Unknown (an older pgtop's claim, another host): assumed alive."""
+    if not (isinstance(by, list) and len(by) == 2 and isinstance(by[1], int) and by[0] == HOST):
+        return True
+    pid = by[1]
+    if pid == os.getpid():  # this process: its posts in flight are in `pending`, not claims to wait for
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return b"pgtop" in Path(f"/proc/{pid}/cmdline").read_bytes()  # not a reused pid
+    except OSError:
+        return True
 
 
 def state_dir() -> Path:
@@ -63,6 +100,10 @@ def _key(b: Backend) -> str:
     return f"{b.pid}@{b.query_start.isoformat() if b.query_start else '-'}"
 
 
+def _claimer(by: object) -> str:
+    return f"pgtop pid {by[1]}" if isinstance(by, list) and len(by) == 2 else "another pgtop"
+
+
 def _why(e: OSError) -> str:
     return f"{e.strerror or e}" + (f" ({e.filename})" if e.filename else "")
 
@@ -73,6 +114,15 @@ class Book:
 
     done: dict[str, float] = field(default_factory=dict)  # written, or posted
     claimed: dict[str, float] = field(default_factory=dict)  # a post on its way
+    by: dict[str, list] = field(default_factory=dict)  # its claimer: [host, pid]
+
+    def claim_held(self, k: str, now: float) -> bool:
+        """A post claimed by another pgtop that is still alive and may still post it."""
+        return k in self.claimed and now - self.claimed[k] < CLAIM_SECONDS and claimer_alive(self.by.get(k))
+
+    def release(self, k: str) -> None:
+        self.claimed.pop(k, None)
+        self.by.pop(k, None)
 
     def touch(self, keys) -> None:
         """Queries still slow: kept (the week counts from the last time one was seen)."""
@@ -92,8 +142,9 @@ class StateFile:
     """A JSON file of Books by output and server, shared by pgtops: each change is a
     read-modify-write under an flock, so concurrent pgtops never lose each other's entries."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, errors: list[str] | None = None) -> None:
         self.path = path
+        self.errors = errors if errors is not None else []  # a damaged file set aside is said here
         self.mutex = threading.Lock()  # a screen and its Slack thread: one change at a time
 
     @contextlib.contextmanager
@@ -111,19 +162,45 @@ class StateFile:
 
     def _load(self) -> dict[str, dict[str, Book]]:
         try:
-            raw = json.loads(self.path.read_text())
+            text = self.path.read_text()
         except FileNotFoundError:
             return {}
-        except ValueError:  # damaged: start again (at worst a query is reported twice)
+        try:
+            raw = json.loads(text)
+            why = None
+        except ValueError as e:
+            raw, why = None, f"not JSON ({e})" if text.strip() else "empty"
+        version = raw.get("version") if isinstance(raw, dict) else None
+        if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
+            raise StateError(
+                f"{self.path} was written by a newer pgtop (version {version}, this one knows "
+                f"{VERSION}): left as it is, nothing recorded nor alerted through it"
+            )
+        outputs = raw.get("outputs") if version == VERSION else None
+        if not isinstance(outputs, dict):
+            self._set_aside(why or f"not a pgtop state (version {VERSION}) file")
             return {}
-        outputs = raw.get("outputs") if isinstance(raw, dict) and raw.get("version") == 2 else None
         state: dict[str, dict[str, Book]] = {}
-        for output, servers in (outputs or {}).items() if isinstance(outputs, dict) else ():
+        for output, servers in outputs.items():
             for server, entry in servers.items() if isinstance(servers, dict) else ():
                 if isinstance(entry, dict):
-                    book = Book(_times(entry.get("done")), _times(entry.get("claimed")))
+                    by = entry.get("by")
+                    book = Book(
+                        _times(entry.get("done")),
+                        _times(entry.get("claimed")),
+                        {k: v for k, v in by.items() if isinstance(v, list)} if isinstance(by, dict) else {},
+                    )
                     state.setdefault(output, {})[server] = book
         return state
+
+    def _set_aside(self, why: str) -> None:
+        """A damaged state file: kept as .corrupt (for a look), said, and started afresh."""
+        aside = self.path.with_name(self.path.name + ".corrupt")
+        self.path.replace(aside)
+        self.errors.append(
+            f"{self.path}: unreadable ({why}): kept as {aside.name} and started afresh "
+            "(slow queries already alerted may be alerted again)"
+        )
 
     def _save(self, state: dict[str, dict[str, Book]]) -> None:
         now = time.time()
@@ -136,9 +213,10 @@ class StateFile:
                     outputs.setdefault(output, {})[server] = {
                         "done": {k: t for t, k in done[:SEEN_MAX]},
                         "claimed": claimed,
+                        "by": {k: book.by[k] for k in claimed if k in book.by},
                     }
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"version": 2, "outputs": outputs}))
+        tmp.write_text(json.dumps({"version": VERSION, "outputs": outputs}))
         tmp.replace(self.path)
 
 
@@ -225,6 +303,9 @@ class SlackOutput(Output):
         super().__init__(state, ident, server, errors)
         self.slack = slack
         slack.on_result = self.result
+        self.waiting: dict[
+            str, tuple[Backend, str]
+        ] = {}  # with its claimer  # left to another live pgtop's post: how did it go?
 
     def offer(self, current: dict[str, Backend]) -> list[str]:
         """Claims the slow queries not posted to this webhook yet nor on their way from another
@@ -238,15 +319,21 @@ class SlackOutput(Output):
                 now = time.time()
                 with self.lock:
                     self.done.update(k for k in due if k in book.done)
-                mine = [
-                    k
-                    for k in due
-                    if k not in book.done and now - book.claimed.get(k, -CLAIM_SECONDS) >= CLAIM_SECONDS
-                ]
+                mine = [k for k in due if k not in book.done and not book.claim_held(k, now)]
+                held = [k for k in due if k not in book.done and k not in mine]
                 for k in mine:
                     book.claimed[k] = now
+                    book.by[k] = [HOST, os.getpid()]
                 with self.lock:
                     self.pending.update(mine)
+                    self.waiting = {
+                        k: b
+                        for k, b in self.waiting.items()
+                        if k in current and k not in self.done and k not in mine
+                    }
+                    self.waiting.update((k, (current[k], _claimer(book.by.get(k)))) for k in held)
+                    for k in held:  # looked at again soon: done then, or free to post
+                        self.retry_at[k] = time.monotonic() + WAIT_SECONDS
         except OSError as e:
             self.failed(due, f"slack: nothing posted, cannot keep track of posts: {_why(e)}")
             return []
@@ -266,12 +353,39 @@ class SlackOutput(Output):
             self.failed([k], None)  # the Slack thread says why
         try:
             with self.state.book(self.ident, self.server) as book:
-                book.claimed.pop(k, None)
+                book.release(k)
                 if ok:
                     book.done[k] = time.time()
         except OSError as e:
             what = "posted, but not recorded (may be posted again)" if ok else "claim not released"
             self.errors.append(f"slack: pid {b.pid} {what}: {_why(e)}")
+
+    def settle(self, deadline: float) -> None:
+        """At exit: the posts left to another live pgtop, until each is posted (nothing to say),
+        or not (said: this run did not alert, nor knows that one did) or `deadline` passes."""
+        with self.lock:
+            waiting = {k: b for k, b in self.waiting.items() if k not in self.done}
+        while waiting:
+            try:
+                with self.state.book(self.ident, self.server) as book:
+                    now = time.time()
+                    for k in [k for k in waiting if k in book.done]:
+                        del waiting[k]
+                    gone = [k for k in waiting if not book.claim_held(k, now)]
+                    late = time.monotonic() >= deadline
+                    for k, (b, claimer) in list(waiting.items()):
+                        if k in gone or late:
+                            how = "did not post it" if k in gone else "has not confirmed it yet"
+                            self.errors.append(
+                                f"slack: pid {b.pid} not posted by this run: {claimer}, which claimed "
+                                f"the post, {how} (the next run tries again if it was not posted)"
+                            )
+                            del waiting[k]
+            except OSError as e:
+                self.errors.append(f"slack: cannot know whether {len(waiting)} post(s) went: {_why(e)}")
+                return
+            if waiting:
+                time.sleep(0.1)
 
 
 class SlowLog:
@@ -284,7 +398,7 @@ class SlowLog:
         files: dict[Path, StateFile] = {}
 
         def state(p: Path) -> StateFile:
-            return files.setdefault(p, StateFile(p))
+            return files.setdefault(p, StateFile(p, self.errors))
 
         if path:
             real = Path(os.path.realpath(path))
@@ -316,9 +430,13 @@ class SlowLog:
         return self.errors.pop() if self.errors else None
 
     def close(self, timeout: float = 10) -> list[str]:
-        """Sends the posts queued (up to `timeout` s); every failure not reported by problem()
-        yet, and every failed post."""
+        """Sends the posts queued (up to `timeout` s, also to learn how the posts left to another
+        pgtop went); every failure not reported by problem() yet, and every failed post."""
+        deadline = time.monotonic() + timeout
         failures = self.slack.close(timeout) if self.slack is not None else []
+        for out in self.outputs:
+            if isinstance(out, SlackOutput):
+                out.settle(deadline)
         problems = list(self.errors)
         self.errors.clear()
         return problems + failures
@@ -345,6 +463,8 @@ class Slack:
         self.failures: list[str] = []  # every failed post, in order
         self.reported = 0  # failures already shown on the screen
         self.closed = False
+        self.posting: Backend | None = None  # the post in flight
+        self.abandoned = False  # close() gave up on the post in flight: its outcome is not recorded
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -394,16 +514,28 @@ class Slack:
                     self._fail(f"rate limit ({self.per_minute}/min): pid {b.pid} not posted")
                     self._result(b, False)
                     continue
+                with self.lock:
+                    self.posting = b
                 try:
                     r = client.post(self.url, json=self.message(b))
                     r.raise_for_status()
-                except httpx.HTTPStatusError as e:
-                    self._fail(f"post for pid {b.pid} refused: HTTP {e.response.status_code}")
-                    self._result(b, False)
-                except (httpx.HTTPError, httpx.InvalidURL, ValueError) as e:  # refused, timed out, bad URL
-                    self._fail(f"cannot post for pid {b.pid}: {e or type(e).__name__}")
+                except Exception as e:
+                    with self.lock:
+                        self.posting = None
+                        if self.abandoned:  # released at exit: the next run posts it
+                            return
+                    if isinstance(e, httpx.HTTPStatusError):
+                        self._fail(f"post for pid {b.pid} refused: HTTP {e.response.status_code}")
+                    elif isinstance(e, httpx.HTTPError | httpx.InvalidURL | ValueError):  # refused, timed out
+                        self._fail(f"cannot post for pid {b.pid}: {e or type(e).__name__}")
+                    else:
+                        self._fail(f"cannot post for pid {b.pid}: {e!r}")
                     self._result(b, False)
                 else:
+                    with self.lock:
+                        self.posting = None
+                        if self.abandoned:
+                            return
                     self.sent.append(now)
                     self.posted += 1
                     self._result(b, True)
@@ -417,16 +549,22 @@ class Slack:
             with contextlib.suppress(queue.Full):
                 self.queue.put(None, timeout=max(0.0, deadline - time.monotonic()))
             self.thread.join(max(0.0, deadline - time.monotonic()))
-            if self.thread.is_alive():  # stuck in a post: what is still queued is not sent
-                unsent: list[Backend] = []
+            if self.thread.is_alive():  # stuck in a post: it and what is still queued are not sent
+                with self.lock:
+                    self.abandoned = True
+                    stuck = self.posting
+                unsent: list[Backend] = [stuck] if stuck is not None else []
                 with contextlib.suppress(queue.Empty):
                     while True:
                         if (item := self.queue.get_nowait()) is not None:
                             unsent.append(item)
                 with contextlib.suppress(queue.Full):
                     self.queue.put_nowait(None)  # the thread stops after the post it is in
-                self._fail(f"{len(unsent) + 1} post(s) not sent at exit (gave up after {timeout:g}s)")
-                for b in unsent:
+                self._fail(
+                    f"{max(len(unsent), 1)} post(s) not sent at exit (gave up after {timeout:g}s; "
+                    "released: the next run posts them)"
+                )
+                for b in unsent:  # their claims released: the next run does not wait for them
                     self._result(b, False)
         with self.lock:
             return list(self.failures)

@@ -140,5 +140,11 @@ class Summary:
             f"status {statuses or '-'}; {pcts}; "
             f"{counts.unjoined} shown without their backend fetch, "
             f"{counts.fetches_dropped} backend fetches without their request, "
-            f"{counts.incomplete} incomplete dropped, {counts.bad_lines} bad lines skipped\n"
+            f"{counts.incomplete} incomplete dropped, {counts.bad_lines} bad lines skipped"
+            + (
+                f", {counts.records_dropped} header records over a transaction's cap dropped"
+                if counts.records_dropped
+                else ""
+            )
+            + "\n"
         )

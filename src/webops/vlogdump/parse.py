@@ -8,8 +8,10 @@ wall time with nothing to read: `expire`), then goes out without it, counted. Wh
 to one request is shown as one record: a retried fetch joins with its last attempt (the one whose
 response the client got), a restart merges into the request it restarted, a grace hit is shown at
 once (its background fetch is not its response), and an ESI subrequest is marked with its parent
-and level. Every holding area is capped (oldest dropped and counted), so memory stays flat on an
-endless pipe. Nesting of any depth is read (`**`, `***`, `*4*`, `-4-`, ...).
+and level. Every holding area is capped (oldest dropped and counted), and so is what one
+transaction keeps (`MAX_HEADERS` header records, `MAX_HEADER_BYTES` of them: a transaction that
+never ends cannot grow without bound; the excess is dropped and counted), so memory stays flat on
+an endless pipe. Nesting of any depth is read (`**`, `***`, `*4*`, `-4-`, ...).
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ NOTHING: list = []  # shared empty result; never appended to
 MAX_LEVEL = 1000  # deeper nesting than any Varnish writes (max_esi_depth) is junk
 CLOCK_SLACK = 0.01  # seconds; a fetch starts while its request runs (same clock, logged to the µs)
 JOIN_WAIT = 2.0  # seconds a request waits for a backend fetch that is not in the stream yet
+# Headers one transaction keeps: Varnish holds at most http_max_hdr (64 by default, 65,535 at most)
+# in a workspace of some KiB, so more is not a real transaction; the excess records are dropped
+MAX_HEADERS = 10_000
+MAX_HEADER_BYTES = 1 << 20
+HEADER_TAGS = frozenset({"ReqHeader", "BereqHeader", "RespHeader", "BerespHeader"})
 
 HANDLINGS = {"HIT": "HIT", "MISS": "MISS", "PASS": "PASS", "PIPE": "PIPE", "SYNTH": "SYNTH"}
 END_LABELS = frozenset({"Resp", "PipeSess", "BerespBody"})  # varnishncsa's end of a transaction
@@ -110,6 +117,8 @@ class Transaction:
     retries: int = 0  # fetch attempts before the one shown
     esi_level: int | None = 0  # 0: a client request; n: an ESI subrequest n includes deep (None: unknown)
     last_ts: float = 0.0  # the latest log time seen in it (epoch seconds)
+    header_records: int = 0  # header records read (kept or not): capped at MAX_HEADERS
+    header_bytes: int = 0  # and their length: capped at MAX_HEADER_BYTES
 
     @property
     def esi_parent(self) -> int | None:
@@ -220,6 +229,7 @@ class Counts:
     transactions: int = 0  # client requests completed (restarts merged, ESI subrequests apart)
     esi: int = 0  # ESI subrequests completed
     incomplete: int = 0  # transactions dropped before their End (cap, or end of input)
+    records_dropped: int = 0  # header records over one transaction's cap (MAX_HEADERS, MAX_HEADER_BYTES)
     bad_lines: int = 0
     unjoined: int = 0  # requests shown without their backend fetch (it never came in time)
     fetches_dropped: int = 0  # backend fetches whose request never came (--max-pending, end of input)
@@ -270,6 +280,12 @@ class LogParser:
                 del self.open[txn.vxid]
                 txn.settle_time()
                 return self._ended(txn)
+            if tag in HEADER_TAGS:
+                txn.header_records += 1
+                txn.header_bytes += len(body)
+                if txn.header_records > MAX_HEADERS or txn.header_bytes > MAX_HEADER_BYTES:
+                    self.counts.records_dropped += 1
+                    return NOTHING
             if tag in RECORDS:
                 txn.record(tag, parts[1].rstrip() if len(parts) > 1 else "")
                 if tag == "Begin" and txn.begun == "esi":  # one level below its parent, if known
