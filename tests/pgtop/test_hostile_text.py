@@ -30,3 +30,14 @@ def test_a_multi_line_query_keeps_its_lines(pg, session) -> None:
     assert (
         next(b["query"] for b in backends if b["pid"] == s.pid) == "SELECT pg_sleep(30)\n\t/* second line */"
     )
+
+
+def test_a_line_end_in_a_query_cannot_forge_a_slow_log_entry(pg, session, tmp_path) -> None:
+    forged = "2026-01-01T00:00:00 server=x pid=1 user=admin db=prod client=- duration=99.0s"
+    s = session(f"SELECT pg_sleep(30) /* a\n{forged}\n*/", running_for=1.0)
+    log = tmp_path / "slow.log"
+    assert pgtop(pg, "--once", "--slow-threshold", "1", "--log-file", str(log)).returncode == 0
+    lines = log.read_text().splitlines()
+    entries = [line for line in lines if not line.startswith("    ")]
+    assert len(entries) == 1 and f"pid={s.pid}" in entries[0], lines
+    assert f"    {forged}" in lines

@@ -34,6 +34,7 @@ import json
 import os
 import queue
 import socket
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -94,6 +95,12 @@ def describe(b: Backend, server: str) -> str:
         f"server={server} pid={b.pid} user={b.usename} db={b.datname} client={b.client or '-'} "
         f"duration={b.query_seconds or 0:.1f}s"
     )
+
+
+def indented(query: str | None) -> str:
+    """The query under its entry, every line indented: a line end in the SQL (chosen by whoever
+    ran it) must not start a line that reads as an entry of its own."""
+    return textwrap.indent((query or "").strip(), "    ", lambda line: True)
 
 
 def _key(b: Backend) -> str:
@@ -277,7 +284,7 @@ class LogOutput(Output):
                 if todo:
                     text = "".join(
                         f"{datetime.now().isoformat(timespec='seconds')} "
-                        f"{describe(current[k], self.server)}\n    {(current[k].query or '').strip()}\n"
+                        f"{describe(current[k], self.server)}\n{indented(current[k].query)}\n"
                         for k in todo
                     )
                     try:
