@@ -61,6 +61,46 @@ def test_the_contract_is_in_the_help() -> None:
     assert "130" in r.stdout
 
 
+# numeric flags: NaN, infinity, negative, zero where it means nothing, a port out of range. Each is
+# refused by its name (not by what a bad value would lead to later: pgtop without a server fails too)
+NUMERIC_FLAGS = [
+    ["keytop", "--stdin", "--port", "99999"],
+    ["keytop", "--stdin", "--port", "-1"],
+    ["keytop", "--stdin", "--port", "0"],
+    ["keytop", "--stdin", "--runtime", "nan"],
+    ["keytop", "--stdin", "--runtime", "inf"],
+    ["keytop", "--stdin", "--runtime", "-5"],
+    ["keytop", "--stdin", "--runtime", "0"],
+    ["keytop", "--stdin", "--time", "nan"],
+    ["keytop", "--stdin", "--time", "inf"],
+    ["keytop", "--stdin", "--limit", "-3"],
+    ["keytop", "--stdin", "--max-keys", "nan"],
+    ["keytop", "--field", "-1"],
+    ["pgtop", "--slow-threshold", "-1", "--once"],
+    ["pgtop", "--slow-threshold", "nan", "--once"],
+    ["pgtop", "--slow-threshold", "inf", "--once"],
+    ["pgtop", "--kill-slower-than", "-1"],
+    ["pgtop", "--kill-slower-than", "nan"],
+    ["pgtop", "--slack-per-minute", "0", "--once"],
+    ["pgtop", "--slack-per-minute", "-1", "--once"],
+    ["pgtop", "--min-duration", "-1", "--once"],
+    ["pgtop", "--min-duration", "nan", "--once"],
+    ["pgtop", "--refresh", "inf"],
+    ["pgtop", "--refresh", "nan"],
+    ["pgtop", "--port", "99999", "--once"],
+    ["pgtop", "--port", "0", "--once"],
+    ["vlogdump", "--max-pending", "-1", "/dev/null"],
+    ["vlogdump", "--max-pending", "0", "/dev/null"],
+    ["vlogdump", "--only-slow", "nan", "/dev/null"],
+    ["vlogdump", "--only-slow", "-5", "/dev/null"],
+    ["vlogdump", "-v", "only_slow=inf", "/dev/null"],
+    ["vlogdump", "--join-wait", "-1", "/dev/null"],
+    ["vlogdump", "--join-wait", "nan", "/dev/null"],
+    ["vlogdump", "--slow", "nan", "/dev/null"],
+    ["vlogdump", "--slow", "0", "/dev/null"],
+]
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -77,14 +117,23 @@ def test_the_contract_is_in_the_help() -> None:
         ["gate", "install", "/nonexistent/profiles.sqlite", "--keep", "0"],
         ["gate", "vcl", "--config", "/nonexistent/gate.toml"],
         ["cluster", "serve", "--max-tokens", "99999999", "--timeout", "1"],
+        ["cluster", "serve", "--access-log", "/nonexistent/dir/access.log"],
+        *NUMERIC_FLAGS,
     ],
 )
 def test_every_tools_usage_and_config_errors_exit_2_with_one_line(args: list[str]) -> None:
     r = subprocess.run([*WEBOPS, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr
-    if not {"--time", "--refresh", "--port"} & set(args):  # those are argparse's: usage, then the error
+    error = r.stderr.splitlines()[-1]
+    if r.stderr.startswith("usage: "):  # argparse's (a type function): the usage, then one error line
+        assert error.startswith(f"webops {args[0]}: error: argument "), r.stderr
+    else:
         assert r.stderr.count("\n") == 1 and r.stderr.startswith(f"webops {args[0]}: "), r.stderr
+    if args in NUMERIC_FLAGS:
+        flag = next(a for a in args if a.startswith("-") and a != "--stdin" and a != "--once")
+        name = flag if flag != "-v" else args[args.index("-v") + 1].partition("=")[0]
+        assert name in error or name.lstrip("-").replace("-", "_") in error, r.stderr
 
 
 def test_ctrl_c_prints_keytops_table_then_exits_130() -> None:

@@ -550,3 +550,42 @@ def test_at_80x24_a_confirmation_says_how_many_it_does_not_list(pg, crowd, termi
     assert "esc  back out" in screen
     t.keys("Escape")
     t.shows("nothing signalled")
+
+
+@pytest.mark.parametrize("size", [(40, 10), (60, 15)])
+def test_a_small_terminal_shows_the_pileup_rows_and_k_lists_a_target_and_its_keys(
+    pg, pileup, terminal, size
+) -> None:
+    _, waiters = pileup
+    args = ("--refresh", "0.5", "--slow-threshold", "0", "--log-file", "''", "--query-regex", "pileup")
+    t = terminal(f"pgtopsmall{size[0]}", pgtop_command(pg.dsn, *args), size)
+    screen = wait_until(
+        lambda: sc if len(set(rows_shown(sc := t.screen())) & waiters) >= 3 else None,
+        what="rows of the pile-up on a small screen",
+        detail=lambda: "the screen:\n" + t.screen(),
+    )
+    lines = screen.splitlines()
+    assert len(lines) <= size[1] and max(map(len, lines)) <= size[0], screen
+    assert "view all" in lines[0] and "sort duration" in lines[0] and "filter re=pileup" in lines[0], screen
+    assert re.search(r"q.quit.*\?.help", screen), screen  # the keys' hint
+    assert "more below" in screen, screen
+    t.keys("K")
+    screen = t.shows("About to signal", "the confirmation")
+    total = int(re.search(r"About to signal (\d+) backend", screen)[1])
+    listed = set(rows_shown(screen)) & waiters
+    more = re.search(r"… and (\d+) more", screen)
+    assert listed and more, screen
+    assert len(listed) + int(more[1]) == total, screen
+    keys = " ".join(screen.split())
+    assert "c cancel" in keys and "t term" in keys and "esc back" in keys, screen
+    assert max(map(len, screen.splitlines())) <= size[0], screen
+    t.keys("Escape")
+    t.shows("nothing signalled")
+
+
+def test_a_terminal_too_small_says_so(pg, terminal) -> None:
+    t = terminal("pgtoptiny", pgtop_command(pg.dsn, "--refresh", "0.5", "--log-file", "''"), (30, 6))
+    screen = t.shows("need 40x8", "the too-small notice")
+    assert "terminal too small" in " ".join(screen.split())
+    t.keys("q")
+    wait_until(lambda: not t.alive(), what="q to quit")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..common import flags
 from ..common.config import ConfigError
 from .table import KeyTable
 
@@ -34,10 +35,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="HOST:PORT",
         help="memcached to watch (repeat for several; default 127.0.0.1:11211)",
     )
-    p.add_argument("--port", type=int, default=11211, help="memcached port in captures (default 11211)")
+    p.add_argument(
+        "--port", type=flags.port, default=11211, help="memcached port in captures (default 11211)"
+    )
     p.add_argument("--limit", type=int, default=40, help="rows shown (default 40)")
-    p.add_argument("--time", type=float, default=1.0, metavar="S", help="refresh every S seconds (default 1)")
-    p.add_argument("--runtime", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument(
+        "--time",
+        type=flags.positive_float,
+        default=1.0,
+        metavar="S",
+        help="refresh every S seconds (default 1)",
+    )
+    p.add_argument("--runtime", type=flags.positive_float, metavar="S", help="stop after S seconds")
     p.add_argument(
         "--format",
         choices=["text", "json", "csv"],

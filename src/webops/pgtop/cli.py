@@ -7,9 +7,11 @@ variables, ~/.pgpass and service files all work as they do for psql.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 
+from ..common import flags
 from ..common.config import ConfigError, load_object
 from ..common.terminal import has_tty
 from . import columns, data
@@ -29,7 +31,7 @@ def build_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="a JSON/JS-object file setting any option below by its long name; the command line wins",
     )
     p.add_argument("-H", "--host", help="server host or socket directory (libpq PGHOST)")
-    p.add_argument("-p", "--port", type=int, help="server port (PGPORT)")
+    p.add_argument("-p", "--port", type=flags.port, help="server port (PGPORT)")
     p.add_argument("-U", "--user", help="role to connect as (PGUSER)")
     p.add_argument("-d", "--dbname", help="database to connect to (PGDATABASE)")
     p.add_argument(
@@ -44,7 +46,7 @@ def build_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--slow-threshold",
-        type=float,
+        type=flags.non_negative_float,
         default=5.0,
         metavar="S",
         help="queries running this long are slow: bold yellow, logged, killed by K (default 5)",
@@ -57,14 +59,23 @@ def build_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--slack-webhook", metavar="URL", help="post each slow query to this Slack incoming webhook"
     )
     p.add_argument(
-        "--slack-per-minute", type=int, default=10, metavar="N", help="at most N posts a minute (10)"
+        "--slack-per-minute",
+        type=flags.positive_int,
+        default=10,
+        metavar="N",
+        help="at most N posts a minute (10)",
     )
     p.add_argument("--view", choices=data.VIEWS, default="all", help="rows shown (default all)")
     p.add_argument("--sort", choices=data.SORTS, default="duration", help="row order (default duration)")
     p.add_argument("--filter-db", help="only this database")
     p.add_argument("--filter-user", help="only this role")
     p.add_argument("--filter-state", help="only this state (active, idle in transaction, ...)")
-    p.add_argument("--min-duration", type=float, metavar="S", help="only queries running at least S seconds")
+    p.add_argument(
+        "--min-duration",
+        type=flags.non_negative_float,
+        metavar="S",
+        help="only queries running at least S seconds",
+    )
     p.add_argument("--query-regex", metavar="REGEX", help="only queries matching (case-insensitive)")
     p.add_argument("--idle", action="store_true", default=False, help="show idle sessions too")
     p.add_argument(
@@ -83,7 +94,7 @@ def build_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "json"], default="text", help="--once output format")
     p.add_argument(
         "--kill-slower-than",
-        type=float,
+        type=flags.non_negative_float,
         metavar="S",
         help="signal every query running longer than S seconds, report each pid, and exit",
     )
@@ -112,8 +123,8 @@ def refresh_seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value >= 0.1:  # 0 would redraw in a busy loop; NaN is refused too
-        raise argparse.ArgumentTypeError(f"{text!r}: at least 0.1 seconds")
+    if not 0.1 <= value < math.inf:  # 0 would redraw in a busy loop, inf never; NaN is refused too
+        raise argparse.ArgumentTypeError(f"{text!r}: at least 0.1 seconds, and finite")
     return value
 
 
@@ -151,7 +162,7 @@ def _config_value(path: str, key: str, action: argparse.Action, value: object) -
         if not isinstance(value, bool):
             raise ConfigError(f"{path}: {key}: expected true or false, got {value!r}")
         return value
-    if action.type in (int, float, refresh_seconds):
+    if action.type in (int, float, refresh_seconds, *flags.NUMERIC):
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise ConfigError(f"{path}: {key}: expected a number, got {value!r}")
     elif not isinstance(value, str):

@@ -39,6 +39,15 @@ def size(n: float | None) -> str:
     raise AssertionError("unreachable")
 
 
+DEPTH_SHOWN = 4  # tree levels shown as indentation; deeper ones as a number, `└[12]`
+
+
+def indent(depth: int) -> str:
+    """A tree row's indentation: two spaces a level, and past DEPTH_SHOWN levels the depth as a
+    number, so a deep lock queue leaves the query its width."""
+    return "  " * depth if depth <= DEPTH_SHOWN else f"  └[{depth}] "
+
+
 def _wait(b: Backend, u: Usage | None) -> str:
     return f"{b.wait_event_type}:{b.wait_event}" if b.wait_event else ""
 
@@ -85,7 +94,7 @@ COLUMNS: dict[str, Column] = {
         Column("duration", "DURATION", lambda b, u: seconds(b.query_seconds), 90, 8, 8, right=True),
         Column("xact", "XACT", lambda b, u: seconds(b.xact_seconds), 20, 7, 8, right=True),
         Column("blocked", "BLOCKED BY", lambda b, u: ",".join(map(str, b.blocked_by)), 85, 10, 24),
-        Column("query", "QUERY", lambda b, u: "  " * b.depth + " ".join((b.query or "").split()), 95, 0, 0),
+        Column("query", "QUERY", lambda b, u: indent(b.depth) + " ".join((b.query or "").split()), 95, 0, 0),
     )
 }
 

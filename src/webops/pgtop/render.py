@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rich.console import Group
 from rich.text import Text
@@ -60,37 +60,68 @@ def pack(segments: list[str], width: int) -> list[str]:
 
 
 def title_lines(label: str, parts: list[str], width: int) -> list[str]:
-    """The title: which server (`label`), then the view, sort, filter... (`parts`), which are never
-    cut: the label is shortened to make room for them, and when even that is not enough they go
-    on more lines."""
-    state = "  ".join(parts)
-    if len(label) + 3 + len(state) <= width:
-        return [f"{label}   {state}"]
-    room = width - 3 - len(state)
-    if room >= 16:
-        return [f"{label[: room - 1]}…   {state}"]
-    return pack([label, *parts], width)
+    """The title: which server (`label`), then the view, sort, filter... (`parts`), on one line
+    whenever it can be: first the label is shortened, then the refresh and the idle state go, then
+    the label, then the spaces between parts. The view, sort, filter and tags are never cut: when
+    even that does not fit (a long filter), they go on more lines, at part boundaries."""
+    sets = [
+        parts,
+        [p for p in parts if not p.startswith("refresh ")],
+        [p for p in parts if not p.startswith(("refresh ", "idle "))],
+    ]
+    for shown in sets:
+        state = "  ".join(shown)
+        if len(label) + 3 + len(state) <= width:
+            return [f"{label}   {state}"]
+        room = width - 3 - len(state)
+        if room >= 16:
+            return [f"{label[: room - 1]}…   {state}"]
+    for sep in ("  ", " "):
+        state = sep.join(sets[-1])
+        if len(state) <= width:
+            return [state]
+    return pack(sets[-1], width)
 
 
 @dataclass
 class Listing:
     """An overlay listing items (a confirmation's targets) between a head and a tail: when it
-    does not fit, as many items as fit and a line saying how many are not listed."""
+    does not fit, as many items as fit (at least one) and a line saying how many are not listed.
+    On a small screen the blank lines go first, then the head and the tail are replaced by their
+    short forms (`short_head`, `short_tail`: the keys, compact), so the keys always show."""
 
     head: list[str]
     items: list[str]
     tail: list[str]
     total: str = ""  # the "more" line's end: what happens to all of them
+    short_head: list[str] = field(default_factory=list)
+    short_tail: list[str] = field(default_factory=list)
 
     def lines(self, room: int, width: int) -> list[str]:
-        head = [line for text in self.head for line in (textwrap.wrap(text, width) or [""])]
-        tail = [line for text in self.tail for line in (textwrap.wrap(text, width) or [""])]
+        def wrap(texts: list[str]) -> list[str]:
+            return [line for text in texts for line in (textwrap.wrap(text, width) or [""])]
+
+        head, tail = wrap(self.head), wrap(self.tail)
         if len(head) + len(self.items) + len(tail) <= room:
             return [*head, *self.items, *tail]
-        shown = max(0, room - len(head) - len(tail) - 1)
-        more = f"  … and {len(self.items) - shown} more, not listed here" + (
-            f" ({self.total})" if self.total else ""
-        )
+        solid_head, solid_tail = [t for t in head if t], [t for t in tail if t]
+        attempts = [
+            (head, tail),
+            (solid_head, solid_tail),
+            (wrap(self.short_head) or solid_head, solid_tail),
+            (wrap(self.short_head) or solid_head, wrap(self.short_tail) or solid_tail),
+        ]
+        enough = min(3, len(self.items))  # items listed before the head and tail go compact
+        for head, tail in attempts:
+            if len(head) + len(tail) + 1 + enough <= room:  # and the "more" line
+                break
+        shown = max(1, room - len(head) - len(tail) - 1)
+        left = len(self.items) - shown
+        more = f"  … and {left} more, not listed here" + (f" ({self.total})" if self.total else "")
+        if len(more) > width:
+            more = f"  … and {left} more, not listed here"
+        if len(more) > width:
+            more = f"… and {left} more not listed"
         return [*head, *self.items[:shown], more, *tail]
 
 
@@ -144,6 +175,23 @@ def visible(count: int, selected: int, offset: int, height: int) -> tuple[int, i
     return max(0, offset), shown
 
 
+MIN_SIZE = (40, 8)  # below this, the screen only says it is too small
+MIN_BODY = 6  # table lines (rows and the "N more" line) kept before any header line
+
+
+def too_small(size: tuple[int, int]) -> list[str] | None:
+    """The lines shown instead of the screen when the terminal is smaller than MIN_SIZE."""
+    width, height = size
+    if width >= MIN_SIZE[0] and height >= MIN_SIZE[1]:
+        return None
+    text = f"terminal too small ({width}x{height}): need {MIN_SIZE[0]}x{MIN_SIZE[1]}; q quits"
+    return (textwrap.wrap(text, max(1, width)) or [""])[: max(1, height)]
+
+
+def key_hint(width: int) -> str:
+    return next((k for k in (KEYS, KEYS_NARROW, KEYS_SHORT) if len(k) <= width), KEYS_SHORT)
+
+
 def screen(
     title: tuple[str, list[str]],
     snap: Snapshot | None,
@@ -155,32 +203,45 @@ def screen(
 ) -> tuple[Group, int, int]:
     """The whole screen, always `size` (width, height): title (the server `title[0]` and the
     state `title[1]`, never cut), header, table (padded) with an "N more" line, overlay or status,
-    keys. Returns it with the first row shown (the scroll offset) and the table's height."""
+    keys. Returns it with the first row shown (the scroll offset) and the table's height.
+
+    On a small terminal the rows come first: the header's lines go (from its last) before the
+    table gets fewer than MIN_BODY lines, and a confirmation drops the header when it would list
+    fewer targets with it; below MIN_SIZE, one line says so."""
     width, height = size
-    top = title_lines(*title, width)
-    lines = [Text(t[:width], style="bold") for t in top]
-    lines += [Text(t[:width], style="bold") for t in header_lines(snap, width)]
-    body_height = max(3, height - len(lines) - 3)
-    start = len(lines)
-    keys = KEYS if len(KEYS) <= width else KEYS_NARROW
+    if (small := too_small(size)) is not None:
+        return Group(*(Text(t) for t in small)), view["offset"], 1
+    top = [Text(t[:width], style="bold") for t in title_lines(*title, width)][: height - 6]
+    head = header_lines(snap, width)
+    free = height - len(top) - 3  # the table's heading, the status line, the keys: 3 lines at least
+    keep = max(0, min(len(head), free - MIN_BODY))
+    keys = key_hint(width)
     if overlay is not None:
-        room = body_height + 1
+        room = free + 1  # the overlay has the heading's line too
         if isinstance(overlay, Listing):
-            shown_overlay = overlay.lines(room, width)[:room]
-        elif len(overlay) > room:
-            shown_overlay = [*overlay[: room - 1], f"… and {len(overlay) - room + 1} more lines"]
+            if len(overlay.lines(len(overlay.items) + 1000, width)) > room - keep:
+                keep = 0  # not all listed: the targets before the header
+            shown_overlay = overlay.lines(room - keep, width)[: room - keep]
         else:
-            shown_overlay = overlay
+            room -= keep
+            if len(overlay) > room:
+                shown_overlay = [*overlay[: room - 1], f"… and {len(overlay) - room + 1} more lines"]
+            else:
+                shown_overlay = overlay
+        lines = [*top, *(Text(t[:width], style="bold") for t in head[:keep])]
         lines += [Text(t[:width]) for t in shown_overlay]
-        lines += [Text("")] * (room - len(shown_overlay))
+        lines += [Text("")] * (height - 2 - len(lines))
         lines += [Text(status_line[:width], style="reverse"), Text(keys[:width], style="dim")]
-        return Group(*lines), view["offset"], body_height
+        return Group(*lines), view["offset"], free - keep
+    lines = [*top, *(Text(t[:width], style="bold") for t in head[:keep])]
+    body_height = free - keep
+    start = len(lines)
     first, count = visible(len(rows), view["selected"], view["offset"], body_height)
     if snap is not None:
-        head, body = table(snap, rows[first : first + count], view["columns"], width - 2, view["local"])
+        table_head, body = table(snap, rows[first : first + count], view["columns"], width - 2, view["local"])
     else:
-        head, body = "", []
-    lines.append(Text(("  " + head).ljust(width)[:width], style="bold reverse"))
+        table_head, body = "", []
+    lines.append(Text(("  " + table_head).ljust(width)[:width], style="bold reverse"))
     threshold = view["slow"]
     for i, text in enumerate(body):
         b = rows[first + i]
@@ -196,7 +257,8 @@ def screen(
         more = "  ".join(
             t for t in (f"{above} more above" if above else "", f"{below} more below" if below else "") if t
         )
-        lines.append(Text(f"  ({more}: PgUp/PgDn, Home/End)"[:width], style="dim"))
+        hint = f"  ({more}: PgUp/PgDn, Home/End)"
+        lines.append(Text((hint if len(hint) <= width else f"  ({more})")[:width], style="dim"))
     lines += [Text("")] * (body_height + 1 - (len(lines) - start))
     lines += [Text(status_line[:width], style="reverse"), Text(keys[:width], style="dim")]
     return Group(*lines), first, body_height
@@ -204,3 +266,4 @@ def screen(
 
 KEYS = "q quit  k/K kill  space tag  / filter  s sort  v view  C columns  i idle  p pause  ? help"
 KEYS_NARROW = "q:quit k/K:kill space:tag /:filter s:sort v:view C:columns i:idle p:pause ?:help"
+KEYS_SHORT = "q quit  k/K kill  / filter  ? help"

@@ -101,6 +101,8 @@ class Screen:
             status = prompt_line(s.prompt, size.columns)
         elif s.confirm is not None:
             status = CONFIRM_STATUS[s.confirm_key]
+            if len(status) > size.columns:
+                status = CONFIRM_SHORT[s.confirm_key]
         elif s.paused:
             status = "paused (p resumes)" + (f"  {status}" if status else "")
         parts = [
@@ -361,6 +363,10 @@ CONFIRM_STATUS = {
     "k": "c cancel listed queries  a cancel whatever runs now  t terminate  esc back out",
     "K": "c cancel the queries  t terminate their sessions  esc back out",
 }
+CONFIRM_SHORT = {  # the same keys on a narrow screen (40 columns)
+    "k": "c cancel  a cancel now  t term  esc back",
+    "K": "c cancel  t terminate  esc back",
+}
 
 
 def confirmation(targets: list[data.Backend], what: str, key: str) -> render.Listing:
@@ -386,6 +392,8 @@ def confirmation(targets: list[data.Backend], what: str, key: str) -> render.Lis
         ],
         tail=tail,
         total=f"all {len(targets)} are signalled",
+        short_head=[f"About to signal {len(targets)} backend(s):"],
+        short_tail=[CONFIRM_SHORT[key]],
     )
 
 

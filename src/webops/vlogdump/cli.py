@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
+from ..common import flags
 from ..common.config import ConfigError
 from . import output
 from .filters import Filters, is_true
@@ -58,21 +59,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-color", action="store_true", help="no colours (also when stdout is not a terminal)")
     p.add_argument(
         "--slow",
-        type=float,
+        type=flags.positive_float,
         default=1000.0,
         metavar="MS",
         help="times from MS on are red, from MS/10 yellow (default 1000)",
     )
     p.add_argument(
         "--max-pending",
-        type=int,
+        type=flags.positive_int,
         default=10_000,
         metavar="N",
         help="transactions held while incomplete or awaiting their backend fetch (default 10000)",
     )
     p.add_argument(
         "--join-wait",
-        type=float,
+        type=flags.non_negative_float,
         default=JOIN_WAIT,
         metavar="S",
         help=f"seconds a request waits for a backend fetch not read yet (default {JOIN_WAIT:g})",
@@ -90,10 +91,24 @@ def options(args: argparse.Namespace) -> dict[str, str]:
             known = ", ".join([*BOOLEAN, *VALUED])
             raise ValueError(f"-v {pair}: unknown option (known: {known})")
         opts[name] = value
+    if "only_slow" in opts:  # NaN would hide every transaction, a negative one is no filter
+        try:
+            flags.non_negative_float(opts["only_slow"])
+        except argparse.ArgumentTypeError:
+            raise ValueError(
+                f"only_slow: expected milliseconds (0 or more), got {opts['only_slow']!r}"
+            ) from None
     return opts
 
 
 MAX_LINE = 1 << 20  # bytes; varnishlog's longest record is 64 KiB (vsl_reclen), longer is junk
+BINARY_MAGIC = b"VSL\0"  # how a file written by `varnishlog -w` starts (VSL_FILE_ID)
+
+
+class BinaryLog(Exception):
+    """The input is varnishlog's binary file (`varnishlog -w`), not its text output."""
+
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -105,8 +120,10 @@ def read_lines(
 
     Stops early when `wake` (a signal's wakeup pipe) becomes readable. A line longer than
     `max_line` (binary junk, a file that is not a log) is skipped and counted as a bad line
-    without being held whole: memory stays flat however long it is."""
+    without being held whole: memory stays flat however long it is. Raises BinaryLog when the
+    input starts as a binary log file does (it would otherwise read as a few bad lines)."""
     buf = b""
+    start: bytes | None = b""  # the first bytes, until there are enough to tell a binary log
     skipping = False  # inside an over-long line: drop bytes up to its end
     watch = [fd] if wake is None else [fd, wake]
     while True:
@@ -118,6 +135,12 @@ def read_lines(
                 yield None
                 continue
         chunk = os.read(fd, 1 << 16)
+        if start is not None:
+            start = (start + chunk)[: len(BINARY_MAGIC)]
+            if start == BINARY_MAGIC:
+                raise BinaryLog
+            if len(start) == len(BINARY_MAGIC) or not chunk:
+                start = None
         if not chunk:
             break
         if skipping:
@@ -231,6 +254,12 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.flush()
         except KeyboardInterrupt:  # a SIGINT before the handler was in place, or in another thread
             show(parser.finish())
+        except BinaryLog:
+            name = args.file or "FILE"
+            raise ConfigError(
+                f"{args.file or 'stdin'}: this is a binary varnishlog file (varnishlog -w): "
+                f"read it with varnishlog -r {name} | webops vlogdump"
+            ) from None
         except BrokenPipeError:  # `| head`: the reader is gone, so is the point of going on
             sys.stderr.close()
             return 0
