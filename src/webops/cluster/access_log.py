@@ -48,6 +48,8 @@ def line(scope: dict, status: int, sent: int, arrived: float, seconds: float) ->
         path,
         scope.get("http_version", "1.1").encode("latin-1", "replace"),
     )
+    if scope.get("unparsed"):
+        request = b"-"  # the HTTP parser rejected it: there is no request line to show
     headers = dict(scope.get("headers") or [])
     referer = escape(headers.get(b"referer", b"-"))
     agent = escape(headers.get(b"user-agent", b"-"))

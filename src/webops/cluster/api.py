@@ -42,7 +42,7 @@ from ..common.statsd_client import StatsdClient
 from . import DEFAULT_MODE, EXAMPLE, PRESETS
 from .access_log import AccessLog
 from .clustering import cluster
-from .metrics import UNMATCHED, Metrics, statsd_route
+from .metrics import UNMATCHED, UNPARSED, Metrics, statsd_route
 from .scheduler import Busy, Scheduler, split
 
 log = logging.getLogger("webops.cluster")
@@ -202,6 +202,7 @@ def create_app(
     metrics = Metrics()
     app.state.metrics = metrics
     app.state.queue_full = lambda: False
+    app.state.retry_after = lambda: 1
     max_pieces = int(getattr(model, "max_seq_length", 256))
     # One batch at a time uses the model in a worker (the tokenizer keeps per-call settings that
     # concurrent calls from FastAPI's thread pool would mix up; the worker's torch threads are its
@@ -213,7 +214,11 @@ def create_app(
     counter: Any = copy.deepcopy(model.tokenizer) if hasattr(model, "tokenizer") else None
     count_lock = threading.Lock()
     app.state.scheduler = scheduler
-    app.state.queue_full = scheduler.full
+    # Ready: a request of the largest allowed size (--max-tokens) would be admitted now, as /cluster
+    # admits (an empty worker takes any); else /ready's 503 says the Retry-After a 503 of /cluster
+    # says (the queued work over the measured rate).
+    app.state.queue_full = lambda: not scheduler.admits(limits.max_tokens)
+    app.state.retry_after = scheduler.retry_after
 
     class ClusterRequest(BaseModel):
         # A misspelt field ("treshold") is a 422, not a silent default.
@@ -378,7 +383,9 @@ def create_app(
         responses={503: {"model": Readiness, "description": "not ready: the reasons say why"}},
     )
     def ready():
-        """Readiness: the model is loaded and this worker's queue is not full (else a 503)."""
+        """Readiness: the model is loaded and this worker would admit a request of the largest
+        allowed size (--max-tokens word pieces) now; else a 503 with the reasons and the
+        Retry-After /cluster's 503 would say."""
         reasons = []
         if model is None:
             reasons.append("the model is not loaded")
@@ -386,7 +393,8 @@ def create_app(
             reasons.append("the queue is full")
         body = Readiness(status="not ready" if reasons else "ready", reasons=reasons, pid=os.getpid())
         if reasons:
-            return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "1"})
+            headers = {"Retry-After": str(app.state.retry_after())}
+            return JSONResponse(body.model_dump(), status_code=503, headers=headers)
         return body
 
     @app.get(
@@ -404,6 +412,18 @@ def create_app(
     app.add_middleware(BodyLimit, max_body=limits.max_body)
     log_to = AccessLog(access_log) if access_log else None
     app.add_middleware(Observe, router=app.router, metrics=metrics, stats=stats, access_log=log_to)
+
+    def unparsed(client, status: int, sent: int, arrived: float, seconds: float) -> None:
+        """A request the HTTP parser rejected (the worker answers it, the app never sees it):
+        counted under the route `unparsed`, and access-logged with `-` for its request line."""
+        metrics.observe(UNPARSED, status, seconds)
+        if stats:
+            stats.incr(f"responses.{UNPARSED}.{status}")
+            stats.timing(f"latency.{UNPARSED}", seconds * 1000)
+        if log_to:
+            log_to.log({"type": "http", "client": client, "unparsed": True}, status, sent, arrived, seconds)
+
+    app.state.unparsed = unparsed  # worker.py calls it
     return app
 
 

@@ -176,6 +176,12 @@ def run(args: argparse.Namespace) -> int:
         limits.check(args.timeout)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    if args.access_log and args.access_log != "-":
+        try:  # as the workers will open it (append, created if missing), before the model loads
+            with open(args.access_log, "a", encoding="utf-8"):
+                pass
+        except OSError as e:
+            raise ConfigError(f"--access-log {args.access_log}: {e.strerror or e}") from None
     if args.reload:
         import uvicorn
 

@@ -37,6 +37,7 @@ ENV = "PROMETHEUS_MULTIPROC_DIR"
 LOCK = "scrape.lock"  # in the metrics directory: scrapes share it, folding takes it alone
 FOLDED = ("counter", "histogram")  # the types whose dead workers' files are folded into an archive
 UNMATCHED = "unmatched"  # the route of a request no route matches (404s, mostly)
+UNPARSED = "unparsed"  # the route of a request the HTTP parser rejected (a 400 from the worker)
 # Seconds: a health check takes a millisecond, a request of --max-tokens word pieces up to a minute.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 

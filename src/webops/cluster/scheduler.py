@@ -14,7 +14,8 @@ request is always admitted into an empty worker. Retry-After is the queued work 
 measured rate.
 
 Hooks for health and metrics: `depth()` (requests admitted and not finished), `cost_queued()`
-(word pieces they still have to encode), `full()` (no request would be admitted now) and
+(word pieces they still have to encode), `full()` (no request would be admitted now), `admits(cost)`
+(a request of that cost would be admitted now), `retry_after()` (what a 503 says) and
 `on_depth` (called with the depth whenever it changes).
 """
 
@@ -87,6 +88,10 @@ class Scheduler:
 
     def full(self) -> bool:
         return self._cost >= self.max_cost
+
+    def admits(self, cost: int) -> bool:
+        """Whether a request of `cost` word pieces would be admitted now (what `run` checks)."""
+        return not self._jobs or self._cost + cost <= self.max_cost
 
     def retry_after(self, extra: int = 0) -> int:
         return max(1, math.ceil((self._cost + extra) / self._rate))

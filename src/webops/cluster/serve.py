@@ -17,6 +17,7 @@ settings below (`workers.SETTINGS`, set here in the master and inherited by ever
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -56,6 +57,20 @@ class ServeOptions:
         )
 
 
+SLOW_RATE = 1000  # word pieces/s on a slow core (api.Limits.check): what a stop is bounded by
+STOP_MARGIN = 5  # seconds for draining, the lifespan and the exit
+
+
+def graceful_timeout(o: ServeOptions) -> int:
+    """How long a stop (SIGTERM, or a worker retired) waits for a worker before SIGKILL: what a
+    worker may hold, finished on a slow core. It may have admitted up to --max-queue word pieces
+    (or one request of --max-tokens into an empty queue), and have requests still arriving (up to
+    --request-timeout) and keep-alive clients coming back (--keep-alive). Never less than --timeout.
+    Defaults: 100 + 30 + 5 + 5 = 140 s."""
+    held = max(o.limits.max_queue, o.limits.max_tokens)
+    return max(o.timeout, math.ceil(held / SLOW_RATE) + o.request_timeout + o.keep_alive + STOP_MARGIN)
+
+
 class Server(BaseApplication):
     def __init__(self, opts: ServeOptions) -> None:
         self.opts = opts
@@ -69,6 +84,7 @@ class Server(BaseApplication):
         threads = o.threads
 
         def post_fork(server, worker) -> None:
+            workers.die_with_parent(worker.ppid)  # a SIGKILLed master takes its workers with it
             models.after_fork(threads)
 
         def worker_exit(server, worker) -> None:
@@ -99,6 +115,8 @@ class Server(BaseApplication):
             "max_requests": o.max_requests,
             "max_requests_jitter": jitter,
             "timeout": o.timeout,
+            # gunicorn's default (30 s) SIGKILLed a worker with two maximum-size requests admitted
+            "graceful_timeout": graceful_timeout(o),
             "keepalive": o.keep_alive,
             "loglevel": o.log_level,
             "post_fork": post_fork,
