@@ -190,30 +190,33 @@ sub vcl_recv {
         self.workdir = self.root / "work"
         self.port = free_port()
         self.out = open(self.root / "varnishd.out", "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [
-                "varnishd",
-                "-F",
-                "-a",
-                f"127.0.0.1:{self.port}",
-                "-f",
-                str(vcl_file),
-                "-n",
-                str(self.workdir),
-                "-s",
-                "malloc,32m",
-                "-T",
-                "127.0.0.1:0",
-                *(arg for p in params for arg in ("-p", p)),
-            ],
-            stdout=self.out,
-            stderr=subprocess.STDOUT,
-        )
+        self.command = [
+            "varnishd",
+            "-F",
+            "-a",
+            f"127.0.0.1:{self.port}",
+            "-f",
+            str(vcl_file),
+            "-n",
+            str(self.workdir),
+            "-s",
+            "malloc,32m",
+            "-T",
+            "127.0.0.1:0",
+            *(arg for p in params for arg in ("-p", p)),
+        ]
+        self.proc = subprocess.Popen(self.command, stdout=self.out, stderr=subprocess.STDOUT)
         try:
             wait_until(lambda: _port_open(self.port), timeout=60, what="varnishd to listen")
         except BaseException:
             self.stop()
             raise
+
+    def restart(self) -> None:
+        """Stop varnishd and start it again on the same port, VCL and working directory."""
+        stop_process(self.proc, 30)
+        self.proc = subprocess.Popen(self.command, stdout=self.out, stderr=subprocess.STDOUT)
+        wait_until(lambda: _port_open(self.port), timeout=60, what="varnishd to listen again")
 
     def log(self, *args: str) -> str:
         """What varnishlog -d (the shared memory log, dumped) prints, with extra varnishlog args."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import stop_process, wait_until
-from tests.servers import Varnish, _port_open
+from tests.servers import Varnish
 from webops.vlogdump.cli import read_lines
 from webops.vlogdump.parse import Counts, LogParser
 
@@ -173,35 +173,10 @@ def test_vxids_reused_after_a_varnishd_restart_do_not_mix_transactions(left_over
         assert "/before" not in joined and p.counts.fetches_dropped == 1
 
 
-class RestartableVarnish(Varnish):
-    def restart(self) -> None:
-        """Stop varnishd and start it again on the same port and working directory."""
-        stop_process(self.proc, 30)
-        self.proc = subprocess.Popen(
-            [
-                "varnishd",
-                "-F",
-                "-a",
-                f"127.0.0.1:{self.port}",
-                "-f",
-                str(self.root / "test.vcl"),
-                "-n",
-                str(self.workdir),
-                "-s",
-                "malloc,32m",
-                "-T",
-                "127.0.0.1:0",
-            ],
-            stdout=self.out,
-            stderr=subprocess.STDOUT,
-        )
-        wait_until(lambda: _port_open(self.port), timeout=60, what="varnishd to listen again")
-
-
 def test_a_varnishd_restart_under_a_live_run() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Backend)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    v = RestartableVarnish(server.server_address[1])
+    v = Varnish(server.server_address[1])
     live = Live(v)
     try:
         live.attach("/probe-before")
