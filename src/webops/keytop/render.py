@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from rich.console import Group
 from rich.text import Text
 
+from ..common.text import printable
+
 # (field, title, screen minimum width); the key column takes what is left
 COLUMNS = [
     ("key", "KEY", 12),
@@ -50,13 +52,6 @@ HELP_NARROW = "c h m s b r w z k: sort  o: order  p: pause  ?: help  q: quit"
 def rows_fitting(lines: int) -> int:
     """How many key rows a screen of `lines` lines has room for (the help line always shows)."""
     return max(1, lines - HEADER_LINES - FOOTER_LINES)
-
-
-def printable(key: str) -> str:
-    """Control characters as \\xNN: a key must not drive the terminal that shows it."""
-    if key.isprintable():
-        return key
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in key)
 
 
 def compact(n: float) -> str:
