@@ -92,3 +92,18 @@ def tmux_run(args: list[str], check: bool = False):
 
     command = ["tmux", "-L", f"webops-tests-{os.getpid()}", *args]
     return subprocess.run(command, capture_output=True, text=True, check=check)
+
+
+def checked_config(text: str) -> dict[str, tuple[object, str]]:
+    """`webops <tool> --check-config`'s lines (`name = JSON value  # source`) as
+    {name: (value, source)}."""
+    import json
+
+    out: dict[str, tuple[object, str]] = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(" = ")
+        value, end = json.JSONDecoder().raw_decode(rest)
+        source = rest[end:].strip()
+        assert source.startswith("# "), line
+        out[name] = (value, source[2:])
+    return out

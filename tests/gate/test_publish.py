@@ -73,8 +73,8 @@ def test_a_big_change_is_refused_unless_forced_and_a_refusal_touches_nothing(tmp
         ([], '{"user_id": "a", "events": -1}\n', "stdin:1: events -1 is not a count"),
         (["--format", "csv"], "id,events\na,1\n", "stdin:1: expected a header with a user_id column"),
         (["--format", "csv"], "user_id,events\na,many\n", "stdin:2: events 'many' is not a whole number"),
-        (["--rollout", "150"], "", "rollout = 150: expected a whole percentage"),
-        (["--db", "relative.db"], "", "db = 'relative.db': expected an absolute path"),
+        (["--rollout", "150"], "", "--rollout: rollout: expected a whole percentage"),
+        (["--db", "relative.db"], "", "--db: db: expected an absolute path"),
         (["--db", '/tmp/x";}sub vcl_recv{return(pass);}".db'], "", "without double quotes"),
         (["--db", "/nonexistent/dir/p.db"], "", "/nonexistent/dir: no such directory"),
     ],
@@ -250,22 +250,22 @@ def test_the_temporary_file_of_a_killed_publish_is_removed_by_the_next(tmp_path:
 @pytest.mark.parametrize(
     ("args", "error"),
     [
-        (["--url", "^/\x01"], "url = '^/\\x01': expected"),
-        (["--url", "^/a\nb"], "url = '^/a\\nb': expected"),
-        (["--url", "^/\x7f"], "url = '^/\\x7f'"),
-        (["--id-pattern", "^[a-z]{1,9}\t$"], "id_pattern = "),
-        (["--url", "^/\udcff"], "url = "),  # not UTF-8 on the command line
+        (["--url", "^/\x01"], "--url: url: expected"),
+        (["--url", "^/a\nb"], "got '^/a\\nb'"),
+        (["--url", "^/\x7f"], "got '^/\\x7f'"),
+        (["--id-pattern", "^[a-z]{1,9}\t$"], "--id-pattern: id_pattern: "),
+        (["--url", "^/\udcff"], "--url: url: "),  # not UTF-8 on the command line
         (["--url", "^/caf\u00e9"], "printable ASCII"),
         (["--url", "^/\\u0041"], "PCRE2"),  # Python reads \u, Varnish's PCRE2 refuses it
         (["--id-pattern", "(?a)^\\w+$"], "PCRE2"),
-        (["--id-pattern", "^[[:alpha:]]+$"], "id_pattern = "),  # Python reads another set
-        (["--db", "/tmp/x\x7f.db"], "db = "),
-        (["--db", "/"], "db = '/': expected"),
-        (["--vmod", "/usr/lib/\x9b2Jlibvmod_gate.so"], "vmod = "),  # a C1 control
-        (["--check-interval", "1e-05"], "check_interval = 1e-05: expected"),  # rendered 1e-05s
-        (["--check-interval", "0.0015"], "check_interval = 0.0015: expected"),  # "Too many digits for real"
-        (["--check-interval", "1.23456789"], "check_interval = 1.23456789: expected"),
-        (["--db", "/tmp/"], "db = '/tmp/': expected"),  # a directory
+        (["--id-pattern", "^[[:alpha:]]+$"], "--id-pattern: id_pattern: "),  # Python reads another set
+        (["--db", "/tmp/x\x7f.db"], "--db: db: "),
+        (["--db", "/"], "--db: db: expected"),
+        (["--vmod", "/usr/lib/\x9b2Jlibvmod_gate.so"], "--vmod: vmod: "),  # a C1 control
+        (["--check-interval", "1e-05"], "got '1e-05'"),  # rendered 1e-05s
+        (["--check-interval", "0.0015"], "got '0.0015'"),  # "Too many digits for real"
+        (["--check-interval", "1.23456789"], "got '1.23456789'"),
+        (["--db", "/tmp/"], "got '/tmp/'"),  # a directory
     ],
 )
 def test_every_setting_that_reaches_the_vcl_is_checked(args: list[str], error: str) -> None:
@@ -279,19 +279,23 @@ def test_settings_from_the_file_are_checked_the_same(tmp_path: Path) -> None:
     conf.write_text('url = "^/\\u0001"\n')  # TOML's escape: a control character in the value
     r = gate("vcl", "--config", str(conf))
     assert (
-        r.returncode == 2 and r.stdout == "" and "url = '^/\\x01'" in r.stderr and r.stderr.count("\n") == 1
+        r.returncode == 2
+        and r.stdout == ""
+        and f"{conf}:1: url: " in r.stderr
+        and "got '^/\\x01'" in r.stderr
+        and r.stderr.count("\n") == 1
     )
 
 
 def test_the_readme_install_path_works_as_written(tmp_path: Path) -> None:
-    """The README's gate block: webops from a venv (Debian 12 refuses a system pip install), every
+    """docs/gate.md's install block: webops from a venv (Debian 12 refuses a system pip install), every
     `webops gate` command it runs exists, and its settings give VCL."""
     import re
     import subprocess
     import sys
 
-    readme = (Path(__file__).parent.parent.parent / "README.md").read_text()
-    block = readme.split("## `webops gate`", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    readme = (Path(__file__).parent.parent.parent / "docs" / "gate.md").read_text()
+    block = readme.split("# `webops gate`", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
     assert "python3-venv" in block.splitlines()[0] or "pipx" in block
     installs = [line for line in block.splitlines() if "pip install" in line]
     assert installs and all(re.search(r"(/bin/pip|pipx) install", line) for line in installs)

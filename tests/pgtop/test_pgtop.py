@@ -215,7 +215,7 @@ def test_config_file_with_the_command_line_winning(pg, session, tmp_path) -> Non
     r = subprocess.run(
         [*PGTOP, pg.dsn, "--config", str(conf), "--once"], capture_output=True, text=True, timeout=60
     )
-    assert r.returncode == 2 and "unknown option 'refresh_rate'" in r.stderr
+    assert r.returncode == 2 and "unknown key 'refresh_rate'" in r.stderr
 
 
 def test_pg_environment_variables_are_used(pg) -> None:

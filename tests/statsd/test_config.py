@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import checked_config
 from webops.cli import main
 from webops.common.config import ConfigError
 from webops.statsd import settings as statsd_config
@@ -89,7 +89,7 @@ def test_the_store_lives_in_the_users_data_dir_unless_told(tmp_path) -> None:
         capture_output=True,
         text=True,
     )
-    assert r.returncode == 0 and json.loads(r.stdout)["store"] == {"dir": "/srv/statsd"}
+    assert r.returncode == 0 and checked_config(r.stdout)["store"] == ({"dir": "/srv/statsd"}, "--data-dir")
 
 
 def test_the_data_dir_flag_sets_one_key_of_the_store_section(tmp_path) -> None:
@@ -168,10 +168,25 @@ def test_unknown_key_warns_once(tmp_path: Path, caplog: pytest.LogCaptureFixture
 def test_check_config_prints_effective_config_with_flags_winning(tmp_path: Path, capsys) -> None:
     path = write(tmp_path, "{ port: 9999, flushInterval: 2000 }")
     assert main(["statsd", "--check-config", path, "--port", "7000", "--backends", "console,file"]) == 0
-    effective = json.loads(capsys.readouterr().out)
-    assert effective["port"] == 7000
-    assert effective["flushInterval"] == 2000
-    assert effective["backends"] == ["console", "file"]
+    effective = checked_config(capsys.readouterr().out)
+    assert effective["port"] == (7000, "--port")
+    assert effective["flushInterval"] == (2000, f"{path}:1")
+    assert effective["backends"] == (["console", "file"], "--backends")
+
+
+def test_check_config_says_where_each_value_comes_from(tmp_path: Path, capsys) -> None:
+    """The source of every value: a default, the file's line, a flag, both for a section that a
+    flag completes, and the key a derived value follows (the common settings layer)."""
+    path = write(tmp_path, '{\n  host: "::1",\n  store: {retentions: []},\n  deleteIdleStats: true\n}')
+    assert main(["statsd", "--check-config", path, "--data-dir", "/srv/x", "--debug"]) == 0
+    effective = checked_config(capsys.readouterr().out)
+    assert effective["mgmt_port"] == (8126, "default")
+    assert effective["host"] == ("::1", f"{path}:2")
+    assert effective["address"] == ("::1", "host")
+    assert effective["store"] == ({"retentions": [], "dir": "/srv/x"}, f"{path}:3, --data-dir")
+    assert effective["deleteCounters"] == (True, "deleteIdleStats")
+    assert effective["debug"] == (True, "--debug")
+    assert effective["backends"] == (["./backends/console", "store"], "default")
 
 
 def test_check_config_exits_2_with_one_line(tmp_path: Path, capsys) -> None:
@@ -211,4 +226,4 @@ def test_a_bad_environment_variable_breaks_only_the_tool_that_reads_it() -> None
     bad = subprocess.run(
         [sys.executable, "-m", "webops", "cluster", "serve"], env=env, capture_output=True, text=True
     )
-    assert bad.returncode == 2 and "--port: 'abc' is not a whole number" in bad.stderr
+    assert bad.returncode == 2 and "$PORT: port: expected a number, got 'abc'" in bad.stderr

@@ -1,6 +1,6 @@
 """The HTTP endpoint of a real daemon under hostile clients (issue 26): every request gets an
 answer, /health keeps answering under a slowloris, renders are bounded in size, number and time,
-and SIGTERM exits within the README's bound whatever HTTP is doing."""
+and SIGTERM exits within docs/statsd.md's bound whatever HTTP is doing."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from tests.conftest import free_port, wait_until
 from tests.statsd.conftest import under_1024_descriptors
 from webops.statsd.http import Endpoint, Limits
 
-SHUTDOWN_BOUND = 10  # seconds: README, Lifecycle
+SHUTDOWN_BOUND = 10  # seconds: docs/statsd.md, Lifecycle
 GAUGE = "stats.gauges.g"
 
 

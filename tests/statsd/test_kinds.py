@@ -27,7 +27,7 @@ from webops.statsd.kinds import BY_CODE, CONFIG_KEYS, KINDS
 from webops.statsd.kinds.base import Kind
 from webops.statsd.prometheus import PROMETHEUS
 
-# Every output's per-kind table (README: Development, adding a metric kind).
+# Every output's per-kind table (docs/development.md: Adding a metric kind).
 OUTPUTS = {
     "graphite naming (carbon, file plaintext, store)": GRAPHITE,
     "prometheus": PROMETHEUS,
@@ -54,7 +54,7 @@ class Maxima(Kind):
     codes = ("mx",)
     order = 4
     delete_doc = "drop idle maxima"
-    CONFIG_KEYS: ClassVar[dict[str, Key]] = {"maximaFloor": (0, number(), "smallest maximum sent")}
+    CONFIG_KEYS: ClassVar[dict[str, Key]] = {"maximaFloor": Key(0, number(), "smallest maximum sent")}
 
     @staticmethod
     def parse(raw, code, rate):

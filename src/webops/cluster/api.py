@@ -38,7 +38,7 @@ from pydantic import (
 )
 from starlette.routing import Match
 
-from ..common.statsd_client import StatsdClient
+from .statsd_client import StatsdClient
 from . import DEFAULT_MODE, EXAMPLE, PRESETS
 from .access_log import AccessLog
 from .clustering import cluster

@@ -15,10 +15,69 @@ from pathlib import Path, PosixPath
 from typing import IO
 
 from ..common.config import ConfigError
+from ..common.settings import Key, Resolved, Settings, choice, optional, read_js
 
 # The tree report's and doctor's default places (/var/log/auth.log, /var/log/secure, the journal)
 # are looked for under: / on a host; a test's own tree (not an option: no user needs it).
 ROOT_ENV = "WEBOPS_CMDLOG_ROOT"
+
+
+def _path(v: object) -> str:
+    if not isinstance(v, str) or not v:
+        raise ValueError(f"expected a path, got {v!r}")
+    return v
+
+
+# The settings of the subcommands that have some (defaults, --config FILE, the environment,
+# flags: the common settings layer). What one run is about (--user, --host, --since, --grep,
+# FILEs, --journal, --home) stays that run's own arguments.
+REPORT_KEYS: dict[str, Key] = {
+    "format": Key("text", choice("text", "json"), "text, or json: one object a line", flag="--format"),
+}
+DOCTOR_KEYS: dict[str, Key] = {
+    "socket": Key(
+        "/dev/log",
+        _path,
+        "the syslog socket the snippet writes to",
+        env="WEBOPS_CMDLOG_SOCKET",
+        flag="--socket",
+    ),
+    "log": Key(
+        None,
+        optional(_path),
+        "where syslog writes authpriv, to find the test record in (default: /var/log/auth.log "
+        "or /var/log/secure when readable, else the journal)",
+        env="WEBOPS_CMDLOG_LOG",
+        flag="--log",
+        metavar="FILE",
+    ),
+    "nrpe_config": Key(
+        "/etc/nagios/nrpe.cfg",
+        _path,
+        "the NRPE config to look for a check in",
+        env="WEBOPS_CMDLOG_NRPE_CONFIG",
+        flag="--nrpe-config",
+        metavar="FILE",
+    ),
+    "audit_rules": Key(
+        "/etc/audit/rules.d",
+        _path,
+        "auditd's rules directory",
+        env="WEBOPS_CMDLOG_AUDIT_RULES",
+        flag="--audit-rules",
+        metavar="DIR",
+    ),
+    "crontabs": Key(
+        "/var/spool/cron/crontabs",
+        _path,
+        "the crontabs directory",
+        env="WEBOPS_CMDLOG_CRONTABS",
+        flag="--crontabs",
+        metavar="DIR",
+    ),
+    "format": Key("text", choice("text", "json"), "text, or json: one object a check", flag="--format"),
+}
+SETTINGS = {"report": Settings(REPORT_KEYS, read_js), "doctor": Settings(DOCTOR_KEYS, read_js)}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,7 +112,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--since", type=_when, metavar="TIME", help="only from this time on (ISO 8601)")
     r.add_argument("--until", type=_when, metavar="TIME", help="only before this time (ISO 8601)")
     r.add_argument("--grep", type=_regex, metavar="REGEX", help="only commands matching")
-    r.add_argument("--format", choices=["text", "json"], default="text", help="json: one object a line")
+    SETTINGS["report"].add_arguments(r)
     for name, text in (
         (
             "install",
@@ -75,22 +134,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "2 a usage error (an unknown user, a bad option).",
     )
     d.add_argument("--user", required=True, help="the user whose commands are logged")
-    d.add_argument(
-        "--socket",
-        default=os.environ.get("WEBOPS_CMDLOG_SOCKET", "/dev/log"),
-        help="the syslog socket the snippet writes to (default: $WEBOPS_CMDLOG_SOCKET or /dev/log)",
-    )
-    d.add_argument(
-        "--log",
-        type=Path,
-        metavar="FILE",
-        help="where syslog writes authpriv, to find the test record in (default: /var/log/auth.log "
-        "or /var/log/secure when readable, else the journal)",
-    )
-    d.add_argument("--nrpe-config", type=Path, default=Path("/etc/nagios/nrpe.cfg"), metavar="FILE")
-    d.add_argument("--audit-rules", type=Path, default=Path("/etc/audit/rules.d"), metavar="DIR")
-    d.add_argument("--crontabs", type=Path, default=Path("/var/spool/cron/crontabs"), metavar="DIR")
-    d.add_argument("--format", choices=["text", "json"], default="text", help="json: one object a check")
+    SETTINGS["doctor"].add_arguments(d)
     p.set_defaults(run=run)
 
 
@@ -121,15 +165,25 @@ def _root() -> Path:
     return Path(os.environ.get(ROOT_ENV) or "/")
 
 
+def resolve(args: argparse.Namespace) -> Resolved:
+    """A subcommand's settings for this run (ConfigError naming the source: exit 2)."""
+    settings = SETTINGS[args.cmdlog_cmd]
+    return settings.resolve(args.config, flags=settings.flags(args))
+
+
 def run(args: argparse.Namespace) -> int:
     if args.cmdlog_cmd in ("install", "uninstall"):
         return _install(args)
+    settings = resolve(args)
+    if args.check_config:
+        print("\n".join(settings.lines()))
+        return 0
     if args.cmdlog_cmd == "doctor":
-        return _doctor(args)
-    return _report(args)
+        return _doctor(args, settings)
+    return _report(args, settings)
 
 
-def _doctor(args: argparse.Namespace) -> int:
+def _doctor(args: argparse.Namespace, settings: Resolved) -> int:
     from dataclasses import asdict
 
     from . import doctor
@@ -137,18 +191,18 @@ def _doctor(args: argparse.Namespace) -> int:
     try:
         facts = doctor.gather(
             args.user,
-            args.socket,
-            args.nrpe_config,
-            args.audit_rules,
-            args.crontabs,
-            log=args.log,
+            settings["socket"],
+            Path(settings["nrpe_config"]),
+            Path(settings["audit_rules"]),
+            Path(settings["crontabs"]),
+            log=Path(settings["log"]) if settings["log"] else None,
             root=_root(),
         )
     except KeyError:
         raise ConfigError(f"no user {args.user!r} on this host") from None
     found = doctor.checks(facts)
     for c in found:
-        if args.format == "json":
+        if settings["format"] == "json":
             print(json.dumps(asdict(c)))
         else:
             print(f"{c.state:<7} {c.what:<22} {c.detail}" + (f"\n{'':30}fix: {c.fix}" if c.fix else ""))
@@ -224,7 +278,7 @@ def _piped() -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISREG(mode)
 
 
-def _report(args: argparse.Namespace) -> int:
+def _report(args: argparse.Namespace, settings: Resolved) -> int:
     from .doctor import where_records_are
     from .records import read
 
@@ -277,7 +331,7 @@ def _report(args: argparse.Namespace) -> int:
                     continue
                 if args.until and (rec.time is None or _naive(rec.time) >= _naive(args.until)):
                     continue
-                if args.format == "json":
+                if settings["format"] == "json":
                     sys.stdout.write(json.dumps(rec.as_dict()) + "\n")
                 else:
                     when = rec.time.strftime("%Y-%m-%d %H:%M:%S") if rec.time else "-"

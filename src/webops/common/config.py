@@ -22,14 +22,19 @@ class ConfigError(Exception):
     """A config problem, already phrased as the one line the user will read."""
 
 
+def read_text(path: str | Path) -> str:
+    """A config file's text, or the one line saying why it cannot be read."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
 def load_object(path: str | Path) -> tuple[dict[str, Any], str]:
     """The top-level object of a JSON/JSON5/JS-literal file, and the file's text (for line numbers)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from e
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    text = read_text(path)
     try:
         data = json5.loads(text)
     except ValueError as e:
@@ -56,7 +61,12 @@ def _without_unset(value: Any) -> Any:
 
 
 def key_line(text: str, key: str) -> int | None:
-    """Line number where `key` is first set in the file text (quoted or not), for error messages."""
-    pattern = re.compile(r"""(?:^|[{,\s])["']?""" + re.escape(key) + r"""["']?\s*:""", re.M)
+    """Line number where `key` is first set in the file text (quoted or not; `key:` in a JS object,
+    `key =` at the start of a TOML line), for error messages."""
+
+    def name(group: str) -> str:
+        return f"(?P<{group}>[\"']?{re.escape(key)}[\"']?)"
+
+    pattern = re.compile(r"(?:^|[{,\s])" + name("js") + r"\s*:|^[ \t]*" + name("toml") + r"\s*=", re.M)
     m = pattern.search(text)
-    return text.count("\n", 0, m.start()) + 1 if m else None
+    return text.count("\n", 0, m.start(m.lastgroup or 0)) + 1 if m else None

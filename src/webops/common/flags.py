@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from typing import Any
 
 
 def _float(text: str) -> float:
@@ -67,3 +68,18 @@ def port(text: str) -> int:
 
 NUMERIC = (positive_float, non_negative_float, positive_int, non_negative_int, port)
 """The types above that read numbers (a config file may give them as JSON numbers)."""
+
+
+def as_check(parse: Callable[[str], Any]) -> Callable[[Any], Any]:
+    """One of these types as a settings check (common/settings.py): a file's number is read as
+    the flag's text would be, and the refusal is the check's ValueError, with the same words."""
+
+    def check(v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, str | int | float):
+            raise ValueError(f"expected a number, got {v!r}")
+        try:
+            return parse(str(v))
+        except argparse.ArgumentTypeError as e:
+            raise ValueError(str(e)) from None
+
+    return check

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from .config import KEYS
+    from .config import SETTINGS
 
     p = sub.add_parser("gate", help="who gets a personalized response, decided inside Varnish")
     cmds = p.add_subparsers(dest="gate_cmd", metavar="COMMAND", required=True)
@@ -51,10 +51,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("files", nargs="*", metavar="FILE", help="signal files (default: stdin)")
     b.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="the files' format")
     b.add_argument("--force", action="store_true", help="publish even past max_change")
+    # the positional arguments a command needs may be left out with --check-config (run says so)
     parsers["install"].add_argument(
-        "file", type=Path, metavar="FILE", help="the built file, copied to this host"
+        "file",
+        nargs="?",
+        type=Path,
+        metavar="FILE",
+        help="the built file, copied to this host (needed unless --check-config)",
     )
-    parsers["pull"].add_argument("url", metavar="URL", help="http(s) URL of the published file")
+    parsers["pull"].add_argument(
+        "url",
+        nargs="?",
+        metavar="URL",
+        help="http(s) URL of the published file (needed unless --check-config)",
+    )
     parsers["pull"].add_argument(
         "--timeout", type=float, default=300.0, help="seconds for the whole download (default: 300)"
     )
@@ -62,13 +72,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         parsers[name].add_argument("--keep", type=int, default=5, help="previous versions kept (default: 5)")
     for name in ("install", "pull"):
         parsers[name].add_argument("--force", action="store_true", help="install even past max_change")
-    parsers["check"].add_argument("user_id", metavar="USER_ID")
+    parsers["check"].add_argument(
+        "user_id", nargs="?", metavar="USER_ID", help="the user to decide for (needed unless --check-config)"
+    )
     parsers["check"].add_argument("--format", choices=["text", "json"], default="text")
     for parser in parsers.values():
-        parser.add_argument("--config", type=Path, metavar="FILE", help="the gate's settings (TOML)")
-        for key in KEYS:
-            default = f" (default: {key.default!r})" if key.default != "" else ""
-            parser.add_argument(f"--{key.name.replace('_', '-')}", dest=key.name, help=key.help + default)
+        # --config FILE (the gate's settings, TOML), --check-config, and each key's flag (--db, ...)
+        SETTINGS.add_arguments(parser)
+        parser.set_defaults(gate_parser=parser)
     v = cmds.add_parser("vmod", help="build the VMOD against this host's varnishd and install it")
     v.add_argument(
         "--out", type=Path, metavar="DIR", help="where to put libvmod_gate.so (default: varnish's)"
@@ -76,34 +87,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _number(text: str | None) -> object:
-    """Command-line values into what the TOML file would hold."""
-    if text is None:
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def run(args: argparse.Namespace) -> int:
-    from .config import KEYS, load
-    from .config import ConfigError as GateConfigError
+    from .config import SETTINGS, config, resolve
 
     if args.gate_cmd == "vmod":
         return _vmod(args)
-    # a flag's text becomes a number where the key's default is one (what the TOML file would hold)
-    overrides = {
-        k.name: _number(v) if isinstance(k.default, int | float) else v
-        for k in KEYS
-        if (v := getattr(args, k.name)) is not None
-    }
-    try:
-        cfg = load(args.config, overrides)
-    except GateConfigError as e:
-        raise ConfigError(str(e)) from None
+    missing = {"install": "file", "pull": "url", "check": "user_id"}.get(args.gate_cmd)
+    if missing is not None and getattr(args, missing) is None and not args.check_config:
+        args.gate_parser.error(f"the following arguments are required: {missing.upper()}")
+    resolved = resolve(args.config, SETTINGS.flags(args))  # ConfigError: webops.cli says it, exit 2
+    if args.check_config:
+        print("\n".join(resolved.lines()))
+        return 0
+    cfg = config(resolved)
     if args.gate_cmd == "vcl":
         from .vcl import render
 

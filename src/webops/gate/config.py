@@ -1,5 +1,6 @@
-"""The gate's settings: one TOML file shared by `build`, `vcl` and `check`, each key a row of
-KEYS (its type, default and meaning), every key overridable on the command line."""
+"""The gate's settings: one TOML file shared by every subcommand, each key a row of KEYS (its
+default, check and meaning), read through the common settings layer: defaults, then the file
+(`--config FILE`), then the environment ($WEBOPS_GATE_DB, ...), then the command line (--db, ...)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,18 @@ import ctypes
 import ctypes.util
 import functools
 import re
-import tomllib
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-
-class ConfigError(ValueError):
-    """A setting that cannot work: said in one line, naming the key."""
+from ..common.settings import Check, Key, Resolved, Settings, read_toml
 
 
 def _path(v: Any) -> Path:
+    if isinstance(v, Path):
+        v = str(v)
     if (
         not isinstance(v, str)
         or not v.startswith("/")
@@ -28,14 +28,17 @@ def _path(v: Any) -> Path:
         or Path(v).is_dir()
     ):
         raise ValueError(
-            "an absolute path to a file, without double quotes or control characters (it goes into VCL)"
+            "expected an absolute path to a file, without double quotes or control characters "
+            f"(it goes into VCL), got {v!r}"
         )
     return Path(v)
 
 
 def _text(v: Any) -> str:
     if not isinstance(v, str) or not _in_vcl(v):
-        raise ValueError("a string without double quotes or control characters (it goes into VCL)")
+        raise ValueError(
+            f"expected a string without double quotes or control characters (it goes into VCL), got {v!r}"
+        )
     return v
 
 
@@ -48,7 +51,7 @@ def _in_vcl(v: str) -> bool:
 
 def _cookie(v: Any) -> str:
     if not isinstance(v, str) or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", v):
-        raise ValueError("a cookie name (RFC 6265 token)")
+        raise ValueError(f"expected a cookie name (RFC 6265 token), got {v!r}")
     return v
 
 
@@ -56,15 +59,18 @@ def _regex(v: Any) -> str:
     """Read alike by Python (build, check) and by varnishd's PCRE2 (the VCL): printable ASCII
     (Varnish matches bytes, Python characters), and compiled by both where libpcre2 is here."""
     if not isinstance(v, str) or '"' in v or not all(" " <= c <= "~" for c in v):
-        raise ValueError("a regular expression in printable ASCII, without double quotes (it goes into VCL)")
+        raise ValueError(
+            "expected a regular expression in printable ASCII, without double quotes "
+            f"(it goes into VCL), got {v!r}"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # FutureWarning: Python reads "[[" or "--" unlike PCRE2
         try:
             re.compile(v)
         except (re.error, Warning) as e:
-            raise ValueError(f"a regular expression ({e})") from None
+            raise ValueError(f"expected a regular expression ({e}), got {v!r}") from None
     if (why := _pcre2_error(v)) is not None:
-        raise ValueError(f"a regular expression Varnish's PCRE2 compiles ({why})")
+        raise ValueError(f"expected a regular expression Varnish's PCRE2 compiles ({why}), got {v!r}")
     return v
 
 
@@ -109,63 +115,103 @@ def _pcre2_error(pattern: str) -> str | None:
     return f"{message.value.decode(errors='replace')} at position {offset.value}"
 
 
-def _percent(v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 100:
-        raise ValueError("a whole percentage, 0 to 100")
+def _number(v: Any) -> Any:
+    """A flag's or the environment's text as the number the TOML file would hold ("5" -> 5,
+    "0.2" -> 0.2); a file's value, or text that is no number, as it is (the check refuses it)."""
+    if not isinstance(v, str):
+        return v
+    for kind in (int, float):
+        try:
+            return kind(v)
+        except ValueError:
+            pass
     return v
+
+
+def _percent(v: Any) -> int:
+    n = _number(v)
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 100:
+        raise ValueError(f"expected a whole percentage, 0 to 100, got {v!r}")
+    return n
 
 
 def _positive_int(v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError("a whole number, 1 or more")
-    return v
+    n = _number(v)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"expected a whole number, 1 or more, got {v!r}")
+    return n
 
 
 def _fraction(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not v >= 0:
-        raise ValueError("a fraction, 0 or more (0.2 = 20 %)")
-    return float(v)
+    n = _number(v)
+    if isinstance(n, bool) or not isinstance(n, int | float) or not n >= 0:
+        raise ValueError(f"expected a fraction, 0 or more (0.2 = 20 %), got {v!r}")
+    return float(n)
 
 
 def _seconds(v: Any) -> float:
     # from 1 ms, in whole ms: the VCL writes it as a plain decimal with at most 3 decimals (more,
     # and varnishd refuses the VCL: "Too many digits for real")
-    if isinstance(v, bool) or not isinstance(v, int | float) or not 0.001 <= v <= 3600 or round(v, 3) != v:
-        raise ValueError("seconds, at least 0.001 and at most 3600, in whole milliseconds (3 decimals)")
-    return float(v)
+    n = _number(v)
+    if isinstance(n, bool) or not isinstance(n, int | float) or not 0.001 <= n <= 3600 or round(n, 3) != n:
+        raise ValueError(
+            "expected seconds, at least 0.001 and at most 3600, in whole milliseconds "
+            f"(3 decimals), got {v!r}"
+        )
+    return float(n)
 
 
 def _salt(v: Any) -> str:
     if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9_.-]*", v):
-        raise ValueError("letters, digits, '_', '.' or '-' (it goes into VCL)")
+        raise ValueError(f"expected letters, digits, '_', '.' or '-' (it goes into VCL), got {v!r}")
     return v
 
 
-@dataclass(frozen=True)
-class Key:
-    name: str
-    parse: Callable[[Any], Any]
-    default: Any
-    help: str
+def _key(name: str, default: Any, check: Check, help: str) -> Key:
+    """A gate setting: in the file as `name`, in the environment as $WEBOPS_GATE_NAME, on every
+    subcommand's command line as --name (underscores as dashes)."""
+    return Key(
+        default,
+        check,
+        help,
+        env=f"WEBOPS_GATE_{name.upper()}",
+        flag=f"--{name.replace('_', '-')}",
+        metavar=name.upper(),
+    )
 
 
-KEYS = [
-    Key("db", _path, "/var/lib/webops-gate/user_profiles.db", "the live SQLite file varnishd reads"),
-    Key("cookie", _cookie, "userId", "the cookie that carries the user id"),
-    Key("url", _regex, "^/", "the requests the gate decides (a regular expression on req.url)"),
-    Key("id_pattern", _regex, "^[A-Za-z0-9_-]{1,64}$", "a well-formed user id; anything else is anonymous"),
-    Key("rollout", _percent, 100, "the share of users with a profile that get a personalized response"),
-    Key("salt", _salt, "", "mixed into the rollout bucket (one per feature)"),
-    Key("min_events", _positive_int, 5, "the history a user needs for has_profile (build)"),
-    Key(
+KEYS: dict[str, Key] = {
+    "db": _key(
+        "db", Path("/var/lib/webops-gate/user_profiles.db"), _path, "the live SQLite file varnishd reads"
+    ),
+    "cookie": _key("cookie", "userId", _cookie, "the cookie that carries the user id"),
+    "url": _key("url", "^/", _regex, "the requests the gate decides (a regular expression on req.url)"),
+    "id_pattern": _key(
+        "id_pattern",
+        "^[A-Za-z0-9_-]{1,64}$",
+        _regex,
+        "a well-formed user id; anything else is anonymous",
+    ),
+    "rollout": _key(
+        "rollout", 100, _percent, "the share of users with a profile that get a personalized response"
+    ),
+    "salt": _key("salt", "", _salt, "mixed into the rollout bucket (one per feature)"),
+    "min_events": _key("min_events", 5, _positive_int, "the history a user needs for has_profile (build)"),
+    "max_change": _key(
         "max_change",
-        _fraction,
         0.2,
+        _fraction,
         "the profiles a publish may add and remove, as a share of the live file's",
     ),
-    Key("check_interval", _seconds, 5.0, "how often varnishd looks for a new file, in seconds"),
-    Key("vmod", _text, "", "libvmod_gate.so's path for `import gate from`; empty: varnish's vmod dir"),
-]
+    "check_interval": _key(
+        "check_interval", 5.0, _seconds, "how often varnishd looks for a new file, in seconds"
+    ),
+    "vmod": _key(
+        "vmod", "", _text, "libvmod_gate.so's path for `import gate from`; empty: varnish's vmod dir"
+    ),
+}
+
+SETTINGS = Settings(KEYS, read=read_toml)  # a key the gate does not know is an error
 
 
 @dataclass(frozen=True)
@@ -182,27 +228,27 @@ class Config:
     vmod: str
 
 
-def load(path: Path | None, overrides: Mapping[str, Any]) -> Config:
-    """Defaults, then the file's keys, then the command line's; raises ConfigError."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        try:
-            values = tomllib.loads(path.read_text())
-        except OSError as e:
-            raise ConfigError(f"{path}: {e.strerror}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{path}: not TOML: {e}") from None
-    known = {k.name: k for k in KEYS}
-    for name in values:
-        if name not in known:
-            raise ConfigError(f"{path}: unknown key {name!r} (known: {', '.join(known)})")
-    values |= {k: v for k, v in overrides.items() if v is not None}
-    out = {}
-    for key in KEYS:
-        raw = values.get(key.name, key.default)
-        try:
-            out[key.name] = key.parse(raw)
-        except ValueError as e:
-            raise ConfigError(f"{key.name} = {raw!r}: expected {e}") from None
-    assert {f.name for f in fields(Config)} == set(out)
-    return Config(**out)
+def resolve(
+    path: str | Path | None,
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Resolved:
+    """Every setting and where its value comes from: the defaults, then the file at `path`, then
+    `environ` (os.environ unless given), then `flags`; raises ConfigError naming the source."""
+    return SETTINGS.resolve(None if path is None else str(path), environ=environ, flags=flags)
+
+
+def config(resolved: Resolved) -> Config:
+    assert {f.name for f in fields(Config)} == set(KEYS)
+    return Config(**{name: resolved[name] for name in KEYS})
+
+
+def load(
+    path: str | Path | None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Defaults, then the file's keys, then the environment's, then `overrides` (the command
+    line's text, or typed values; None: not given); raises ConfigError."""
+    flags = {name: v for name, v in (overrides or {}).items() if v is not None}
+    return config(resolve(path, flags, environ))

@@ -1,12 +1,74 @@
-"""`webops keytop`: live top of memcached keys."""
+"""`webops keytop`: live top of memcached keys.
+
+Its settings (the memcached to watch, the capture port, rows, refresh, sort, keys kept) come
+through the common settings layer: defaults, then `--config FILE`, then $WEBOPS_KEYTOP_*, then
+the flags; `--check-config` shows each with its source. What one run reads (--stdin, --pcap,
+--field), how long (--runtime) and whether it prints one table and exits (--format) are that
+run's own arguments.
+"""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from ..common import flags
-from ..common.config import ConfigError
+from ..common.settings import Key, Resolved, Settings, choice, comma_list, read_js, str_list
 from .table import KeyTable
+
+
+def _servers(v: Any) -> list[str]:
+    servers = str_list(v)
+    if not servers:
+        raise ValueError("expected at least one HOST:PORT")
+    return servers
+
+
+KEYS: dict[str, Key] = {
+    "server": Key(
+        ["127.0.0.1:11211"],
+        _servers,
+        "memcached to watch (repeat for several)",
+        env="WEBOPS_KEYTOP_SERVER",
+        flag="--server",
+        metavar="HOST:PORT",
+        text=comma_list,
+    ),
+    "port": Key(
+        11211,
+        flags.as_check(flags.port),
+        "memcached port in captures",
+        env="WEBOPS_KEYTOP_PORT",
+        flag="--port",
+    ),
+    "limit": Key(
+        40, flags.as_check(flags.positive_int), "rows shown", env="WEBOPS_KEYTOP_LIMIT", flag="--limit"
+    ),
+    "time": Key(
+        1.0,
+        flags.as_check(flags.positive_float),
+        "refresh every S seconds",
+        env="WEBOPS_KEYTOP_TIME",
+        flag="--time",
+        metavar="S",
+    ),
+    "sort": Key(
+        "calls",
+        choice(*sorted(KeyTable.SORTS)),
+        f"initial sort: {', '.join(sorted(KeyTable.SORTS))}",
+        env="WEBOPS_KEYTOP_SORT",
+        flag="--sort",
+    ),
+    "max_keys": Key(
+        100_000,
+        flags.as_check(flags.int_at_least(10)),
+        "keys tracked at most (10 or more); past that the least called are forgotten",
+        env="WEBOPS_KEYTOP_MAX_KEYS",
+        flag="--max-keys",
+        metavar="N",
+    ),
+}
+SETTINGS = Settings(KEYS, read_js)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,65 +87,56 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--pcap", metavar="FILE", help="read a saved capture (tcpdump -w), pcap or pcapng")
     src.add_argument(
         "--field",
-        type=int,
+        type=flags.positive_int,
         metavar="N",
         help="pipestat mode: count the Nth whitespace field of each stdin line (1 = first)",
     )
+    # --server is repeated, so it is added here; the other keys' flags by the settings layer
+    server = KEYS["server"]
     p.add_argument(
         "--server",
+        dest="servers",
         action="append",
-        metavar="HOST:PORT",
-        help="memcached to watch (repeat for several; default 127.0.0.1:11211)",
+        metavar=server.metavar,
+        help=f"{server.help} ($WEBOPS_KEYTOP_SERVER, comma-separated; default {server.default[0]})",
     )
-    p.add_argument(
-        "--port", type=flags.port, default=11211, help="memcached port in captures (default 11211)"
-    )
-    p.add_argument("--limit", type=int, default=40, help="rows shown (default 40)")
-    p.add_argument(
-        "--time",
-        type=flags.positive_float,
-        default=1.0,
-        metavar="S",
-        help="refresh every S seconds (default 1)",
-    )
+    Settings({n: k for n, k in KEYS.items() if n != "server"}, read_js).add_arguments(p)
     p.add_argument("--runtime", type=flags.positive_float, metavar="S", help="stop after S seconds")
     p.add_argument(
         "--format",
         choices=["text", "json", "csv"],
         help="print the final table in this format and exit (no live screen)",
     )
-    p.add_argument(
-        "--sort", choices=sorted(KeyTable.SORTS), default="calls", help="initial sort (default calls)"
-    )
-    p.add_argument(
-        "--max-keys",
-        type=int,
-        default=100_000,
-        metavar="N",
-        help="keys tracked at most; past that the least called are forgotten (default 100000)",
-    )
     p.set_defaults(run=_run)
 
 
+def resolve(args: argparse.Namespace) -> Resolved:
+    """The settings of this run: defaults, --config, $WEBOPS_KEYTOP_*, flags (ConfigError: exit 2)."""
+    given = SETTINGS.flags(args)
+    if args.servers:
+        given["server"] = args.servers
+    return SETTINGS.resolve(args.config, flags=given)
+
+
 def _run(args: argparse.Namespace) -> int:
-    if args.field is not None and args.field < 1:
-        raise ConfigError("--field counts from 1")
-    if args.limit < 1 or args.time <= 0 or args.max_keys < 10:
-        raise ConfigError("--limit and --time must be positive, --max-keys at least 10")
+    settings = resolve(args)
+    if args.check_config:
+        print("\n".join(settings.lines()))
+        return 0
     from .app import Options, run  # rich, dpkt: loaded when keytop runs, not for every webops tool
 
     return run(
         Options(
-            servers=args.server or ["127.0.0.1:11211"],
+            servers=settings["server"],
             stdin=args.stdin,
             pcap=args.pcap,
             field=args.field,
-            port=args.port,
-            limit=args.limit,
-            interval=args.time,
+            port=settings["port"],
+            limit=settings["limit"],
+            interval=settings["time"],
             runtime=args.runtime,
             format=args.format,
-            sort=args.sort,
-            max_keys=args.max_keys,
+            sort=settings["sort"],
+            max_keys=settings["max_keys"],
         )
     )

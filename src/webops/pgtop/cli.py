@@ -10,9 +10,11 @@ import argparse
 import math
 import re
 import sys
+from typing import Any
 
 from ..common import flags
-from ..common.config import ConfigError, load_object
+from ..common.config import ConfigError
+from ..common.settings import Key, Resolved, Settings, choice, number, read_js, string
 from ..common.terminal import has_tty
 from . import columns, data
 
@@ -20,78 +22,158 @@ from . import columns, data
 # command line: `webops statsd` should not pay for them.
 
 
+# The checks. A value from the file is typed (5, true, "all"); from the environment or a flag it
+# is text: each check takes both, and says what it wanted in the words the user reads.
+
+
+def _switch(v: Any) -> bool:
+    """true or false, and nothing else: a file's "no" is a mistake, not a word for false."""
+    if not isinstance(v, bool):
+        raise ValueError(f"expected true or false, got {v!r}")
+    return v
+
+
+def _refresh(v: Any) -> float:
+    """Seconds between redraws: 0 would redraw in a busy loop, inf never; NaN is refused too."""
+    if isinstance(v, bool) or not isinstance(v, int | float | str):
+        raise ValueError(f"expected a number of seconds, got {v!r}")
+    try:
+        value = float(v)
+    except ValueError:
+        raise ValueError(f"not a valid value: {v!r} is not a number of seconds") from None
+    if not 0.1 <= value < math.inf:
+        raise ValueError(f"not a valid value: {v!r} (at least 0.1 seconds, and finite)")
+    return value
+
+
+def _columns(v: Any) -> tuple[str, ...]:
+    return columns.parse_columns(string(v))  # ValueError: "unknown column 'x' (of: ...)"
+
+
+def _regex(v: Any) -> str:
+    try:
+        re.compile(string(v), re.I)
+    except re.error as e:
+        raise ValueError(f"not a valid regular expression: {e}") from None
+    return v
+
+
+def _webhook(v: Any) -> str:
+    if not re.match(r"https?://[^/\s]+", string(v)):
+        raise ValueError(f"not an http(s) URL: {v!r}")
+    return v
+
+
+SETTINGS = Settings(
+    {
+        # The connection: libpq's PG* variables, ~/.pgpass and service files stay libpq's own.
+        "host": Key(
+            None, string, "server host or socket directory (libpq PGHOST)", flag="--host", short="-H"
+        ),
+        "port": Key(
+            None, number(1, integer=True, maximum=65535), "server port (PGPORT)", flag="--port", short="-p"
+        ),
+        "user": Key(None, string, "role to connect as (PGUSER)", flag="--user", short="-U"),
+        "dbname": Key(None, string, "database to connect to (PGDATABASE)", flag="--dbname", short="-d"),
+        "refresh": Key(2.0, _refresh, "seconds between refreshes", flag="--refresh", metavar="S"),
+        "slow-threshold": Key(
+            5.0,
+            number(0),
+            "queries running this long are slow: bold yellow, logged, killed by K",
+            flag="--slow-threshold",
+            metavar="S",
+        ),
+        "log-file": Key(
+            None,
+            string,
+            "slow query log (default $XDG_STATE_HOME/webops/pgtop-slow.log; '' for none)",
+            flag="--log-file",
+            metavar="LOG_FILE",
+        ),
+        "slack-webhook": Key(
+            None,
+            _webhook,
+            "post each slow query to this Slack incoming webhook",
+            env="WEBOPS_PGTOP_SLACK_WEBHOOK",
+            flag="--slack-webhook",
+            secret=True,
+            metavar="URL",
+        ),
+        "slack-per-minute": Key(
+            10, number(1, integer=True), "at most N posts a minute", flag="--slack-per-minute", metavar="N"
+        ),
+        "view": Key(
+            "all", choice(*data.VIEWS), "rows shown", flag="--view", metavar="{" + ",".join(data.VIEWS) + "}"
+        ),
+        "sort": Key(
+            "duration",
+            choice(*data.SORTS),
+            "row order",
+            flag="--sort",
+            metavar="{" + ",".join(data.SORTS) + "}",
+        ),
+        "filter-db": Key(None, string, "only this database", flag="--filter-db", metavar="FILTER_DB"),
+        "filter-user": Key(None, string, "only this role", flag="--filter-user", metavar="FILTER_USER"),
+        "filter-state": Key(
+            None,
+            string,
+            "only this state (active, idle in transaction, ...)",
+            flag="--filter-state",
+            metavar="FILTER_STATE",
+        ),
+        "min-duration": Key(
+            None, number(0), "only queries running at least S seconds", flag="--min-duration", metavar="S"
+        ),
+        "query-regex": Key(
+            None, _regex, "only queries matching (case-insensitive)", flag="--query-regex", metavar="REGEX"
+        ),
+        "idle": Key(False, _switch, "show idle sessions too", flag="--idle", switch=True),
+        "columns": Key(
+            None,
+            _columns,
+            f"columns shown, e.g. pid,db,duration,query (of: {', '.join(columns.COLUMNS)})",
+            flag="--columns",
+            metavar="LIST",
+        ),
+        "profile": Key(
+            "standard",
+            choice(*columns.PROFILES),
+            "a set of columns (C cycles them on screen)",
+            flag="--profile",
+            metavar="{" + ",".join(columns.PROFILES) + "}",
+        ),
+    }
+)
+"""pgtop's settings: the file (`--config`), the environment and the flags, in that order."""
+
+INVOCATION = {
+    # What one run does, not a setting: plain arguments on the command line (no environment
+    # variable), which a --config file may also give, as it always could.
+    "dsn": Key(None, string, "connection string or URI"),
+    "password": Key(False, _switch, "ask for the password before connecting", flag="--password"),
+    "once": Key(False, _switch, "print the table once and exit", flag="--once"),
+    "format": Key("text", choice("text", "json"), "--once output format", flag="--format"),
+    "kill-slower-than": Key(None, number(0), "signal queries running longer", flag="--kill-slower-than"),
+    "cancel": Key(False, _switch, "with kill-slower-than: cancel (the default)", flag="--cancel"),
+    "terminate": Key(False, _switch, "with kill-slower-than: terminate", flag="--terminate"),
+    "yes": Key(False, _switch, "with kill-slower-than: do it (without, only list)", flag="--yes"),
+}
+
+FILE = Settings({**SETTINGS.keys, **INVOCATION}, read_js)
+"""Every key a --config file may set (by its long option name, `slow-threshold` or `slow_threshold`)."""
+
+
 def build_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "pgtop", help="top for PostgreSQL", description=__doc__.split("\n\n")[0] if __doc__ else ""
     )
     p.add_argument("dsn", nargs="?", help="connection string or URI (postgresql://user@host:port/db)")
-    p.add_argument(
-        "--config",
-        metavar="FILE",
-        help="a JSON/JS-object file setting any option below by its long name; the command line wins",
-    )
-    p.add_argument("-H", "--host", help="server host or socket directory (libpq PGHOST)")
-    p.add_argument("-p", "--port", type=flags.port, help="server port (PGPORT)")
-    p.add_argument("-U", "--user", help="role to connect as (PGUSER)")
-    p.add_argument("-d", "--dbname", help="database to connect to (PGDATABASE)")
+    SETTINGS.add_arguments(p)  # --config FILE, --check-config, --host ... --profile
     p.add_argument(
         "-W", "--password", action="store_true", help="ask for the password before connecting (as psql -W)"
     )
-    p.add_argument(
-        "--refresh",
-        type=refresh_seconds,
-        default=2.0,
-        metavar="S",
-        help="seconds between refreshes (default 2)",
-    )
-    p.add_argument(
-        "--slow-threshold",
-        type=flags.non_negative_float,
-        default=5.0,
-        metavar="S",
-        help="queries running this long are slow: bold yellow, logged, killed by K (default 5)",
-    )
-    p.add_argument(
-        "--log-file",
-        help="slow query log (default $XDG_STATE_HOME/webops/pgtop-slow.log; '' for none)",
-    )
-    p.add_argument(
-        "--slack-webhook", metavar="URL", help="post each slow query to this Slack incoming webhook"
-    )
-    p.add_argument(
-        "--slack-per-minute",
-        type=flags.positive_int,
-        default=10,
-        metavar="N",
-        help="at most N posts a minute (10)",
-    )
-    p.add_argument("--view", choices=data.VIEWS, default="all", help="rows shown (default all)")
-    p.add_argument("--sort", choices=data.SORTS, default="duration", help="row order (default duration)")
-    p.add_argument("--filter-db", help="only this database")
-    p.add_argument("--filter-user", help="only this role")
-    p.add_argument("--filter-state", help="only this state (active, idle in transaction, ...)")
-    p.add_argument(
-        "--min-duration",
-        type=flags.non_negative_float,
-        metavar="S",
-        help="only queries running at least S seconds",
-    )
-    p.add_argument("--query-regex", metavar="REGEX", help="only queries matching (case-insensitive)")
-    p.add_argument("--idle", action="store_true", default=False, help="show idle sessions too")
-    p.add_argument(
-        "--columns",
-        type=columns_option,
-        metavar="LIST",
-        help=f"columns shown, e.g. pid,db,duration,query (of: {', '.join(columns.COLUMNS)})",
-    )
-    p.add_argument(
-        "--profile",
-        choices=list(columns.PROFILES),
-        default="standard",
-        help="a set of columns (C cycles them on screen; default standard)",
-    )
     p.add_argument("--once", action="store_true", help="print the table once and exit")
-    p.add_argument("--format", choices=["text", "json"], default="text", help="--once output format")
+    p.add_argument("--format", choices=["text", "json"], help="--once output format (default text)")
     p.add_argument(
         "--kill-slower-than",
         type=flags.non_negative_float,
@@ -110,87 +192,59 @@ def build_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-_parser: argparse.ArgumentParser | None = None
-
-
 def register(sub: argparse._SubParsersAction) -> None:
-    global _parser
-    _parser = build_parser(sub)
+    build_parser(sub)
 
 
-def refresh_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0.1 <= value < math.inf:  # 0 would redraw in a busy loop, inf never; NaN is refused too
-        raise argparse.ArgumentTypeError(f"{text!r}: at least 0.1 seconds, and finite")
-    return value
+def resolve(args: argparse.Namespace) -> Resolved:
+    """Every setting (and every invocation argument a --config file may give) from the defaults,
+    the file, the environment and the command line, each later one winning; `how` (cancel or
+    terminate) follows the command line, else the last of `cancel: true`/`terminate: true` in
+    the file. ConfigError: webops.cli says it, exit 2."""
+    given = SETTINGS.flags(args)
+    for name, value in (
+        ("dsn", args.dsn),
+        ("password", args.password or None),
+        ("once", args.once or None),
+        ("format", args.format),
+        ("kill-slower-than", args.kill_slower_than),
+        ("yes", args.yes or None),
+    ):
+        if value is not None:
+            given[name] = value
+    if args.how:
+        given[args.how] = True
+    conf: dict[str, Any] = {}
+    text = ""
+    if args.config is not None:
+        conf, text = _dashed(*FILE.read(args.config))
+    resolved = FILE.resolve(args.config, flags=given, file=conf, text=text)
+    how, source = "cancel", "default"
+    for name in [
+        *(k for k in conf if k in ("cancel", "terminate")),
+        *(given.keys() & {"cancel", "terminate"}),
+    ]:
+        if resolved[name]:
+            how, source = name, resolved.sources[name]
+    resolved.values["how"] = how
+    resolved.sources["how"] = source
+    return resolved
 
 
-def columns_option(text: str) -> tuple[str, ...]:
-    try:
-        return columns.parse_columns(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def apply_config(args: argparse.Namespace, argv_given: set[str]) -> None:
-    """Options from --config FILE, for every option not given on the command line; a value of
-    the wrong type is an error naming the key (never taken for something else)."""
-    assert _parser is not None
-    conf, _ = load_object(args.config)
-    actions = {a.dest: a for a in _parser._actions if a.dest not in ("help", "config", "run", "how")}
-    switches = {"cancel": "cancel", "terminate": "terminate"}  # --cancel / --terminate set `how`
+def _dashed(conf: dict[str, Any], text: str) -> tuple[dict[str, Any], str]:
+    """A file's keys by their option names: `slow_threshold` is `slow-threshold` (as it always
+    was); the text too, so an error still names the key's line. A key that is neither stays as
+    written, for the error naming it."""
+    out: dict[str, Any] = {}
     for key, value in conf.items():
-        dest = key.replace("-", "_")
-        if dest in switches:
-            if not isinstance(value, bool):
-                raise ConfigError(f"{args.config}: {key}: expected true or false, got {value!r}")
-            if value and "how" not in argv_given:
-                args.how = switches[dest]
-            continue
-        if dest not in actions:
-            raise ConfigError(f"{args.config}: unknown option {key!r}")
-        if dest in argv_given:
-            continue
-        setattr(args, dest, _config_value(args.config, key, actions[dest], value))
-
-
-def _config_value(path: str, key: str, action: argparse.Action, value: object) -> object:
-    if isinstance(action, argparse._StoreTrueAction):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path}: {key}: expected true or false, got {value!r}")
-        return value
-    if action.type in (int, float, refresh_seconds, *flags.NUMERIC):
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise ConfigError(f"{path}: {key}: expected a number, got {value!r}")
-    elif not isinstance(value, str):
-        raise ConfigError(f"{path}: {key}: expected a string, got {value!r}")
-    if action.type is not None:
-        try:
-            value = action.type(str(value))  # type: ignore[operator]
-        except (TypeError, ValueError, argparse.ArgumentTypeError) as e:
-            raise ConfigError(f"{path}: {key}: not a valid value: {value!r} ({e})") from None
-    if action.choices and value not in action.choices:
-        raise ConfigError(f"{path}: {key}: expected one of {', '.join(action.choices)}, got {value!r}")
-    return value
-
-
-def _given(argv: list[str]) -> set[str]:
-    """Which options the command line set (so a config file does not override them): argparse
-    itself re-reads the arguments with every default suppressed, so option values are never
-    mistaken for the DSN."""
-    assert _parser is not None
-    saved = {a.dest: a.default for a in _parser._actions}
-    try:
-        for a in _parser._actions:
-            a.default = argparse.SUPPRESS
-        given, _ = _parser.parse_known_args(argv)
-    finally:
-        for a in _parser._actions:
-            a.default = saved[a.dest]
-    return set(vars(given))
+        name = key.replace("_", "-")
+        if name != key and name in FILE.keys:
+            text = re.sub(
+                r"""(?:^|(?<=[{,\s"']))""" + re.escape(key) + r"""(?=["']?\s*:)""", name, text, flags=re.M
+            )
+            key = name
+        out[key] = value
+    return out, text
 
 
 class Connector:
@@ -257,14 +311,13 @@ def filters(args: argparse.Namespace) -> data.Filters:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.config:
-        apply_config(args, _given(args.argv))  # ConfigError: webops.cli says it, exit 2
-    try:
-        f = filters(args)
-    except re.error as e:
-        raise ConfigError(f"--query-regex: {e}") from None
-    if args.slack_webhook and not re.match(r"https?://[^/\s]+", args.slack_webhook):
-        raise ConfigError(f"--slack-webhook: not an http(s) URL: {args.slack_webhook!r}")
+    resolved = resolve(args)  # ConfigError: webops.cli says it, exit 2
+    if args.check_config:
+        print("\n".join(resolved.lines()))  # and no connection: only what was configured
+        return 0
+    for name, value in resolved.values.items():
+        setattr(args, name.replace("-", "_"), value)
+    f = filters(args)  # the regex compiles: its setting was checked
     import psycopg
 
     from . import render

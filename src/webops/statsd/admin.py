@@ -10,13 +10,13 @@ descriptors nor lock an operator out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from ..common.aio import close_writer
 from ..common.ratelimit import RateLimitedLog
 from .backends.console import LIVE, as_held
 from .jsfmt import inspect
@@ -205,6 +205,8 @@ async def serve(console: Console, host: str, port: int) -> asyncio.Server:
             console.errors.warning("MGMT: caught %s, moving on", e)
         finally:
             console.open.pop(writer, None)
-            await close_writer(writer)
+            writer.close()
+            with contextlib.suppress(ConnectionError):  # a peer that already went away
+                await writer.wait_closed()
 
     return await asyncio.start_server(handle, host, port)

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import sys
-from typing import Any
 
 from . import settings as statsd_config
 
@@ -25,45 +22,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         nargs="?",
         const=True,
         metavar="FILE",
-        help="print the effective configuration as JSON and exit (2 if it is invalid)",
+        help="print every setting, with the file line, flag or default it comes from, and exit "
+        "(2 if the configuration is invalid)",
     )
-    p.add_argument("--address", help="listen address for UDP/TCP (config: address)")
-    p.add_argument("--port", type=int, help="listen port (config: port)")
-    p.add_argument("--mgmt-address", help="management console address (config: mgmt_address)")
-    p.add_argument("--mgmt-port", type=int, help="management console port (config: mgmt_port)")
-    p.add_argument(
-        "--flush-interval", type=int, metavar="MS", help="flush interval in ms (config: flushInterval)"
-    )
-    p.add_argument("--backends", help="comma-separated backends, e.g. console,file (config: backends)")
-    p.add_argument("--debug", action="store_true", default=None, help="debug logging (config: debug)")
-    p.add_argument("--data-dir", metavar="DIR", help="the store's data directory (config: store.dir)")
+    statsd_config.SETTINGS.add_arguments(p, config=False)  # --address, --port, ...: the keys' flags
     p.set_defaults(run=run)
-
-
-def overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """Command-line flags, as config keys; they win over the file."""
-    mapping = {
-        "address": args.address,
-        "port": args.port,
-        "mgmt_address": args.mgmt_address,
-        "mgmt_port": args.mgmt_port,
-        "flushInterval": args.flush_interval,
-        "debug": args.debug,
-        "backends": args.backends.split(",") if args.backends else None,
-        "store": {"dir": args.data_dir} if args.data_dir else None,
-    }
-    return {k: v for k, v in mapping.items() if v is not None}
 
 
 def run(args: argparse.Namespace) -> int:
     path = args.config_opt or args.config
     if isinstance(args.check_config, str):
         path = args.check_config
-    flags = overrides(args)
+    flags = statsd_config.SETTINGS.flags(args)
     cfg = statsd_config.load(path, flags)  # ConfigError: webops.cli says it, exit 2
     if args.check_config:
-        json.dump(cfg.raw, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        assert cfg.resolved is not None
+        print("\n".join(cfg.resolved.lines()))
         return 0
     from .logs import setup_logging
     from .server import StatsdDaemon

@@ -2,24 +2,22 @@
 
 A leaf: it imports no other part of the daemon. The plug-in packages bring their own keys (each
 metric kind, backend, the listeners, the hot path) and settings.py, the wiring, assembles them
-with these into one `Schema`, which drives validation, `--check-config` and the README's option
+with these into one `Schema`, which drives validation, `--check-config` and docs/statsd.md's option
 list, so a key cannot be accepted without being checked and documented. What the daemon derives
 from a config (aggregation and summary settings, listeners, the hot path) is settings.py's too.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..common.config import ConfigError, key_line, load_object
+from ..common.config import ConfigError, load_object
+from ..common.settings import Key, Resolved, Settings, comma_list, read_js
 from .validate import (
-    Key,
-    Validator,
     boolean,
     check_section,
     choice,
@@ -46,35 +44,35 @@ def _http(v: Any) -> dict | bool:
     if v is not True and not isinstance(v, dict):
         raise ValueError(f"expected false or {{address, port, ...}}, got {v!r}")
     given = check_section(v if isinstance(v, dict) else {}, HTTP_KEYS)
-    return {**{k: d for k, (d, _, _) in HTTP_KEYS.items()}, **given}
+    return {**{k: key.default for k, key in HTTP_KEYS.items()}, **given}
 
 
-KEYFLUSH_KEYS: dict[str, tuple[Any, Validator, str]] = {
-    "interval": (0, number(0), "ms between top-keys logs"),
-    "percent": (100, number(0, maximum=100), "share of keys to log"),
-    "log": (None, string, "file to append to (default stdout)"),
+KEYFLUSH_KEYS: dict[str, Key] = {
+    "interval": Key(0, number(0), "ms between top-keys logs"),
+    "percent": Key(100, number(0, maximum=100), "share of keys to log"),
+    "log": Key(None, string, "file to append to (default stdout)"),
 }
 
 # The HTTP endpoint's limits: what one client or one request may take of a daemon that must keep
-# answering /health (README: Limits).
-HTTP_KEYS: dict[str, tuple[Any, Validator, str]] = {
-    "address": ("127.0.0.1", string, "address to listen on"),
-    "port": (8127, port, "port to listen on"),
-    "maxConnections": (
+# answering /health (docs/statsd.md: Limits).
+HTTP_KEYS: dict[str, Key] = {
+    "address": Key("127.0.0.1", string, "address to listen on"),
+    "port": Key(8127, port, "port to listen on"),
+    "maxConnections": Key(
         512,
         number(1, integer=True),
         "open connections; past it the oldest one still sending its request is closed",
     ),
-    "headerTimeout": (10, number(0.1), "seconds a connection gets to send its request line and headers"),
-    "bodyTimeout": (30, number(0.1), "seconds to send a POSTed body, and to take the reply"),
-    "renderThreads": (2, number(1, integer=True, maximum=64), "Graphite requests evaluated at once"),
-    "renderTimeout": (20, number(0.1), "seconds after which a Graphite request is abandoned (504)"),
-    "renderMaxPoints": (
+    "headerTimeout": Key(10, number(0.1), "seconds a connection gets to send its request line and headers"),
+    "bodyTimeout": Key(30, number(0.1), "seconds to send a POSTed body, and to take the reply"),
+    "renderThreads": Key(2, number(1, integer=True, maximum=64), "Graphite requests evaluated at once"),
+    "renderTimeout": Key(20, number(0.1), "seconds after which a Graphite request is abandoned (504)"),
+    "renderMaxPoints": Key(
         1_000_000,
         number(1, integer=True),
         "points a /render may read and summarize may make; past it a 422",
     ),
-    "renderMaxSeries": (10_000, number(1, integer=True), "series a /render may read; past it a 422"),
+    "renderMaxSeries": Key(10_000, number(1, integer=True), "series a /render may read; past it a 422"),
 }
 
 LOG_LEVELS = {
@@ -92,10 +90,10 @@ LOG_LEVELS = {
     "ERROR": logging.ERROR,
 }
 
-LOG_KEYS: dict[str, tuple[Any, Validator, str]] = {
-    "backend": ("stdout", choice("stdout", "syslog", "stderr"), "where to log"),
-    "application": ("statsd", string, "syslog ident"),
-    "level": ("LOG_INFO", choice(*LOG_LEVELS), "log level"),
+LOG_KEYS: dict[str, Key] = {
+    "backend": Key("stdout", choice("stdout", "syslog", "stderr"), "where to log"),
+    "application": Key("statsd", string, "syslog ident"),
+    "level": Key("LOG_INFO", choice(*LOG_LEVELS), "log level"),
 }
 
 SECTIONS: dict[str, dict[str, Key]] = {
@@ -103,67 +101,76 @@ SECTIONS: dict[str, dict[str, Key]] = {
     "log": LOG_KEYS,
 }
 
-SCHEMA: dict[str, tuple[Any, Validator, str]] = {
-    "address": ("127.0.0.1", string, "UDP/TCP listen address (Etsy's default is 0.0.0.0; webops: loopback)"),
-    "host": (None, string, "Net::Statsd::Server's name for address"),
-    "address_ipv6": (False, boolean, "listen on IPv6 (address defaults to ::1)"),
-    "port": (8125, port, "UDP/TCP listen port"),
-    "socket": (None, string, "unix stream socket path for a ./servers/tcp listener"),
-    "socket_mod": (None, file_mode, 'permissions of that socket (0o660 or "0660")'),
-    "rcvbuf": (8 * 1024 * 1024, number(0, integer=True), "UDP SO_RCVBUF in bytes (webops)"),
-    "readers": (
+SCHEMA: dict[str, Key] = {
+    "address": Key(
+        "127.0.0.1",
+        string,
+        "UDP/TCP listen address (Etsy's default is 0.0.0.0; webops: loopback)",
+        flag="--address",
+    ),
+    "host": Key(None, string, "Net::Statsd::Server's name for address"),
+    "address_ipv6": Key(False, boolean, "listen on IPv6 (address defaults to ::1)"),
+    "port": Key(8125, port, "UDP/TCP listen port", flag="--port"),
+    "socket": Key(None, string, "unix stream socket path for a ./servers/tcp listener"),
+    "socket_mod": Key(None, file_mode, 'permissions of that socket (0o660 or "0660")'),
+    "rcvbuf": Key(8 * 1024 * 1024, number(0, integer=True), "UDP SO_RCVBUF in bytes (webops)"),
+    "readers": Key(
         "auto",
         _readers,
         "UDP readers. python: reader processes, auto (one per CPU, at most 4) or N, 0 reads in the "
         "main process; native: receiver threads, auto (1) or N",
     ),
-    "mgmt_address": ("127.0.0.1", string, "management console address"),
-    "mgmt_port": (8126, port, "management console port"),
-    "mgmtMaxConnections": (
+    "mgmt_address": Key("127.0.0.1", string, "management console address", flag="--mgmt-address"),
+    "mgmt_port": Key(8126, port, "management console port", flag="--mgmt-port"),
+    "mgmtMaxConnections": Key(
         100,
         number(1, integer=True),
         "console connections; past it the one quiet the longest is closed",
     ),
-    "mgmtIdleTimeout": (60, number(0), "seconds a console connection may sit idle (0: forever)"),
-    "tcpMaxConnections": (
+    "mgmtIdleTimeout": Key(60, number(0), "seconds a console connection may sit idle (0: forever)"),
+    "tcpMaxConnections": Key(
         1000,
         number(1, integer=True),
         "connections per TCP/unix listener; past it new ones are closed",
     ),
-    "tcpIdleTimeout": (300, number(0), "seconds a TCP/unix connection may send nothing (0: forever)"),
-    "maxSeries": (
+    "tcpIdleTimeout": Key(300, number(0), "seconds a TCP/unix connection may send nothing (0: forever)"),
+    "maxSeries": Key(
         500_000,
         number(1, integer=True),
         "distinct series kept; updates of new series past it are refused (statsd.metrics_refused)",
     ),
-    "maxSetMembers": (
+    "maxSetMembers": Key(
         100_000,
         number(1, integer=True),
         "members a set keeps an interval; new ones past it are refused (statsd.set_members_refused)",
     ),
-    "backends": (
+    "backends": Key(
         None,
         str_list,
         "backends to flush to: graphite, console, file, repeater, store (Etsy or Perl names)",
+        flag="--backends",
+        text=comma_list,
     ),
-    "flushInterval": (10000, number(1, integer=True), "flush interval in ms"),
-    "flush_counts": (True, boolean, "send stats_counts (legacy) / .count counter values"),
-    "deleteIdleStats": (False, boolean, "default for every delete* option (deleteCounters, ...)"),
-    "prefixStats": ("statsd", string, "prefix of the daemon's own stats"),
-    "keyNameSanitize": (True, boolean, "clean metric names as Etsy does"),
-    "healthStatus": ("up", choice("up", "down"), "initial health reported by the console"),
-    "dumpMessages": (False, boolean, "log every received line"),
-    "debug": (False, boolean, "debug logging"),
-    "title": ("statsd", lambda v: v, "process title (accepted for compatibility; not applied)"),
-    "automaticConfigReload": (True, boolean, "reload the config file when it changes"),
-    "keyFlush": ({}, section(KEYFLUSH_KEYS), "periodically log the most frequently sent keys"),
-    "log": ({}, section(LOG_KEYS), "logging"),
-    "http": (
+    "flushInterval": Key(
+        10000, number(1, integer=True), "flush interval in ms", flag="--flush-interval", metavar="MS"
+    ),
+    "flush_counts": Key(True, boolean, "send stats_counts (legacy) / .count counter values"),
+    "deleteIdleStats": Key(False, boolean, "default for every delete* option (deleteCounters, ...)"),
+    "prefixStats": Key("statsd", string, "prefix of the daemon's own stats"),
+    "keyNameSanitize": Key(True, boolean, "clean metric names as Etsy does"),
+    "healthStatus": Key("up", choice("up", "down"), "initial health reported by the console"),
+    "dumpMessages": Key(False, boolean, "log every received line"),
+    "debug": Key(False, boolean, "debug logging", flag="--debug", switch=True),
+    "title": Key("statsd", lambda v: v, "process title (accepted for compatibility; not applied)"),
+    "automaticConfigReload": Key(True, boolean, "reload the config file when it changes"),
+    "keyFlush": Key({}, section(KEYFLUSH_KEYS), "periodically log the most frequently sent keys"),
+    "log": Key({}, section(LOG_KEYS), "logging"),
+    "http": Key(
         _http(True),
         _http,
         "HTTP /health, /metrics and Graphite's API, and their limits; false turns it off",
     ),
-    "persistGauges": (None, string, "file where gauges survive a restart"),
+    "persistGauges": Key(None, string, "file where gauges survive a restart"),
 }
 
 
@@ -190,7 +197,7 @@ CORE = Schema(SCHEMA, SECTIONS)
 
 def assemble(placed: Mapping[str, Mapping[str, Key]], *tables: Mapping[str, Key]) -> dict[str, Key]:
     """The core keys with the plug-in packages' own: each of `placed` right after the core key
-    that names it (where Etsy's and the README's lists have them), then `tables` in turn."""
+    that names it (where Etsy's and docs/statsd.md's lists have them), then `tables` in turn."""
     out: dict[str, Key] = {}
     for key, entry in SCHEMA.items():
         out[key] = entry
@@ -207,6 +214,7 @@ class StatsdConfig:
     raw: dict[str, Any]
     path: str | None = None
     schema: Schema = field(default=CORE, repr=False)
+    resolved: Resolved | None = field(default=None, repr=False)  # each value's source
 
     def __getitem__(self, key: str) -> Any:
         return self.raw[key]
@@ -216,7 +224,7 @@ class StatsdConfig:
 
     def section(self, name: str) -> dict[str, Any]:
         """A nested section with its defaults filled in (graphite, console, file, log, keyFlush)."""
-        out = {k: d for k, (d, _, _) in self.schema.sections[name].items()}
+        out = {k: key.default for k, key in self.schema.sections[name].items()}
         out.update(self.raw.get(name) or {})
         return out
 
@@ -225,53 +233,54 @@ class StatsdConfig:
         return [self.schema.backend_name(b) for b in self.raw["backends"]]
 
 
-def build(user: dict[str, Any], schema: Schema, path: str | None = None, text: str = "") -> StatsdConfig:
-    """Validate a user's config dict and fill in defaults; errors name the file, line and key."""
-    where = path or "command line"
-    keys = schema.keys
-    raw: dict[str, Any] = {}
-    for key, value in user.items():
-        if key not in keys:
-            warn_unknown(key)
-            raw[key] = value
-            continue
-        try:
-            raw[key] = keys[key][1](value)
-        except ValueError as e:
-            line = key_line(text, key) if text else None
-            raise ConfigError(f"{where}{f':{line}' if line else ''}: {key}: {e}") from None
-    for key, (default, _, _) in keys.items():
-        raw.setdefault(key, copy.deepcopy(default))
-    if raw["host"] and "address" not in user:
+def settings(schema: Schema) -> Settings:
+    """The common settings layer over a schema: Etsy's files (JS or JSON), unknown keys warned
+    about and kept (a third-party backend may read its own), no key read from the environment
+    (Etsy's config.js reads it itself: `process.env.X`)."""
+    return Settings(schema.keys, read_js, unknown=warn_unknown)
+
+
+def build(
+    user: dict[str, Any],
+    schema: Schema,
+    path: str | None = None,
+    text: str = "",
+    flags: dict[str, Any] | None = None,
+) -> StatsdConfig:
+    """Validate a user's config dict (and command-line flags over it) and fill in defaults;
+    errors name the file, line and key."""
+    resolved = settings(schema).resolve(path, environ={}, flags=flags, file=user, text=text)
+    raw, sources = dict(resolved.values), dict(resolved.sources)
+    if raw["host"] and "address" not in resolved.sources:
         raw["address"] = raw["host"]
-    if raw["address_ipv6"] and "address" not in user and not raw["host"]:
+        sources["address"] = "host"
+    if raw["address_ipv6"] and "address" not in resolved.sources and not raw["host"]:
         raw["address"] = "::1"
+        sources["address"] = "address_ipv6"
     for key in schema.idle_deletes:
         if raw[key] is None:
             raw[key] = raw["deleteIdleStats"]
+            sources.setdefault(key, "deleteIdleStats")
     if raw["backends"] is None:
         # Etsy loads graphite by default; with no carbon to talk to, show the flushes and keep
         # their history (the store, read by Graphite's API) instead.
         raw["backends"] = (
             ["./backends/graphite"] if raw.get("graphiteHost") else ["./backends/console", "store"]
         )
+        sources["backends"] = "default (graphiteHost)" if raw.get("graphiteHost") else "default"
     try:
         for b in raw["backends"]:
             schema.backend_name(b)
     except ValueError as e:
-        line = key_line(text, "backends") if text else None
-        raise ConfigError(f"{where}{f':{line}' if line else ''}: backends: {e}") from None
-    return StatsdConfig(raw, path, schema)
+        raise ConfigError(f"{sources['backends']}: backends: {e}") from None
+    return StatsdConfig(raw, path, schema, Resolved(raw, sources, resolved.order))
 
 
-def load(path: str | None, schema: Schema, overrides: dict[str, Any] | None = None) -> StatsdConfig:
-    """Read a config file (or none: built-in defaults), then apply command-line overrides."""
+def load(path: str | None, schema: Schema, flags: dict[str, Any] | None = None) -> StatsdConfig:
+    """Read a config file (or none: built-in defaults), then apply the command line's flags."""
     user: dict[str, Any] = {}
     text = ""
     if path:
         user, text = load_object(path)
         path = str(Path(path))
-    for key, value in (overrides or {}).items():  # a flag for one key of a section keeps the rest
-        both = isinstance(value, dict) and isinstance(user.get(key), dict)
-        user[key] = {**user[key], **value} if both else value
-    return build(user, schema, path, text)
+    return build(user, schema, path, text, flags)

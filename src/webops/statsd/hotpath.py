@@ -6,7 +6,7 @@ the GIL. Every `BATCH_SECONDS` the event loop takes what they hold as the same `
 reader process hands over (aggregate.py), so merging, gauge order, maxSeries and the lines the
 fast path leaves to the reference parser all go through the one Python implementation.
 
-The extension is built by `pip install` when cargo and Debian's crates are there (README); when
+The extension is built by `pip install` when cargo and Debian's crates are there (README: Install); when
 it is not, `hotPath: auto` runs the Python readers and says so on start, in the console's
 `stats` and in /metrics. `WEBOPS_STATSD_HOTPATH` sets the default of `hotPath` (the test suite
 runs once with each).
@@ -49,12 +49,12 @@ def validate(v: Any) -> str:
     if v not in CHOICES:
         raise ValueError(f"expected one of {', '.join(CHOICES)}, got {v!r}")
     if v == "native" and _native is None:
-        raise ValueError(f"the native hot path is not built here ({NATIVE_MISSING}); see the README")
+        raise ValueError(f"the native hot path is not built here ({NATIVE_MISSING}); see the README: Install")
     return str(v)
 
 
 CONFIG_KEYS: dict[str, Key] = {
-    "hotPath": (
+    "hotPath": Key(
         DEFAULT,
         validate,
         "auto (native if built, else python), native (Rust receivers) or python (the reference)",

@@ -415,19 +415,19 @@ def _servers(v: Any) -> list[dict]:
 
 # name: (default, validator, description). Defaults of None mean "unset".
 SERVER_KEYS: dict[str, Key] = {
-    "server": ("./servers/udp", _server, "./servers/udp or ./servers/tcp"),
-    "address": (None, string, "address to listen on"),
-    "address_ipv6": (False, boolean, "listen on IPv6"),
-    "port": (8125, port, "port to listen on"),
-    "socket": (None, string, "TCP server only: a unix stream socket path instead of a port"),
-    "socket_mod": (None, file_mode, 'permissions of the unix socket (0o660 or "0660")'),
-    "rcvbuf": (8 * 1024 * 1024, number(0, integer=True), "UDP SO_RCVBUF in bytes"),
+    "server": Key("./servers/udp", _server, "./servers/udp or ./servers/tcp"),
+    "address": Key(None, string, "address to listen on"),
+    "address_ipv6": Key(False, boolean, "listen on IPv6"),
+    "port": Key(8125, port, "port to listen on"),
+    "socket": Key(None, string, "TCP server only: a unix stream socket path instead of a port"),
+    "socket_mod": Key(None, file_mode, 'permissions of the unix socket (0o660 or "0660")'),
+    "rcvbuf": Key(8 * 1024 * 1024, number(0, integer=True), "UDP SO_RCVBUF in bytes"),
 }
 
 # The top-level keys that need SERVERS to be checked (config.py has the others: address, port...).
 CONFIG_KEYS: dict[str, Key] = {
-    "server": ("./servers/udp", _server, "./servers/udp or ./servers/tcp, when servers is not set"),
-    "servers": (
+    "server": Key("./servers/udp", _server, "./servers/udp or ./servers/tcp, when servers is not set"),
+    "servers": Key(
         None,
         _servers,
         "list of listeners: {server, address, address_ipv6, port, socket, socket_mod}",

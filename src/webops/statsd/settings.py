@@ -21,7 +21,7 @@ from .config import StatsdConfig as StatsdConfig
 from .listeners import Listener
 from .snapshot import SummarySettings
 
-# The listeners' keys right after `port` and the hot path's after `readers`, as Etsy and the README
+# The listeners' keys right after `port` and the hot path's after `readers`, as Etsy and docs/statsd.md
 # list them (the order `--check-config` and the console's `config` print); each metric kind's
 # keys (delete<Kind>, ...), then each backend's.
 SCHEMA = config.assemble(
@@ -31,6 +31,9 @@ SECTIONS = {**config.SECTIONS, **backends.SECTIONS}
 WIRED = config.Schema(
     SCHEMA, SECTIONS, tuple(backends.REGISTRY), tuple(kind.delete_key() for kind in kinds.KINDS)
 )
+
+
+SETTINGS = config.settings(WIRED)  # the flags of `webops statsd`, from the keys that name one
 
 
 class Config(config.StatsdConfig):
@@ -87,6 +90,7 @@ def build(user: dict[str, Any], path: str | None = None, text: str = "") -> Conf
     return Config(**vars(config.build(user, WIRED, path, text)))
 
 
-def load(path: str | None, overrides: dict[str, Any] | None = None) -> Config:
-    """Read a config file (or none: built-in defaults), then apply command-line overrides."""
-    return Config(**vars(config.load(path, WIRED, overrides)))
+def load(path: str | None, flags: dict[str, Any] | None = None) -> Config:
+    """Read a config file (or none: built-in defaults), then apply the command line's flags
+    (`SETTINGS.flags(args)`: by key name, as text)."""
+    return Config(**vars(config.load(path, WIRED, flags)))

@@ -1,84 +1,28 @@
-"""Validators for config keys: each takes what the file says and returns the value to use, or
-raises ValueError with the sentence the user will read. A key is `(default, validator, doc)`;
-the core keys live in config.py, each backend's in its own module (see backends/__init__.py).
+"""statsd's own checks for config keys, beside the common ones (common/settings.py) it re-exports:
+each takes what the file says and returns the value to use, or raises ValueError with the sentence
+the user will read. A key is a common `Key` (default, check, help); the core keys live in
+config.py, each backend's in its own module (see backends/__init__.py).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
+
+from ..common.settings import Check, Key, boolean, choice, number, port, str_list, string
+
+__all__ = ["Key", "Validator", "boolean", "choice", "number", "port", "str_list", "string"]
 
 log = logging.getLogger("webops.statsd")
 
-Validator = Callable[[Any], Any]
-Key = tuple[Any, Validator, str]  # (default, validator, description)
+Validator = Check
 
 
-def boolean(v: Any) -> bool:
-    if isinstance(v, bool):
-        return v
-    if v in (0, 1):
-        return bool(v)
-    if isinstance(v, str) and v.lower() in ("true", "false"):
-        return v.lower() == "true"
-    raise ValueError(f"expected true or false, got {v!r}")
-
-
-def number(minimum: float | None = None, integer: bool = False, maximum: float | None = None) -> Validator:
-    def check(v: Any) -> float | int:
-        if isinstance(v, bool):
-            raise ValueError(f"expected a number, got {v!r}")
-        try:
-            n = float(v) if isinstance(v, str) else v
-        except ValueError:
-            raise ValueError(f"expected a number, got {v!r}") from None
-        if not isinstance(n, int | float) or n != n:
-            raise ValueError(f"expected a number, got {v!r}")
-        if integer:
-            if n != int(n):
-                raise ValueError(f"expected a whole number, got {v!r}")
-            n = int(n)
-        if minimum is not None and n < minimum:
-            raise ValueError(f"must be at least {minimum}, got {v!r}")
-        if maximum is not None and n > maximum:
-            raise ValueError(f"must be at most {maximum}, got {v!r}")
-        return n
-
-    return check
-
-
-port = number(0, integer=True, maximum=65535)
-
-
-def string(v: Any) -> str:
-    if not isinstance(v, str):
-        raise ValueError(f"expected a string, got {v!r}")
-    return v
-
-
-def choice(*options: str) -> Validator:
-    def check(v: Any) -> str:
-        if v not in options:
-            raise ValueError(f"expected one of {', '.join(options)}, got {v!r}")
-        return v
-
-    return check
-
-
-def str_list(v: Any) -> list[str]:
-    if isinstance(v, str):
-        v = [v]
-    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-        raise ValueError(f"expected a list of strings, got {v!r}")
-    return v
-
-
-def section(keys: dict[str, tuple[Any, Validator, str]]) -> Validator:
+def section(keys: dict[str, Key]) -> Validator:
     return lambda v: check_section(v, keys)
 
 
-def check_section(v: Any, keys: dict[str, tuple[Any, Validator, str]]) -> dict:
+def check_section(v: Any, keys: dict[str, Key]) -> dict:
     if not isinstance(v, dict):
         raise ValueError(f"expected an object, got {v!r}")
     out = {}
@@ -88,7 +32,7 @@ def check_section(v: Any, keys: dict[str, tuple[Any, Validator, str]]) -> dict:
             out[k] = value
             continue
         try:
-            out[k] = keys[k][1](value)
+            out[k] = keys[k].check(value)
         except ValueError as e:
             raise ValueError(f"{k}: {e}") from None
     return out
@@ -112,4 +56,4 @@ def warn_unknown(key: str) -> None:
     """Warn once per key: a typo must not be silent, but a reload must not repeat it forever."""
     if key not in _warned:
         _warned.add(key)
-        log.warning("config: unknown key %r ignored (see README for the keys webops statsd reads)", key)
+        log.warning("config: unknown key %r ignored (see docs/statsd.md: Configuration keys)", key)

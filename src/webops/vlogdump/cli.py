@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 from ..common import flags
 from ..common.config import ConfigError
+from ..common.settings import Key, Resolved, Settings, boolean, choice, read_js
 from . import output
 from .filters import Filters, is_true
 from .parse import JOIN_WAIT, Counts, LogParser
@@ -31,6 +32,71 @@ VALUED = {
     "req_headers_match": "REGEX",
     "resp_headers_match": "REGEX",
 }
+
+
+# How this host's transactions are shown: the settings layer's keys (defaults, --config FILE,
+# the environment, flags). Which transactions one run shows (the awk options above) and what it
+# reads (FILE) are that run's own arguments.
+KEYS: dict[str, Key] = {
+    "format": Key(
+        "text",
+        choice("text", "json"),
+        "text, or json: one object per transaction",
+        env="WEBOPS_VLOGDUMP_FORMAT",
+        flag="--format",
+    ),
+    "color": Key(
+        True,
+        boolean,
+        "no colours (also when stdout is not a terminal)",
+        env="NO_COLOR",
+        flag="--no-color",
+        switch=False,
+        text=lambda _: False,  # NO_COLOR set: no colours, whatever its value
+    ),
+    "slow": Key(
+        1000.0,
+        flags.as_check(flags.positive_float),
+        "times from MS on are red, from MS/10 yellow",
+        env="WEBOPS_VLOGDUMP_SLOW",
+        flag="--slow",
+        metavar="MS",
+    ),
+    "max_pending": Key(
+        10_000,
+        flags.as_check(flags.positive_int),
+        "transactions held while incomplete or awaiting their backend fetch",
+        env="WEBOPS_VLOGDUMP_MAX_PENDING",
+        flag="--max-pending",
+        metavar="N",
+    ),
+    "join_wait": Key(
+        JOIN_WAIT,
+        flags.as_check(flags.non_negative_float),
+        "seconds a request waits for a backend fetch not read yet",
+        env="WEBOPS_VLOGDUMP_JOIN_WAIT",
+        flag="--join-wait",
+        metavar="S",
+    ),
+    "summary": Key(
+        True,
+        boolean,
+        "no summary on stderr at exit",
+        env="WEBOPS_VLOGDUMP_SUMMARY",
+        flag="--no-summary",
+        switch=False,
+    ),
+}
+SETTINGS = Settings(KEYS, read_js)
+
+
+def resolve(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Resolved:
+    """The settings of this run (ConfigError naming the source: exit 2). NO_COLOR counts when it
+    is set at all, even empty, as it always has here."""
+    env = dict(os.environ if environ is None else environ)
+    if "NO_COLOR" in env:
+        env["NO_COLOR"] = env["NO_COLOR"] or "1"
+    return SETTINGS.resolve(args.config, environ=env, flags=SETTINGS.flags(args))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,32 +119,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--" + name.replace("_", "-"), dest=name, action="store_const", const="1")
     for name, meta in VALUED.items():
         p.add_argument("--" + name.replace("_", "-"), dest=name, metavar=meta)
-    p.add_argument(
-        "--format", choices=["text", "json"], default="text", help="json: one object per transaction"
-    )
-    p.add_argument("--no-color", action="store_true", help="no colours (also when stdout is not a terminal)")
-    p.add_argument(
-        "--slow",
-        type=flags.positive_float,
-        default=1000.0,
-        metavar="MS",
-        help="times from MS on are red, from MS/10 yellow (default 1000)",
-    )
-    p.add_argument(
-        "--max-pending",
-        type=flags.positive_int,
-        default=10_000,
-        metavar="N",
-        help="transactions held while incomplete or awaiting their backend fetch (default 10000)",
-    )
-    p.add_argument(
-        "--join-wait",
-        type=flags.non_negative_float,
-        default=JOIN_WAIT,
-        metavar="S",
-        help=f"seconds a request waits for a backend fetch not read yet (default {JOIN_WAIT:g})",
-    )
-    p.add_argument("--no-summary", action="store_true", help="no summary on stderr at exit")
+    SETTINGS.add_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -214,17 +255,21 @@ class Signals:
 
 
 def run(args: argparse.Namespace) -> int:
+    settings = resolve(args)
+    if args.check_config:
+        print("\n".join(settings.lines()))
+        return 0
     try:
         opts = options(args)
         keep = Filters.from_options(opts)
         stream = open(args.file, "rb") if args.file else sys.stdin.buffer  # noqa: SIM115 - closed below
     except (ValueError, OSError) as e:
         raise ConfigError(str(e)) from None
-    color = not args.no_color and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    color = settings["color"] and sys.stdout.isatty()
     live = not args.file  # a pipe from varnishlog: show each transaction as soon as it is complete
     show_req = is_true(opts.get("show_req_headers"))
     show_resp = is_true(opts.get("show_resp_headers"))
-    parser = LogParser(args.max_pending, args.join_wait)
+    parser = LogParser(settings["max_pending"], settings["join_wait"])
     summary = output.Summary()
     write = sys.stdout.write
 
@@ -234,8 +279,8 @@ def run(args: argparse.Namespace) -> int:
                 summary.add(t)
                 write(
                     output.as_json(t)
-                    if args.format == "json"
-                    else output.text(t, show_req, show_resp, color, args.slow)
+                    if settings["format"] == "json"
+                    else output.text(t, show_req, show_resp, color, settings["slow"])
                 )
                 if live:
                     sys.stdout.flush()
@@ -266,7 +311,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             if stream is not sys.stdin.buffer:
                 stream.close()
-        if not args.no_summary:
+        if settings["summary"]:
             sys.stderr.write(summary.render(parser.counts))
             sys.stderr.flush()
     signals.end_by_signal()

@@ -40,7 +40,7 @@ def register(cls: type[Backend]) -> type[Backend]:
 class Backend:
     """Subclass, set `name`, decorate with @register: that is a whole backend. Its config keys
     (`CONFIG_KEYS`, and nested `SECTIONS`) join the schema, so they are validated, shown by
-    --check-config and checked against the README like every other key."""
+    --check-config and checked against docs/statsd.md like every other key."""
 
     name = "backend"
     CONFIG_KEYS: ClassVar[dict[str, Key]] = {}

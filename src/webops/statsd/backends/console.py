@@ -55,7 +55,7 @@ CONSOLE: dict[str, Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]] =
 
 
 CONSOLE_KEYS: dict[str, Key] = {
-    "prettyprint": (True, boolean, "multi-line output"),
+    "prettyprint": Key(True, boolean, "multi-line output"),
 }
 
 
@@ -63,7 +63,7 @@ CONSOLE_KEYS: dict[str, Key] = {
 class ConsoleBackend(Backend):
     name = "console"
     CONFIG_KEYS: ClassVar[dict[str, Key]] = {
-        "console": ({}, section(CONSOLE_KEYS), "console backend"),
+        "console": Key({}, section(CONSOLE_KEYS), "console backend"),
     }
     SECTIONS: ClassVar[dict[str, dict[str, Key]]] = {"console": CONSOLE_KEYS}
 

@@ -29,8 +29,8 @@ JSON_FIELDS: dict[str, Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]
 }
 
 FILE_KEYS: dict[str, Key] = {
-    "path": ("statsd-flush.log", string, "file to append every flush to"),
-    "format": ("graphite", choice("graphite", "json"), "graphite plaintext lines or JSON lines"),
+    "path": Key("statsd-flush.log", string, "file to append every flush to"),
+    "format": Key("graphite", choice("graphite", "json"), "graphite plaintext lines or JSON lines"),
 }
 
 
@@ -38,7 +38,7 @@ FILE_KEYS: dict[str, Key] = {
 class FileBackend(Backend):
     name = "file"
     CONFIG_KEYS: ClassVar[dict[str, Key]] = {
-        "file": ({}, section(FILE_KEYS), "file backend (webops / Net::Statsd::Server)"),
+        "file": Key({}, section(FILE_KEYS), "file backend (webops / Net::Statsd::Server)"),
     }
     SECTIONS: ClassVar[dict[str, dict[str, Key]]] = {"file": FILE_KEYS}
 

@@ -11,7 +11,7 @@ again, with backoff (0.5 s doubling to 30 s), in order, with their original time
 Carbon keeps what it received in memory before writing it; a carbon killed in that moment loses
 it. So after any failed round the flushes confirmed in the last `RESEND_SECONDS` are sent again
 too: carbon writes one value per metric and timestamp, so sending a flush twice changes nothing
-(a carbon-aggregator in front would count it twice: see README).
+(a carbon-aggregator in front would count it twice: see docs/statsd.md: Graphite).
 
 Past `graphiteBufferSize` bytes the oldest flushes are dropped, counted in `datapoints_dropped`,
 and said once per outage in the log. On reload the buffer passes to the new backend; on shutdown
@@ -40,6 +40,7 @@ from ..jsfmt import number
 from ..kinds import outputs
 from ..persist import write_private
 from ..snapshot import Snapshot
+from ..validate import Key
 from .base import Backend, register
 from .naming import GRAPHITE, GraphiteNaming
 
@@ -107,14 +108,16 @@ class Round:
         self.deadline = self.started + IO_TIMEOUT
 
 
-GRAPHITE_KEYS: dict[str, validate.Key] = {
-    "legacyNamespace": (True, validate.boolean, "stats.<name>, stats_counts.<name>, stats.timers.<name>..."),
-    "globalPrefix": ("stats", validate.string, "prefix of every name (non-legacy namespace)"),
+GRAPHITE_KEYS: dict[str, Key] = {
+    "legacyNamespace": Key(
+        True, validate.boolean, "stats.<name>, stats_counts.<name>, stats.timers.<name>..."
+    ),
+    "globalPrefix": Key("stats", validate.string, "prefix of every name (non-legacy namespace)"),
     **{  # one per metric kind: prefixCounter, prefixTimer, prefixGauge, prefixSet
-        f"prefix{graphite.name}": (kind.table, validate.string, f"{kind.table[:-1]} prefix (non-legacy)")
+        f"prefix{graphite.name}": Key(kind.table, validate.string, f"{kind.table[:-1]} prefix (non-legacy)")
         for kind, graphite in outputs("graphite naming", GRAPHITE)
     },
-    "globalSuffix": (None, validate.string, "suffix appended to every name (e.g. the host name)"),
+    "globalSuffix": Key(None, validate.string, "suffix appended to every name (e.g. the host name)"),
 }
 
 
@@ -123,20 +126,20 @@ class GraphiteBackend(Backend):
     name = "graphite"
     manages_last_flush = True
     overwrites_slots = True
-    CONFIG_KEYS: ClassVar[dict[str, validate.Key]] = {
-        "graphiteHost": (None, validate.string, "carbon host"),
-        "graphitePort": (2003, validate.port, "carbon plaintext port"),
-        "graphitePicklePort": (2004, validate.port, "carbon pickle port"),
-        "graphiteProtocol": ("text", validate.choice("text", "pickle"), "carbon protocol"),
-        "graphiteBufferSize": (
+    CONFIG_KEYS: ClassVar[dict[str, Key]] = {
+        "graphiteHost": Key(None, validate.string, "carbon host"),
+        "graphitePort": Key(2003, validate.port, "carbon plaintext port"),
+        "graphitePicklePort": Key(2004, validate.port, "carbon pickle port"),
+        "graphiteProtocol": Key("text", validate.choice("text", "pickle"), "carbon protocol"),
+        "graphiteBufferSize": Key(
             256 * 1024 * 1024,
             validate.number(1024, integer=True),
             "bytes of flushes kept while carbon is away",
         ),
-        "graphiteSpoolFile": (None, validate.string, "where unsent flushes wait across a restart"),
-        "graphite": ({}, validate.section(GRAPHITE_KEYS), "Graphite naming"),
+        "graphiteSpoolFile": Key(None, validate.string, "where unsent flushes wait across a restart"),
+        "graphite": Key({}, validate.section(GRAPHITE_KEYS), "Graphite naming"),
     }
-    SECTIONS: ClassVar[dict[str, dict[str, validate.Key]]] = {"graphite": GRAPHITE_KEYS}
+    SECTIONS: ClassVar[dict[str, dict[str, Key]]] = {"graphite": GRAPHITE_KEYS}
 
     def __init__(self, config, startup_time: float) -> None:
         super().__init__(config, startup_time)

@@ -141,8 +141,8 @@ class TcpTarget:
 class RepeaterBackend(Backend):
     name = "repeater"
     CONFIG_KEYS: ClassVar[dict[str, Key]] = {
-        "repeater": ([], repeater_targets, "statsd daemons to forward every packet to"),
-        "repeaterProtocol": ("udp4", choice("udp4", "udp6", "tcp"), "repeater transport"),
+        "repeater": Key([], repeater_targets, "statsd daemons to forward every packet to"),
+        "repeaterProtocol": Key("udp4", choice("udp4", "udp6", "tcp"), "repeater transport"),
     }
 
     def __init__(self, config, startup_time: float) -> None:

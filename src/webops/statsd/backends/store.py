@@ -66,8 +66,8 @@ def retention_rules(v: Any) -> list[list[str]]:
 
 
 STORE_KEYS: dict[str, Key] = {
-    "dir": (default_dir(), string, "the data directory (store.sqlite in it)"),
-    "retentions": (
+    "dir": Key(default_dir(), string, "the data directory (store.sqlite in it)"),
+    "retentions": Key(
         [],
         retention_rules,
         'per name regex, first match wins, e.g. [["^stats\\\\.timers\\\\.", "10s:1d,1m:30d"]]; '
@@ -95,7 +95,14 @@ class StoreBackend(Backend):
     name = "store"
     manages_last_flush = True
     CONFIG_KEYS: ClassVar[dict[str, Key]] = {
-        "store": ({}, section(STORE_KEYS), "the embedded history (webops)"),
+        "store": Key(
+            {},
+            section(STORE_KEYS),
+            "the embedded history (webops); the flag sets its dir",
+            flag="--data-dir",
+            metavar="DIR",
+            text=lambda path: {"dir": path},
+        ),
     }
     SECTIONS: ClassVar[dict[str, dict[str, Key]]] = {"store": STORE_KEYS}
     PATHS: ClassVar[dict[str, str]] = {"/render": NO_STORE, "/metrics/find": NO_STORE}

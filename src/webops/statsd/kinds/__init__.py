@@ -5,7 +5,7 @@ a flush computes, and its own config keys.
 
 How each output shows a kind is that output's own table, keyed by the kind's `table` name
 (`outputs` below walks one); adding a metric type is a module here plus an entry in each output
-that should show it (README: Development, adding a metric kind)."""
+that should show it (docs/development.md: Adding a metric kind)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ CONFIG_KEYS: dict[str, Key] = {name: key for k in KINDS for name, key in k.confi
 
 def default_options() -> dict[str, object]:
     """The kinds' own config keys at their defaults (what a bare AggregationSettings uses)."""
-    return {name: key[0] for name, key in CONFIG_KEYS.items()}
+    return {name: key.default for name, key in CONFIG_KEYS.items()}
 
 
 _UNSHOWN: set[tuple[str, str]] = set()

@@ -79,7 +79,7 @@ def drop_non_finite(table: dict[str, float]) -> list[str]:
 class Kind:
     """Subclass, fill in the attributes, decorate with @register (from the package): that is a
     metric type's wire, state and flush summary. The outputs that show it each want an entry
-    in their own table (README: Development, adding a metric kind)."""
+    in their own table (docs/development.md: Adding a metric kind)."""
 
     table: ClassVar[str]  # plural: Interval/Snapshot table, console command, `delete<Table>` key
     codes: ClassVar[tuple[str, ...]]  # wire types; the first is what `parse` returns
@@ -100,7 +100,7 @@ class Kind:
 
     @classmethod
     def config_keys(cls) -> dict[str, Key]:
-        return {cls.delete_key(): (None, boolean, cls.delete_doc), **cls.CONFIG_KEYS}
+        return {cls.delete_key(): Key(None, boolean, cls.delete_doc), **cls.CONFIG_KEYS}
 
     # --- the wire -----------------------------------------------------------------------
 

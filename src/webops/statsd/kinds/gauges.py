@@ -27,7 +27,7 @@ class Gauges(Kind):
     delete_doc = "drop idle gauges instead of repeating them"
     ordered = True
     CONFIG_KEYS: ClassVar[dict[str, Key]] = {
-        "gaugesMaxTTL": (1, number(1, integer=True), "with deleteGauges: flushes a gauge survives idle"),
+        "gaugesMaxTTL": Key(1, number(1, integer=True), "with deleteGauges: flushes a gauge survives idle"),
     }
 
     def __init__(self, agg: Intake) -> None:

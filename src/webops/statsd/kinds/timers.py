@@ -52,9 +52,9 @@ class Timers(Kind):
     order = 1
     delete_doc = "drop idle timers instead of sending count 0"
     CONFIG_KEYS: ClassVar[dict[str, Key]] = {
-        "percentThreshold": ([90], _pcts, "timer percentile(s); negative = top percentiles"),
-        "histogram": ([], _histogram, "timer histograms: [{metric, bins: [..., 'inf']}]"),
-        "calculatedTimerMetrics": ([], str_list, "timer stats to send (empty: all)"),
+        "percentThreshold": Key([90], _pcts, "timer percentile(s); negative = top percentiles"),
+        "histogram": Key([], _histogram, "timer histograms: [{metric, bins: [..., 'inf']}]"),
+        "calculatedTimerMetrics": Key([], str_list, "timer stats to send (empty: all)"),
     }
 
     @staticmethod
