@@ -1,7 +1,7 @@
 # One virtualenv (.venv), created on first use. `make run` needs only the core install; the tests
 # also need the test tools and the cluster extra (they serve the real model, torch included).
 # `pip install` also builds statsd's native hot path (Rust, src/webops/statsd/native/) when cargo
-# and Debian's crates are there (README), and goes on without it when they are not.
+# and Debian's crates are there (README: Install), and goes on without it when they are not.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -36,8 +36,8 @@ test: lint
 ## lint: ruff (style, imports, formatting) and mypy (types, src/); the Rust crate held to the same
 ## standard: rustfmt and clippy with every warning an error
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench docs/recipes
+	$(BIN)/ruff format --check src tests bench docs/recipes
 	$(BIN)/mypy
 	cd $(NATIVE) && cargo fmt --check && cargo clippy --release --all-targets --quiet -- -D warnings
 

@@ -2,7 +2,7 @@
 
 Senders fire packets over loopback UDP (127.0.0.1 only, bounded loops); the target's own
 management console says how many packets and metrics it received, so any daemon with Etsy's
-console can be measured, Etsy's node daemon included (`--etsy`, see README). Prints figures,
+console can be measured, Etsy's node daemon included (`--etsy`, see docs/statsd.md: Speed). Prints figures,
 asserts nothing.
 
     python bench/statsd_bench.py                 # webops, every scenario

@@ -431,7 +431,7 @@ def test_replaced_files_are_released_even_by_idle_threads(fast_site: Site) -> No
 
 
 def test_at_varnish_defaults_a_10_kb_cookie_is_refused_before_the_vcl(site: Site) -> None:
-    """What the README says of 10 kB cookies: Varnish's own header limit (http_req_hdr_len, 8 kB)
+    """What docs/gate.md says of 10 kB cookies: Varnish's own header limit (http_req_hdr_len, 8 kB)
     answers 400 first; past it (roomy_site) the gate treats them as anonymous."""
     assert get(site, cookie="userId=" + "a" * 10_000).status_code == 400
     assert get(site, cookie="userId=" + "a" * 100).status_code == 200

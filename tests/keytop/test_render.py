@@ -66,7 +66,7 @@ def test_a_burst_on_stdin_is_handed_over_while_the_input_stays_open() -> None:
 
 
 def test_every_loss_in_the_totals_has_a_line_for_stderr() -> None:
-    """The README: approximate, lost_entries, gaps, down, notes in the JSON totals, each also on
+    """docs/keytop.md: approximate, lost_entries, gaps, down, notes in the JSON totals, each also on
     stderr (app.run prints these lines)."""
     totals = {
         "lost_entries": 7,

@@ -313,7 +313,7 @@ def test_packets_cut_short_by_the_snaplen_are_said(memcached, tmp_path: Path) ->
 
 
 def test_entries_memcached_dropped_are_said_on_stderr_too() -> None:
-    """The README: lost_entries in the JSON totals, and on stderr."""
+    """docs/keytop.md: lost_entries in the JSON totals, and on stderr."""
     m = Memcached("-o", "watcher_logbuf_size=8")
     proc = subprocess.Popen(
         [*KEYTOP, "--server", m.address, "--format", "json"],
