@@ -46,6 +46,7 @@ class Daemon:
         self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         popen = dict(popen or {})
         command = [*popen.pop("prefix", []), sys.executable, "-m", "webops", "statsd", str(self.config_path)]
+        command += popen.pop("args", [])  # flags after the config file
         self.proc = subprocess.Popen(
             command, stdout=self.log, stderr=subprocess.STDOUT, cwd=tmp_path, **popen
         )

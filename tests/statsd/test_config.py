@@ -227,3 +227,38 @@ def test_a_bad_environment_variable_breaks_only_the_tool_that_reads_it() -> None
         [sys.executable, "-m", "webops", "cluster", "serve"], env=env, capture_output=True, text=True
     )
     assert bad.returncode == 2 and "$PORT: port: expected a number, got 'abc'" in bad.stderr
+
+
+def test_http_address_and_port_flags_set_one_key_each_of_the_http_section(tmp_path: Path, capsys) -> None:
+    """--http-address / --http-port (issue 33): each sets its key of `http`, the file's limits stay."""
+    path = write(tmp_path, "{\n  http: {renderThreads: 4}\n}")
+    assert main(["statsd", "--check-config", path, "--http-port", "9127", "--http-address", "::1"]) == 0
+    value, source = checked_config(capsys.readouterr().out)["http"]
+    assert isinstance(value, dict)
+    assert (value["address"], value["port"], value["renderThreads"]) == ("::1", 9127, 4)
+    assert source == f"{path}:2, --http-address, --http-port"
+    assert main(["statsd", "--check-config", "--http-port", "http"]) == 2
+    assert "--http-port: http: port: expected a number" in capsys.readouterr().err
+
+
+def test_the_start_log_says_where_the_dashboard_is(start_daemon) -> None:
+    """The HTTP flags reach the daemon, which says the dashboard's URL when it starts."""
+    import urllib.request
+
+    from tests.conftest import free_port, wait_until
+
+    port = free_port()
+    d = start_daemon(http=False, _popen={"args": ["--http-address", "127.0.0.1", "--http-port", str(port)]})
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as r:
+        assert r.status == 200
+    wait_until(lambda: f"dashboard: http://127.0.0.1:{port}/" in d.logs(), what="the dashboard's URL logged")
+
+
+def test_the_dashboard_url_is_one_a_browser_opens() -> None:
+    import socket
+
+    from webops.statsd.dashboard import url
+
+    assert url("127.0.0.1", 8127) == "http://127.0.0.1:8127/"
+    assert url("::1", 8127) == "http://[::1]:8127/"
+    assert url("0.0.0.0", 80) == f"http://{socket.gethostname()}:80/"

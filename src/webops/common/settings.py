@@ -54,6 +54,7 @@ class Key:
     switch: bool | None = None
     text: Callable[[str], Any] | None = None
     secret: bool = False  # --check-config says it is set, not what it is (a webhook URL, a token)
+    parts: Mapping[str, str] = field(default_factory=dict)  # a section's flags: {"--http-port": "port"}
 
 
 DEFAULT = "default"
@@ -125,6 +126,14 @@ class Settings:
                 "environment, flag) and exit; 2 if one is invalid",
             )
         for name, key in self.keys.items():
+            for flag, part in key.parts.items():
+                parser.add_argument(
+                    flag,
+                    dest=f"{_dest(name)}.{part}",
+                    metavar=part.upper(),
+                    default=argparse.SUPPRESS,
+                    help=f"{part} of {name}: {key.help}",
+                )
             if key.flag is None:
                 continue
             names = [key.short, key.flag] if key.short else [key.flag]
@@ -150,7 +159,14 @@ class Settings:
     def flags(self, args: argparse.Namespace) -> dict[str, Any]:
         """What the command line set, by key name (as text, or a switch's value)."""
         given = vars(args)
-        return {name: given[_dest(name)] for name in self.keys if _dest(name) in given}
+        out = {name: given[_dest(name)] for name in self.keys if _dest(name) in given}
+        for name, key in self.keys.items():
+            section = {
+                p: given[f"{_dest(name)}.{p}"] for p in key.parts.values() if f"{_dest(name)}.{p}" in given
+            }
+            if section:
+                out[name] = {**out.get(name, {}), **section}
+        return out
 
     def resolve(
         self,
@@ -193,7 +209,9 @@ class Settings:
                 put(name, _shaped(key, env[key.env]), f"${key.env}")
         for name, value in (flags or {}).items():
             key = self.keys[name]
-            put(name, _shaped(key, value) if isinstance(value, str) else value, key.flag or "command line")
+            by = [flag for flag, part in key.parts.items() if isinstance(value, dict) and part in value]
+            source = ", ".join(by) if by else key.flag or "command line"
+            put(name, _shaped(key, value) if isinstance(value, str) else value, source)
         values: dict[str, Any] = {}
         for name, key in self.keys.items():
             if name not in raw:

@@ -169,6 +169,7 @@ SCHEMA: dict[str, Key] = {
         _http(True),
         _http,
         "HTTP /health, /metrics and Graphite's API, and their limits; false turns it off",
+        parts={"--http-address": "address", "--http-port": "port"},
     ),
     "persistGauges": Key(None, string, "file where gauges survive a restart"),
 }

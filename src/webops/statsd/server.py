@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from ..common.config import ConfigError
 from ..common.ratelimit import RateLimitedLog
-from . import backends, hotpath, reconcile, systemd
+from . import backends, dashboard, hotpath, reconcile, systemd
 from .admin import Console, serve
 from .aggregate import SLOW_MAX_BYTES, Aggregator, Batch
 from .backends.base import Backend, BackendRunner
@@ -290,6 +290,8 @@ class StatsdDaemon:
             raise OSError(f"cannot listen on http {bind[0]}:{bind[1]}: {e.strerror or e}") from e
         self.http_bind = bind
         log.info("http (/health, /metrics, Graphite's /render and /metrics/find) on %s:%s", *bind)
+        port = self.http_server.sockets[0].getsockname()[1]  # the one bound, for port 0
+        log.info("dashboard: %s", dashboard.url(bind[0], port))
 
     def on_batch(self, batch: Batch) -> None:
         self.aggregator.merge(batch)

@@ -3,6 +3,7 @@ kept here as built so users need no build step). It reads Graphite's API and /da
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from functools import cache
 from importlib import resources
@@ -31,3 +32,13 @@ def _file(name: str, ctype: str) -> Callable[[Request], Reply]:
 
 
 ROUTES = {path: _file(name, ctype) for path, (name, ctype) in FILES.items()}
+
+
+def url(address: str, port: int) -> str:
+    """The dashboard's address as a browser opens it, for the start log: a wildcard address is
+    this host's name (0.0.0.0 is no place to browse to), an IPv6 address goes in brackets."""
+    if address in ("", "0.0.0.0", "::"):
+        address = socket.gethostname()
+    elif ":" in address:
+        address = f"[{address}]"
+    return f"http://{address}:{port}/"
