@@ -343,7 +343,7 @@ def test_seven_days_of_new_data_are_drawn(start_daemon, page, tmp_path: Path) ->
         return int(page.get_attribute(chart(target), "data-points") or 0) > 0
 
     wait_until(traffic, timeout=30, what="the 7-day chart's point")
-    w.wait(f"window.dashboard.charts.get('{target}').plot != null")
+    w.wait(f"document.querySelector('{chart(target)} canvas') !== null")
     w.shot(tmp_path, "seven-days")
     assert colour_pixels(page, chart(target), BLUE) > 10
     assert w.unexpected() == []
