@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from . import dashboard, http
 from .backends.base import REGISTRY, Backend
+from .backends.naming import GraphiteNaming
 from .descriptors import http_cap
 from .prometheus import PrometheusView
 from .store.functions import Budget
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from .config import StatsdConfig
     from .hotpath import NativePool
     from .readers import ReaderPool
+    from .snapshot import Snapshot
 
 log = logging.getLogger("webops.statsd")
 
@@ -67,6 +69,8 @@ class HttpRoutes:
         self.daemon = daemon
         self.prometheus = PrometheusView()  # the flusher updates it, a scrape renders it
         self.workers: http.Workers | None = None  # the render threads, while HTTP is on
+        self.health_ring = dashboard.Health()  # the dashboard's health charts, flush by flush
+        self.busiest: tuple[Snapshot | None, list[dict]] = (None, [])  # for which flush
         self.endpoint = http.Endpoint(self.table([]), http.Limits())
 
     def table(self, backends: Iterable[Backend]) -> dict[str, http.Route]:
@@ -123,13 +127,46 @@ class HttpRoutes:
         assert self.workers is not None  # made with the endpoint
         return await self.workers.run(lambda: job(budget), h["renderTimeout"], budget.stop)
 
+    def flushed(self, snap: Snapshot) -> None:
+        """In the flusher's thread, at every flush: /metrics' view, and the daemon's own health
+        for the dashboard (cheap: a few totals; the busiest series wait for a page to ask)."""
+        self.prometheus.update(snap)
+        d = self.daemon
+        totals = d.aggregator.totals
+        lags = [status.get("lag_seconds", 0.0) for _, status in d.backend_status()]
+        self.health_ring.record(
+            dashboard.Sample(
+                time=snap.time_ms / 1000,
+                metrics_received=totals.metrics_received,
+                bad_lines=totals.bad_lines_seen,
+                kernel_drops=d.kernel_drops(),
+                refused=totals.metrics_refused + totals.set_members_refused,
+                shed=totals.lines_shed,
+                flush_ms=snap.statsd_metrics.get("processing_time", 0),
+                lag_seconds=max(lags, default=0.0),
+            )
+        )
+
+    def _busiest(self) -> list[dict]:
+        """The last flush's busiest series, ranked once per flush (500,000 series take a while:
+        off the event loop, and only while a page asks)."""
+        snap = self.prometheus.last
+        done, ranked = self.busiest
+        if snap is None or snap is done:
+            return ranked
+        ranked = dashboard.busiest(snap, GraphiteNaming(self.daemon.config), self.daemon.aggregator.own_keys)
+        self.busiest = (snap, ranked)
+        return ranked
+
     # --- the daemon's own routes ----------------------------------------------------------
 
-    def status(self, request: http.Request) -> http.Reply:
-        """The dashboard's header: the daemon's own health, totals and backends."""
+    async def status(self, request: http.Request) -> http.Reply:
+        """The dashboard's first view: the daemon's own health now and over the last flushes, its
+        totals, backends, and the busiest series of the last flush."""
         d = self.daemon
         totals = d.aggregator.totals
         flushed, processing = d.last_flush or (0.0, 0.0)
+        busiest = await asyncio.to_thread(self._busiest)
         body = {
             "health": d.health_state(),
             "now": time.time(),
@@ -137,9 +174,14 @@ class HttpRoutes:
             "packets_received": totals.packets_received,
             "metrics_received": totals.metrics_received,
             "bad_lines_seen": totals.bad_lines_seen,
+            "metrics_refused": totals.metrics_refused + totals.set_members_refused,
+            "lines_shed": totals.lines_shed,
+            "kernel_drops": d.kernel_drops(),
             "last_flush": flushed,
             "processing_time": processing,
             "backends": dict(d.backend_status()),
+            "history": self.health_ring.columns(),
+            "busiest": busiest,
         }
         return 200, "application/json", json.dumps(body)
 

@@ -397,7 +397,7 @@ class StatsdDaemon:
         """In the flusher's thread: every backend, /metrics and the saved gauges."""
         for r in list(self.runners):
             r.submit(slot_snapshot if r.backend.overwrites_slots else snapshot)
-        self.http.prometheus.update(snapshot)
+        self.http.flushed(snapshot)  # /metrics and the dashboard
         self.last_flush = (time.time(), snapshot.statsd_metrics.get("processing_time", 0))
         if path := self.config["persistGauges"]:
             gauges = {k: v for k, v in snapshot.gauges.items() if k != self.aggregator.k_lag}
