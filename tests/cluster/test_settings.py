@@ -157,3 +157,12 @@ def test_serve_gets_the_resolved_settings(capsys, monkeypatch, tmp_path: Path) -
     assert (o.preload, o.max_requests, o.max_requests_jitter, o.mode) == (False, 10, None, "paraphrase")
     assert (o.limits.max_sentences, o.limits.max_chars, o.limits.max_tokens) == (50, 2000, 50_000)
     assert o.statsd == "127.0.0.1:8125" and o.model is None and o.access_log is None
+
+
+def test_the_log_level_is_one_gunicorn_knows(capsys, monkeypatch) -> None:
+    """LOG_LEVEL=bogus passed --check-config and was then ignored by the run."""
+    monkeypatch.setenv("LOG_LEVEL", "bogus")
+    status, _, err = serve(capsys, "--check-config")
+    assert status == 2 and "$LOG_LEVEL: log_level: expected one of debug, info, warning" in err
+    monkeypatch.setenv("LOG_LEVEL", "DEBUG")
+    assert check(capsys)["log_level"] == ("debug", "$LOG_LEVEL")

@@ -128,3 +128,10 @@ def test_doctor_uses_its_files_settings(tmp_path: Path) -> None:
     checks = {c["what"]: c for c in map(json.loads, r.stdout.splitlines())}
     assert checks["syslog socket"]["state"] == "fail"
     assert str(tmp_path / "no.sock") in checks["syslog socket"]["detail"]
+
+
+def test_doctors_settings_need_no_user(capsys) -> None:
+    """The settings do not depend on the user: --check-config needs none; the check itself does."""
+    assert check(capsys, "doctor")["socket"][1] == "default"
+    assert main(["cmdlog", "doctor"]) == 2
+    assert "--user is required" in capsys.readouterr().err

@@ -142,3 +142,98 @@ def test_a_secret_is_said_to_be_set_not_shown() -> None:
     lines = Settings(keys).resolve(environ={"HOOK": "https://hooks.example/T0/B0/token"}).lines()
     assert lines == ['webhook = "(set, not shown)"  # $HOOK']
     assert Settings(keys).resolve(environ={}).lines() == ["webhook = null  # default"]
+
+
+# --- what an outsider tried on the files and values (each a one-line ConfigError, never a hang) ---
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("deep.json", '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"), ("deep.toml", "a = " + "[" * 100_000)],
+)
+def test_a_deeply_nested_file_is_one_line(tmp_path: Path, name: str, content: str) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        Settings(KEYS, read=read_toml if name.endswith("toml") else Settings(KEYS).read).resolve(
+            str(path), environ={}
+        )
+
+
+def test_a_fifo_nobody_writes_and_a_device_that_never_ends_are_refused(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="Empty strings are not legal"):  # no writer: empty, at once
+        SETTINGS.resolve(str(fifo), environ={})
+    with pytest.raises(ConfigError, match="larger than 1 MiB"):
+        SETTINGS.resolve("/dev/zero", environ={})
+    big = tmp_path / "big.json"
+    big.write_text("{" + " " * (2 << 20) + "}")
+    with pytest.raises(ConfigError, match="larger than 1 MiB"):
+        SETTINGS.resolve(str(big), environ={})
+    with pytest.raises(ConfigError, match="Is a directory"):
+        SETTINGS.resolve(str(tmp_path), environ={})
+
+
+def test_a_pipe_with_a_writer_is_read() -> None:
+    """`--config <(generate-config)`: bash's process substitution hands a pipe, still read."""
+    import subprocess
+    import sys
+
+    line = f"{sys.executable} -m webops statsd --check-config <(echo '{{port: 4242}}')"
+    r = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "port = 4242" in r.stdout
+
+
+def test_a_path_cannot_forge_lines(tmp_path: Path) -> None:
+    path = tmp_path / "a\nrollout = 0   # default\x1b[31m"
+    with pytest.raises(ConfigError) as e:
+        SETTINGS.resolve(str(path), environ={})
+    assert "\n" not in str(e.value) and "\x1b" not in str(e.value) and "\\x1b" in str(e.value)
+
+
+def test_a_bom_as_windows_editors_write_is_read(tmp_path: Path) -> None:
+    for name, text in (("c.json", '\ufeff{"port": 7}'), ("c.toml", "\ufeffport = 7\n")):
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        read = read_toml if name.endswith("toml") else Settings(KEYS).read
+        assert Settings(KEYS, read=read).resolve(str(path), environ={}).values["port"] == 7
+
+
+@pytest.mark.parametrize(
+    "text", ["\u0661\u0662", "\uff11\uff12", "1_000", "0x10", "5 5"]
+)  # Arabic-Indic, fullwidth
+def test_numbers_are_written_in_ascii(text: str) -> None:
+    with pytest.raises(ValueError, match="expected a number"):
+        number()(text)
+
+
+def test_numbers_may_have_spaces_around_them() -> None:
+    assert number(integer=True)(" 5 ") == 5 and number()("1e3") == 1000.0 and number()("-.5") == -0.5
+
+
+def test_a_refusal_never_shows_a_secret_and_is_bounded() -> None:
+    keys = {
+        "hook": Key(None, choice("https"), "a secret", env="HOOK", secret=True),
+        "name": Key("x", choice("x"), "not one", env="NAME"),
+    }
+    with pytest.raises(ConfigError) as e:
+        Settings(keys).resolve(environ={"HOOK": "notaurl-SECRETSECRET"})
+    assert "SECRET" not in str(e.value) and "(not shown)" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        Settings(keys).resolve(environ={"NAME": "y" * 100_000})
+    assert len(str(e.value)) < 400 and str(e.value).endswith("(cut)")
+
+
+def test_a_variable_may_set_the_default_below_the_file() -> None:
+    """statsd's WEBOPS_STATSD_HOTPATH: the default of every config, a file's value still wins;
+    checked like any value, blank is unset."""
+    keys = {"mode": Key("auto", choice("auto", "python"), "m", env="MODE", env_is_default=True)}
+    assert Settings(keys).resolve(environ={"MODE": "python"}).sources["mode"] == "$MODE"
+    assert Settings(keys).resolve(environ={"MODE": "python"}, file={"mode": "auto"}).values["mode"] == "auto"
+    assert Settings(keys).resolve(environ={"MODE": " "}).values["mode"] == "auto"
+    with pytest.raises(ConfigError, match=r"^\$MODE: mode: expected one of"):
+        Settings(keys).resolve(environ={"MODE": "bogus"})

@@ -121,3 +121,9 @@ def test_field_still_counts_from_1() -> None:
     r = subprocess.run([*KEYTOP, "--field", "0"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert "--field" in r.stderr.splitlines()[-1]
+
+
+def test_a_server_that_is_no_host_port_is_refused_by_check_config(capsys) -> None:
+    """--check-config said 0 for what the run then refused."""
+    assert main(["keytop", "--server", "nonsense", "--check-config"]) == 2
+    assert "--server: server: expected HOST:PORT, got 'nonsense'" in capsys.readouterr().err

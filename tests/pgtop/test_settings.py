@@ -59,7 +59,7 @@ def test_check_config_says_where_each_value_comes_from(tmp_path: Path, capsys, m
     assert got["sort"] == ("pid", "--sort")
     assert got["port"] == (5433, "--port")
     assert got["idle"] == (True, "--idle")
-    assert got["dsn"] == (UNREACHABLE, "command line")
+    assert got["dsn"] == (HIDDEN, "command line")  # a DSN may hold a password
     assert got["how"] == ("terminate", f"{path}:5")  # `terminate: true` in the file, as before
 
 
@@ -94,3 +94,13 @@ def test_an_unknown_key_in_the_file_is_named(tmp_path: Path, capsys) -> None:
     path = write(tmp_path, '{\n  "view": "running",\n  "refresh_rate": 1\n}')
     err = one_line_error(capsys, "--config", path)
     assert f"{path}:3: unknown key 'refresh_rate'" in err
+
+
+def test_a_dsn_and_a_bad_webhook_never_show_a_password(capsys, monkeypatch) -> None:
+    """A DSN may hold a password and a mistyped webhook is still a token: named, never shown."""
+    got = check(capsys, "postgresql://u:S3cretPW@h/db")
+    assert got["dsn"] == (HIDDEN, "command line")
+    monkeypatch.setenv(ENV, "notaurl-SECRETSECRET")
+    assert main(["pgtop", "--check-config"]) == 2
+    err = capsys.readouterr().err
+    assert "SECRET" not in err and f"${ENV}: slack-webhook: " in err

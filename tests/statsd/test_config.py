@@ -262,3 +262,28 @@ def test_the_dashboard_url_is_one_a_browser_opens() -> None:
     assert url("127.0.0.1", 8127) == "http://127.0.0.1:8127/"
     assert url("::1", 8127) == "http://[::1]:8127/"
     assert url("0.0.0.0", 80) == f"http://{socket.gethostname()}:80/"
+
+
+def test_the_hot_path_variable_is_checked_and_named(monkeypatch, capsys) -> None:
+    """WEBOPS_STATSD_HOTPATH sets the default (a file's hotPath wins): checked like a file's
+    value, named as the source, blank is unset. It was shown as the default, unchecked."""
+    monkeypatch.setenv("WEBOPS_STATSD_HOTPATH", "bogus")
+    assert main(["statsd", "--check-config"]) == 2
+    assert "$WEBOPS_STATSD_HOTPATH: hotPath: expected one of auto, native, python" in capsys.readouterr().err
+    monkeypatch.setenv("WEBOPS_STATSD_HOTPATH", "python")
+    assert main(["statsd", "--check-config"]) == 0
+    assert checked_config(capsys.readouterr().out)["hotPath"] == ("python", "$WEBOPS_STATSD_HOTPATH")
+    assert statsd_config.build({"hotPath": "auto"})["hotPath"] == "auto"
+
+
+def test_two_config_files_are_a_usage_error(tmp_path: Path, capsys) -> None:
+    """Which of two files won depended on where each was written; the second was ignored silently."""
+    a, b = write(tmp_path, "{ port: 1 }"), str(tmp_path / "b.js")
+    Path(b).write_text("{ port: 2 }")
+    for argv in (
+        [a, "--config", b, "--check-config"],
+        ["--check-config", a, "--config", b],
+        [a, "--check-config", b],
+    ):
+        assert main(["statsd", *argv]) == 2
+        assert "one config file, please" in capsys.readouterr().err

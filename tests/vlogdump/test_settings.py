@@ -60,11 +60,13 @@ def test_file_then_environment_then_flag(tmp_path: Path, capsys, monkeypatch) ->
     assert got["color"] == (True, f"{path}:1")
     monkeypatch.setenv("WEBOPS_VLOGDUMP_MAX_PENDING", "20")
     monkeypatch.setenv("WEBOPS_VLOGDUMP_SUMMARY", "no")
-    monkeypatch.setenv("NO_COLOR", "")  # set, even empty: no colours, as before
+    monkeypatch.setenv("NO_COLOR", "")  # empty: unset, as no-color.org says
     got = check(capsys, "--config", path)
     assert got["max_pending"] == (20, "$WEBOPS_VLOGDUMP_MAX_PENDING")
     assert got["summary"] == (False, "$WEBOPS_VLOGDUMP_SUMMARY")
-    assert got["color"] == (False, "$NO_COLOR")
+    assert got["color"] == (True, f"{path}:1")
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert check(capsys, "--config", path)["color"] == (False, "$NO_COLOR")
     got = check(capsys, "--config", path, "--max-pending", "30", "--no-color")
     assert got["max_pending"] == (30, "--max-pending")
     assert got["color"] == (False, "--no-color")

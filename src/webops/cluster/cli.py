@@ -69,13 +69,22 @@ _presets = " or ".join(f"{name} (cosine distance {d})" for name, d in PRESETS.it
 
 # Every serve option that is a setting. Names are the ServeOptions / Limits fields (and the keys
 # of a --config file); the environment variables are the ones container deployments already set.
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")  # gunicorn's (and uvicorn's) names
+
 SETTINGS = Settings(
     {
         "host": Key("127.0.0.1", string, "bind address", env="HOST", flag="--host"),
         "port": Key(8000, _whole(1, 65535), "port", env="PORT", flag="--port"),
         "workers": Key(3, _whole(1), "worker processes", env="WORKERS", flag="--workers"),
         "timeout": Key(60, _whole(1), "worker timeout, seconds", env="TIMEOUT", flag="--timeout"),
-        "log_level": Key("info", string, "gunicorn log level", env="LOG_LEVEL", flag="--log-level"),
+        "log_level": Key(
+            "info",
+            choice(*LOG_LEVELS),
+            "gunicorn log level: " + ", ".join(LOG_LEVELS),
+            env="LOG_LEVEL",
+            flag="--log-level",
+            text=str.lower,
+        ),
         "max_requests": Key(
             0,
             _whole(0),

@@ -133,7 +133,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="exit status: 0 every check is ok; 1 at least one is a gap, a fail or unknown; "
         "2 a usage error (an unknown user, a bad option).",
     )
-    d.add_argument("--user", required=True, help="the user whose commands are logged")
+    # required, but not by --check-config, which shows settings that do not depend on the user
+    d.add_argument("--user", help="the user whose commands are logged (required)")
     SETTINGS["doctor"].add_arguments(d)
     p.set_defaults(run=run)
 
@@ -179,6 +180,8 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(settings.lines()))
         return 0
     if args.cmdlog_cmd == "doctor":
+        if not args.user:
+            raise ConfigError("doctor: --user is required: the user whose commands are logged")
         return _doctor(args, settings)
     return _report(args, settings)
 

@@ -26,12 +26,14 @@ import copy
 import json
 import math
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .config import ConfigError, key_line, load_object, read_text
+from .text import printable
 
 Check = Callable[[Any], Any]
 """A setting's value as a file, the environment or a flag gives it -> the value to use; raises
@@ -54,6 +56,7 @@ class Key:
     switch: bool | None = None
     text: Callable[[str], Any] | None = None
     secret: bool = False  # --check-config says it is set, not what it is (a webhook URL, a token)
+    env_is_default: bool = False  # the variable replaces the default, below the file (a test switch)
     parts: Mapping[str, str] = field(default_factory=dict)  # a section's flags: {"--http-port": "port"}
 
 
@@ -71,7 +74,9 @@ def read_toml(path: str) -> tuple[dict[str, Any], str]:
     try:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not TOML: {e}") from None
+        raise ConfigError(f"{printable(path)}: not TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{printable(path)}: nested too deeply for a config file") from None
 
 
 @dataclass
@@ -96,7 +101,7 @@ class Resolved:
 
     def _shown(self, name: str) -> str:
         value = self.values[name]
-        if name in self.secret and value not in (None, ""):
+        if name in self.secret and isinstance(value, str) and value:
             return '"(set, not shown)"'
         return json.dumps(value, default=str, ensure_ascii=False)
 
@@ -193,7 +198,11 @@ class Settings:
                 sources[name] = [source]
             raw[name] = value
 
-        where = path or "config"
+        env = os.environ if environ is None else environ
+        for name, key in self.keys.items():
+            if key.env and key.env_is_default and env.get(key.env, "").strip():
+                put(name, _shaped(key, env[key.env]), f"${key.env}")
+        where = printable(path) if path else "config"
         for name, value in (file or {}).items():
             if name not in self.keys:
                 if self.unknown is None:
@@ -203,9 +212,8 @@ class Settings:
                 self.unknown(name)
             line = key_line(text, name) if text else None
             put(name, value, _at(where, line))
-        env = os.environ if environ is None else environ
         for name, key in self.keys.items():
-            if key.env and env.get(key.env, "") != "":
+            if key.env and not key.env_is_default and env.get(key.env, "") != "":
                 put(name, _shaped(key, env[key.env]), f"${key.env}")
         for name, value in (flags or {}).items():
             key = self.keys[name]
@@ -220,11 +228,22 @@ class Settings:
             try:
                 values[name] = key.check(raw[name])
             except ValueError as e:
-                raise ConfigError(f"{', '.join(sources[name])}: {name}: {e}") from None
+                raise ConfigError(f"{', '.join(sources[name])}: {name}: {_said(key, raw[name], e)}") from None
         for name, value in raw.items():
             values.setdefault(name, value)  # unknown keys the tool keeps
         secret = frozenset(name for name, key in self.keys.items() if key.secret)
         return Resolved(values, {n: ", ".join(s) for n, s in sources.items()}, tuple(self.keys), secret)
+
+
+MAX_MESSAGE = 300  # characters of a refusal: a 100 kB value is named, not echoed whole
+
+
+def _said(key: Key, value: Any, refusal: ValueError) -> str:
+    """A check's refusal as the user reads it: a secret's value never in it, and bounded."""
+    text = str(refusal)
+    if key.secret and isinstance(value, str) and value:
+        text = text.replace(repr(value), "(not shown)").replace(value, "(not shown)")
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + "... (cut)"
 
 
 def _dest(name: str) -> str:
@@ -279,6 +298,9 @@ def number(minimum: float | None = None, integer: bool = False, maximum: float |
     def check(v: Any) -> float | int:
         if isinstance(v, bool):
             raise ValueError(f"expected a number, got {v!r}")
+        # ASCII digits: not the Arabic-Indic or fullwidth ones, nor 1_000, all of which float() takes
+        if isinstance(v, str) and not _ASCII_NUMBER.fullmatch(v.strip()):
+            raise ValueError(f"expected a number, got {v!r}")
         try:
             n = float(v) if isinstance(v, str) else v
         except ValueError:
@@ -297,6 +319,8 @@ def number(minimum: float | None = None, integer: bool = False, maximum: float |
 
     return check
 
+
+_ASCII_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.I | re.A)
 
 port = number(0, integer=True, maximum=65535)
 

@@ -21,6 +21,10 @@ def _servers(v: Any) -> list[str]:
     servers = str_list(v)
     if not servers:
         raise ValueError("expected at least one HOST:PORT")
+    for server in servers:
+        host, _, port = server.rpartition(":")
+        if not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected HOST:PORT, got {server!r}")  # as the watch would, later
     return servers
 
 

@@ -149,8 +149,9 @@ SETTINGS = Settings(
 INVOCATION = {
     # What one run does, not a setting: plain arguments on the command line (no environment
     # variable), which a --config file may also give, as it always could.
-    "dsn": Key(None, string, "connection string or URI"),
-    "password": Key(False, _switch, "ask for the password before connecting", flag="--password"),
+    # a DSN may carry a password: --check-config says it is set, and where, not what it is
+    "dsn": Key(None, string, "connection string or URI", secret=True),
+    "password": Key(False, _switch, "ask for the password before connecting", flag="--password", secret=True),
     "once": Key(False, _switch, "print the table once and exit", flag="--once"),
     "format": Key("text", choice("text", "json"), "--once output format", flag="--format"),
     "kill-slower-than": Key(None, number(0), "signal queries running longer", flag="--kill-slower-than"),

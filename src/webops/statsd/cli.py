@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from ..common.config import ConfigError
+from ..common.text import printable
 from . import settings as statsd_config
 
 
@@ -30,9 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    path = args.config_opt or args.config
-    if isinstance(args.check_config, str):
-        path = args.check_config
+    given = [p for p in (args.config, args.config_opt, args.check_config) if isinstance(p, str)]
+    if len(set(given)) > 1:  # which one would win is no rule an operator should have to know
+        raise ConfigError(f"one config file, please: {' and '.join(printable(p) for p in given)} given")
+    path = given[0] if given else None
     flags = statsd_config.SETTINGS.flags(args)
     cfg = statsd_config.load(path, flags)  # ConfigError: webops.cli says it, exit 2
     if args.check_config:

@@ -236,8 +236,8 @@ class StatsdConfig:
 
 def settings(schema: Schema) -> Settings:
     """The common settings layer over a schema: Etsy's files (JS or JSON), unknown keys warned
-    about and kept (a third-party backend may read its own), no key read from the environment
-    (Etsy's config.js reads it itself: `process.env.X`)."""
+    about and kept (a third-party backend may read its own), and the environment only where a
+    key names a variable (hotPath's default; Etsy's config.js reads it itself: `process.env.X`)."""
     return Settings(schema.keys, read_js, unknown=warn_unknown)
 
 
@@ -250,7 +250,7 @@ def build(
 ) -> StatsdConfig:
     """Validate a user's config dict (and command-line flags over it) and fill in defaults;
     errors name the file, line and key."""
-    resolved = settings(schema).resolve(path, environ={}, flags=flags, file=user, text=text)
+    resolved = settings(schema).resolve(path, flags=flags, file=user, text=text)
     raw, sources = dict(resolved.values), dict(resolved.sources)
     if raw["host"] and "address" not in resolved.sources:
         raw["address"] = raw["host"]

@@ -52,7 +52,7 @@ KEYS: dict[str, Key] = {
         env="NO_COLOR",
         flag="--no-color",
         switch=False,
-        text=lambda _: False,  # NO_COLOR set: no colours, whatever its value
+        text=lambda _: False,  # NO_COLOR set (not empty): no colours, whatever its value
     ),
     "slow": Key(
         1000.0,
@@ -92,11 +92,8 @@ SETTINGS = Settings(KEYS, read_js)
 
 def resolve(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Resolved:
     """The settings of this run (ConfigError naming the source: exit 2). NO_COLOR counts when it
-    is set at all, even empty, as it always has here."""
-    env = dict(os.environ if environ is None else environ)
-    if "NO_COLOR" in env:
-        env["NO_COLOR"] = env["NO_COLOR"] or "1"
-    return SETTINGS.resolve(args.config, environ=env, flags=SETTINGS.flags(args))
+    is set and not empty, as no-color.org says and as every variable here reads."""
+    return SETTINGS.resolve(args.config, environ=environ, flags=SETTINGS.flags(args))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
