@@ -15,6 +15,7 @@ target, thresholds and trend options are the invocation's.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import threading
 import time
@@ -210,6 +211,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         print(line(UNKNOWN, f"webops check: {message}"))
         raise SystemExit(UNKNOWN)
 
+    # `--from -5min`, `--compare -1w`: Graphite's offsets are values, not options (argparse only
+    # takes plain negative numbers as values)
+    p._negative_number_matcher = re.compile(r"^-\d+(\.\d+)?[a-z]*$")
     p.error = usage_error  # type: ignore[method-assign]  # a plugin's usage error is UNKNOWN (3)
     p.set_defaults(run=_run, usage_error=usage_error)
 
