@@ -151,7 +151,7 @@ def test_holt_winters_bands_computed_here_for_the_store(daemon) -> None:
     sent = 0
     for i in range(12):  # a steady series: the band closes on it
         daemon.send(b"chk.hw:7|g")
-        wait_until(lambda i=i: latest(daemon.http_port, "stats.gauges.chk.hw")[1] > sent, what=f"flush {i}")
+        wait_until(lambda s=sent: latest(daemon.http_port, "stats.gauges.chk.hw")[1] > s, what=f"flush {i}")
         sent = latest(daemon.http_port, "stats.gauges.chk.hw")[1]
     hw = ["-u", url, "-t", "stats.gauges.chk.hw", "--agg", "last", "--holt-winters", "--hw-source", "client"]
     hw += ["--bootstrap", "8s", "--seasonality", "4s", "--from", str(sent - 2), "--until", str(sent)]
