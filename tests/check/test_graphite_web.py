@@ -29,11 +29,17 @@ def test_thresholds_errors_and_holt_winters_on_graphite_web(graphite) -> None:
     now = int(time.time())
     steady = "".join(f"gw.hw {7 + i % 3} {now - 200 + i}\n" for i in range(195))  # to now - 6
     feed(carbon.port, steady + f"gw.hw 70 {now - 5}\ngw.a 5 {now - 3}\ngw.b 50 {now - 3}\n")
-    wait_until(lambda: len(known(web_port, "gw.hw")) >= 191 and known(web_port, "gw.b"), timeout=60, what="carbon")
+    wait_until(
+        lambda: len(known(web_port, "gw.hw")) >= 191 and known(web_port, "gw.b"), timeout=60, what="carbon"
+    )
     url = f"http://127.0.0.1:{web_port}"
-    rc, line = run_check("-u", url, "-t", "gw.{a,b}", "--agg", "max", "--from", "-1min", "-w", "10", "-c", "40")
+    rc, line = run_check(
+        "-u", url, "-t", "gw.{a,b}", "--agg", "max", "--from", "-1min", "-w", "10", "-c", "40"
+    )
     assert rc == 2 and "gw.b max 50" in line and "'gw.a'=5;10;40" in line, line
-    rc, line = run_check("-u", url, "-t", "sumSeries(gw.{a,b})", "--agg", "max", "--from", "-1min", "-c", "55:")
+    rc, line = run_check(
+        "-u", url, "-t", "sumSeries(gw.{a,b})", "--agg", "max", "--from", "-1min", "-c", "55:"
+    )
     assert rc == 0 and "'sumSeries(gw.{a,b})'=55;;55:" in line, line
     rc, line = run_check("-u", url, "-t", "gw.never", "--from", "-1min", "-c", "1")
     assert rc == 2 and "no series" in line, line
