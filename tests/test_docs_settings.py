@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from webops.check import cli as check
 from webops.cluster import cli as cluster
 from webops.cmdlog import cli as cmdlog
 from webops.common.settings import Key
@@ -23,6 +24,7 @@ TOOLS: dict[str, list[dict[str, Key]]] = {
     "keytop": [keytop.KEYS],
     "vlogdump": [vlogdump.KEYS],
     "cmdlog": [cmdlog.REPORT_KEYS, cmdlog.DOCTOR_KEYS],
+    "check": [check.KEYS],
 }
 
 

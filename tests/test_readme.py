@@ -10,7 +10,7 @@ from webops.statsd.settings import SCHEMA
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()
 DOCS = ROOT / "docs"
-TOOLS = ["statsd", "pgtop", "keytop", "vlogdump", "cluster", "cmdlog", "gate"]
+TOOLS = ["statsd", "pgtop", "keytop", "vlogdump", "cluster", "cmdlog", "gate", "check"]
 
 
 def test_readme_opens_with_the_two_commands() -> None:

@@ -9,6 +9,11 @@ The exit status means the same for every tool, and is mapped here, once:
          that is not there; one line on stderr, `webops <tool>: <message>`
     130  interrupted by Ctrl-C (SIGINT), without a traceback
 
+The exception is `webops check`, a monitoring plugin: its statuses are the plugin API's (0 OK,
+1 WARNING, 2 CRITICAL, 3 UNKNOWN), a usage or config error is UNKNOWN (3) with one status line on
+stdout, so its parser's `error` and its `run` end in 3 themselves, and `main` returns what `run`
+returns (its parser also reports arguments it does not know, through `usage_error`).
+
 A tool returns 0 or 1 from its `run`, and raises `ConfigError` (common/config.py) for a usage or
 config problem instead of printing it and returning 2 itself. A tool that prints a summary when
 interrupted (vlogdump) ends by the signal it got, which a shell sees as 130 (or 143 for SIGTERM).
@@ -26,6 +31,7 @@ OK, NEGATIVE, USAGE, INTERRUPTED = 0, 1, 2, 130
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .check import cli as check_cli
     from .cluster import cli as cluster_cli
     from .cmdlog import cli as cmdlog_cli
     from .gate import cli as gate_cli
@@ -38,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="webops",
         description="Tools for web operations.",
         epilog="exit status: 0 ok; 1 a negative answer (a failed check or alert); 2 usage or config; "
-        "130 interrupted (Ctrl-C)",
+        "130 interrupted (Ctrl-C); `webops check` has a monitoring plugin's: 0 OK, 1 WARNING, "
+        "2 CRITICAL, 3 UNKNOWN",
     )
     parser.add_argument("--version", action="version", version=f"webops {__version__}")
     sub = parser.add_subparsers(dest="tool", metavar="TOOL", required=True)
@@ -49,10 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     cluster_cli.register(sub)
     cmdlog_cli.register(sub)
     gate_cli.register(sub)
+    check_cli.register(sub)
     argv = sys.argv[1:] if argv is None else argv
     tool = "webops"
     try:
-        args = parser.parse_args(argv)  # a usage error: argparse's message, and SystemExit(2)
+        args, extra = parser.parse_known_args(argv)  # a usage error: argparse's message, SystemExit(2)
+        if extra:  # reported by the tool's own parser when it has one (check: UNKNOWN, 3)
+            getattr(args, "usage_error", parser.error)(f"unrecognized arguments: {' '.join(extra)}")
         tool = f"webops {args.tool}"
         args.argv = argv[1:]  # the tool's own arguments, for tools that need to know what was given
         return args.run(args)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
+from ...common.graphite_layout import COUNT, KINDS, LEGACY_COUNTS, RATE, namespace
 from ..jsfmt import number
 from ..kinds import outputs
 from ..kinds.timers import TimerSeries
@@ -32,11 +33,11 @@ class GraphiteNaming:
         suffix = g["globalSuffix"]
         self.suffix = "." + suffix if suffix else ""
         prefix = g["globalPrefix"]
-        self.global_ns = [prefix] if self.legacy or prefix else []
+        self.global_ns = namespace(self.legacy, prefix, "")
         self.namespaces: dict[str, list[str]] = {}
         for kind, graphite in outputs("graphite naming", GRAPHITE):
             part = graphite.legacy_namespace if self.legacy else g[f"prefix{graphite.name}"]
-            self.namespaces[kind.table] = self.global_ns + ([part] if part else [])
+            self.namespaces[kind.table] = namespace(self.legacy, prefix, part)
 
     def namespace(self, table: str) -> list[str]:
         """The path parts before a key of the kind whose table is `table` (`stats.timers`)."""
@@ -97,11 +98,11 @@ def counter_points(
     if naming.legacy:
         yield Point(naming.path(ns, key), summary, "average")
         if naming.flush_counts:
-            yield Point(naming.path(["stats_counts"], key), raw, "sum")
+            yield Point(naming.path([LEGACY_COUNTS], key), raw, "sum")
     else:
-        yield Point(naming.path(ns, key, "rate"), summary, "average")
+        yield Point(naming.path(ns, key, RATE), summary, "average")
         if naming.flush_counts:
-            yield Point(naming.path(ns, key, "count"), raw, "sum")
+            yield Point(naming.path(ns, key, COUNT), raw, "sum")
 
 
 # How each timer statistic rolls up over time, by the start of its name (percentile variants
@@ -141,14 +142,15 @@ def set_points(
     naming: GraphiteNaming, ns: list[str], key: str, raw: set[str], summary: int
 ) -> Iterator[Point]:
     # distinct values of several intervals cannot be added: the largest is a lower bound
-    yield Point(naming.path(ns, key, "count"), summary, "max")
+    yield Point(naming.path(ns, key, COUNT), summary, "max")
 
 
 # By the kind's table name. A kind without an entry is not sent to carbon, the file's plaintext
-# or the store (kinds.outputs logs it once).
+# or the store (kinds.outputs logs it once). The names and legacy parts are common's layout, the
+# one `webops check` resolves names with.
 GRAPHITE: dict[str, GraphiteKind] = {
-    "counters": GraphiteKind("Counter", "", counter_points),
-    "timers": GraphiteKind("Timer", "timers", timer_points),
-    "gauges": GraphiteKind("Gauge", "gauges", gauge_points),
-    "sets": GraphiteKind("Set", "sets", set_points),
+    "counters": GraphiteKind(*KINDS["counters"], counter_points),
+    "timers": GraphiteKind(*KINDS["timers"], timer_points),
+    "gauges": GraphiteKind(*KINDS["gauges"], gauge_points),
+    "sets": GraphiteKind(*KINDS["sets"], set_points),
 }
