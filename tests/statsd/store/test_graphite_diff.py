@@ -4,75 +4,12 @@ timestamps and values."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlencode
 
 import pytest
 
-from tests.conftest import free_port, need, stop_process, wait_until
-from tests.servers import Carbon
-
-GRAPHITE_WEB = Path("/usr/lib/python3/dist-packages/graphite/settings.py")
-
-
-def get(port: int, path: str, **params: str) -> object:
-    url = f"http://127.0.0.1:{port}{path}?{urlencode(params)}"
-    with urllib.request.urlopen(url, timeout=30) as r:
-        return json.loads(r.read())
-
-
-@pytest.fixture
-def graphite(tmp_path: Path) -> Iterator[tuple[Carbon, int]]:
-    """carbon-cache and graphite-web (Django's server, Debian's packages) on its whisper files."""
-    need(GRAPHITE_WEB.exists(), "graphite-web (apt-get install graphite-web)")
-    carbon = Carbon(tmp_path / "carbon", retention="1s:10m").start()
-    web = tmp_path / "web"
-    web.mkdir()
-    carbon.whisper_dir.mkdir(parents=True, exist_ok=True)
-    (web / "webops_gw_settings.py").write_text(
-        f'SECRET_KEY = "webops-test"\nTIME_ZONE = "UTC"\nSTORAGE_DIR = "{web}"\n'
-        f'WHISPER_DIR = "{carbon.whisper_dir}"\nSTANDARD_DIRS = ["{carbon.whisper_dir}"]\n'
-        f'LOG_DIR = "{web}"\nINDEX_FILE = "{web}/index"\n'
-        f'CARBONLINK_HOSTS = ["127.0.0.1:{carbon.query_port}"]\n'
-        'DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", '
-        f'"NAME": "{web}/graphite.db"}}}}\n'
-    )
-    env = {**os.environ, "GRAPHITE_SETTINGS_MODULE": "webops_gw_settings", "PYTHONPATH": str(web)}
-    django = ["/usr/bin/python3", "-m", "django"]
-    subprocess.run(
-        [*django, "migrate", "--settings=graphite.settings", "-v0"], env=env, check=True, capture_output=True
-    )
-    port = free_port()
-    out = open(web / "out.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [*django, "runserver", f"127.0.0.1:{port}", "--noreload", "--settings=graphite.settings"],
-        env=env,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_until(lambda: _answers(port), timeout=60, what="graphite-web to answer")
-        yield carbon, port
-    finally:
-        stop_process(proc, 30)
-        out.close()
-        carbon.stop()
-        shutil.rmtree(web, ignore_errors=True)
-
-
-def _answers(port: int) -> bool:
-    try:
-        get(port, "/metrics/find", query="*")
-        return True
-    except OSError:
-        return False
-
+from tests.conftest import wait_until
+from tests.statsd.store.conftest import get
 
 TARGETS = [
     "stats.gauges.diff.*",
