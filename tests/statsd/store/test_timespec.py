@@ -105,7 +105,8 @@ for zone_name in ("UTC", "Europe/Paris", "America/New_York"):
     tz = pytz.timezone(zone_name)
     for text in texts:
         try:
-            out[zone_name + " " + text] = int(epoch(parseATTime(text, tz, now=datetime.fromtimestamp(now, tz))))
+            at = datetime.fromtimestamp(now, tz)
+            out[zone_name + " " + text] = int(epoch(parseATTime(text, tz, now=at)))
         except Exception as e:
             out[zone_name + " " + text] = None
 print(json.dumps(out))
