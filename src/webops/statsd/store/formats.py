@@ -87,7 +87,8 @@ def _csv(series: Sequence[Series], budget: Budget, options: Options) -> str:
     writer = csv.writer(buf, dialect="excel")
     for s in budget.each(series):
         for i, v in enumerate(s.values):
-            writer.writerow([s.name, local_time(s.start + i * s.step, options.tz), "" if finite(v) is None else v])
+            value = "" if finite(v) is None else v
+            writer.writerow([s.name, local_time(s.start + i * s.step, options.tz), value])
     return buf.getvalue()
 
 
