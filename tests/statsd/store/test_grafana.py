@@ -201,3 +201,28 @@ def test_a_panel_query_with_absolute_times_and_a_grafana_interval(daemon) -> Non
     status, _, answer = send(daemon.http_port, "POST", "/render", body)
     assert status == 200, answer
     assert [s["target"] for s in json.loads(answer)] == ["web1", "web2", "web3"]
+
+
+HOSTILE = [
+    {"from": "-99999999999999y"},
+    {"until": "+99999999999999y"},
+    {"from": "999999999999999", "until": "-1h"},
+    {"from": "-" + "9" * 5000 + "h"},
+    {"from": "-1" + "h" * 100_000},
+    {"now": "noon" * 10_000},
+    {"tz": "../../etc/passwd"},
+    {"jsonp": "</script><script>alert(1)//"},
+    {"format": "png"},
+    {"maxDataPoints": "9" * 5000},
+]
+
+
+def test_hostile_parameters_get_an_answer_and_the_daemon_lives(daemon) -> None:
+    for extra in HOSTILE:
+        params = {"target": "stats.gauges.*.cpu", "from": "-5min", **extra}
+        status, ctype, body = send(daemon.http_port, "POST", "/render", urlencode(params))
+        assert status in (200, 400), (extra, status, body[:200])
+        assert status == 200 or (ctype == "text/plain" and body.count("\n") == 1), (extra, body[:200])
+        status, _, body = send(daemon.http_port, "GET", f"/metrics/find?{urlencode({'query': '*', **extra})}")
+        assert status in (200, 400, 431), (extra, status, body[:200])  # 431: past 64 KiB of head
+    assert send(daemon.http_port, "GET", "/render?target=stats.gauges.web1.cpu&from=-5min")[0] == 200

@@ -109,13 +109,12 @@ def _split(s: str) -> tuple[str, int, str]:
 
 def _offset(text: str, original: str) -> int:
     """-1h30min: each number with its unit, the sign applying to all, in milliseconds."""
-    parts = re.findall(r"(\d*)([a-z]*)", text)
+    if not re.fullmatch(r"(?:\d+[a-z]+)+", text):  # -1h-1h, -5, -h: graphite-web refuses them too
+        raise TimeError(f"{original[:40]!r}: expected numbers with units after the sign (e.g. -1h30min)")
     total = 0
-    for number, unit in parts:
-        if not number and not unit:
-            continue
-        if not number or len(number) > MAX_DIGITS:
-            raise TimeError(f"{original[:40]!r}: expected a number before {unit or 'the end'!r} (e.g. -1h)")
+    for number, unit in re.findall(r"(\d+)([a-z]+)", text):
+        if len(number) > MAX_DIGITS:
+            raise TimeError(f"{original[:40]!r}: numbers of at most {MAX_DIGITS} digits (e.g. -1h)")
         seconds = 60 if unit == "m" else next((n for p, n in UNIT_PREFIXES if unit.startswith(p)), None)
         if seconds is None:
             raise TimeError(f"{original[:40]!r}: unknown unit {unit[:20]!r} (s, min, h, d, w, mon, y)")
