@@ -76,8 +76,11 @@ def test_save_and_test_posts_constant_line(daemon) -> None:
     assert status == 200, answer
     assert ctype == "application/json"
     series = json.loads(answer)
-    assert [s["target"] for s in series] == ["100"]
-    assert {v for v, _ in series[0]["datapoints"]} == {100.0}
+    # graphite-web 1.1.8's answer: named str(float(value)), three points from `from` to `until`
+    assert [s["target"] for s in series] == ["100.0"]
+    points = series[0]["datapoints"]
+    assert [v for v, _ in points] == [100.0, 100.0, 100.0]
+    assert points[2][1] - points[0][1] in (3599, 3600, 3601)  # from -1h to now, in whole seconds
 
 
 def test_save_and_test_of_older_grafana_finds_star(daemon) -> None:
