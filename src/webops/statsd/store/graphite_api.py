@@ -186,16 +186,21 @@ def find_nodes(store: Store, request: Request, now: float | None = None) -> Repl
     return 200, content_type, body
 
 
-def expand(store: Store, request: Request) -> Reply:
+def expand(store: Store, request: Request, budget: Budget | None = None) -> Reply:
     """graphite-web's /metrics/expand: the paths each query names (every node, or only leaves
-    with leavesOnly=1), merged and sorted, or per query with groupByExpr=1."""
+    with leavesOnly=1), merged and sorted, or per query with groupByExpr=1. Each query walks
+    every name: the deadline is looked at between them (a form may carry thousands)."""
+    budget = budget or Budget()
     queries = request.params.get("query", [])
     if not queries:
         return 400, "text/plain", "query is required (one or more paths with wildcards)\n"
     leaves_only = request.get("leavesOnly", "0") not in ("", "0")
     names = store.names()
     try:
-        found = {q: sorted({p for p, leaf in find(names, q) if leaf or not leaves_only}) for q in queries}
+        found = {
+            q: sorted({p for p, leaf in find(names, q) if leaf or not leaves_only})
+            for q in budget.each(queries)
+        }
     except (re.error, GlobError) as e:
         return 400, "text/plain", f"query: {e}\n"
     grouped = request.get("groupByExpr", "0") not in ("", "0")
@@ -248,7 +253,7 @@ def events(request: Request) -> Reply:
 STORE_PATHS: dict[str, Callable[[Store, Request, Budget], Reply]] = {
     "/render": lambda store, req, budget: render(store, req, budget=budget),
     "/metrics/find": lambda store, req, budget: find_nodes(store, req),
-    "/metrics/expand": lambda store, req, budget: expand(store, req),
+    "/metrics/expand": lambda store, req, budget: expand(store, req, budget),
     "/metrics/index.json": lambda store, req, budget: index(store, req),
 }
 # path -> answer(request): no store read
