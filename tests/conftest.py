@@ -5,19 +5,13 @@ from __future__ import annotations
 import os
 import socket
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 
-if TYPE_CHECKING:
-    from tests.servers import Carbon
-
 T = TypeVar("T")
 
-GRAPHITE_WEB = Path("/usr/lib/python3/dist-packages/graphite/settings.py")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -115,54 +109,6 @@ def checked_config(text: str) -> dict[str, tuple[object, str]]:
     return out
 
 
-@pytest.fixture
-def graphite(tmp_path: Path) -> Iterator[tuple[Carbon, int]]:
-    """carbon-cache and graphite-web (Django's server, Debian's packages) on its whisper files:
-    (carbon, graphite-web's port). Shared: the store's differential test, webops check's tests."""
-    import shutil
-    import subprocess
-
-    from tests.servers import Carbon
-
-    need(GRAPHITE_WEB.exists(), "graphite-web (apt-get install graphite-web)")
-    carbon = Carbon(tmp_path / "carbon", retention="1s:10m").start()
-    web = tmp_path / "web"
-    web.mkdir()
-    carbon.whisper_dir.mkdir(parents=True, exist_ok=True)
-    (web / "webops_gw_settings.py").write_text(
-        f'SECRET_KEY = "webops-test"\nTIME_ZONE = "UTC"\nSTORAGE_DIR = "{web}"\n'
-        f'WHISPER_DIR = "{carbon.whisper_dir}"\nSTANDARD_DIRS = ["{carbon.whisper_dir}"]\n'
-        f'LOG_DIR = "{web}"\nINDEX_FILE = "{web}/index"\n'
-        f'CARBONLINK_HOSTS = ["127.0.0.1:{carbon.query_port}"]\n'
-        'DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", '
-        f'"NAME": "{web}/graphite.db"}}}}\n'
-    )
-    env = {**os.environ, "GRAPHITE_SETTINGS_MODULE": "webops_gw_settings", "PYTHONPATH": str(web)}
-    django = ["/usr/bin/python3", "-m", "django"]
-    subprocess.run(
-        [*django, "migrate", "--settings=graphite.settings", "-v0"], env=env, check=True, capture_output=True
-    )
-    port = free_port()
-    out = open(web / "out.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [*django, "runserver", f"127.0.0.1:{port}", "--noreload", "--settings=graphite.settings"],
-        env=env,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_until(lambda: _answers(port), timeout=60, what="graphite-web to answer")
-        yield carbon, port
-    finally:
-        stop_process(proc, 30)
-        out.close()
-        carbon.stop()
-        shutil.rmtree(web, ignore_errors=True)
-
-
-def _answers(port: int) -> bool:
-    try:
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics/find?query=*", timeout=30).read()
-        return True
-    except OSError:
-        return False
+# graphite-web (Debian's) for any test that compares with it or reads through it: the store's
+# differential and federation tests, webops check's (fixtures: graphite, start_graphite_web)
+from tests.graphite_web import graphite, start_graphite_web  # noqa: E402, F401

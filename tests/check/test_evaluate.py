@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GRAPHITE_WEB, need
+from tests.conftest import need
+from tests.graphite_web import GRAPHITE_WEB
 from webops.check import evaluate
 
 POINTS = [None, 3.0, None, 1.0, 7.0, 5.0, None]

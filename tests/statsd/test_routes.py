@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from typing import ClassVar
 
 import pytest
@@ -101,7 +102,14 @@ def test_the_store_answers_its_paths_itself_503_while_history_is_off() -> None:
         raise AssertionError("nothing to render while history is off")
 
     routes = store.routes(offload)
-    assert set(routes) == set(StoreBackend.PATHS) == {"/render", "/metrics/find"}
-    for route in routes.values():
-        reply = asyncio.run(route(Request("GET", "/render")))  # type: ignore[arg-type]
-        assert reply == (503, "text/plain", f"history is off: {store.cause}\n")
+    reads = {"/render", "/metrics/find", "/metrics/expand", "/metrics/index.json"}
+    assert (
+        set(routes) == set(StoreBackend.PATHS) >= reads | {p + "/" for p in reads} | {"/functions", "/tags"}
+    )
+    for path, route in routes.items():
+        reply = route(Request("GET", path, {"query": ["*"]}))
+        reply = asyncio.run(reply) if inspect.isawaitable(reply) else reply  # type: ignore[arg-type]
+        if path.rstrip("/") in reads:  # what reads the store says why it cannot
+            assert reply == (503, "text/plain", f"history is off: {store.cause}\n"), path
+        else:  # /functions, /tags, /version...: nothing to read, answered as ever
+            assert reply[0] in (200, 400) and reply[2], path

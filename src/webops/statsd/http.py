@@ -28,7 +28,7 @@ from ..common.ratelimit import RateLimitedLog
 
 log = logging.getLogger("webops.statsd")
 
-Reply = tuple[int, str, str]  # (status, content type, body)
+Reply = tuple[int, str, "str | bytes"]  # (status, content type, body: bytes as they are (pickle))
 MAX_HEAD = 1 << 16  # the request line and headers: past it a 431
 MAX_BODY = 1 << 20  # a POSTed form (Grafana posts its render requests): 1 MiB is thousands of targets
 WAITING = 32  # renders waiting for a worker thread; past them a 503 at once
@@ -200,7 +200,7 @@ class Endpoint:
 
     async def _send(self, writer: asyncio.StreamWriter, reply: Reply, head_only: bool) -> None:
         status, ctype, body = reply
-        data = body.encode()
+        data = body if isinstance(body, bytes) else body.encode()
         writer.write(
             f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: {ctype}\r\n"
             f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()

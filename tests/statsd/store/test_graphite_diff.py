@@ -5,6 +5,8 @@ timestamps and values."""
 from __future__ import annotations
 
 import json
+import pickle
+import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlencode
@@ -12,12 +14,19 @@ from urllib.parse import urlencode
 import pytest
 
 from tests.conftest import wait_until
+from tests.graphite_web import get
+
+FORMAT_TARGETS = ["stats.gauges.diff.*", "sumSeries(stats.gauges.diff.{x,y})", "stats_counts.diff.hits"]
 
 
-def get(port: int, path: str, **params: str) -> object:
+def fetch(port: int, path: str, **params: str) -> tuple[int, str, bytes]:
+    """Status, content type and the body's bytes, whatever the status."""
     url = f"http://127.0.0.1:{port}{path}?{urlencode(params)}"
-    with urllib.request.urlopen(url, timeout=30) as r:
-        return json.loads(r.read())
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return r.status, r.headers.get("Content-Type", ""), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type", ""), e.read()
 
 
 TARGETS = [
@@ -111,3 +120,76 @@ def test_the_store_answers_what_graphite_web_answers(start_daemon, graphite, tmp
         ours_found = {(n["id"], n["leaf"]) for n in get(d.http_port, "/metrics/find", query=query)}
         theirs_found = {(n["id"], n["leaf"]) for n in get(web_port, "/metrics/find", query=query)}
         assert ours_found == theirs_found, query
+    compare_formats(d.http_port, web_port, since, until)
+
+
+def _plain(series: list[dict]) -> list[tuple]:
+    """Names and points (the tags graphite-web adds to aggregates are the functions' business)."""
+    return [(s["target"], [tuple(p) for p in s["datapoints"]]) for s in series]
+
+
+def compare_formats(ours: int, theirs: int, since: int, until: int) -> None:
+    """The same window in every format both write, and the other endpoints Grafana and a
+    federating graphite-web call: the same bytes where graphite-web's are deterministic."""
+    window = {"from": str(since), "until": str(until)}
+    for target in FORMAT_TARGETS:
+        for fmt, tz in (("csv", "UTC"), ("csv", "Europe/Paris"), ("raw", "UTC")):
+            a = fetch(ours, "/render", target=target, format=fmt, tz=tz, **window)
+            b = fetch(theirs, "/render", target=target, format=fmt, tz=tz, **window)
+            assert a[0] == b[0] == 200 and a[1] == b[1], (target, fmt, a, b)
+            assert a[2] == b[2], (target, fmt, a[2].decode()[:400], b[2].decode()[:400])
+        a_status, a_type, a_body = fetch(ours, "/render", target=target, format="pickle", **window)
+        b_status, b_type, b_body = fetch(theirs, "/render", target=target, format="pickle", **window)
+        assert a_status == b_status == 200 and a_type == b_type == "application/pickle"
+        assert pickle.loads(a_body) == pickle.loads(b_body), target  # plain dicts, ints, floats
+        # jsonp: the same callback around the same JSON
+        a = fetch(ours, "/render", target=target, format="json", jsonp="cb", **window)
+        b = fetch(theirs, "/render", target=target, format="json", jsonp="cb", **window)
+        assert a[1] == b[1] == "text/javascript" and a[2].startswith(b"cb(") and a[2].endswith(b")")
+        assert _plain(json.loads(a[2][3:-1])) == _plain(json.loads(b[2][3:-1])), target
+        # until before from: graphite-web swaps them and answers
+        swapped = {"from": str(until), "until": str(since), "format": "json"}
+        a, b = (
+            fetch(ours, "/render", target=target, **swapped),
+            fetch(theirs, "/render", target=target, **swapped),
+        )
+        assert a[0] == b[0] == 200 and _plain(json.loads(a[2])) == _plain(json.loads(b[2])), target
+    same = fetch(ours, "/render", target="stats.gauges.diff.x", **{"from": str(since), "until": str(since)})
+    assert (
+        same[0] == 400 == fetch(theirs, "/render", target="x", **{"from": str(since), "until": str(since)})[0]
+    )
+    # relative and named times, against graphite-web's own now (`now` pins both to the same one)
+    for since_text, until_text in (
+        ("-10s", "now"),
+        ("now-15s", "now-5s"),
+        (f"{since}", "now"),
+        ("-1h", "-5s"),
+    ):
+        params = {"target": "stats.gauges.diff.y", "format": "json", "now": str(until)}
+        params.update({"from": since_text, "until": until_text})
+        a, b = fetch(ours, "/render", **params), fetch(theirs, "/render", **params)
+        assert a[0] == b[0] == 200, (params, a, b)
+        a_points = [p for s in json.loads(a[2]) for p in s["datapoints"]]
+        b_points = [p for s in json.loads(b[2]) for p in s["datapoints"]]
+        assert [t for _, t in a_points] == [t for _, t in b_points], params
+    # /metrics/find: a wildcard in an earlier node lists each name once, as graphite-web does
+    for query in ("stats.*.diff", "stats.*.diff.*", "*.*", "stats.gauges.diff.*"):
+        assert get(ours, "/metrics/find", query=query) == get(theirs, "/metrics/find", query=query), query
+        ours_json = get(ours, "/metrics/find", query=query, format="json")
+        theirs_json = get(theirs, "/metrics/find", query=query, format="json")
+        strip = lambda nodes: [(n["path"], n["is_leaf"]) for n in nodes]  # noqa: E731 - intervals differ
+        assert strip(ours_json) == strip(theirs_json), query  # type: ignore[arg-type]
+    for params in ({"query": "stats.gauges.diff.*"}, {"query": "stats.*.diff.*", "leavesOnly": "1"}):
+        assert get(ours, "/metrics/expand", **params) == get(theirs, "/metrics/expand", **params), params
+    ours_index = [n for n in get(ours, "/metrics/index.json") if n.startswith("stats.gauges.diff.")]  # type: ignore[union-attr]
+    theirs_index = [n for n in get(theirs, "/metrics/index.json") if n.startswith("stats.gauges.diff.")]  # type: ignore[union-attr]
+    assert ours_index == theirs_index and ours_index
+    for path in ("/tags", "/tags/autoComplete/tags", "/events/get_data"):
+        assert get(ours, path) == get(theirs, path) == [], path
+    assert get(ours, "/tags/autoComplete/values", tag="name") == get(
+        theirs, "/tags/autoComplete/values", tag="name"
+    )
+    for path in ("/tags/autoComplete/values", "/tags/findSeries"):
+        a, b = fetch(ours, path), fetch(theirs, path)
+        assert a[0] == b[0] == 400 and json.loads(a[2]) == json.loads(b[2]), path
+    assert fetch(ours, "/version")[2].strip() == fetch(theirs, "/version")[2].strip()

@@ -105,7 +105,14 @@ class StoreBackend(Backend):
         ),
     }
     SECTIONS: ClassVar[dict[str, dict[str, Key]]] = {"store": STORE_KEYS}
-    PATHS: ClassVar[dict[str, str]] = {"/render": NO_STORE, "/metrics/find": NO_STORE}
+    PATHS: ClassVar[dict[str, str]] = dict.fromkeys(
+        (
+            *graphite_api.STORE_PATHS,
+            *graphite_api.PLAIN_PATHS,
+            *(p + "/" for p in graphite_api.STORE_PATHS),  # graphite-web's remote finder asks /render/
+        ),
+        NO_STORE,
+    )
 
     def __init__(self, config, startup_time: float) -> None:
         super().__init__(config, startup_time)
@@ -210,14 +217,14 @@ class StoreBackend(Backend):
     # --- Graphite's API ------------------------------------------------------------------
 
     def routes(self, offload: Offload) -> dict[str, Route]:
-        return {
-            "/render": self._graphite(
-                offload, lambda store, req, budget: graphite_api.render(store, req, budget=budget)
-            ),
-            "/metrics/find": self._graphite(
-                offload, lambda store, req, budget: graphite_api.find_nodes(store, req)
-            ),
-        }
+        """graphite_api's routes: those that read the store in the render threads, under their
+        name and with graphite-web's trailing slash (its RemoteFinder asks /metrics/find/); the
+        others (no store read: /functions, /tags, /version...) on the event loop."""
+        out: dict[str, Route] = {}
+        for path, answer in graphite_api.STORE_PATHS.items():
+            out[path] = out[path + "/"] = self._graphite(offload, answer)
+        out.update(graphite_api.PLAIN_PATHS)
+        return out
 
     def _graphite(self, offload: Offload, answer: Callable[[Store, Request, Budget], Reply]) -> Route:
         """A Graphite API route on this store, in the render threads (a wide wildcard reads

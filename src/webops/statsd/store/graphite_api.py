@@ -1,54 +1,49 @@
-"""Graphite's HTTP API on the store: /metrics/find and /render, answered as graphite-web answers
-them, for dashboards that speak Graphite (Grafana's Graphite datasource among them).
+"""Graphite's HTTP API on the store, answered as graphite-web 1.1 answers it, for dashboards that
+speak Graphite (Grafana's Graphite data source at graphiteVersion 1.1) and for a graphite-web
+that federates this daemon (CLUSTER_SERVERS): /render, /metrics/find, /metrics/expand,
+/metrics/index.json, /functions, /tags/*, /events/get_data and /version.
 
 Targets are path expressions with Graphite's wildcards, inside the render functions of
 functions.py; a function that is not there is refused with a 400 that names it. A render runs on
-a Budget (functions.py): past its points or series it is a 422 naming the key to raise.
+a Budget (functions.py): past its points or series it is a 422 naming the key to raise. Times
+are read by timespec.py (graphite-web's syntax, `tz`), answers written by formats.py (json, csv,
+raw, pickle, jsonp).
 
 Times are integer epoch milliseconds from the request's from/until on (the store keeps sub-second
 steps); the answer says them in epoch seconds as graphite-web does, to the millisecond where a
-stamp is not a whole second."""
+stamp is not a whole second.
+
+The store has no tagged series: the tag endpoints answer what graphite-web's tag database answers
+when it holds none (empty lists, and its 400s for a missing tag or expression)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import re
 import sqlite3
 import time
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import tzinfo
 
 from ..http import Reply, Request
+from . import catalog, formats, timespec
 from .db import GlobError, Store, find, matching
-from .functions import MS, UNITS, Budget, Refused, Series, TargetError, Value, evaluate
+from .functions import MS, Budget, Refused, Series, evaluate
+
+GRAPHITE_VERSION = "1.1.8"  # the graphite-web whose answers these are (the differential test's)
 
 
 class ApiError(ValueError):
     """A request that cannot be answered: a 400 with this one line."""
 
 
-def parse_time(text: str, now_ms: int) -> int:
-    """now, -1h / -10min / -2d (relative), epoch seconds, HH:MM_YYYYMMDD or YYYYMMDD, as epoch
-    milliseconds (as `now_ms` is)."""
-    t = text.strip().lower()
-    if t in ("", "now"):
-        return now_ms
-    if m := re.fullmatch(r"([-+])(\d{1,15})([a-z]+)", t):
-        if m[3] not in UNITS:
-            raise ApiError(f"{text!r}: unknown unit {m[3]!r}")
-        delta = int(m[2]) * UNITS[m[3]] * MS
-        return now_ms - delta if m[1] == "-" else now_ms + delta
-    if re.fullmatch(r"\d{1,15}", t):  # 5,000 digits would be a ValueError (Python's int limit)
-        return int(t) * MS
-    for fmt in ("%H:%M_%Y%m%d", "%Y%m%d"):
-        try:
-            return int(datetime.strptime(t, fmt).timestamp()) * MS
-        except ValueError:
-            continue
-    raise ApiError(f"{text[:40]!r}: expected now, -1h, epoch seconds, HH:MM_YYYYMMDD or YYYYMMDD")
+def parse_time(text: str, now_ms: int, tz: tzinfo | None = None) -> int:
+    """graphite-web's time syntax (store/timespec.py) as epoch milliseconds, as `now_ms` is."""
+    try:
+        return timespec.parse(text, now_ms, tz)
+    except timespec.TimeError as e:
+        raise ApiError(str(e)) from None
 
 
 def consolidate(series: Series, max_points: int, time_range: int) -> Series:
@@ -108,93 +103,169 @@ def fetch(
 
 
 def render(store: Store, request: Request, now: float | None = None, budget: Budget | None = None) -> Reply:
-    """`now` in epoch seconds (a float to the millisecond), the clock's by default."""
+    """`now` in epoch seconds (a float to the millisecond), the clock's by default; the request's
+    own `now` (graphite-web's, which its remote reader sends) counts from it."""
     now_ms = time.time_ns() // 1_000_000 if now is None else round(now * MS)
     budget = budget or Budget()
     try:
-        start = parse_time(request.get("from", "-24h"), now_ms)
-        end = parse_time(request.get("until", "now"), now_ms)
-        if end <= start:
-            raise ApiError("until must be after from")
-        fmt = request.get("format", "json")
-        if fmt not in ("json", "csv"):
-            raise ApiError(f"format {fmt[:20]!r}: json or csv")
+        tz = timespec.zone(request.get("tz"))
+        span = timespec.window(
+            request.get("from"), request.get("until"), request.get("now") or None, now_ms, tz
+        )
+        name = request.get("format", "json") or "json"
+        fmt = formats.RENDER.get(name)
+        if fmt is None:
+            raise ApiError(f"format {name[:20]!r}: one of {', '.join(formats.RENDER)}")
+        callback = request.get("jsonp") if fmt.wraps else ""
         try:
-            max_points = int(request.get("maxDataPoints", "0"))
+            max_points = int(request.get("maxDataPoints", "0") or "0") if fmt.consolidates else 0
         except ValueError:
             raise ApiError("maxDataPoints: expected a whole number") from None
-        targets = request.params.get("target", [])
-        fetched = fetch(store, targets, start, end, now_ms, budget)
+        targets = request.params.get("target", []) or request.params.get("target[]", [])
+        fetched = fetch(store, targets, span.start, span.end, span.now, budget)
         # the range in whole seconds, as graphite-web counts it (its now has no milliseconds)
-        time_range = (end // MS - start // MS) * MS
+        time_range = (span.end // MS - span.start // MS) * MS
         series = [consolidate(s, max_points, time_range) for s in budget.each(fetched)]
+        body = fmt.write(series, budget, formats.Options(tz))
+        if callback:
+            return 200, "text/javascript", formats.jsonp(callback, str(body))
     except Refused as e:
         return 422, "text/plain", f"{e}\n"
-    except (ApiError, TargetError) as e:
+    except ValueError as e:  # ApiError, TargetError, TimeError, a jsonp callback that is not a name
         return 400, "text/plain", f"{e}\n"
-    if fmt == "csv":
-        return 200, "text/csv", _csv(series, budget)
-    return 200, "application/json", _json(series, budget)
+    return 200, fmt.content_type, body
 
 
-def _finite(v: Value) -> Value:
-    """None for what JSON cannot carry (Infinity, NaN: scale() by 1e308, a sum past 1.8e308)."""
-    return v if v is None or math.isfinite(v) else None
+def _json(request: Request, data: object) -> Reply:
+    """graphite-web's JSON answers, wrapped in the jsonp callback when one is asked for."""
+    body = json.dumps(data)
+    if callback := request.get("jsonp"):
+        try:
+            return 200, "text/javascript", formats.jsonp(callback, body)
+        except ValueError as e:
+            return 400, "text/plain", f"{e}\n"
+    return 200, "application/json", body
 
 
-def _seconds(ms: int) -> int | float:
-    """Epoch seconds as graphite-web writes them: an int for a whole second, else a float to the
-    millisecond (ms / 1000 is the float nearest the decimal, so it prints as 1795467600.25)."""
-    return ms // MS if ms % MS == 0 else ms / MS
+def _window(request: Request, now_ms: int) -> tuple[int, int]:
+    """A find's from/until (graphite-web's RemoteFinder sends them as epoch seconds), for the
+    intervals of its pickle and json answers; the last day when not given."""
+    tz = timespec.zone(request.get("tz"))
+    until, since = request.get("until"), request.get("from")
+    end = parse_time(until, now_ms, tz) if until and until != "-1" else now_ms
+    start = parse_time(since, now_ms, tz) if since and since != "-1" else end - 86400 * MS
+    return min(start, end), max(start, end)
 
 
-def _json(series: list[Series], budget: Budget) -> str:
-    """graphite-web's JSON, a series at a time (the deadline is looked at between them), with
-    null where it would write NaN or Infinity, which are not JSON."""
-    out = []
-    for s in budget.each(series):
-        if s.start % MS == 0 and s.step % MS == 0:  # whole seconds: no division per point
-            start, step = s.start // MS, s.step // MS
-            points = [[_finite(v), start + i * step] for i, v in enumerate(s.values)]
-        else:
-            points = [[_finite(v), _seconds(s.start + i * s.step)] for i, v in enumerate(s.values)]
-        out.append(json.dumps({"target": s.name, "tags": {"name": s.name}, "datapoints": points}))
-    return f"[{', '.join(out)}]"
-
-
-def _local(ms: int) -> str:
-    """Local time as graphite-web's CSV writes it, with the milliseconds where they are not 0."""
-    text = datetime.fromtimestamp(ms // MS).strftime("%Y-%m-%d %H:%M:%S")
-    return text if ms % MS == 0 else f"{text}.{ms % MS:03d}"
-
-
-def _csv(series: list[Series], budget: Budget) -> str:
-    """graphite-web's CSV: name, local time, value; empty where JSON has null."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    for s in budget.each(series):
-        for i, v in enumerate(s.values):
-            writer.writerow([s.name, _local(s.start + i * s.step), "" if _finite(v) is None else v])
-    return buf.getvalue()
-
-
-def find_nodes(store: Store, request: Request) -> Reply:
-    """graphite-web's treejson: what Grafana's query editor lists, a node at a time."""
+def find_nodes(store: Store, request: Request, now: float | None = None) -> Reply:
+    """graphite-web's /metrics/find: treejson (what Grafana's query editor lists, a node name
+    once however many branches a wildcard crosses), json, or pickle (what a federating
+    graphite-web's RemoteFinder asks for)."""
     query = request.get("query")
     if not query:
         return 400, "text/plain", "query is required (a path with wildcards: stats.*)\n"
+    name = request.get("format", "treejson") or "treejson"
+    if name not in formats.FIND:
+        return 400, "text/plain", f"format {name[:20]!r}: one of {', '.join(formats.FIND)}\n"
+    content_type, write, wraps = formats.FIND[name]
+    now_ms = time.time_ns() // 1_000_000 if now is None else round(now * MS)
+    leaves_only = request.get("leavesOnly", "0") not in ("", "0")
     try:
-        found = list(find(store.names(), query))
+        window = _window(request, now_ms)
+        nodes = [formats.Node(p, leaf) for p, leaf in find(store.names(), query) if leaf or not leaves_only]
     except (re.error, GlobError) as e:
         return 400, "text/plain", f"query: {e}\n"
-    nodes = [
-        {
-            "text": path.rsplit(".", 1)[-1],
-            "id": path,
-            "leaf": int(leaf),
-            "expandable": int(not leaf),
-            "allowChildren": int(not leaf),
+    except ValueError as e:  # a from/until/tz that is not a time
+        return 400, "text/plain", f"{e}\n"
+    body = write(query, nodes, window)
+    if wraps and (callback := request.get("jsonp")):
+        try:
+            return 200, "text/javascript", formats.jsonp(callback, str(body))
+        except ValueError as e:
+            return 400, "text/plain", f"{e}\n"
+    return 200, content_type, body
+
+
+def expand(store: Store, request: Request, budget: Budget | None = None) -> Reply:
+    """graphite-web's /metrics/expand: the paths each query names (every node, or only leaves
+    with leavesOnly=1), merged and sorted, or per query with groupByExpr=1. Each query walks
+    every name: the deadline is looked at between them (a form may carry thousands)."""
+    budget = budget or Budget()
+    queries = request.params.get("query", [])
+    if not queries:
+        return 400, "text/plain", "query is required (one or more paths with wildcards)\n"
+    leaves_only = request.get("leavesOnly", "0") not in ("", "0")
+    names = store.names()
+    try:
+        found = {
+            q: sorted({p for p, leaf in find(names, q) if leaf or not leaves_only})
+            for q in budget.each(queries)
         }
-        for path, leaf in found
-    ]
-    return 200, "application/json", json.dumps(nodes)
+    except (re.error, GlobError) as e:
+        return 400, "text/plain", f"query: {e}\n"
+    grouped = request.get("groupByExpr", "0") not in ("", "0")
+    results: object = found if grouped else sorted({p for ps in found.values() for p in ps})
+    return _json(request, {"results": results})
+
+
+def index(store: Store, request: Request) -> Reply:
+    """graphite-web's /metrics/index.json: every series name, sorted."""
+    return _json(request, sorted(store.names()))
+
+
+def functions_list(request: Request) -> Reply:
+    """graphite-web's /functions (and ?grouped=1, ?group=Combine): what this store evaluates."""
+    grouped = request.get("grouped").lower() in ("1", "true")
+    return _json(request, catalog.catalog(request.get("group") or None, grouped))
+
+
+def version(request: Request) -> Reply:
+    """The graphite-web version whose API this one follows: Grafana reads it as a semver."""
+    return 200, "text/html; charset=utf-8", GRAPHITE_VERSION
+
+
+def tags_list(request: Request) -> Reply:
+    """/tags, /tags/autoComplete/tags: no tagged series, said as graphite-web's tag database
+    says it when it holds none: an empty list."""
+    return _json(request, [])
+
+
+def tag_values(request: Request) -> Reply:
+    """/tags/autoComplete/values: a tag is required (graphite-web's 400), and has no values here."""
+    if not request.get("tag"):
+        return 400, "application/json", json.dumps({"error": "no tag specified"})
+    return _json(request, [])
+
+
+def find_series(request: Request) -> Reply:
+    """/tags/findSeries: an expression is required (graphite-web's 400), and matches no series."""
+    if not (request.params.get("expr") or request.params.get("expr[]")):
+        return 400, "application/json", json.dumps({"error": "no tag expressions specified"})
+    return _json(request, [])
+
+
+def events(request: Request) -> Reply:
+    """/events/get_data: Grafana's annotations ask for events; the store keeps none."""
+    return _json(request, [])
+
+
+# path -> answer(store, request, budget): read the store, in the render threads
+STORE_PATHS: dict[str, Callable[[Store, Request, Budget], Reply]] = {
+    "/render": lambda store, req, budget: render(store, req, budget=budget),
+    "/metrics/find": lambda store, req, budget: find_nodes(store, req),
+    "/metrics/expand": lambda store, req, budget: expand(store, req, budget),
+    "/metrics/index.json": lambda store, req, budget: index(store, req),
+}
+# path -> answer(request): no store read
+PLAIN_PATHS: dict[str, Callable[[Request], Reply]] = {
+    "/functions": functions_list,
+    "/functions/": functions_list,
+    "/version": version,
+    "/version/": version,
+    "/tags": tags_list,
+    "/tags/": tags_list,
+    "/tags/autoComplete/tags": tags_list,
+    "/tags/autoComplete/values": tag_values,
+    "/tags/findSeries": find_series,
+    "/events/get_data": events,
+}
