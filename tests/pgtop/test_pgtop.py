@@ -264,7 +264,7 @@ def test_refresh_and_config_values_are_checked(pg, tmp_path) -> None:
         ({"refresh": "abc"}, "refresh: not a valid value"),
         ({"refresh": 0}, "refresh: not a valid value"),
         ({"slow-threshold": [1]}, "slow-threshold: expected a number"),
-        ({"view": 3}, "view: expected a string"),
+        ({"view": 3}, "view: expected one of all, running"),
         ({"terminate": "yes"}, "terminate: expected true or false"),
     ):
         conf.write_text(json.dumps(bad))

@@ -189,10 +189,17 @@ def crowd(session):
 def test_every_width_shows_whole_pids_and_the_query(pg, crowd, terminal, size) -> None:
     command = pgtop_command(pg.dsn, "--refresh", "0.5", "--sort", "pid", "--view", "running")
     t = terminal(f"pgtopw{size[0]}", command, size)
-    screen = t.shows("SELECT pg_sleep(120)", "query text on screen")
+    t.shows("SELECT pg_sleep(120)", "query text on screen")
     pids = {s.pid for s in crowd}
-    shown = rows_shown(screen)
-    assert len([p for p in shown if p in pids]) >= min(len(pids), size[1] - 7), screen  # whole pids
+    rows = min(len(pids), size[1] - 7)
+    # the crowd's queries start one by one: wait for as many of them as the screen has rows,
+    # whole pids each (a loaded machine once drew 17 before the 30 were running)
+
+    def enough() -> str:
+        shot = t.screen()
+        return shot if len([p for p in rows_shown(shot) if p in pids]) >= rows else ""
+
+    screen = wait_until(enough, what=f"{rows} crowd rows with whole pids", detail=t.screen)
     lines = [
         line for line in screen.splitlines() if PID_ROW.match(line) and int(PID_ROW.match(line)[1]) in pids
     ]

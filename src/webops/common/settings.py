@@ -305,7 +305,9 @@ def number(minimum: float | None = None, integer: bool = False, maximum: float |
             n = float(v) if isinstance(v, str) else v
         except ValueError:
             raise ValueError(f"expected a number, got {v!r}") from None
-        if not isinstance(n, int | float) or not math.isfinite(n):  # nan, inf: never a setting
+        if not isinstance(n, int | float):
+            raise ValueError(f"expected a number, got {v!r}")
+        if not math.isfinite(n):  # nan, inf: never a setting
             raise ValueError(f"expected a finite number, got {v!r}")
         if integer:
             if n != int(n):
