@@ -19,11 +19,12 @@ import re
 import sqlite3
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from ..http import Reply, Request
 from .db import GlobError, Store, find, matching
-from .functions import MS, UNITS, Budget, Refused, Series, TargetError, Value, evaluate
+from .functions import CONSOLIDATE, MS, UNITS, Budget, Refused, Series, TargetError, Value, evaluate
 
 
 class ApiError(ValueError):
@@ -70,12 +71,10 @@ def consolidate(series: Series, max_points: int, time_range: int) -> Series:
         nudge = span + start % step - start % span
         start += nudge
         del values[: max(nudge // step - 1, 0)]
-    out: list[float | None] = []
-    for i in range(0, len(values), per):
-        known = [v for v in values[i : i + per] if v is not None]
-        out.append(sum(known) / len(known) if known else None)
+    merge = CONSOLIDATE[series.consolidate_func]  # average unless consolidateBy said otherwise
+    out = [merge(values[i : i + per]) for i in range(0, len(values), per)]
     stamps = len(range(start, series.end + 1, step * per))
-    return Series(series.name, start, step * per, out[:stamps], series.path_expression)
+    return replace(series, start=start, step=step * per, values=out[:stamps])
 
 
 def fetch(
@@ -84,12 +83,14 @@ def fetch(
     """The targets' series, each path's charged to `budget` before it is read; every time in epoch
     milliseconds, as the store's fetch takes and answers them."""
 
-    def by_path(path: str, earlier: int) -> list[Series]:
+    def by_path(path: str, earlier: int, shift: int = 0) -> list[Series]:
+        """`earlier` ms more before the start, the whole window `shift` ms back (timeShift)."""
         names = matching(all_names, path.strip())
         budget.charge(series=len(names))  # before reading any: stats.* may name 500,000
         out = []
         for name in names:
-            got = store.fetch(name, start_ms - earlier, end_ms, now_ms, lambda n: budget.charge(points=n))
+            charge = lambda n: budget.charge(points=n)  # noqa: E731
+            got = store.fetch(name, start_ms - earlier - shift, end_ms - shift, now_ms, charge)
             if got is not None:
                 out.append(Series(name, got.start, got.step, got.values, path.strip()))
         return out
@@ -97,7 +98,8 @@ def fetch(
     try:
         with store.interruptible(budget.expired):
             all_names = store.names()
-            return [s for target in targets for s in evaluate(target, by_path, budget)]
+            window = (start_ms, end_ms)
+            return [s for target in targets for s in evaluate(target, by_path, budget, window)]
     except RecursionError:  # scale(scale(scale(... thousands deep: an answer, not a crash
         raise ApiError("a target nested too deeply") from None
     except (re.error, GlobError) as e:  # [z-a], or braces that stand for too many paths

@@ -2,7 +2,13 @@
 maths (so a dashboard's legend and values read the same). Pure: series in, series out.
 
 A target is parsed into calls, paths and constants; `evaluate` walks it, fetching paths through
-the function it is given. Each function is one entry of FUNCTIONS.
+the function it is given. Each function is one entry of FUNCTIONS, a plain callable whose Python
+signature (after the context) is its parameters, typed: evaluate checks the arguments against
+the annotations before the call (a 400 naming the function and the parameter, not a 500 from
+deep inside), and graphite-web's /functions catalogue is built from the same signatures. GROUPS
+holds graphite-web's group of each (Combine, Transform, ...), which a signature cannot say. The
+families live in the modules beside this one; this one holds the parser, the evaluator and the
+functions that were here first.
 
 Every evaluation runs on a Budget: the points it may read and make, the series it may read, and a
 deadline. It is looked at on each fetch, each call and each series a function walks, so a render
@@ -16,6 +22,7 @@ still written in its units (10s, 1min), read as milliseconds.
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 import time
@@ -25,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from functools import reduce
 from itertools import groupby
 from operator import itemgetter
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 Value = float | None
 
@@ -123,6 +130,7 @@ class Series:
     values: list[Value]
     path_expression: str = ""  # the path the series was fetched by (names aggregates)
     tags: dict[str, str] = field(default_factory=dict)
+    consolidate_func: str = "average"  # how maxDataPoints and normalize merge points (consolidateBy)
 
     def __post_init__(self) -> None:
         self.path_expression = self.path_expression or self.name
@@ -222,23 +230,80 @@ def _safe(fn: Callable[[list[float]], float]) -> Callable[[Sequence[Value]], Val
     return apply
 
 
+def _median(v: list[float]) -> float:
+    v = sorted(v)
+    mid = len(v) // 2
+    return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
+
+
+def _stddev(v: list[float]) -> float:
+    mean = sum(v) / len(v)
+    return math.sqrt(sum((x - mean) * (x - mean) for x in v) / len(v))
+
+
+def _multiply(values: Sequence[Value]) -> Value:
+    """None if any value is (graphite-web's safeMul), unlike the others, which skip them."""
+    known = [v for v in values if v is not None]
+    if not known or len(known) < len(values):
+        return None
+    return float(reduce(lambda a, b: a * b, known))
+
+
+def _avg_zero(values: Sequence[Value]) -> Value:
+    """Unknown values counted as 0, when at least one is known."""
+    if all(v is None for v in values):
+        return None
+    return sum(0.0 if v is None else v for v in values) / len(values)
+
+
+# graphite-web's aggregation functions (aggregate, groupByNode, summarize, highest, ...), by name
 AGG: dict[str, Callable[[Sequence[Value]], Value]] = {
     "sum": _safe(lambda v: float(sum(v))),
     "total": _safe(lambda v: float(sum(v))),
     "average": _safe(lambda v: sum(v) / len(v)),
     "avg": _safe(lambda v: sum(v) / len(v)),
+    "avg_zero": _avg_zero,
+    "median": _safe(_median),
     "max": _safe(max),
     "min": _safe(min),
+    "diff": _safe(lambda v: v[0] - sum(v[1:])),
+    "stddev": _safe(_stddev),
+    "count": _safe(lambda v: float(len(v))),
+    "range": _safe(lambda v: float(max(v)) - float(min(v))),
+    "rangeOf": _safe(lambda v: float(max(v)) - float(min(v))),
+    "multiply": _multiply,
     "last": _safe(lambda v: v[-1]),
     "current": _safe(lambda v: v[-1]),
+}
+
+
+def agg_func(function: str, name: str) -> Callable[[Sequence[Value]], Value]:
+    """AGG[name] (a trailing Series is dropped: groupByNode's "sumSeries"), or a 400 naming
+    `function` and the choices."""
+    key = name[:-6] if name.endswith("Series") else name
+    if key not in AGG:
+        raise TargetError(f"{function}: unknown aggregation {name!r} ({', '.join(AGG)})")
+    return AGG[key]
+
+
+# graphite-web's TimeSeries consolidation functions (consolidateBy's choices), on known values
+CONSOLIDATE: dict[str, Callable[[Sequence[Value]], Value]] = {
+    "sum": AGG["sum"],
+    "average": AGG["average"],
+    "avg": AGG["average"],
+    "avg_zero": AGG["average"],
+    "max": AGG["max"],
+    "min": AGG["min"],
+    "first": _safe(lambda v: v[0]),
+    "last": AGG["last"],
 }
 
 
 def _consolidate(s: Series, factor: int) -> list[Value]:
     if factor <= 1:
         return list(s.values)
-    avg = AGG["average"]
-    return [avg(s.values[i : i + factor]) for i in range(0, len(s.values), factor)]
+    merge = CONSOLIDATE[s.consolidate_func]
+    return [merge(s.values[i : i + factor]) for i in range(0, len(s.values), factor)]
 
 
 def normalize(series: list[Series]) -> tuple[list[list[Value]], int, int, int]:
@@ -577,47 +642,168 @@ FUNCTIONS: dict[str, Callable[..., list[Series]]] = {
     "transformNull": transform_null,
 }
 
+# graphite-web's group of each function (its /functions catalogue files them so)
+GROUPS: dict[str, str] = {
+    **dict.fromkeys(["sumSeries", "sum", "averageSeries", "avg", "maxSeries", "minSeries"], "Combine"),
+    **dict.fromkeys(["scale", "perSecond", "nonNegativeDerivative", "keepLastValue"], "Transform"),
+    **dict.fromkeys(["transformNull", "summarize"], "Transform"),
+    **dict.fromkeys(["alias", "aliasByNode"], "Alias"),
+    **dict.fromkeys(["movingAverage"], "Calculate"),
+    **dict.fromkeys(["asPercent"], "Combine"),
+    **dict.fromkeys(["highestCurrent", "highestAverage", "highestMax", "limit"], "Filter Series"),
+    **dict.fromkeys(["sortByMaxima"], "Sorting"),
+}
+
+
+def register(group: str, *names: str) -> Callable[[Callable[..., list[Series]]], Callable[..., list[Series]]]:
+    """Adds a function to FUNCTIONS under `names` and to GROUPS; the function is returned as it
+    is (a plain callable, its signature its parameters)."""
+
+    def add(fn: Callable[..., list[Series]]) -> Callable[..., list[Series]]:
+        for name in names:
+            FUNCTIONS[name] = fn
+            GROUPS[name] = group
+        return fn
+
+    return add
+
+
+SeriesList = list[Series]  # a parameter that takes a path or a call: the series it stands for
+
 
 # ------------------------------------------------------------------ evaluation
 
 
 @dataclass
 class Context:
-    """What a function may need beyond its arguments: movingAverage fetches its first argument
-    again, further back; every function looks at the budget in its per-series loops."""
+    """What a function may need beyond its arguments: the request's window (constantLine,
+    integralByInterval), its first argument again, further back or shifted (movingAverage,
+    timeShift, holtWinters), the budget its per-series loops look at. Times in milliseconds."""
 
-    fetch: Callable[[str, int], list[Series]]  # (path, milliseconds earlier) -> series
+    fetch: Callable[[str, int, int], list[Series]]  # (path, ms earlier, ms shifted back) -> series
     budget: Budget
     first_arg: Any = None
+    start: int | None = None  # the request's from and until, where the caller says them
+    end: int | None = None
+    shift: int = 0  # how far back timeShift moved this part of the target
 
-    def refetch(self, earlier_ms: int) -> list[Series]:
-        return _evaluate(self.first_arg, self.fetch, earlier_ms, self.budget)
+    def refetch(self, earlier_ms: int, shift_ms: int = 0) -> list[Series]:
+        """The first argument again, from `earlier_ms` before the start, all moved `shift_ms`
+        back."""
+        return _evaluate(self.first_arg, self.fetch, earlier_ms, self.budget, self.window(), shift_ms)
+
+    def window(self) -> tuple[int, int] | None:
+        return None if self.start is None or self.end is None else (self.start, self.end)
+
+    def span(self, function: str) -> tuple[int, int]:
+        if self.start is None or self.end is None:
+            raise TargetError(f"{function}: needs the request's from and until")
+        return self.start - self.shift, self.end - self.shift
+
+
+Fetch = Callable[..., list[Series]]
 
 
 def evaluate(
-    target: str, fetch: Callable[[str, int], list[Series]], budget: Budget | None = None
+    target: str, fetch: Fetch, budget: Budget | None = None, window: tuple[int, int] | None = None
 ) -> list[Series]:
-    return _evaluate(parse(target), fetch, 0, budget or Budget())
+    """`fetch(path, earlier_ms, shift_ms=0)`: the series of a path, from `earlier_ms` before the
+    window's start, the whole window moved `shift_ms` back (timeShift); `window`, the request's
+    (from, until) in milliseconds, for the functions that draw over it."""
+    return _evaluate(parse(target), fetch, 0, budget or Budget(), window, 0)
 
 
 def _evaluate(
-    node: Any, fetch: Callable[[str, int], list[Series]], earlier: int, budget: Budget
+    node: Any, fetch: Fetch, earlier: int, budget: Budget, window: tuple[int, int] | None, shift: int
 ) -> list[Series]:
     budget.check()
     if isinstance(node, Path):
-        return fetch(node.expression, earlier)
+        return fetch(node.expression, earlier, shift) if shift else fetch(node.expression, earlier)
     if not isinstance(node, Call):
         raise TargetError(f"{node!r} is a value, not a series")
     fn = FUNCTIONS.get(node.name)
     if fn is None:
         raise TargetError(f"{node.name}: not a supported render function ({', '.join(sorted(FUNCTIONS))})")
-    if node.args and not isinstance(node.args[0], Path | Call):
-        raise TargetError(f"{node.name}: the first argument is a path or a call, not {node.args[0]!r}")
-    args = [_evaluate(a, fetch, earlier, budget) if isinstance(a, Path | Call) else a for a in node.args]
-    ctx = Context(lambda path, more: fetch(path, earlier + more), budget, node.args[0] if node.args else None)
+    args = [
+        _evaluate(a, fetch, earlier, budget, window, shift) if isinstance(a, Path | Call) else a
+        for a in node.args
+    ]
+    check_arguments(node.name, fn, args)
+
+    def again(path: str, more: int, moved: int = 0) -> list[Series]:
+        return fetch(path, earlier + more, shift + moved) if shift + moved else fetch(path, earlier + more)
+
+    start, end = window if window else (None, None)
+    first = node.args[0] if node.args else None
+    ctx = Context(again, budget, first, start, end, shift)
     try:
         return fn(ctx, *args)
     except TargetError:
         raise
-    except (TypeError, ValueError, ArithmeticError) as e:  # highestCurrent(x, "abc"), limit(x, 1e400)
+    except (TypeError, ValueError, ArithmeticError, IndexError, re.error) as e:  # limit(x, 1e400)
         raise TargetError(f"{node.name}: {e}") from None
+
+
+def _accepts(hint: Any, value: Any) -> bool:
+    """Whether a constant or a series list fits a parameter's annotation."""
+    if hint is Any:
+        return True
+    origin = get_origin(hint)
+    if origin is list:
+        return isinstance(value, list)
+    if get_args(hint) and origin is not None and origin is not list:  # X | Y, Optional[X]
+        return any(_accepts(h, value) for h in get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    if get_origin(hint) is list:
+        return "a path or a call"
+    if get_args(hint):
+        return " or ".join(_describe(h) for h in get_args(hint) if h is not type(None))
+    return {int: "a whole number", float: "a number", str: "a quoted string", bool: "true or false"}.get(
+        hint, getattr(hint, "__name__", str(hint))
+    )
+
+
+_SIGNATURES: dict[Callable[..., Any], tuple[list[inspect.Parameter], dict[str, Any]]] = {}
+
+
+def check_arguments(name: str, fn: Callable[..., Any], args: list[Any]) -> None:
+    """The arguments against the function's signature: their number, and each against its
+    annotation (a series list where a path or call is expected, a number where a number is...);
+    a TargetError naming the function and the parameter, before any work."""
+    if fn not in _SIGNATURES:
+        params = list(inspect.signature(fn).parameters.values())[1:]  # after the context
+        _SIGNATURES[fn] = (params, get_type_hints(fn))
+    params, hints = _SIGNATURES[fn]
+    positional = [p for p in params if p.kind is not p.VAR_POSITIONAL]
+    rest = next((p for p in params if p.kind is p.VAR_POSITIONAL), None)
+    if rest is None and len(args) > len(positional):
+        raise TargetError(f"{name}: takes at most {len(positional)} arguments, not {len(args)}")
+    for i, p in enumerate(positional):
+        if i >= len(args):
+            if p.default is p.empty:
+                raise TargetError(f"{name}: the argument {p.name} is missing")
+            continue
+        if p.name in hints and not _accepts(hints[p.name], args[i]):
+            raise TargetError(
+                f"{name}: the argument {p.name} is {_describe(hints[p.name])}, not {_shown(args[i])}"
+            )
+    if rest is not None and rest.name in hints:
+        for value in args[len(positional) :]:
+            if not _accepts(hints[rest.name], value):
+                raise TargetError(
+                    f"{name}: the arguments {rest.name} are {_describe(hints[rest.name])}, "
+                    f"not {_shown(value)}"
+                )
+
+
+def _shown(value: Any) -> str:
+    return "a series list" if isinstance(value, list) else repr(value)[:40]

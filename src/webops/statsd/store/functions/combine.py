@@ -1,0 +1,234 @@
+"""Functions that combine several series into fewer: graphite-web's Combine group (aggregate and
+its named forms, the wildcard and node groupings, divideSeries, countSeries, ...)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .core import (
+    AGG,
+    FUNCTIONS,
+    Context,
+    Series,
+    SeriesList,
+    TargetError,
+    Value,
+    _columns,
+    _evaluate,
+    _first_path,
+    _paths,
+    agg_func,
+    aggregate,
+    check_arguments,
+    normalize,
+    parse,
+    register,
+)
+
+for _name, _func in {
+    "diffSeries": "diff",
+    "multiplySeries": "multiply",
+    "stddevSeries": "stddev",
+    "rangeOfSeries": "rangeOf",
+    "medianSeries": "median",
+}.items():
+    register("Combine", _name)(aggregate(_func))
+
+
+@register("Combine", "aggregate")
+def aggregate_with(ctx: Context, series: SeriesList, func: str, xFilesFactor: float = 0.0) -> list[Series]:
+    """Combines the series point by point with an aggregation function (sum, average, max, ...)."""
+    name = func[:-6] if func.endswith("Series") else func
+    agg_func("aggregate", func)
+    return aggregate(name)(ctx, series)
+
+
+@register("Combine", "multiplySeries")
+def multiply_series(ctx: Context, *lists: SeriesList) -> list[Series]:
+    """Multiplies the series point by point (a single series is returned unchanged)."""
+    if len(lists) == 1 and len(lists[0]) == 1:
+        return lists[0]
+    return aggregate("multiply")(ctx, *lists)
+
+
+@register("Combine", "countSeries")
+def count_series(ctx: Context, *lists: SeriesList) -> list[Series]:
+    """How many series there are, at every point (a constant line of 0 for none)."""
+    series = [s for group in lists for s in group]
+    if not series:
+        return [replace_name(constant_line(ctx, 0)[0], "countSeries()")]
+    _rows, start, _end, step = normalize(series)
+    name = f"countSeries({_paths(ctx, series)})"
+    count = max(-(-len(s.values) // (step // s.step)) for s in series)  # izip_longest's rows
+    ctx.budget.charge(points=count)
+    return [Series(name, start, step, [float(len(series))] * count, name)]
+
+
+def replace_name(s: Series, path_expression: str) -> Series:
+    s.path_expression = path_expression
+    return s
+
+
+@register("Combine", "group")
+def group(ctx: Context, *lists: SeriesList) -> list[Series]:
+    """The series of every argument, as one list."""
+    return [s for part in lists for s in part]
+
+
+@register("Combine", "percentileOfSeries")
+def percentile_of_series(
+    ctx: Context, series: SeriesList, n: float, interpolate: bool = False
+) -> list[Series]:
+    """The n-th percentile across the series at each point."""
+    if n <= 0:
+        raise TargetError("percentileOfSeries: the percent n must be greater than 0")
+    if not series:
+        return []
+    rows, start, _end, step = normalize(series)
+    name = f"percentileOfSeries({series[0].path_expression},{n:g})"
+    values = [percentile(col, n, interpolate) for col in ctx.budget.each(_columns(rows))]
+    return [Series(name, start, step, values, name)]
+
+
+def percentile(points: list[Value], n: float, interpolate: bool = False) -> Value:
+    """graphite-web's _getPercentile: the value at the rank n% of the way through the known ones
+    (counted from 1, of len + 1), or between it and the next when interpolating."""
+    known = sorted(p for p in points if p is not None)
+    if not known:
+        return None
+    fractional = (n / 100.0) * (len(known) + 1)
+    rank = int(fractional)
+    fraction = fractional - rank
+    if not interpolate:
+        rank += 1 if fraction > 0 else 0
+    if rank == 0:
+        value = known[0]
+    elif rank - 1 >= len(known):
+        value = known[-1]
+    else:
+        value = known[rank - 1]
+    if interpolate and rank < len(known):
+        value = value + fraction * (known[rank] - value)
+    return value
+
+
+def _grouped(
+    ctx: Context, series: list[Series], key: Callable[[Series], str], func: str, function: str
+) -> list[Series]:
+    """The series grouped by `key`, in the order each key is first seen, each group combined by
+    `func` (an AGG name, or a function's name such as sumSeries) and named by its key."""
+    groups: dict[str, list[Series]] = {}
+    for s in ctx.budget.each(series):
+        groups.setdefault(key(s), []).append(s)
+    callback = None
+    if _bare(func) not in AGG:  # another function of one series list (graphite-web allows it)
+        callback = FUNCTIONS.get(func)
+        if callback is None:
+            agg_func(function, func)
+    out = []
+    for name, members in groups.items():
+        if callback:
+            check_arguments(func, callback, [members])
+            combined = callback(ctx, members)
+        else:
+            combined = aggregate(_bare(func))(ctx, members)
+        if combined:
+            out.append(
+                Series(
+                    name, combined[0].start, combined[0].step, combined[0].values, combined[0].path_expression
+                )
+            )
+    return out
+
+
+def _bare(func: str) -> str:
+    return func[:-6] if func.endswith("Series") and func[:-6] in AGG else func
+
+
+def _node(s: Series, n: int | str, function: str) -> str:
+    name = _first_path(s.name) if s.name.endswith(")") else s.name
+    nodes = name.split(";")[0].split(".")
+    if isinstance(n, str):
+        return s.tags.get(n, "")
+    try:
+        return nodes[n]
+    except IndexError:
+        return s.tags.get(str(n), "")
+
+
+@register("Combine", "groupByNode")
+def group_by_node(ctx: Context, series: SeriesList, nodeNum: int, callback: str = "average") -> list[Series]:
+    """Groups the series by one node of their names and combines each group with `callback`."""
+    return _grouped(ctx, series, lambda s: _node(s, nodeNum, "groupByNode"), callback, "groupByNode")
+
+
+@register("Combine", "groupByNodes")
+def group_by_nodes(ctx: Context, series: SeriesList, callback: str, *nodes: int) -> list[Series]:
+    """Groups the series by several nodes of their names (joined with dots) and combines each."""
+    return _grouped(
+        ctx, series, lambda s: ".".join(_node(s, n, "groupByNodes") for n in nodes), callback, "groupByNodes"
+    )
+
+
+def _with_wildcards(func: str) -> Callable[..., list[Series]]:
+    def run(ctx: Context, series: SeriesList, *position: int) -> list[Series]:
+        def key(s: Series) -> str:
+            return ".".join(part for i, part in enumerate(s.name.split(".")) if i not in position)
+
+        return _grouped(ctx, series, key, func, f"{func}SeriesWithWildcards")
+
+    run.__doc__ = f"{func} of the series whose names agree once the nodes at `position` are removed."
+    return run
+
+
+register("Combine", "sumSeriesWithWildcards")(_with_wildcards("sum"))
+register("Combine", "averageSeriesWithWildcards")(_with_wildcards("average"))
+register("Combine", "multiplySeriesWithWildcards")(_with_wildcards("multiply"))
+
+
+@register("Combine", "divideSeries")
+def divide_series(ctx: Context, dividendSeriesList: SeriesList, divisorSeries: SeriesList) -> list[Series]:
+    """Each series divided point by point by one divisor series (None where it is 0 or None)."""
+    if not divisorSeries:
+        out = []
+        for s in dividendSeriesList:
+            name = f"divideSeries({s.name},MISSING)"
+            out.append(Series(name, s.start, s.step, [None] * len(s.values), name))
+        return out
+    if len(divisorSeries) > 1:
+        raise TargetError(f"divideSeries: the divisor must be exactly one series, not {len(divisorSeries)}")
+    divisor = divisorSeries[0]
+    out = []
+    for s in ctx.budget.each(dividendSeriesList):
+        rows, start, _end, step = normalize([s, divisor])
+        values = [
+            None if a is None or b in (None, 0) else a / b  # type: ignore[operator]
+            for a, b in _columns(rows)
+        ]
+        out.append(Series(f"divideSeries({s.name},{divisor.name})", start, step, values))
+    return out
+
+
+@register("Combine", "constantLine")
+def constant_line(ctx: Context, value: float) -> list[Series]:
+    """A line at `value` across the request's window (three points: start, middle, end)."""
+    start, end = ctx.span("constantLine")
+    step = max((end // 1000 - start // 1000) // 2 * 1000, 1000)
+    ctx.budget.charge(points=3)
+    return [Series(str(value), start // 1000 * 1000, step, [value] * 3, f"constantLine({value})")]
+
+
+@register("Combine", "applyByNode")
+def apply_by_node(
+    ctx: Context, series: SeriesList, nodeNum: int, templateFunction: str, newName: str = ""
+) -> list[Series]:
+    """Each prefix of the names up to nodeNum put for % in templateFunction, evaluated."""
+    prefixes = sorted({".".join(s.name.split(".")[: nodeNum + 1]) for s in series})
+    ctx.budget.charge(names=sum(len(templateFunction) + len(p) for p in prefixes))
+    out = []
+    for prefix in ctx.budget.each(prefixes):
+        node = parse(templateFunction.replace("%", prefix))
+        for s in _evaluate(node, ctx.fetch, 0, ctx.budget, ctx.window(), 0):
+            name = newName.replace("%", prefix) if newName else s.name
+            out.append(Series(name, s.start, s.step, s.values, prefix))
+    return out

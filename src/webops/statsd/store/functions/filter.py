@@ -1,0 +1,322 @@
+"""Functions that choose, order or rename series without changing their values: graphite-web's
+Filter Series, Sorting and Alias groups, and the graph-only ones (color, lineWidth, ...) that
+graphite-web's JSON returns unchanged."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from .core import AGG, Context, Series, SeriesList, TargetError, Value, agg_func, highest, register
+
+
+def _regex(function: str, pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as e:
+        raise TargetError(f"{function}: the argument pattern is not a regular expression ({e})") from None
+
+
+@register("Filter Series", "exclude")
+def exclude(ctx: Context, series: SeriesList, pattern: str) -> list[Series]:
+    """The series whose names do not match the regular expression."""
+    regex = _regex("exclude", pattern)
+    return [s for s in ctx.budget.each(series) if not regex.search(s.name)]
+
+
+@register("Filter Series", "grep")
+def grep(ctx: Context, series: SeriesList, pattern: str) -> list[Series]:
+    """The series whose names match the regular expression."""
+    regex = _regex("grep", pattern)
+    return [s for s in ctx.budget.each(series) if regex.search(s.name)]
+
+
+# graphite-web's filterSeries operators: a series with no known value passes < and <=
+OPERATORS: dict[str, Callable[[Value, float], bool]] = {
+    "=": lambda v, t: v is not None and v == t,
+    "!=": lambda v, t: v is None or v != t,
+    ">": lambda v, t: v is not None and v > t,
+    ">=": lambda v, t: v is not None and v >= t,
+    "<": lambda v, t: v is None or v < t,
+    "<=": lambda v, t: v is None or v <= t,
+}
+
+
+@register("Filter Series", "filterSeries")
+def filter_series(
+    ctx: Context, series: SeriesList, func: str, operator: str, threshold: float
+) -> list[Series]:
+    """The series whose aggregate (func) compares to the threshold as `operator` says."""
+    agg = agg_func("filterSeries", func)
+    if operator not in OPERATORS:
+        raise TargetError(
+            f"filterSeries: the argument operator is one of {' '.join(OPERATORS)}, not {operator!r}"
+        )
+    test = OPERATORS[operator]
+    return [s for s in ctx.budget.each(series) if test(agg(s.values), threshold)]
+
+
+def _filtered(func: str, operator: str) -> Callable[..., list[Series]]:
+    def run(ctx: Context, series: SeriesList, n: float) -> list[Series]:
+        return filter_series(ctx, series, func, operator, n)
+
+    run.__doc__ = f"The series whose {func} is {operator} n."
+    return run
+
+
+for _name, (_func, _op) in {
+    "currentAbove": ("last", ">"),
+    "currentBelow": ("last", "<="),
+    "averageAbove": ("average", ">"),
+    "averageBelow": ("average", "<="),
+    "maximumAbove": ("max", ">"),
+    "maximumBelow": ("max", "<="),
+    "minimumAbove": ("min", ">"),
+    "minimumBelow": ("min", "<="),
+}.items():
+    register("Filter Series", _name)(_filtered(_func, _op))
+
+
+def _key(func: str) -> Callable[[Series], float]:
+    agg = AGG[func]
+    return lambda s: v if (v := agg(s.values)) is not None else -math.inf
+
+
+def _lowest(func: str) -> Callable[..., list[Series]]:
+    def run(ctx: Context, series: SeriesList, n: int = 1) -> list[Series]:
+        return sorted(ctx.budget.each(series), key=_key(func))[:n]
+
+    run.__doc__ = f"The n series of the lowest {func}."
+    return run
+
+
+register("Filter Series", "lowestAverage")(_lowest("average"))
+register("Filter Series", "lowestCurrent")(_lowest("current"))
+
+
+@register("Filter Series", "highest")
+def highest_by(ctx: Context, series: SeriesList, n: int = 1, func: str = "average") -> list[Series]:
+    """The n series of the highest aggregate (func)."""
+    agg_func("highest", func)
+    return highest(func[:-6] if func.endswith("Series") else func)(ctx, series, n)
+
+
+@register("Filter Series", "lowest")
+def lowest_by(ctx: Context, series: SeriesList, n: int = 1, func: str = "average") -> list[Series]:
+    """The n series of the lowest aggregate (func)."""
+    agg_func("lowest", func)
+    return _lowest(func[:-6] if func.endswith("Series") else func)(ctx, series, n)
+
+
+@register("Filter Series", "mostDeviant")
+def most_deviant(ctx: Context, series: SeriesList, n: int) -> list[Series]:
+    """The n series of the largest standard deviation."""
+    scored = []
+    for s in ctx.budget.each(series):
+        known = [v for v in s.values if v is not None]
+        if not known:
+            continue
+        mean = sum(known) / len(known)
+        scored.append((sum((v - mean) ** 2 for v in known) / len(known), s))
+    scored.sort(key=lambda pair: pair[0], reverse=True)
+    return [s for _, s in scored][:n]
+
+
+@register("Filter Series", "removeEmptySeries")
+def remove_empty_series(ctx: Context, series: SeriesList, xFilesFactor: float = 0.0) -> list[Series]:
+    """The series with at least one known value (at least xFilesFactor of them known)."""
+    out = []
+    for s in ctx.budget.each(series):
+        known = sum(v is not None for v in s.values)
+        if known and s.values and known / len(s.values) >= xFilesFactor:
+            out.append(s)
+    return out
+
+
+@register("Filter Series", "unique")
+def unique(ctx: Context, *lists: SeriesList) -> list[Series]:
+    """The series of every argument, each name once."""
+    seen: dict[str, Series] = {}
+    for part in lists:
+        for s in part:
+            seen.setdefault(s.name, s)
+    return list(seen.values())
+
+
+@register("Sorting", "sortByName")
+def sort_by_name(
+    ctx: Context, series: SeriesList, natural: bool = False, reverse: bool = False
+) -> list[Series]:
+    """The series by name (numbers in names by value when natural)."""
+
+    def natural_key(s: Series) -> str:
+        return re.sub(r"(\d+)", lambda m: f"{int(m[0]):010}", s.name)
+
+    return sorted(series, key=natural_key if natural else lambda s: s.name, reverse=reverse)
+
+
+@register("Sorting", "sortBy")
+def sort_by(ctx: Context, series: SeriesList, func: str = "average", reverse: bool = False) -> list[Series]:
+    """The series by an aggregate of their values (func), lowest first unless reverse."""
+    agg_func("sortBy", func)
+    return sorted(
+        ctx.budget.each(series), key=_key(func[:-6] if func.endswith("Series") else func), reverse=reverse
+    )
+
+
+@register("Sorting", "sortByTotal")
+def sort_by_total(ctx: Context, series: SeriesList) -> list[Series]:
+    """The series by the sum of their values, highest first."""
+    return sort_by(ctx, series, "sum", True)
+
+
+@register("Sorting", "sortByMinima")
+def sort_by_minima(ctx: Context, series: SeriesList) -> list[Series]:
+    """The series with a value above 0, by their minimum, lowest first."""
+    kept = [s for s in ctx.budget.each(series) if (AGG["max"](s.values) or 0) > 0]
+    return sorted(kept, key=_key("min"))
+
+
+# ------------------------------------------------------------------ names
+
+
+def _clean(name: str) -> str:
+    """The path inside a name wrapped in functions, as graphite-web's substr finds it."""
+    left = name.rfind("(") + 1
+    right = name.find(")")
+    return name[left : right if right >= 0 else len(name) + 1]
+
+
+@register("Alias", "aliasByMetric")
+def alias_by_metric(ctx: Context, series: SeriesList) -> list[Series]:
+    """Each series named by the last node of its path."""
+    return substr(ctx, series, -1, 0)
+
+
+@register("Special", "substr")
+def substr(ctx: Context, series: SeriesList, start: int = 0, stop: int = 0) -> list[Series]:
+    """Each series named by the nodes start to stop of its path."""
+    out = []
+    for s in ctx.budget.each(series):
+        nodes = _clean(s.name).split(".")
+        name = ".".join(nodes[start:] if stop == 0 else nodes[start:stop])
+        out.append(replace(s, name=re.sub(",.*$", "", name)))
+    return out
+
+
+@register("Alias", "aliasSub")
+def alias_sub(ctx: Context, series: SeriesList, search: str, replace_: str) -> list[Series]:
+    r"""Each series renamed by a regular expression's search and replace (\1 for groups)."""
+    regex = _regex("aliasSub", search)
+    try:
+        return [replace(s, name=regex.sub(replace_, s.name)) for s in ctx.budget.each(series)]
+    except (re.error, IndexError) as e:
+        raise TargetError(f"aliasSub: the argument replace does not fit the pattern ({e})") from None
+
+
+@register("Alias", "legendValue")
+def legend_value(ctx: Context, series: SeriesList, *valueTypes: str) -> list[Series]:
+    """Each name followed by aggregates of its values (avg, max, last, ...)."""
+    types = list(valueTypes)
+    system = types.pop() if types and types[-1] in ("si", "binary") else None
+    out = []
+    for s in ctx.budget.each(series):
+        name = s.name
+        for kind in types:
+            key = kind[:-6] if kind.endswith("Series") else kind
+            value: Any = AGG[key](s.values) if key in AGG else "(?)"
+            if system is None:
+                name += f" ({kind}: {value})"
+            else:
+                shown = value if isinstance(value, str) else None if value is None else _units(value, system)
+                name = f"{name:<20}{kind:<5}{shown!s:<10}"
+        out.append(replace(s, name=name))
+    return out
+
+
+def _units(value: float, system: str) -> str:
+    """graphite-web's format_units: the value in the largest prefix it exceeds, 2 decimals."""
+    prefixes = (
+        [("Pi", 2**50), ("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)]
+        if system == "binary"
+        else [("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)]
+    )
+    for prefix, size in prefixes:
+        if abs(value) >= size:
+            return f"{value / size:.2f}{prefix}"
+    return f"{value:.2f}"
+
+
+def _unchanged(doc: str) -> Callable[..., list[Series]]:
+    def run(ctx: Context, series: SeriesList, value: Any = None) -> list[Series]:
+        return series
+
+    run.__doc__ = doc
+    return run
+
+
+# graph styling: graphite-web's JSON carries none of it, the data comes back as it went in
+register("Graph", "color")(_unchanged("Draws the series in a color (the data is unchanged)."))
+register("Graph", "lineWidth")(_unchanged("Draws the series with a line width (the data is unchanged)."))
+register("Graph", "alpha")(_unchanged("Draws the series with an opacity (the data is unchanged)."))
+
+
+@register("Graph", "dashed")
+def dashed(ctx: Context, series: SeriesList, dashLength: float = 5) -> list[Series]:
+    """Draws the series dashed: graphite-web renames it, the data is unchanged."""
+    return [replace(s, name=f"dashed({s.name}, {dashLength:g})") for s in ctx.budget.each(series)]
+
+
+@register("Graph", "secondYAxis")
+def second_y_axis(ctx: Context, series: SeriesList) -> list[Series]:
+    """Draws the series on the right axis: graphite-web renames it, the data is unchanged."""
+    return [replace(s, name=f"secondYAxis({s.name})") for s in ctx.budget.each(series)]
+
+
+@register("Graph", "stacked")
+def stacked(ctx: Context, series: SeriesList, stackName: str = "__DEFAULT__") -> list[Series]:
+    """Each series plus those before it (a stack), point by point."""
+    total: list[float] = []
+    out = []
+    for s in ctx.budget.each(series):
+        values: list[Value] = []
+        for i, v in enumerate(s.values):
+            if len(total) <= i:
+                total.append(0)
+            if v is None:
+                values.append(None)
+            else:
+                total[i] += v
+                values.append(total[i])
+        name = f"stacked({s.name})" if stackName == "__DEFAULT__" else s.name
+        out.append(replace(s, name=name, values=values))
+    return out
+
+
+@register("Alias", "cactiStyle")
+def cacti_style(ctx: Context, series: SeriesList, system: str = "", units: str = "") -> list[Series]:
+    """Each name padded and followed by its current, max and min, as Cacti's legends."""
+    if not series:
+        return series
+
+    def fmt(x: float) -> str:
+        if system:
+            return f"{_units(x, system)} {units}" if units else _units(x, system)
+        return f"{x:.2f} {units}" if units else f"{x:.2f}"
+
+    stats = [(AGG["last"](s.values), AGG["max"](s.values), AGG["min"](s.values)) for s in series]
+    widths = [max(len(s.name) for s in series)] + [
+        max(len(fmt(int(row[k] or 3))) for row in stats) + 3 for k in range(3)
+    ]
+    out = []
+    for s, row in zip(series, stats, strict=True):
+        shown = ["nan" if v is None else fmt(float(v)) for v in row]
+        name = (
+            f"{s.name:<{widths[0]}} Current:{shown[0]:<{widths[1]}} Max:{shown[1]:<{widths[2]}} "
+            f"Min:{shown[2]:<{widths[3]}} "
+        )
+        out.append(replace(s, name=name))
+    return out
