@@ -30,7 +30,6 @@ for _name, _func in {
     "multiplySeries": "multiply",
     "stddevSeries": "stddev",
     "rangeOfSeries": "rangeOf",
-    "medianSeries": "median",
 }.items():
     register("Combine", _name)(aggregate(_func))
 
@@ -215,6 +214,7 @@ def constant_line(ctx: Context, value: float) -> list[Series]:
     start, end = ctx.span("constantLine")
     step = max((end // 1000 - start // 1000) // 2 * 1000, 1000)
     ctx.budget.charge(points=3)
+    value = float(value)  # graphite-web's parser makes every number a float: its name is 100.0
     return [Series(str(value), start // 1000 * 1000, step, [value] * 3, f"constantLine({value})")]
 
 

@@ -67,11 +67,11 @@ def pow_(ctx: Context, series: SeriesList, factor: float) -> list[Series]:
     return _each("", lambda v: _pow(v, factor), lambda n: f"pow({n},{float(factor):g})")(ctx, series)
 
 
-@register("Transform", "logarithm", "log")
+@register("Transform", "log")  # graphite-web's name for the logarithm
 def logarithm(ctx: Context, series: SeriesList, base: float = 10) -> list[Series]:
     """The logarithm of every value (None at or below 0)."""
     if base <= 0 or base == 1:
-        raise TargetError(f"logarithm: the argument base is a positive number other than 1, not {base!r}")
+        raise TargetError(f"log: the argument base is a positive number other than 1, not {base!r}")
     return _each(
         "", lambda v: None if v is None or v <= 0 else math.log(v, base), lambda n: f"log({n}, {base})"
     )(ctx, series)
