@@ -134,7 +134,7 @@ def _moving_function(func: str) -> Callable[..., list[Series]]:
     return run
 
 
-for _func in ("sum", "min", "max", "median"):
+for _func in ("average", "sum", "min", "max", "median"):
     register("Calculate", "moving" + _func.capitalize())(_moving_function(_func))
 
 

@@ -127,7 +127,7 @@ def _grouped(
     out = []
     for name, members in groups.items():
         if callback:
-            check_arguments(func, callback, [members])
+            check_arguments(func, callback, [members])  # a callback that needs more is a 400
             combined = callback(ctx, members)
         else:
             combined = aggregate(_bare(func))(ctx, members)

@@ -348,6 +348,7 @@ def _fmt(value: Any) -> str:
 
 def aggregate(func: str) -> Callable[..., list[Series]]:
     def run(ctx: Context, *lists: list[Series]) -> list[Series]:
+        """Combines the series point by point (graphite-web's aggregate)."""
         if not all(isinstance(group, list) for group in lists):
             raise TargetError(f"{func}Series: every argument is a path or a call, not a value")
         series = [s for group in lists for s in group]
@@ -358,10 +359,12 @@ def aggregate(func: str) -> Callable[..., list[Series]]:
         name = f"{func}Series({_paths(ctx, series)})"
         return [Series(name, start, step, values[: (end - start) // step or len(values)], name)]
 
+    run.__doc__ = f"The {func} of the series at each point, as one series."
     return run
 
 
 def scale(ctx: Context, series: list[Series], factor: float) -> list[Series]:
+    """Multiplies every value by a constant."""
     return [
         replace(s, name=(n := f"scale({s.name},{_fmt(factor)})"), path_expression=n,
                 values=[None if v is None else v * factor for v in s.values])
@@ -369,8 +372,9 @@ def scale(ctx: Context, series: list[Series], factor: float) -> list[Series]:
     ]  # fmt: skip
 
 
-def alias(ctx: Context, series: list[Series], name: str) -> list[Series]:
-    return [replace(s, name=str(name)) for s in series]
+def alias(ctx: Context, series: list[Series], newName: str) -> list[Series]:
+    """Names every series `newName`."""
+    return [replace(s, name=str(newName)) for s in series]
 
 
 def _first_path(name: str) -> str:
@@ -380,6 +384,7 @@ def _first_path(name: str) -> str:
 
 
 def alias_by_node(ctx: Context, series: list[Series], *nodes: int) -> list[Series]:
+    """Names each series by some nodes of its path (0 the first, -1 the last)."""
     out = []
     for s in ctx.budget.each(series):
         parts = (_first_path(s.name) if s.name.endswith(")") else s.name).split(";")[0].split(".")
@@ -387,28 +392,6 @@ def alias_by_node(ctx: Context, series: list[Series], *nodes: int) -> list[Serie
             out.append(replace(s, name=".".join(parts[int(n)] for n in nodes)))
         except (IndexError, ValueError):
             raise TargetError(f"aliasByNode: {s.name!r} has no node {nodes}") from None
-    return out
-
-
-def moving_average(ctx: Context, series: list[Series], window: int | str) -> list[Series]:
-    """Averages of the `window` points before each one, the window filled from data fetched
-    further back (as graphite-web does)."""
-    if not series:
-        return []
-    if isinstance(window, str):
-        span = _interval_ms(window)
-    elif int(window) >= 1:
-        span = max(s.step for s in series) * int(window)
-    else:  # graphite-web would count out len(series) - window points: endless for -10**9
-        raise TargetError(f"movingAverage: a window of at least one point, not {window!r}")
-    longer = ctx.refetch(span)
-    out = []
-    for s in ctx.budget.each(longer):
-        points = span // s.step if isinstance(window, str) else int(window)
-        label = f'"{window}"' if isinstance(window, str) else str(window)
-        name = f"movingAverage({s.name},{label})"
-        values = _moving_averages(s.values, points)
-        out.append(replace(s, name=name, start=s.start + span, values=values, path_expression=name))
     return out
 
 
@@ -449,33 +432,21 @@ class _WindowSum:
         return total / self.known
 
 
-def _moving_averages(values: list[Value], points: int) -> list[Value]:
-    """For each index from `points` on, the average of the known values of the `points` before
-    it, in one pass: summing every window took minutes for a year of points and a day's window."""
-    window = _WindowSum()
-    out: list[Value] = []
-    for i, v in enumerate(values):
-        if i >= points:
-            out.append(window.mean())
-            window.add(values[i - points], -1)
-        window.add(v)
-    return out
-
-
 def summarize(
-    ctx: Context, series: list[Series], interval: str, func: str = "sum", align: bool = False
+    ctx: Context, series: list[Series], intervalString: str, func: str = "sum", alignToFrom: bool = False
 ) -> list[Series]:
+    """Each series in buckets of `intervalString`, each bucket the aggregate (func) of its points."""
     if func not in AGG:
         raise TargetError(f"summarize: unknown function {func!r} ({', '.join(AGG)})")
-    size = _interval_ms(interval)
+    size = _interval_ms(intervalString)
     out = []
     for s in ctx.budget.each(series):
-        start = s.start if align else s.start - s.start % size
-        end = s.end if align else s.end - s.end % size + size
+        start = s.start if alignToFrom else s.start - s.start % size
+        end = s.end if alignToFrom else s.end - s.end % size + size
         count = -(-(end - start) // size)
         ctx.budget.charge(points=count)  # before the buckets exist: a 1 s summarize of a year
         values = _buckets(s, start, size, count, AGG[func])
-        name = f'summarize({s.name}, "{interval}", "{func}"{", true" if align else ""})'
+        name = f'summarize({s.name}, "{intervalString}", "{func}"{", true" if alignToFrom else ""})'
         out.append(replace(s, name=name, start=start, step=size, values=values, path_expression=name))
     return out
 
@@ -512,26 +483,28 @@ def _deltas(values: list[Value], max_value: float | None) -> list[Value]:
 
 
 def non_negative_derivative(
-    ctx: Context, series: list[Series], max_value: float | None = None
+    ctx: Context, series: list[Series], maxValue: float | None = None
 ) -> list[Series]:
+    """The increase from each value to the next, None where a counter wrapped or was reset."""
     return [
-        replace(s, name=f"nonNegativeDerivative({s.name})", values=_deltas(s.values, max_value))
+        replace(s, name=f"nonNegativeDerivative({s.name})", values=_deltas(s.values, maxValue))
         for s in ctx.budget.each(series)
     ]
 
 
-def per_second(ctx: Context, series: list[Series], max_value: float | None = None) -> list[Series]:
+def per_second(ctx: Context, series: list[Series], maxValue: float | None = None) -> list[Series]:
     """The deltas over the step in seconds: step / MS is exact for whole seconds, so whole-second
     data is divided by what graphite-web divides it by."""
     out = []
     for s in ctx.budget.each(series):
         seconds = s.step / MS
-        values = [None if d is None else round(d / seconds, 6) for d in _deltas(s.values, max_value)]
+        values = [None if d is None else round(d / seconds, 6) for d in _deltas(s.values, maxValue)]
         out.append(replace(s, name=f"perSecond({s.name})", values=values))
     return out
 
 
 def as_percent(ctx: Context, series: list[Series], total: Any = None) -> list[Series]:
+    """Each series as a percent of a total (their sum, a series, or a number)."""
     if not series:
         return []
     if total is None or isinstance(total, list):
@@ -578,20 +551,24 @@ def _sorted_by(func: str) -> Callable[[Series], float]:
 
 def highest(func: str) -> Callable[..., list[Series]]:
     def run(ctx: Context, series: list[Series], n: int = 1) -> list[Series]:
+        """The n series of the highest aggregate."""
         return sorted(ctx.budget.each(series), key=_sorted_by(func), reverse=True)[: int(n)]
 
     return run
 
 
 def sort_by_maxima(ctx: Context, series: list[Series]) -> list[Series]:
+    """The series by their maximum, highest first."""
     return sorted(ctx.budget.each(series), key=_sorted_by("max"), reverse=True)
 
 
 def limit(ctx: Context, series: list[Series], n: int) -> list[Series]:
+    """The first n series."""
     return series[: int(n)]
 
 
 def keep_last_value(ctx: Context, series: list[Series], limit: float = math.inf) -> list[Series]:
+    """Gaps of at most `limit` points filled with the value before them."""
     out = []
     for s in ctx.budget.each(series):
         values = list(s.values)
@@ -611,6 +588,7 @@ def keep_last_value(ctx: Context, series: list[Series], limit: float = math.inf)
 
 
 def transform_null(ctx: Context, series: list[Series], default: float = 0) -> list[Series]:
+    """Every None replaced by `default`."""
     return [
         replace(s, name=(n := f"transformNull({s.name},{_fmt(default)})"), path_expression=n,
                 values=[default if v is None else v for v in s.values])
@@ -628,7 +606,6 @@ FUNCTIONS: dict[str, Callable[..., list[Series]]] = {
     "scale": scale,
     "alias": alias,
     "aliasByNode": alias_by_node,
-    "movingAverage": moving_average,
     "summarize": summarize,
     "perSecond": per_second,
     "nonNegativeDerivative": non_negative_derivative,
@@ -648,7 +625,6 @@ GROUPS: dict[str, str] = {
     **dict.fromkeys(["scale", "perSecond", "nonNegativeDerivative", "keepLastValue"], "Transform"),
     **dict.fromkeys(["transformNull", "summarize"], "Transform"),
     **dict.fromkeys(["alias", "aliasByNode"], "Alias"),
-    **dict.fromkeys(["movingAverage"], "Calculate"),
     **dict.fromkeys(["asPercent"], "Combine"),
     **dict.fromkeys(["highestCurrent", "highestAverage", "highestMax", "limit"], "Filter Series"),
     **dict.fromkeys(["sortByMaxima"], "Sorting"),
@@ -728,7 +704,7 @@ def _evaluate(
         _evaluate(a, fetch, earlier, budget, window, shift) if isinstance(a, Path | Call) else a
         for a in node.args
     ]
-    check_arguments(node.name, fn, args)
+    args = check_arguments(node.name, fn, args)
 
     def again(path: str, more: int, moved: int = 0) -> list[Series]:
         return fetch(path, earlier + more, shift + moved) if shift + moved else fetch(path, earlier + more)
@@ -738,8 +714,12 @@ def _evaluate(
     ctx = Context(again, budget, first, start, end, shift)
     try:
         return fn(ctx, *args)
-    except TargetError:
+    except Refused:
         raise
+    except TargetError as e:  # a helper's message (an interval, a pattern): say whose argument
+        if str(e).startswith(f"{node.name}:"):
+            raise
+        raise TargetError(f"{node.name}: {e}") from None
     except (TypeError, ValueError, ArithmeticError, IndexError, re.error) as e:  # limit(x, 1e400)
         raise TargetError(f"{node.name}: {e}") from None
 
@@ -775,10 +755,20 @@ def _describe(hint: Any) -> str:
 _SIGNATURES: dict[Callable[..., Any], tuple[list[inspect.Parameter], dict[str, Any]]] = {}
 
 
-def check_arguments(name: str, fn: Callable[..., Any], args: list[Any]) -> None:
+def _text(hint: Any, value: Any) -> Any:
+    """A number where only text is expected, as text: graphite-web (its input validation off by
+    default) takes alias(x, 5)."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is not None and number and not _accepts(hint, value) and _accepts(hint, "text"):
+        return _fmt(value) if isinstance(value, float) else str(value)
+    return value
+
+
+def check_arguments(name: str, fn: Callable[..., Any], args: list[Any]) -> list[Any]:
     """The arguments against the function's signature: their number, and each against its
     annotation (a series list where a path or call is expected, a number where a number is...);
-    a TargetError naming the function and the parameter, before any work."""
+    a TargetError naming the function and the parameter, before any work. Returns them, numbers
+    given for text made text."""
     if fn not in _SIGNATURES:
         params = list(inspect.signature(fn).parameters.values())[1:]  # after the context
         _SIGNATURES[fn] = (params, get_type_hints(fn))
@@ -787,6 +777,10 @@ def check_arguments(name: str, fn: Callable[..., Any], args: list[Any]) -> None:
     rest = next((p for p in params if p.kind is p.VAR_POSITIONAL), None)
     if rest is None and len(args) > len(positional):
         raise TargetError(f"{name}: takes at most {len(positional)} arguments, not {len(args)}")
+    args = [
+        _text(hints.get(positional[i].name if i < len(positional) else getattr(rest, "name", "")), v)
+        for i, v in enumerate(args)
+    ]
     for i, p in enumerate(positional):
         if i >= len(args):
             if p.default is p.empty:
@@ -803,6 +797,7 @@ def check_arguments(name: str, fn: Callable[..., Any], args: list[Any]) -> None:
                     f"{name}: the arguments {rest.name} are {_describe(hints[rest.name])}, "
                     f"not {_shown(value)}"
                 )
+    return args
 
 
 def _shown(value: Any) -> str:

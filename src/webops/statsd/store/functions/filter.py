@@ -6,32 +6,57 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import regex
+
 from .core import AGG, Context, Series, SeriesList, TargetError, Value, agg_func, highest, register
 
+# a pattern's longest run on one name: (a+)+$ takes forever on a long name in Python's re, in a
+# thread nobody can stop; the regex module (re's syntax) stops it at a timeout instead
+PATTERN_SECONDS = 0.5
 
-def _regex(function: str, pattern: str) -> re.Pattern[str]:
+
+def _regex(function: str, pattern: str) -> Any:
     try:
-        return re.compile(pattern)
-    except re.error as e:
+        return regex.compile(pattern)
+    except (regex.error, re.error) as e:
         raise TargetError(f"{function}: the argument pattern is not a regular expression ({e})") from None
+
+
+def _bounded(ctx: Context, function: str, run: Callable[[float], Any]) -> Any:
+    """`run(timeout)` within PATTERN_SECONDS and the render's deadline: a 400 past them."""
+    timeout = max(min(PATTERN_SECONDS, ctx.budget.deadline - time.monotonic()), 0.001)
+    try:
+        return run(timeout)
+    except TimeoutError:
+        ctx.budget.check()
+        raise TargetError(f"{function}: the pattern takes too long on a series name") from None
+
+
+def _matching(ctx: Context, function: str, series: list[Series], pattern: str, keep: bool) -> list[Series]:
+    compiled = _regex(function, pattern)
+    out = []
+    for s in ctx.budget.each(series):
+        name = s.name
+        if bool(_bounded(ctx, function, lambda t: compiled.search(name, timeout=t))) is keep:  # noqa: B023
+            out.append(s)
+    return out
 
 
 @register("Filter Series", "exclude")
 def exclude(ctx: Context, series: SeriesList, pattern: str) -> list[Series]:
     """The series whose names do not match the regular expression."""
-    regex = _regex("exclude", pattern)
-    return [s for s in ctx.budget.each(series) if not regex.search(s.name)]
+    return _matching(ctx, "exclude", series, pattern, False)
 
 
 @register("Filter Series", "grep")
 def grep(ctx: Context, series: SeriesList, pattern: str) -> list[Series]:
     """The series whose names match the regular expression."""
-    regex = _regex("grep", pattern)
-    return [s for s in ctx.budget.each(series) if regex.search(s.name)]
+    return _matching(ctx, "grep", series, pattern, True)
 
 
 # graphite-web's filterSeries operators: a series with no known value passes < and <=
@@ -210,10 +235,15 @@ def substr(ctx: Context, series: SeriesList, start: int = 0, stop: int = 0) -> l
 @register("Alias", "aliasSub")
 def alias_sub(ctx: Context, series: SeriesList, search: str, replace_: str) -> list[Series]:
     r"""Each series renamed by a regular expression's search and replace (\1 for groups)."""
-    regex = _regex("aliasSub", search)
+    compiled = _regex("aliasSub", search)
     try:
-        return [replace(s, name=regex.sub(replace_, s.name)) for s in ctx.budget.each(series)]
-    except (re.error, IndexError) as e:
+        out = []
+        for s in ctx.budget.each(series):
+            old = s.name
+            name = _bounded(ctx, "aliasSub", lambda t: compiled.sub(replace_, old, timeout=t))  # noqa: B023
+            out.append(replace(s, name=name))
+        return out
+    except (regex.error, re.error, IndexError) as e:
         raise TargetError(f"aliasSub: the argument replace does not fit the pattern ({e})") from None
 
 
@@ -222,6 +252,7 @@ def legend_value(ctx: Context, series: SeriesList, *valueTypes: str) -> list[Ser
     """Each name followed by aggregates of its values (avg, max, last, ...)."""
     types = list(valueTypes)
     system = types.pop() if types and types[-1] in ("si", "binary") else None
+    ctx.budget.charge(names=len(series) * sum(len(t) + 30 for t in types))  # each name grows so
     out = []
     for s in ctx.budget.each(series):
         name = s.name

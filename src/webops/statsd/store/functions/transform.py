@@ -27,6 +27,7 @@ def _each(
     """A function of every value alone (None stays None unless `op` says otherwise)."""
 
     def run(ctx: Context, series: SeriesList) -> list[Series]:
+        """A function of every value alone."""
         out = []
         for s in ctx.budget.each(series):
             name = named(s.name) if named else f"{label}({s.name})"
@@ -47,10 +48,23 @@ def _pow(v: Value, p: float) -> Value:
     return result
 
 
-register("Transform", "absolute")(_each("absolute", lambda v: None if v is None else abs(v)))
-register("Transform", "squareRoot")(_each("squareRoot", lambda v: _pow(v, 0.5)))
-register("Transform", "invert")(_each("invert", lambda v: _pow(v, -1)))
-register("Transform", "isNonNull")(_each("isNonNull", lambda v: 0 if v is None else 1))
+def _described(fn: Callable[..., list[Series]], doc: str) -> Callable[..., list[Series]]:
+    fn.__doc__ = doc
+    return fn
+
+
+register("Transform", "absolute")(
+    _described(
+        _each("absolute", lambda v: None if v is None else abs(v)), "The absolute value of each value."
+    )
+)
+register("Transform", "squareRoot")(
+    _described(_each("squareRoot", lambda v: _pow(v, 0.5)), "The square root of each value.")
+)
+register("Transform", "invert")(_described(_each("invert", lambda v: _pow(v, -1)), "1 / each value."))
+register("Transform", "isNonNull")(
+    _described(_each("isNonNull", lambda v: 0 if v is None else 1), "1 where there is a value, 0 where None.")
+)
 
 
 @register("Transform", "offset")
