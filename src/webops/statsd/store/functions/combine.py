@@ -196,16 +196,59 @@ def divide_series(ctx: Context, dividendSeriesList: SeriesList, divisorSeries: S
         return out
     if len(divisorSeries) > 1:
         raise TargetError(f"divideSeries: the divisor must be exactly one series, not {len(divisorSeries)}")
-    divisor = divisorSeries[0]
+    return [_quotients(ctx, s, divisorSeries[0]) for s in ctx.budget.each(dividendSeriesList)]
+
+
+def _quotients(ctx: Context, dividend: Series, divisor: Series) -> Series:
+    rows, start, _end, step = normalize([dividend, divisor])
+    values = [None if a is None or b in (None, 0) else a / b for a, b in _columns(rows)]  # type: ignore[operator]
+    return Series(f"divideSeries({dividend.name},{divisor.name})", start, step, values)
+
+
+@register("Combine", "divideSeriesLists")
+def divide_series_lists(
+    ctx: Context, dividendSeriesList: SeriesList, divisorSeriesList: SeriesList
+) -> list[Series]:
+    """Each series of the first list divided by the one at the same place in the second."""
+    if len(dividendSeriesList) != len(divisorSeriesList):
+        raise TargetError("divideSeriesLists: the two lists must have as many series")
+    return [
+        _quotients(ctx, a, b)
+        for a, b in ctx.budget.each(zip(dividendSeriesList, divisorSeriesList, strict=True))
+    ]
+
+
+@register("Combine", "aggregateSeriesLists")
+def aggregate_series_lists(
+    ctx: Context,
+    seriesListFirstPos: SeriesList,
+    seriesListSecondPos: SeriesList,
+    func: str,
+    xFilesFactor: float = 0.0,
+) -> list[Series]:
+    """Each series of the first list combined (func) with the one at the same place in the second."""
+    agg_func("aggregateSeriesLists", func)
+    if len(seriesListFirstPos) != len(seriesListSecondPos):
+        raise TargetError("aggregateSeriesLists: the two lists must have as many series")
+    name = _bare(func)
     out = []
-    for s in ctx.budget.each(dividendSeriesList):
-        rows, start, _end, step = normalize([s, divisor])
-        values = [
-            None if a is None or b in (None, 0) else a / b  # type: ignore[operator]
-            for a, b in _columns(rows)
-        ]
-        out.append(Series(f"divideSeries({s.name},{divisor.name})", start, step, values))
+    for a, b in ctx.budget.each(zip(seriesListFirstPos, seriesListSecondPos, strict=True)):
+        (combined,) = aggregate(name)(ctx, [a, b])
+        label = f"{name}Series({a.name},{b.name})"
+        out.append(Series(label, combined.start, combined.step, combined.values, combined.path_expression))
     return out
+
+
+def _lists(func: str) -> Callable[..., list[Series]]:
+    def run(ctx: Context, seriesListFirstPos: SeriesList, seriesListSecondPos: SeriesList) -> list[Series]:
+        return aggregate_series_lists(ctx, seriesListFirstPos, seriesListSecondPos, func)
+
+    run.__doc__ = f"The {func} of each series of the first list and the one at the same place in the second."
+    return run
+
+
+for _func in ("sum", "diff", "multiply"):
+    register("Combine", f"{_func}SeriesLists")(_lists(_func))
 
 
 @register("Combine", "constantLine")
