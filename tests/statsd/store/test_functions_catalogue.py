@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import inspect
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any, get_type_hints
 
 import pytest
 
+from tests.conftest import need
 from webops.statsd.http import Request
 from webops.statsd.store.db import Store, matching
 from webops.statsd.store.functions import FUNCTIONS, GROUPS, Budget, Series, TargetError, evaluate
@@ -84,6 +86,19 @@ def test_each_function_is_a_typed_callable_with_a_group_and_a_description(name: 
         assert all(k in KINDS or getattr(k, "__origin__", None) is list for k in kinds), (name, p.name, hint)
     assert GROUPS.get(name), f"{name} has no group"
     assert (fn.__doc__ or "").strip().splitlines()[0], f"{name} has no description"
+
+
+GRAPHITE_FUNCTIONS = Path("/usr/lib/python3/dist-packages/graphite/render/functions.py")
+
+
+def test_names_and_groups_are_graphite_webs() -> None:
+    """Every name is one graphite-web 1.1 has (what Grafana's editor offers), in its group."""
+    need(GRAPHITE_FUNCTIONS.exists(), "graphite-web (apt-get install graphite-web)")
+    src = GRAPHITE_FUNCTIONS.read_text()
+    groups = dict(re.findall(r"^(\w+)\.group = '([^']+)'", src, re.M))
+    table = dict(re.findall(r"'(\w+)'\s*:\s*(\w+)", src[src.index("SeriesFunctions = {") :]))
+    theirs = {name: groups.get(fn) for name, fn in table.items()}
+    assert {name: GROUPS[name] for name in FUNCTIONS} == {name: theirs.get(name) for name in FUNCTIONS}
 
 
 POOL: list[str] = [

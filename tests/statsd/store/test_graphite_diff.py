@@ -196,6 +196,9 @@ TARGETS = [
     f"secondYAxis({G}.x)",
     f"stacked({G}.{{x,y}})",
     f"cactiStyle({G}.{{x,y}})",
+    f'cactiStyle({G}.{{x,total}},"si","B")',
+    f'cactiStyle({G}.{{total,y}},"binary")',
+    f'legendValue(scale({G}.total,1000),"avg","last","si")',
     # calculate
     f"movingSum({G}.x,3)",
     f"movingMin({G}.gap,3)",

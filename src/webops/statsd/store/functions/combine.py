@@ -251,7 +251,7 @@ for _func in ("sum", "diff", "multiply"):
     register("Combine", f"{_func}SeriesLists")(_lists(_func))
 
 
-@register("Combine", "constantLine")
+@register("Special", "constantLine")
 def constant_line(ctx: Context, value: float) -> list[Series]:
     """A line at `value` across the request's window (three points: start, middle, end)."""
     start, end = ctx.span("constantLine")

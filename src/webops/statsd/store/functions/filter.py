@@ -268,17 +268,39 @@ def legend_value(ctx: Context, series: SeriesList, *valueTypes: str) -> list[Ser
     return out
 
 
-def _units(value: float, system: str) -> str:
-    """graphite-web's format_units: the value in the largest prefix it exceeds, 2 decimals."""
-    prefixes = (
-        [("Pi", 2**50), ("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)]
-        if system == "binary"
-        else [("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)]
-    )
-    for prefix, size in prefixes:
+# graphite-web's unit systems for legends (glyph.UnitSystems), largest first
+UNIT_SYSTEMS: dict[str, list[tuple[str, float]]] = {
+    "binary": [("Pi", 1024.0**5), ("Ti", 1024.0**4), ("Gi", 1024.0**3), ("Mi", 1024.0**2), ("Ki", 1024.0)],
+    "si": [("P", 1000.0**5), ("T", 1000.0**4), ("G", 1000.0**3), ("M", 1000.0**2), ("k", 1000.0)],
+    "sec": [("Y", 31536000), ("M", 2592000), ("D", 86400), ("H", 3600), ("m", 60)],
+    "msec": [
+        ("Y", 31536000000),
+        ("M", 2592000000),
+        ("D", 86400000),
+        ("H", 3600000),
+        ("m", 60000),
+        ("s", 1000),
+    ],
+}
+
+
+def format_units(value: float, system: str, units: str = "") -> tuple[float, str]:
+    """graphite-web's format_units: the value in the largest prefix it reaches (a value a hair
+    over a whole number above 1 floored, as it does), and the prefix with the units."""
+    for prefix, size in UNIT_SYSTEMS.get(system, []):
         if abs(value) >= size:
-            return f"{value / size:.2f}{prefix}"
-    return f"{value:.2f}"
+            scaled = value / size
+            if scaled - math.floor(scaled) < 1e-11 and value > 1:
+                scaled = float(math.floor(scaled))
+            return scaled, prefix + units
+    if value - math.floor(value) < 1e-11 and value > 1:
+        value = float(math.floor(value))
+    return value, units
+
+
+def _units(value: float, system: str) -> str:
+    scaled, prefix = format_units(value, system)
+    return f"{scaled:.2f}{prefix}"
 
 
 def _unchanged(doc: str) -> Callable[..., list[Series]]:
@@ -327,15 +349,18 @@ def stacked(ctx: Context, series: SeriesList, stackName: str = "__DEFAULT__") ->
     return out
 
 
-@register("Alias", "cactiStyle")
+@register("Special", "cactiStyle")
 def cacti_style(ctx: Context, series: SeriesList, system: str = "", units: str = "") -> list[Series]:
     """Each name padded and followed by its current, max and min, as Cacti's legends."""
     if not series:
         return series
 
     def fmt(x: float) -> str:
+        if system and units:
+            scaled, prefix = format_units(x, system, units)
+            return f"{scaled:.2f} {prefix}"
         if system:
-            return f"{_units(x, system)} {units}" if units else _units(x, system)
+            return _units(x, system)
         return f"{x:.2f} {units}" if units else f"{x:.2f}"
 
     stats = [(AGG["last"](s.values), AGG["max"](s.values), AGG["min"](s.values)) for s in series]

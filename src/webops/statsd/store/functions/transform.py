@@ -181,7 +181,7 @@ def delay(ctx: Context, series: SeriesList, steps: int) -> list[Series]:
     return out
 
 
-@register("Transform", "changed")
+@register("Special", "changed")
 def changed(ctx: Context, series: SeriesList) -> list[Series]:
     """1 where the value differs from the last known one, else 0."""
     out = []
