@@ -88,6 +88,19 @@ def test_each_function_is_a_typed_callable_with_a_group_and_a_description(name: 
     assert (fn.__doc__ or "").strip().splitlines()[0], f"{name} has no description"
 
 
+DOCS = Path(__file__).parents[3] / "docs" / "statsd.md"
+
+
+def test_the_manual_lists_exactly_the_functions() -> None:
+    """docs/statsd.md's Functions table names what FUNCTIONS has, no more, no less."""
+    text = DOCS.read_text()
+    section = text[text.index("### Functions") : text.index("## The dashboard")]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "`" in line]
+    listed = [name for row in rows for name in re.findall(r"`(\w+)`", row.split("|")[2])]
+    assert sorted(listed) == sorted(FUNCTIONS)
+    assert {row.split("|")[1].strip() for row in rows} == set(GROUPS.values())
+
+
 GRAPHITE_FUNCTIONS = Path("/usr/lib/python3/dist-packages/graphite/render/functions.py")
 
 
