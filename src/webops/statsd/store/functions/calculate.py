@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -22,10 +22,46 @@ from .core import (
     TargetError,
     Value,
     _interval_ms,
-    _WindowSum,
     agg_func,
     register,
 )
+
+_UNIT = 1074  # every finite float is a whole number of 2**-1074, the smallest step between floats
+
+
+class _WindowSum:
+    """The known values of a sliding window, their sum kept exactly: one integer count of
+    2**-1074, so a value can leave the window without a trace (a running float sum forgets the 1
+    beside 1e20 and never gets it back). Infinities and NaN are counted aside."""
+
+    def __init__(self) -> None:
+        self.exact = 0
+        self.known = 0
+        self.odd: Counter[str] = Counter()
+
+    def add(self, v: Value, sign: int = 1) -> None:
+        if v is None:
+            return
+        self.known += sign
+        if math.isfinite(v):
+            n, d = float(v).as_integer_ratio()  # d is a power of two, at most 2**1074
+            self.exact += sign * (n << (_UNIT + 1 - d.bit_length()))
+        else:
+            self.odd[repr(float(v))] += sign
+
+    def mean(self) -> Value:
+        """What graphite-web's sum(known) / len(known) gives, the sum rounded once."""
+        if not self.known:
+            return None
+        odd = [float(k) for k, n in self.odd.items() if n]
+        if odd:  # inf + -inf is nan, as summing them in order would give
+            return sum(odd) / self.known
+        try:
+            total = self.exact / (1 << _UNIT)  # int / int: correctly rounded
+        except OverflowError:
+            total = math.copysign(math.inf, self.exact)
+        return total / self.known
+
 
 Window = Callable[[list[Value], int, float], Iterator[Value]]
 

@@ -3,7 +3,9 @@ its named forms, the wildcard and node groupings, divideSeries, countSeries, ...
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
 
 from .core import (
     AGG,
@@ -16,14 +18,86 @@ from .core import (
     _columns,
     _evaluate,
     _first_path,
+    _fmt,
     _paths,
     agg_func,
-    aggregate,
     check_arguments,
     normalize,
     parse,
     register,
 )
+
+
+def aggregate(func: str) -> Callable[..., list[Series]]:
+    def run(ctx: Context, *lists: list[Series]) -> list[Series]:
+        """Combines the series point by point (graphite-web's aggregate)."""
+        if not all(isinstance(group, list) for group in lists):
+            raise TargetError(f"{func}Series: every argument is a path or a call, not a value")
+        series = [s for group in lists for s in group]
+        if not series:
+            return []
+        rows, start, end, step = normalize(series)
+        values = [AGG[func](col) for col in _columns(rows)]
+        name = f"{func}Series({_paths(ctx, series)})"
+        return [Series(name, start, step, values[: (end - start) // step or len(values)], name)]
+
+    run.__doc__ = f"The {func} of the series at each point, as one series."
+    return run
+
+
+def as_percent(ctx: Context, series: list[Series], total: Any = None) -> list[Series]:
+    """Each series as a percent of a total (their sum, a series, or a number)."""
+    if not series:
+        return []
+    if total is None or isinstance(total, list):
+        others = total if isinstance(total, list) else []
+        if others and len(others) not in (1, len(series)):
+            raise TargetError("asPercent: the total must be one series or as many as the first argument")
+        rows, start, _end, step = normalize(series + others)
+        if not others:
+            totals = [AGG["sum"](col) for col in _columns(rows)]
+            total_name = f"sumSeries({_paths(ctx, series)})"
+            pairs = [(s, row, totals, total_name) for s, row in zip(series, rows, strict=False)]
+        elif len(others) == 1:
+            pairs = [(s, row, rows[-1], others[0].name) for s, row in zip(series, rows, strict=False)]
+        else:
+            mine, theirs = rows[: len(series)], rows[len(series) :]
+            ordered = sorted(range(len(series)), key=lambda i: series[i].name)
+            by_name = sorted(range(len(others)), key=lambda i: others[i].name)
+            pairs = [
+                (series[i], mine[i], theirs[j], others[j].name) for i, j in zip(ordered, by_name, strict=True)
+            ]
+        # every series carries the total's name: N copies of what may be N names already
+        ctx.budget.charge(names=sum(len(s.name) + len(tname) for s, _, _, tname in pairs))
+        return [
+            Series(f"asPercent({s.name},{tname})", start, step, _percent(row, trow))
+            for s, row, trow, tname in pairs
+        ]
+    value = float(total)
+    return [
+        replace(s, name=f"asPercent({s.name},{_fmt(value)})",
+                values=[None if v is None or value == 0 else v / value * 100.0 for v in s.values])
+        for s in ctx.budget.each(series)
+    ]  # fmt: skip
+
+
+def _percent(values: Sequence[Value], totals: Sequence[Value]) -> list[Value]:
+    return [
+        None if v is None or t in (None, 0) else v / t * 100.0 for v, t in zip(values, totals, strict=False)
+    ]
+
+
+for _name, _func in {
+    "sumSeries": "sum",
+    "sum": "sum",
+    "averageSeries": "average",
+    "avg": "average",
+    "maxSeries": "max",
+    "minSeries": "min",
+}.items():
+    register("Combine", _name)(aggregate(_func))
+register("Combine", "asPercent")(as_percent)
+
 
 for _name, _func in {
     "diffSeries": "diff",

@@ -13,7 +13,55 @@ from typing import Any
 
 import regex
 
-from .core import AGG, Context, Series, SeriesList, TargetError, Value, agg_func, highest, register
+from .core import AGG, Context, Series, SeriesList, TargetError, Value, _first_path, agg_func, register
+
+
+def alias(ctx: Context, series: list[Series], newName: str) -> list[Series]:
+    """Names every series `newName`."""
+    return [replace(s, name=str(newName)) for s in series]
+
+
+def alias_by_node(ctx: Context, series: list[Series], *nodes: int) -> list[Series]:
+    """Names each series by some nodes of its path (0 the first, -1 the last)."""
+    out = []
+    for s in ctx.budget.each(series):
+        parts = (_first_path(s.name) if s.name.endswith(")") else s.name).split(";")[0].split(".")
+        try:
+            out.append(replace(s, name=".".join(parts[int(n)] for n in nodes)))
+        except (IndexError, ValueError):
+            raise TargetError(f"aliasByNode: {s.name!r} has no node {nodes}") from None
+    return out
+
+
+def highest(func: str) -> Callable[..., list[Series]]:
+    def run(ctx: Context, series: list[Series], n: int = 1) -> list[Series]:
+        """The n series of the highest aggregate."""
+        return sorted(ctx.budget.each(series), key=_sorted_by(func), reverse=True)[: int(n)]
+
+    return run
+
+
+def sort_by_maxima(ctx: Context, series: list[Series]) -> list[Series]:
+    """The series by their maximum, highest first."""
+    return sorted(ctx.budget.each(series), key=_sorted_by("max"), reverse=True)
+
+
+def limit(ctx: Context, series: list[Series], n: int) -> list[Series]:
+    """The first n series."""
+    return series[: int(n)]
+
+
+def _sorted_by(func: str) -> Callable[[Series], float]:
+    return lambda s: v if (v := AGG[func](s.values)) is not None else -math.inf
+
+
+register("Alias", "alias")(alias)
+register("Alias", "aliasByNode")(alias_by_node)
+for _name, _func in {"highestCurrent": "current", "highestAverage": "average", "highestMax": "max"}.items():
+    register("Filter Series", _name)(highest(_func))
+register("Sorting", "sortByMaxima")(sort_by_maxima)
+register("Filter Series", "limit")(limit)
+
 
 # a pattern's longest run on one name: (a+)+$ takes forever on a long name in Python's re, in a
 # thread nobody can stop; the regex module (re's syntax) stops it at a timeout instead

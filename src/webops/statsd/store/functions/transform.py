@@ -4,10 +4,13 @@ Transform group (derivative, integral, offset, timeShift, hitcount, ...)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from itertools import groupby
+from operator import itemgetter
 
 from .core import (
+    AGG,
     CONSOLIDATE,
     MS,
     Context,
@@ -15,10 +18,128 @@ from .core import (
     SeriesList,
     TargetError,
     Value,
+    _fmt,
     _interval_ms,
     agg_func,
     register,
 )
+
+
+def scale(ctx: Context, series: list[Series], factor: float) -> list[Series]:
+    """Multiplies every value by a constant."""
+    return [
+        replace(s, name=(n := f"scale({s.name},{_fmt(factor)})"), path_expression=n,
+                values=[None if v is None else v * factor for v in s.values])
+        for s in ctx.budget.each(series)
+    ]  # fmt: skip
+
+
+def summarize(
+    ctx: Context, series: list[Series], intervalString: str, func: str = "sum", alignToFrom: bool = False
+) -> list[Series]:
+    """Each series in buckets of `intervalString`, each bucket the aggregate (func) of its points."""
+    if func not in AGG:
+        raise TargetError(f"summarize: unknown function {func!r} ({', '.join(AGG)})")
+    size = _interval_ms(intervalString)
+    out = []
+    for s in ctx.budget.each(series):
+        start = s.start if alignToFrom else s.start - s.start % size
+        end = s.end if alignToFrom else s.end - s.end % size + size
+        count = -(-(end - start) // size)
+        ctx.budget.charge(points=count)  # before the buckets exist: a 1 s summarize of a year
+        values = _buckets(s, start, size, count, AGG[func])
+        name = f'summarize({s.name}, "{intervalString}", "{func}"{", true" if alignToFrom else ""})'
+        out.append(replace(s, name=name, start=start, step=size, values=values, path_expression=name))
+    return out
+
+
+def _buckets(
+    s: Series, start: int, size: int, count: int, agg: Callable[[Sequence[Value]], Value]
+) -> list[Value]:
+    """`agg` of the points of each bucket (start + k * size <= stamp < start + (k + 1) * size), in
+    one pass over the points, which are in time order; a bucket with no known point is None."""
+    out: list[Value] = [None] * count
+    stamps = ((s.start + i * s.step - start) // size for i in range(len(s.values)))
+    for k, group in groupby(zip(stamps, s.values, strict=True), key=itemgetter(0)):
+        if 0 <= k < count:
+            out[k] = agg([v for _, v in group])
+    return out
+
+
+def _deltas(values: list[Value], max_value: float | None) -> list[Value]:
+    out: list[Value] = []
+    prev: Value = None
+    for v in values:
+        if v is not None and max_value is not None and v > max_value:
+            out.append(None)
+            prev = None
+            continue
+        if v is None or prev is None:
+            out.append(None)
+        elif v >= prev:
+            out.append(v - prev)
+        else:  # a counter that wrapped (at max_value) or was reset
+            out.append(None if max_value is None else max_value + 1 + v - prev)
+        prev = v
+    return out
+
+
+def non_negative_derivative(
+    ctx: Context, series: list[Series], maxValue: float | None = None
+) -> list[Series]:
+    """The increase from each value to the next, None where a counter wrapped or was reset."""
+    return [
+        replace(s, name=f"nonNegativeDerivative({s.name})", values=_deltas(s.values, maxValue))
+        for s in ctx.budget.each(series)
+    ]
+
+
+def per_second(ctx: Context, series: list[Series], maxValue: float | None = None) -> list[Series]:
+    """The deltas over the step in seconds: step / MS is exact for whole seconds, so whole-second
+    data is divided by what graphite-web divides it by."""
+    out = []
+    for s in ctx.budget.each(series):
+        seconds = s.step / MS
+        values = [None if d is None else round(d / seconds, 6) for d in _deltas(s.values, maxValue)]
+        out.append(replace(s, name=f"perSecond({s.name})", values=values))
+    return out
+
+
+def keep_last_value(ctx: Context, series: list[Series], limit: float = math.inf) -> list[Series]:
+    """Gaps of at most `limit` points filled with the value before them."""
+    out = []
+    for s in ctx.budget.each(series):
+        values = list(s.values)
+        nones, last = 0, None
+        for i, v in enumerate(values):
+            if v is None:
+                nones += 1
+                continue
+            if 0 < nones <= limit and last is not None:
+                values[i - nones : i] = [last] * nones
+            nones, last = 0, v
+        if 0 < nones <= limit and last is not None:
+            values[len(values) - nones :] = [last] * nones
+        name = f"keepLastValue({s.name})"
+        out.append(replace(s, name=name, path_expression=name, values=values))
+    return out
+
+
+def transform_null(ctx: Context, series: list[Series], default: float = 0) -> list[Series]:
+    """Every None replaced by `default`."""
+    return [
+        replace(s, name=(n := f"transformNull({s.name},{_fmt(default)})"), path_expression=n,
+                values=[default if v is None else v for v in s.values])
+        for s in ctx.budget.each(series)
+    ]  # fmt: skip
+
+
+register("Transform", "scale")(scale)
+register("Transform", "summarize")(summarize)
+register("Transform", "perSecond")(per_second)
+register("Transform", "nonNegativeDerivative")(non_negative_derivative)
+register("Transform", "keepLastValue")(keep_last_value)
+register("Transform", "transformNull")(transform_null)
 
 
 def _each(
