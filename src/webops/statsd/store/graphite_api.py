@@ -2,8 +2,8 @@
 them, for dashboards that speak Graphite (Grafana's Graphite datasource among them).
 
 Targets are path expressions with Graphite's wildcards, inside the render functions of
-functions.py; a function that is not there is refused with a 400 that names it. A render runs on
-a Budget (functions.py): past its points or series it is a 422 naming the key to raise.
+functions/; a function that is not there is refused with a 400 that names it. A render runs on
+a Budget (functions/core.py): past its points or series it is a 422 naming the key to raise.
 
 Times are integer epoch milliseconds from the request's from/until on (the store keeps sub-second
 steps); the answer says them in epoch seconds as graphite-web does, to the millisecond where a

@@ -7,8 +7,8 @@ signature (after the context) is its parameters, typed: evaluate checks the argu
 the annotations before the call (a 400 naming the function and the parameter, not a 500 from
 deep inside), and graphite-web's /functions catalogue is built from the same signatures. GROUPS
 holds graphite-web's group of each (Combine, Transform, ...), which a signature cannot say. The
-families live in the modules beside this one; this one holds the parser, the evaluator and the
-functions that were here first.
+families live in the modules beside this one (combine, transform, calculate, filter); this one
+holds the parser, the evaluator and the helpers they share.
 
 Every evaluation runs on a Budget: the points it may read and make, the series it may read, and a
 deadline. It is looked at on each fetch, each call and each series a function walks, so a render
