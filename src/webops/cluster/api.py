@@ -38,12 +38,12 @@ from pydantic import (
 )
 from starlette.routing import Match
 
+from .statsd_client import StatsdClient
 from . import DEFAULT_MODE, EXAMPLE, PRESETS
 from .access_log import AccessLog
 from .clustering import cluster
 from .metrics import UNMATCHED, UNPARSED, Metrics, statsd_route
 from .scheduler import Busy, Scheduler, split
-from .statsd_client import StatsdClient
 
 log = logging.getLogger("webops.cluster")
 MAX_ERRORS = 20  # validation errors a 422 lists (a body of 19,000 bad items gets 20 and a count)
