@@ -125,7 +125,8 @@ POOL: list[str] = [
 def test_any_arguments_get_series_or_a_400_naming_the_function(name: str) -> None:
     """Random argument lists from a pool of series, nothing, numbers from -1 to 10**12, intervals,
     aggregation names, bad patterns and booleans: series back, or a TargetError (a 400, or a 422
-    past the budget) that names the function; never another exception, never a stall."""
+    past the budget) that names the function; never another exception. A stall would pass the
+    budget's deadline: Expired, which is no TargetError, fails the test."""
     rng = random.Random(name)
     for _ in range(60):
         args = [rng.choice(POOL) for _ in range(rng.randint(0, 5))]
@@ -133,14 +134,12 @@ def test_any_arguments_get_series_or_a_400_naming_the_function(name: str) -> Non
             args[:1] = [rng.choice(POOL[:3])]
         target = f"{name}({','.join(args)})"
         budget = Budget(max_points=100_000, max_series=1000, deadline=time.monotonic() + 10)
-        started = time.monotonic()
         try:
             got = evaluate(target, fetcher(budget), budget, WINDOW)
         except TargetError as e:
             assert name in str(e) or "points" in str(e) or "series" in str(e), (target, str(e))
         else:
             assert all(isinstance(s, Series) and isinstance(s.values, list) for s in got), target
-        assert time.monotonic() - started < 5, target
 
 
 @pytest.mark.parametrize(
@@ -255,6 +254,7 @@ def test_functions_that_fetch_further_back_are_charged_to_the_budget(store: Stor
 
 
 def test_the_heaviest_expressions_get_an_answer(store: Store) -> None:
+    """Each a 200, 400 or 422 within the budget's deadline (past it, render raises Expired)."""
     nodes = ",".join(["0"] * 20_000)
     heavy = [
         f'groupByNodes(web.*,"sum",{nodes})',  # a huge argument list
@@ -265,8 +265,6 @@ def test_the_heaviest_expressions_get_an_answer(store: Store) -> None:
         'grep(web.*,"(a|aa)+$")',
     ]
     for target in heavy:
-        started = time.monotonic()
         budget = Budget(max_points=200_000, max_series=2000, deadline=time.monotonic() + 5)
         status, body = ask(store, budget, target)
         assert status in (200, 400, 422), (target[:60], status, body[:200])
-        assert time.monotonic() - started < 10, target[:60]
