@@ -98,10 +98,10 @@ def test_percent_and_selection() -> None:
 
 
 def test_refusals_name_the_problem() -> None:
-    with pytest.raises(TargetError, match="holtWintersForecast: not a supported"):
-        run("holtWintersForecast(web.a.hits)")
-    with pytest.raises(TargetError, match="summarize: unknown function 'median'"):
-        run('summarize(web.a.hits,"1min","median")')
+    with pytest.raises(TargetError, match="timeStack: not a supported"):
+        run("timeStack(web.a.hits)")
+    with pytest.raises(TargetError, match="summarize: unknown function 'bogus'"):
+        run('summarize(web.a.hits,"1min","bogus")')
     with pytest.raises(TargetError, match="expected an interval"):
         run('summarize(web.a.hits,"soon")')
     with pytest.raises(TargetError, match="scale"):

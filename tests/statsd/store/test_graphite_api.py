@@ -187,8 +187,8 @@ def test_find_and_render_on_a_real_daemon(start_daemon, tmp_path) -> None:
     got = json.loads(body)
     assert status == 200 and [s["target"] for s in got] == ["sumSeries(stats.gauges.queue.*)"]
     assert [p[0] for p in got[0]["datapoints"] if p[0] is not None][-1] == 16.0
-    status, body = d.http("/render?target=holtWintersForecast(stats.gauges.queue.depth)")
-    assert status == 400 and "holtWintersForecast: not a supported render function" in body
+    status, body = d.http("/render?target=timeStack(stats.gauges.queue.depth)")
+    assert status == 400 and "timeStack: not a supported render function" in body
     status, body = d.http("/render?target=stats.gauges.queue.depth&from=someday")
     assert status == 400 and "someday" in body
     status, body = d.http("/render?target=stats.x&format=png")

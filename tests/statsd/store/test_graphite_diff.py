@@ -29,28 +29,142 @@ def fetch(port: int, path: str, **params: str) -> tuple[int, str, bytes]:
         return e.code, e.headers.get("Content-Type", ""), e.read()
 
 
+G = "stats.gauges.diff"  # x, y, total every flush; gap every other one; late from the 5th on
+W = f"{G}.grp.*.*"  # grp.web.a, grp.web.b, grp.db.a: for the groupings by node
 TARGETS = [
-    "stats.gauges.diff.*",
-    "sumSeries(stats.gauges.diff.*)",
-    "averageSeries(stats.gauges.diff.*)",
-    "maxSeries(stats.gauges.diff.x,stats.gauges.diff.y)",
-    "minSeries(stats.gauges.diff.*)",
-    "scale(stats.gauges.diff.x,2.5)",
-    "alias(stats.gauges.diff.x,'X')",
-    "aliasByNode(stats.gauges.diff.*,3)",
-    "movingAverage(stats.gauges.diff.x,3)",
-    'summarize(stats.gauges.diff.x,"5s","max")',
-    "perSecond(stats.gauges.diff.total)",
-    "nonNegativeDerivative(stats.gauges.diff.x)",
-    "asPercent(stats.gauges.diff.{x,y})",
-    "highestCurrent(stats.gauges.diff.*,1)",
-    "highestAverage(stats.gauges.diff.*,2)",
-    "sortByMaxima(stats.gauges.diff.*)",
-    "limit(stats.gauges.diff.*,1)",
-    "keepLastValue(stats.gauges.diff.x)",
-    "transformNull(stats.gauges.diff.x,-1)",
+    f"{G}.*",
+    f"sumSeries({G}.*)",
+    f"averageSeries({G}.*)",
+    f"maxSeries({G}.x,{G}.y)",
+    f"minSeries({G}.*)",
+    f"scale({G}.x,2.5)",
+    f"alias({G}.x,'X')",
+    f"aliasByNode({G}.*,3)",
+    f"movingAverage({G}.x,3)",
+    f'summarize({G}.x,"5s","max")',
+    f'summarize({G}.gap,"4s","median")',
+    f"perSecond({G}.total)",
+    f"nonNegativeDerivative({G}.x)",
+    f"asPercent({G}.{{x,y}})",
+    f"highestCurrent({G}.*,1)",
+    f"highestAverage({G}.*,2)",
+    f"highestMax({G}.*,2)",
+    f"sortByMaxima({G}.*)",
+    f"limit({G}.*,1)",
+    f"keepLastValue({G}.x)",
+    f"keepLastValue({G}.gap)",
+    f"transformNull({G}.x,-1)",
+    f"transformNull({G}.late)",
     "stats_counts.diff.hits",
     "stats.timers.diff.lat.{mean,upper*}",
+    # combine
+    f"diffSeries({G}.x,{G}.y)",
+    f"multiplySeries({G}.x,{G}.gap)",
+    f"stddevSeries({G}.*)",
+    f"rangeOfSeries({G}.x,{G}.y)",
+    f'aggregate({G}.*,"median")',
+    f'aggregate({G}.{{x,gap}},"avg_zero")',
+    f"countSeries({G}.*)",
+    f"group({G}.x,{G}.y)",
+    f"percentileOfSeries({G}.*,50)",
+    f"percentileOfSeries({G}.*,75,true)",
+    f'groupByNode({W},4,"sum")',
+    f"groupByNode({W},4)",
+    f'groupByNode({W},5,"sumSeries")',
+    f'groupByNodes({W},"max",4,5)',
+    f"sumSeriesWithWildcards({W},4)",
+    f"averageSeriesWithWildcards({W},5)",
+    f"multiplySeriesWithWildcards({G}.grp.web.*,5)",
+    f"divideSeries({G}.x,{G}.y)",
+    f"divideSeries({G}.*,{G}.gap)",
+    f"divideSeriesLists({G}.{{x,y}},{G}.{{gap,late}})",
+    f"sumSeriesLists({G}.{{x,y}},{G}.{{gap,late}})",
+    f"diffSeriesLists({G}.{{x,y}},{G}.{{total,late}})",
+    f"multiplySeriesLists({G}.{{x,y}},{G}.{{gap,late}})",
+    f'aggregateSeriesLists({G}.{{x,y}},{G}.{{gap,late}},"max")',
+    "constantLine(100)",
+    f'applyByNode({W},4,"sumSeries(%.*)")',
+    f'applyByNode({W},4,"maxSeries(%.*)","%.max")',
+    # transform
+    f"absolute(scale({G}.x,-1))",
+    f"squareRoot({G}.x)",
+    f"invert({G}.x)",
+    f"isNonNull({G}.gap)",
+    f"offset({G}.x,-3)",
+    f"pow({G}.x,2)",
+    f"log({G}.x)",
+    f"log({G}.x,2)",
+    f"scaleToSeconds({G}.x,60)",
+    f"offsetToZero({G}.x)",
+    f"derivative({G}.x)",
+    f"derivative({G}.late)",
+    f"integral({G}.gap)",
+    f'integralByInterval({G}.x,"5s")',
+    f"delay({G}.x,2)",
+    f"delay({G}.x,-2)",
+    f"changed({G}.x)",
+    f"removeAboveValue({G}.x,5)",
+    f"removeBelowValue({G}.x,5)",
+    f"removeAbovePercentile({G}.x,50)",
+    f"removeBelowPercentile({G}.x,50)",
+    f'consolidateBy({G}.x,"max")',
+    f'timeShift({G}.x,"3s")',
+    f'timeShift({G}.y,"-2s",false)',
+    f'hitcount({G}.x,"5s")',
+    f'smartSummarize({G}.x,"5s","max")',
+    f'smartSummarize({G}.gap,"3s")',
+    # filter and sort
+    f'exclude({G}.*,"x")',
+    f'grep({G}.*,"diff\\.[xy]$")',
+    f"currentAbove({G}.*,10)",
+    f"currentBelow({G}.*,10)",
+    f"averageAbove({G}.*,5)",
+    f"averageBelow({G}.*,8)",
+    f"maximumAbove({G}.*,9)",
+    f"maximumBelow({G}.*,9)",
+    f"minimumAbove({G}.*,1)",
+    f"minimumBelow({G}.*,1)",
+    f'filterSeries({G}.*,"max",">",9)',
+    f"lowestAverage({G}.*,2)",
+    f"lowestCurrent({G}.*,2)",
+    f'highest({G}.*,2,"max")',
+    f'lowest({G}.*,1,"sum")',
+    f"mostDeviant({G}.*,2)",
+    f"removeEmptySeries({G}.*)",
+    f"unique({G}.x,{G}.x,{G}.y)",
+    f"sortByName({G}.*)",
+    f"sortByName({G}.*,true,true)",
+    f'sortBy({G}.*,"max",true)',
+    f"sortByTotal({G}.*)",
+    f"sortByMinima({G}.*)",
+    # names and graph-only options
+    f"aliasByMetric({G}.*)",
+    f"aliasByMetric(scale({G}.x,2))",
+    f"substr({G}.x,2)",
+    f'aliasSub({G}.*,"^stats\\.gauges\\.","g.")',
+    f'legendValue({G}.x,"avg","max")',
+    f'color({G}.x,"red")',
+    f"lineWidth({G}.x,2)",
+    f"alpha({G}.x,0.5)",
+    f"dashed({G}.x)",
+    f"secondYAxis({G}.x)",
+    f"stacked({G}.{{x,y}})",
+    f"cactiStyle({G}.{{x,y}})",
+    f'cactiStyle({G}.{{x,total}},"si","B")',
+    f'cactiStyle({G}.{{total,y}},"binary")',
+    f'legendValue(scale({G}.total,1000),"avg","last","si")',
+    # calculate
+    f"movingSum({G}.x,3)",
+    f"movingMin({G}.gap,3)",
+    f'movingMax({G}.x,"3s")',
+    f"movingMedian({G}.x,4)",
+    f'movingWindow({G}.x,3,"median")',
+    f"nPercentile({G}.x,50)",
+    f'aggregateLine({G}.x,"max")',
+    f"linearRegression({G}.x)",
+    f'holtWintersForecast({G}.x,"10s","3s")',
+    f'holtWintersConfidenceBands({G}.x,3,"10s","3s")',
+    f'holtWintersAberration({G}.x,1,"10s","3s")',
 ]
 
 
@@ -62,6 +176,7 @@ def test_the_store_answers_what_graphite_web_answers(start_daemon, graphite, tmp
         graphitePort=carbon.port,
         store={"dir": str(tmp_path / "data"), "retentions": [[".", "1s:10m"]]},
         flushInterval=1000,
+        deleteGauges=True,
     )
 
     def last_y() -> float | None:
@@ -72,8 +187,15 @@ def test_the_store_answers_what_graphite_web_answers(start_daemon, graphite, tmp
     xs = [5, 7, 3, 9, 9, 2, 8, 4, 6, 1, 7, 5]  # up and down: x dips like a counter reset
     for i, x in enumerate(xs):  # one value a flush
         d.send(
-            f"diff.x:{x}|g\ndiff.y:{i * 2 + 1}|g\ndiff.total:{i * 10}|g\n"
-            f"diff.hits:{i}|c\ndiff.lat:{10 + i}|ms\ndiff.lat:{30 - i}|ms".encode()
+            (
+                f"diff.x:{x}|g\ndiff.y:{i * 2 + 1}|g\ndiff.total:{i * 10}|g\n"
+                f"diff.hits:{i}|c\ndiff.lat:{10 + i}|ms\ndiff.lat:{30 - i}|ms\n"
+                f"diff.grp.web.a:{x}|g\ndiff.grp.web.b:{i % 4 + 1}|g\ndiff.grp.db.a:{12 - x}|g\n"
+                + ("" if i % 2 else f"diff.gap:{x * 3}|g\n")  # deleteGauges: a null at every other flush
+                + (f"diff.late:{x + i}|g\n" if i >= 4 else "")  # nulls before it first came
+            )
+            .strip()
+            .encode()
         )
         wait_until(lambda want=i * 2 + 1: last_y() == want, what=f"flush {i} in the store")
     # the window ends at the store's last flush; carbon (its cache, through carbonlink, or its
@@ -99,23 +221,11 @@ def test_the_store_answers_what_graphite_web_answers(start_daemon, graphite, tmp
     )
     asks = [{"target": t} for t in TARGETS]
     asks += [
-        {"target": t, "maxDataPoints": "4"} for t in ("stats.gauges.diff.*", "sumSeries(stats.gauges.diff.*)")
+        {"target": t, "maxDataPoints": "4"}
+        for t in ("stats.gauges.diff.*", "sumSeries(stats.gauges.diff.*)", f'consolidateBy({G}.x,"max")')
     ]
-    for ask in asks:
-        target, window = ask["target"], {"from": str(since), "until": str(until), "format": "json"}
-        ours = get(d.http_port, "/render", **ask, **window)
-        theirs = get(web_port, "/render", **ask, **window)
-        assert isinstance(ours, list) and isinstance(theirs, list)
-        assert [s["target"] for s in ours] == [s["target"] for s in theirs], target
-        assert any(p[0] is not None for s in ours for p in s["datapoints"]), target  # a real comparison
-        for a, b in zip(ours, theirs, strict=True):
-            assert [p[1] for p in a["datapoints"]] == [p[1] for p in b["datapoints"]], (target, a, b)
-            for (va, _), (vb, _) in zip(a["datapoints"], b["datapoints"], strict=True):
-                assert (va is None) == (vb is None) and (va is None or va == pytest.approx(vb)), (
-                    target,
-                    a,
-                    b,
-                )
+    differences = [e for ask in asks if (e := _difference(ask, d.http_port, web_port, since, until))]
+    assert not differences, "\n".join(differences)
     for query in ("stats.gauges.diff.*", "stats.*", "stats.timers.diff.lat.*"):
         ours_found = {(n["id"], n["leaf"]) for n in get(d.http_port, "/metrics/find", query=query)}
         theirs_found = {(n["id"], n["leaf"]) for n in get(web_port, "/metrics/find", query=query)}
@@ -193,3 +303,28 @@ def compare_formats(ours: int, theirs: int, since: int, until: int) -> None:
         a, b = fetch(ours, path), fetch(theirs, path)
         assert a[0] == b[0] == 400 and json.loads(a[2]) == json.loads(b[2]), path
     assert fetch(ours, "/version")[2].strip() == fetch(theirs, "/version")[2].strip()
+
+
+def _difference(ask: dict[str, str], ours_port: int, web_port: int, since: int, until: int) -> str:
+    """How the store's answer to `ask` differs from graphite-web's ("" when it does not): names,
+    timestamps, values (nulls where the other has nulls, numbers equal to float precision)."""
+    target, window = ask["target"], {"from": str(since), "until": str(until), "format": "json"}
+    ours = get(ours_port, "/render", **ask, **window)
+    try:
+        theirs = get(web_port, "/render", **ask, **window)
+    except urllib.error.HTTPError as e:
+        return f"{target}: graphite-web answered {e.code}"
+    assert isinstance(ours, list) and isinstance(theirs, list)
+    if [s["target"] for s in ours] != [s["target"] for s in theirs]:
+        return f"{target}: names {[s['target'] for s in ours]} != {[s['target'] for s in theirs]}"
+    if not any(p[0] is not None for s in ours for p in s["datapoints"]):
+        return f"{target}: no value to compare"  # every target must be a real comparison
+    for a, b in zip(ours, theirs, strict=True):
+        if [p[1] for p in a["datapoints"]] != [p[1] for p in b["datapoints"]]:
+            return f"{target}: timestamps {a['datapoints']} != {b['datapoints']}"
+        for (va, _), (vb, _) in zip(a["datapoints"], b["datapoints"], strict=True):
+            if (va is None) != (vb is None) or (va is not None and va != pytest.approx(vb)):
+                return (
+                    f"{target}: values {[p[0] for p in a['datapoints']]} != {[p[0] for p in b['datapoints']]}"
+                )
+    return ""

@@ -19,6 +19,7 @@ from typing import Any
 
 from . import functions
 from .functions import FUNCTIONS, Series
+from .functions.filter import OPERATORS
 
 # annotation -> graphite-web's parameter type (functions/params.py's ParamTypes), checked in order
 TYPES: list[tuple[Callable[[Any], bool], str]] = [
@@ -33,6 +34,21 @@ TYPES: list[tuple[Callable[[Any], bool], str]] = [
     (lambda a: _members(a) - {type(None)} == {str}, "string"),
     (lambda a: Series in _members(a) or list[Series] in _members(a), "seriesList"),
 ]
+
+
+# A text parameter that takes one of a few words, by its (graphite-web) name: its type there
+# (aggFunc, aggOrSeriesFunc...) and the words, from the tables the evaluator itself checks
+# against, so the menu Grafana draws holds exactly what renders.
+OPTIONS: dict[str, tuple[str, Callable[[], list[str]]]] = {
+    "func": ("aggFunc", lambda: sorted(functions.AGG)),
+    "aggFunc": ("aggFunc", lambda: sorted(functions.AGG)),
+    "callback": ("aggOrSeriesFunc", lambda: sorted(functions.AGG)),
+    "consolidationFunc": ("string", lambda: sorted(functions.CONSOLIDATE)),
+    "operator": ("string", lambda: sorted(OPERATORS)),
+    "valueTypes": ("string", lambda: [*sorted(functions.AGG), "si", "binary"]),
+}
+# A text parameter that is a time span ("1h", "-1d"), which graphite-web types as an interval.
+INTERVALS = {"timeShift", "intervalString", "bootstrapInterval", "seasonality", "alignTo"}
 
 
 def _members(annotation: Any) -> set[Any]:
@@ -74,8 +90,11 @@ def params(fn: Callable[..., Any]) -> list[dict[str, Any]]:
             entry["required"] = True
         elif p.default is not None and not (isinstance(p.default, float) and not math.isfinite(p.default)):
             entry["default"] = p.default
-        if p.name == "func" and kind == "string":  # summarize(..., func): the aggregations it takes
-            entry["options"] = sorted(functions.AGG)
+        if kind == "string" and entry["name"] in INTERVALS:
+            entry["type"] = "interval"
+        elif kind == "string" and entry["name"] in OPTIONS:  # what the editor offers in a menu
+            kind, options = OPTIONS[entry["name"]]
+            entry.update(type=kind, options=options())
         out.append(entry)
     return out
 
@@ -89,7 +108,7 @@ def describe(name: str, fn: Callable[..., Any]) -> dict[str, Any]:
         "function": f"{name}({signature})",
         "description": inspect.getdoc(fn) or f"graphite-web's {name}, as webops evaluates it.",
         "module": "webops.statsd.store.functions",
-        "group": getattr(fn, "group", "Ungrouped"),
+        "group": functions.GROUPS.get(name) or getattr(fn, "group", "Ungrouped"),
         "params": listed,
     }
 

@@ -4,8 +4,8 @@ that federates this daemon (CLUSTER_SERVERS): /render, /metrics/find, /metrics/e
 /metrics/index.json, /functions, /tags/*, /events/get_data and /version.
 
 Targets are path expressions with Graphite's wildcards, inside the render functions of
-functions.py; a function that is not there is refused with a 400 that names it. A render runs on
-a Budget (functions.py): past its points or series it is a 422 naming the key to raise. Times
+functions/; a function that is not there is refused with a 400 that names it. A render runs on
+a Budget (functions/core.py): past its points or series it is a 422 naming the key to raise. Times
 are read by timespec.py (graphite-web's syntax, `tz`), answers written by formats.py (json, csv,
 raw, pickle, jsonp).
 
@@ -24,12 +24,13 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import tzinfo
 
 from ..http import Reply, Request
 from . import catalog, formats, timespec
 from .db import GlobError, Store, find, matching
-from .functions import MS, Budget, Refused, Series, evaluate
+from .functions import CONSOLIDATE, MS, Budget, Refused, Series, evaluate
 
 GRAPHITE_VERSION = "1.1.8"  # the graphite-web whose answers these are (the differential test's)
 
@@ -65,12 +66,10 @@ def consolidate(series: Series, max_points: int, time_range: int) -> Series:
         nudge = span + start % step - start % span
         start += nudge
         del values[: max(nudge // step - 1, 0)]
-    out: list[float | None] = []
-    for i in range(0, len(values), per):
-        known = [v for v in values[i : i + per] if v is not None]
-        out.append(sum(known) / len(known) if known else None)
+    merge = CONSOLIDATE[series.consolidate_func]  # average unless consolidateBy said otherwise
+    out = [merge(values[i : i + per]) for i in range(0, len(values), per)]
     stamps = len(range(start, series.end + 1, step * per))
-    return Series(series.name, start, step * per, out[:stamps], series.path_expression)
+    return replace(series, start=start, step=step * per, values=out[:stamps])
 
 
 def fetch(
@@ -79,12 +78,14 @@ def fetch(
     """The targets' series, each path's charged to `budget` before it is read; every time in epoch
     milliseconds, as the store's fetch takes and answers them."""
 
-    def by_path(path: str, earlier: int) -> list[Series]:
+    def by_path(path: str, earlier: int, shift: int = 0) -> list[Series]:
+        """`earlier` ms more before the start, the whole window `shift` ms back (timeShift)."""
         names = matching(all_names, path.strip())
         budget.charge(series=len(names))  # before reading any: stats.* may name 500,000
         out = []
         for name in names:
-            got = store.fetch(name, start_ms - earlier, end_ms, now_ms, lambda n: budget.charge(points=n))
+            charge = lambda n: budget.charge(points=n)  # noqa: E731
+            got = store.fetch(name, start_ms - earlier - shift, end_ms - shift, now_ms, charge)
             if got is not None:
                 out.append(Series(name, got.start, got.step, got.values, path.strip()))
         return out
@@ -92,7 +93,8 @@ def fetch(
     try:
         with store.interruptible(budget.expired):
             all_names = store.names()
-            return [s for target in targets for s in evaluate(target, by_path, budget)]
+            window = (start_ms, end_ms)
+            return [s for target in targets for s in evaluate(target, by_path, budget, window)]
     except RecursionError:  # scale(scale(scale(... thousands deep: an answer, not a crash
         raise ApiError("a target nested too deeply") from None
     except (re.error, GlobError) as e:  # [z-a], or braces that stand for too many paths
