@@ -118,7 +118,8 @@ HOSTILE_RENDERS = [
     ({"target": "*a" * 14 + "*b"}, 200),  # built to backtrack: a naive regex never returns
     ({"target": "sumSeries("}, 400),
     ({"target": DEEP}, 400),
-    ({"target": [GAUGE, GAUGE]}, 422),  # more than renderMaxSeries
+    ({"target": [GAUGE, "stats.gauges.{g,h}"]}, 422),  # more than renderMaxSeries (a repeat is free)
+    ({"target": [GAUGE, GAUGE]}, 200),  # the same path twice: read once
     ({"target": GAUGE, "from": "1" * 5000}, 400),
     ({"target": GAUGE, "until": "-" + "9" * 5000 + "s"}, 400),
     ({"target": GAUGE, "maxDataPoints": "9" * 5000}, 400),
@@ -274,3 +275,26 @@ def test_a_route_that_fails_is_a_500_of_one_line_logged_at_a_bounded_rate(caplog
         for r in replies
     )
     assert len([r for r in caplog.records if "a bug" in r.getMessage()]) == 5  # then held back
+
+
+def client_hello() -> bytes:
+    """The first bytes a TLS client sends (Python's own ClientHello)."""
+    import ssl
+
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ssl.create_default_context().wrap_bio(incoming, outgoing, server_hostname="x")
+    with contextlib.suppress(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+def test_what_is_not_http_gets_its_400_without_waiting_for_the_header_timeout(start_daemon) -> None:
+    """The console's `stats`, HTTP/0.9 and TLS sent to the HTTP port: answered and closed once the
+    first line cannot be HTTP/1.x, not held for headerTimeout (60 s here; the socket gives up after
+    10, which fails the test)."""
+    d = start_daemon(http=http_config(headerTimeout=60))
+    for data in (b"stats\r\n", b"GET /health\r\n", b"GET /health HTTP/2.0\r\n", client_hello()):
+        reply = raw(d.http_port, data, timeout=10)  # read up to the daemon's close
+        assert status_of(reply) == 400 and b"not an HTTP/1.x request" in reply, (data[:20], reply)
+    assert status_of(raw(d.http_port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")) == 200
+    assert metric(d, "statsd_http_timeouts_total") == 0

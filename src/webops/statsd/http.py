@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, parse_qsl
 
 from ..common.ratelimit import RateLimitedLog
 
@@ -51,9 +51,15 @@ class Request:
     path: str
     params: dict[str, list[str]] = field(default_factory=dict)  # the query string and a form body
     headers: dict[str, str] = field(default_factory=dict)  # names in lower case
+    # every parameter named, with a value or without (`&noNullPoints`, which params leaves out)
+    names: set[str] = field(default_factory=set)
 
     def get(self, name: str, default: str = "") -> str:
         return self.params.get(name, [default])[-1]
+
+    def has(self, name: str) -> bool:
+        """Whether the parameter is there at all, blank or not (graphite-web's flags)."""
+        return name in self.params or name in self.names
 
 
 Route = Callable[[Request], "Reply | Awaitable[Reply]"]
@@ -84,7 +90,11 @@ def parse_head(head: bytes) -> Request | Reply:
             return 501, "text/plain", "Transfer-Encoding is not supported: send a Content-Length\n"
         headers[name] = value
     path, _, query = target.partition("?")
-    return Request(method, path, parse_qs(query), headers)
+    return Request(method, path, parse_qs(query), headers, _names(query))
+
+
+def _names(query: str) -> set[str]:
+    return {name for name, _ in parse_qsl(query, keep_blank_values=True)}
 
 
 def body_length(request: Request) -> int | Reply:
@@ -170,20 +180,25 @@ class Endpoint:
             await _close(writer, self.limits.body_timeout)
 
     async def _read(self, reader: asyncio.StreamReader) -> Request | Reply:
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.limits.header_timeout)
-        except asyncio.LimitOverrunError:
-            return 431, "text/plain", f"the request line and headers are at most {MAX_HEAD} bytes\n"
+        async with asyncio.timeout(self.limits.header_timeout):
+            head, rest = await _read_head(reader)
+        if isinstance(head, tuple):
+            return head
         request = parse_head(head)
         if not isinstance(request, Request) or request.method != "POST":
             return request
         length = body_length(request)
         if not isinstance(length, int):
             return length
-        body = await asyncio.wait_for(reader.readexactly(length), self.limits.body_timeout)
+        body = rest[:length]
+        if len(body) < length:
+            more = reader.readexactly(length - len(body))
+            body += await asyncio.wait_for(more, self.limits.body_timeout)
         if "application/x-www-form-urlencoded" in request.headers.get("content-type", ""):
-            for k, v in parse_qs(body.decode("utf-8", "replace")).items():
+            form = body.decode("utf-8", "replace")
+            for k, v in parse_qs(form).items():
                 request.params.setdefault(k, []).extend(v)
+            request.names |= _names(form)
         return request
 
     async def _route(self, request: Request) -> Reply:
@@ -208,6 +223,48 @@ class Endpoint:
         if not head_only:
             writer.write(data)
         await asyncio.wait_for(writer.drain(), self.limits.body_timeout)
+
+
+# What the bytes received so far may be the start of: `METHOD /target HTTP/1.x` (a token, a
+# target, a prefix of the version), before the line ends
+_REQUEST_LINE_START = re.compile(
+    rb"[!#$%&'*+.^_`|~0-9A-Za-z-]*"
+    rb"|[!#$%&'*+.^_`|~0-9A-Za-z-]+ [\x21-\x7e]*"
+    rb"|[!#$%&'*+.^_`|~0-9A-Za-z-]+ [\x21-\x7e]+ (?:H(?:T(?:T(?:P(?:/(?:1(?:\.[01]?)?)?)?)?)?)?)?"
+)
+_NOT_HTTP: Reply = (400, "text/plain", "not an HTTP/1.x request (this port speaks plain HTTP)\n")
+
+
+def request_line_possible(received: bytes) -> bool:
+    """Whether `received`, the first bytes of a connection, can still become an HTTP/1.x request
+    line: false as soon as they cannot (the console's `stats\\r\\n`, HTTP/0.9's `GET /health\\r\\n`,
+    a TLS ClientHello's 0x16), so such a client gets its 400 at once rather than holding a
+    connection slot for headerTimeout."""
+    line, crlf, _ = received.partition(b"\r\n")
+    if crlf:
+        return re.fullmatch(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [\x21-\x7e]+ HTTP/1\.[01]", line) is not None
+    return _REQUEST_LINE_START.fullmatch(line.removesuffix(b"\r")) is not None
+
+
+async def _read_head(reader: asyncio.StreamReader) -> tuple[bytes | Reply, bytes]:
+    """The request line and headers up to their blank line, and what came after them (the start of
+    a body); a 400 as soon as the first bytes cannot be a request line, a 431 past MAX_HEAD."""
+    received = b""
+    too_long: Reply = (431, "text/plain", f"the request line and headers are at most {MAX_HEAD} bytes\n")
+    while (end := received.find(b"\r\n\r\n")) < 0:
+        if not request_line_possible(received[:MAX_HEAD]):
+            return _NOT_HTTP, b""
+        if len(received) > MAX_HEAD:
+            return too_long, b""
+        chunk = await reader.read(MAX_HEAD)
+        if not chunk:
+            raise asyncio.IncompleteReadError(received, None)
+        received += chunk
+    if not request_line_possible(received):
+        return _NOT_HTTP, b""
+    if end + 4 > MAX_HEAD:
+        return too_long, b""
+    return received[: end + 4], received[end + 4 :]
 
 
 async def _close(writer: asyncio.StreamWriter, timeout: float) -> None:

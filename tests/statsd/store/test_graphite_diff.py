@@ -165,6 +165,17 @@ TARGETS = [
     f'holtWintersForecast({G}.x,"10s","3s")',
     f'holtWintersConfidenceBands({G}.x,3,"10s","3s")',
     f'holtWintersAberration({G}.x,1,"10s","3s")',
+    # keyword arguments (graphite-web's names, after the positional ones)
+    f'summarize({G}.x,"5s","max",alignToFrom=true)',
+    f'summarize({G}.x,func="max",intervalString="5s")',
+    f"movingAverage({G}.x,windowSize=3)",
+    f'holtWintersConfidenceBands({G}.x,delta=2,bootstrapInterval="10s",seasonality="3s")',
+    f'alias({G}.x,newName="X")',
+    f"transformNull({G}.late,default=-1)",
+    # a negative window: graphite-web takes its length (summarize's, hitcount's and smartSummarize's
+    # negative buckets loop forever or answer nothing there, and are a 400 here)
+    f'movingMax({G}.x,"-3s")',
+    f'integralByInterval({G}.x,"-5s")',
 ]
 
 
@@ -223,6 +234,10 @@ def test_the_store_answers_what_graphite_web_answers(start_daemon, graphite, tmp
     asks += [
         {"target": t, "maxDataPoints": "4"}
         for t in ("stats.gauges.diff.*", "sumSeries(stats.gauges.diff.*)", f'consolidateBy({G}.x,"max")')
+    ]
+    asks += [  # points without a value left out, and the series left with none (gap's early nulls)
+        {"target": t, "noNullPoints": "1"}
+        for t in (f"{G}.*", f"transformNull({G}.gap)", f"removeAboveValue({G}.x,1)", f"{G}.late")
     ]
     differences = [e for ask in asks if (e := _difference(ask, d.http_port, web_port, since, until))]
     assert not differences, "\n".join(differences)

@@ -199,3 +199,67 @@ def test_names_nested_aggregates_build_are_charged_before_they_exist() -> None:
     with pytest.raises(Refused, match="MiB of series names"):
         evaluate("asPercent(asPercent(wide.*,wide.*))", by_path, budget)
     assert len(evaluate("asPercent(wide.*,wide.*)", by_path, Budget())) == 2000  # one level: fine
+
+
+def reads(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names the store is asked to read (a spy on the real store's fetch)."""
+    asked: list[str] = []
+    real = store.fetch
+
+    def spy(name: str, *args: object, **kwargs: object) -> object:
+        asked.append(name)
+        return real(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "fetch", spy)
+    return asked
+
+
+def test_a_path_repeated_is_read_once(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sumSeries( + 41,000 copies of one path (a 250 kB form): read once, not 41,000 times, and not
+    refused as 41,000 series; the copies still count as points, so it is a 422 before the sum."""
+    asked = reads(store, monkeypatch)
+    copies = "sumSeries(" + ",".join(["web.h1"] * 41_000) + ")"
+    budget = Budget(max_series=10_000, max_points=1_000_000)
+    status, body = ask(store, budget, target=copies, **{"from": "-5min"})
+    assert asked == ["web.h1"] and budget.series == 1
+    assert status == 422 and "(http.renderMaxPoints)" in body
+    asked.clear()
+    status, body = ask(
+        store, Budget(max_series=10_000), target="sumSeries(" + ",".join(["web.h1"] * 1000) + ")"
+    )
+    assert status == 200 and asked == ["web.h1"]
+    assert json.loads(body)[0]["datapoints"][-1][0] == 5.0 * 1000
+
+
+def test_the_series_limit_trips_before_anything_is_read(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked = reads(store, monkeypatch)
+    status, body = ask(store, Budget(max_series=20), target="sumSeries(web.h1,web.*)", **{"from": "-5min"})
+    assert status == 422 and "(http.renderMaxSeries)" in body
+    assert asked == []  # 21 series counted before reading the first
+    status, _ = ask(store, Budget(max_series=20), target="web.*", **{"from": "-5min"})
+    assert status == 200 and len(asked) == 20
+
+
+def test_no_null_points_leaves_out_the_nulls_and_the_empty_series(store: Store) -> None:
+    window = f"from={NOW - 600}&until={NOW}"  # the store holds the last 300 s: nulls before
+    targets = "target=web.h{1,2}&target=removeBelowValue(web.h3,1000)"  # the last one all null
+    status, _, body = render(
+        store, parse_head(f"GET /render?{targets}&{window} HTTP/1.1\r\n\r\n".encode()), NOW
+    )  # type: ignore[arg-type]
+    assert status == 200 and any(v is None for s in json.loads(body) for v, _ in s["datapoints"])
+    for flag in ("noNullPoints=1", "noNullPoints=true", "noNullPoints", "noNullPoints="):  # there at all
+        request = parse_head(f"GET /render?{targets}&{window}&{flag} HTTP/1.1\r\n\r\n".encode())
+        assert isinstance(request, Request)
+        status, _, body = render(store, request, NOW)
+        series = json.loads(body)
+        assert [s["target"] for s in series] == ["web.h1", "web.h2"], flag
+        assert (
+            all(v is not None for s in series for v, _ in s["datapoints"])
+            and len(series[0]["datapoints"]) == 30
+        )
+    status, body = ask(
+        store, target="web.h1", format="csv", noNullPoints="1", **{"from": str(NOW - 600), "until": str(NOW)}
+    )
+    assert status == 200 and body.count("\r\n") == 60  # json only, as in graphite-web

@@ -19,6 +19,7 @@ from typing import Any
 
 from . import functions
 from .functions import FUNCTIONS, Series
+from .functions.core import graphite_name
 from .functions.filter import OPERATORS
 
 # annotation -> graphite-web's parameter type (functions/params.py's ParamTypes), checked in order
@@ -55,11 +56,6 @@ def _members(annotation: Any) -> set[Any]:
     return set(typing.get_args(annotation)) if typing.get_args(annotation) else set()
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(p.title() for p in rest)
-
-
 def _type(annotation: Any, name: str) -> str:
     for test, kind in TYPES:
         try:
@@ -78,15 +74,13 @@ def params(fn: Callable[..., Any]) -> list[dict[str, Any]]:
     out = []
     for p in list(inspect.signature(fn).parameters.values())[1:]:  # the first is the Context
         kind = _type(hints.get(p.name, Any), p.name)
-        entry: dict[str, Any] = {"name": _camel(p.name), "type": kind}
+        # graphite-web's name, which a keyword argument is matched to as well
+        entry: dict[str, Any] = {"name": graphite_name(p, hints.get(p.name, Any)), "type": kind}
         if p.kind is p.VAR_POSITIONAL:
             entry["type"] = "seriesLists" if kind == "seriesList" else kind
-            entry["name"] = "seriesLists" if kind == "seriesList" else entry["name"]
             entry["required"] = True
             entry["multiple"] = True
-        elif kind == "seriesList" and p.name == "series":  # graphite-web's name for it
-            entry.update(name="seriesList", required=True)
-        elif p.default is p.empty:
+        elif (kind == "seriesList" and p.name == "series") or p.default is p.empty:
             entry["required"] = True
         elif p.default is not None and not (isinstance(p.default, float) and not math.isfinite(p.default)):
             entry["default"] = p.default

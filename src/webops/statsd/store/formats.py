@@ -4,7 +4,7 @@ byte where the differential test can see it:
 
 - json: [{"target", "tags", "datapoints": [[value, epoch seconds], ...]}], null for NaN and
   Infinity (which are not JSON; graphite-web writes 1e9999 for Infinity, which no parser keeps);
-  the only format maxDataPoints consolidates, as in graphite-web;
+  the only format maxDataPoints consolidates and noNullPoints thins, as in graphite-web;
 - csv: name, time in the request's zone, value, with Excel's \\r\\n; empty where JSON has null
   (graphite-web writes inf and nan, which no spreadsheet reads as numbers);
 - raw: `name,start,end,step|v1,v2,...` with Python's repr of each value (None for a gap);
@@ -42,6 +42,9 @@ class Options:
     """What a writer needs beyond the series: the zone for local times (None: the system's)."""
 
     tz: tzinfo | None = None
+    # graphite-web's noNullPoints (json): points without a value left out, and a series left
+    # with none; Infinity too, which JSON cannot carry (graphite-web writes 1e9999 for it)
+    no_null_points: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,10 @@ def _json(series: Sequence[Series], budget: Budget, options: Options) -> str:
             points = [[finite(v), start + i * step] for i, v in enumerate(s.values)]
         else:
             points = [[finite(v), seconds(s.start + i * s.step)] for i, v in enumerate(s.values)]
+        if options.no_null_points:
+            points = [p for p in points if p[0] is not None]
+            if not points:
+                continue
         out.append(json.dumps({"target": s.name, "tags": {"name": s.name}, "datapoints": points}))
     return f"[{', '.join(out)}]"
 

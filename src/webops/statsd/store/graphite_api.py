@@ -30,7 +30,7 @@ from datetime import tzinfo
 from ..http import Reply, Request
 from . import catalog, formats, timespec
 from .db import GlobError, Store, find, matching
-from .functions import CONSOLIDATE, MS, Budget, Refused, Series, evaluate
+from .functions import CONSOLIDATE, MS, Budget, Refused, Series, evaluate, parse, paths
 
 GRAPHITE_VERSION = "1.1.8"  # the graphite-web whose answers these are (the differential test's)
 
@@ -75,26 +75,50 @@ def consolidate(series: Series, max_points: int, time_range: int) -> Series:
 def fetch(
     store: Store, targets: Sequence[str], start_ms: int, end_ms: int, now_ms: int, budget: Budget
 ) -> list[Series]:
-    """The targets' series, each path's charged to `budget` before it is read; every time in epoch
-    milliseconds, as the store's fetch takes and answers them."""
+    """The targets' series; every time in epoch milliseconds, as the store's fetch takes and
+    answers them.
+
+    Each distinct (path, window) is read once per request: sumSeries(x,x,x,...) repeats a path
+    ten thousand times in a 250 kB form, and reading each copy again pinned a render thread for
+    seconds. The series every path of every target names are counted against the budget before
+    any is read (a render past renderMaxSeries is refused before the work, not after most of
+    it), each distinct path once; a repeat costs its points again (the function walks them), not
+    a read. The series handed out again are the same objects: functions never change a Series,
+    they make new ones (dataclasses.replace)."""
+    read: dict[tuple[str, int, int], list[Series]] = {}
+    counted: dict[str, list[str]] = {}  # path -> the names it matches, charged up front
 
     def by_path(path: str, earlier: int, shift: int = 0) -> list[Series]:
         """`earlier` ms more before the start, the whole window `shift` ms back (timeShift)."""
-        names = matching(all_names, path.strip())
-        budget.charge(series=len(names))  # before reading any: stats.* may name 500,000
+        path = path.strip()
+        key = (path, earlier, shift)
+        if key in read:
+            budget.charge(points=sum(len(s.values) for s in read[key]))
+            return list(read[key])
+        if (earlier, shift) == (0, 0) and path in counted:
+            names = counted[path]
+        else:  # read again further back or shifted (movingAverage, timeShift): counted again
+            names = matching(all_names, path)
+            budget.charge(series=len(names))  # before reading any: stats.* may name 500,000
         out = []
         for name in names:
             charge = lambda n: budget.charge(points=n)  # noqa: E731
+            budget.reads += 1
             got = store.fetch(name, start_ms - earlier - shift, end_ms - shift, now_ms, charge)
             if got is not None:
-                out.append(Series(name, got.start, got.step, got.values, path.strip()))
-        return out
+                out.append(Series(name, got.start, got.step, got.values, path))
+        read[key] = out
+        return list(out)
 
     try:
         with store.interruptible(budget.expired):
+            parsed = [parse(target) for target in targets]
             all_names = store.names()
+            for path in dict.fromkeys(p.strip() for node in parsed for p in paths(node)):
+                counted[path] = matching(all_names, path)
+                budget.charge(series=len(counted[path]))
             window = (start_ms, end_ms)
-            return [s for target in targets for s in evaluate(target, by_path, budget, window)]
+            return [s for node in parsed for s in evaluate(node, by_path, budget, window)]
     except RecursionError:  # scale(scale(scale(... thousands deep: an answer, not a crash
         raise ApiError("a target nested too deeply") from None
     except (re.error, GlobError) as e:  # [z-a], or braces that stand for too many paths
@@ -128,7 +152,8 @@ def render(store: Store, request: Request, now: float | None = None, budget: Bud
         # the range in whole seconds, as graphite-web counts it (its now has no milliseconds)
         time_range = (span.end // MS - span.start // MS) * MS
         series = [consolidate(s, max_points, time_range) for s in budget.each(fetched)]
-        body = fmt.write(series, budget, formats.Options(tz))
+        options = formats.Options(tz, no_null_points=fmt.consolidates and request.has("noNullPoints"))
+        body = fmt.write(series, budget, options)
         if callback:
             return 200, "text/javascript", formats.jsonp(callback, str(body))
     except Refused as e:

@@ -21,9 +21,11 @@ from .core import (
     evaluate,
     normalize,
     parse,
+    paths,
 )
 
 __all__ = [
     "AGG", "CONSOLIDATE", "FUNCTIONS", "GROUPS", "MS", "UNITS", "Budget", "Call", "Context", "Expired",
     "Path",    "Refused", "Series", "TargetError", "Value", "evaluate", "normalize", "parse",
+    "paths",
 ]  # fmt: skip

@@ -76,6 +76,7 @@ class Budget:
     points: int = 0
     series: int = 0
     name_bytes: int = 0
+    reads: int = 0  # series read from the store (graphite_api.fetch counts them; a repeat is none)
     stopped: bool = False
 
     def expired(self) -> bool:
@@ -144,6 +145,7 @@ class Series:
 class Call:
     name: str
     args: tuple[Any, ...]
+    kwargs: tuple[tuple[str, Any], ...] = ()  # name=value arguments, after the positional ones
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,11 @@ _TOKEN = re.compile(
     r"""\s*(?:(?P<number>-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)(?![\w.*\[{])"""
     r"""|(?P<string>"[^"]*"|'[^']*')|(?P<bool>true|false)(?![\w.])|(?P<punct>[(),]))"""
 )
+
+
+# graphite-web's argname: a keyword argument is `name=value` (a path may hold `=`, but not before
+# a dot: `a.b=c` is a path)
+_KEYWORD = re.compile(r"\s*([A-Za-z_]\w*)\s*=")
 
 
 def parse(text: str) -> Any:
@@ -199,20 +206,27 @@ def _parse(text: str, pos: int) -> tuple[Any, int]:
         raise TargetError(f"{word[:50]!r}: a string without its closing quote")
     if end < len(text) and text[end] == "(":
         args: list[Any] = []
+        kwargs: list[tuple[str, Any]] = []
         pos = end + 1
         while True:
             if (m := _TOKEN.match(text, pos)) and m["punct"] == ")":
                 pos = m.end()
                 break
-            arg, pos = _parse(text, pos)
-            args.append(arg)
+            if keyword := _KEYWORD.match(text, pos):
+                arg, pos = _parse(text, keyword.end())
+                kwargs.append((keyword[1], arg))
+            elif kwargs:  # graphite-web's grammar: positional arguments first
+                raise TargetError(f"{word}: a positional argument after a keyword one, at {pos}")
+            else:
+                arg, pos = _parse(text, pos)
+                args.append(arg)
             m = _TOKEN.match(text, pos)
             if not m or m["punct"] not in (",", ")"):
                 raise TargetError(f"{text!r}: expected , or ) at {pos}")
             pos = m.end()
             if m["punct"] == ")":
                 break
-        return Call(word, tuple(args)), pos
+        return Call(word, tuple(args), tuple(kwargs)), pos
     return Path(word), end
 
 
@@ -328,12 +342,21 @@ def _paths(ctx: Context, series: list[Series]) -> str:
 
 
 def _interval_ms(text: Any) -> int:
-    """An interval as graphite-web reads it (a sign is ignored), in milliseconds; at least a
+    """An interval as graphite-web reads it (a sign is ignored: movingAverage's and
+    integralByInterval's windows are their length there too), in milliseconds; at least a
     second, since a bucket or window of none is endless work, and at most 15 digits."""
     m = re.fullmatch(r"([-+]?)(\d{1,15})\s*([a-z]+)", str(text).strip().lower())
     if not m or m[3] not in UNITS or not int(m[2]):
         raise TargetError(f"{str(text)[:40]!r}: expected an interval such as 1min, 10s, 1h, 1d")
     return int(m[2]) * UNITS[m[3]] * MS
+
+
+def _bucket_ms(text: Any) -> int:
+    """A bucket's size (summarize, hitcount, smartSummarize): a negative one is refused, where
+    graphite-web loops forever or answers nothing (a window's sign is dropped, as there)."""
+    if str(text).strip().startswith("-"):
+        raise TargetError(f"the argument intervalString is a positive interval, not {str(text)[:40]!r}")
+    return _interval_ms(text)
 
 
 def _fmt(value: Any) -> str:
@@ -403,12 +426,29 @@ Fetch = Callable[..., list[Series]]
 
 
 def evaluate(
-    target: str, fetch: Fetch, budget: Budget | None = None, window: tuple[int, int] | None = None
+    target: str | Call | Path,
+    fetch: Fetch,
+    budget: Budget | None = None,
+    window: tuple[int, int] | None = None,
 ) -> list[Series]:
     """`fetch(path, earlier_ms, shift_ms=0)`: the series of a path, from `earlier_ms` before the
     window's start, the whole window moved `shift_ms` back (timeShift); `window`, the request's
-    (from, until) in milliseconds, for the functions that draw over it."""
-    return _evaluate(parse(target), fetch, 0, budget or Budget(), window, 0)
+    (from, until) in milliseconds, for the functions that draw over it. `target` is its text or
+    what parse() made of it."""
+    node = parse(target) if isinstance(target, str) else target
+    return _evaluate(node, fetch, 0, budget or Budget(), window, 0)
+
+
+def paths(node: Any) -> Iterator[str]:
+    """Every path expression in a parsed target, in order, repeats included: what it will read
+    (before it reads any, so the whole target's series can be counted first)."""
+    stack = [node]
+    while stack:  # not recursive: a target nested thousands deep is refused later, not here
+        item = stack.pop()
+        if isinstance(item, Path):
+            yield item.expression
+        elif isinstance(item, Call):
+            stack.extend(reversed([*item.args, *(value for _, value in item.kwargs)]))
 
 
 def _evaluate(
@@ -422,9 +462,10 @@ def _evaluate(
     fn = FUNCTIONS.get(node.name)
     if fn is None:
         raise TargetError(f"{node.name}: not a supported render function ({', '.join(sorted(FUNCTIONS))})")
+    nodes = bind(node.name, fn, node.args, node.kwargs)
     args = [
         _evaluate(a, fetch, earlier, budget, window, shift) if isinstance(a, Path | Call) else a
-        for a in node.args
+        for a in nodes
     ]
     args = check_arguments(node.name, fn, args)
 
@@ -432,7 +473,7 @@ def _evaluate(
         return fetch(path, earlier + more, shift + moved) if shift + moved else fetch(path, earlier + more)
 
     start, end = window if window else (None, None)
-    first = node.args[0] if node.args else None
+    first = nodes[0] if nodes else None  # given by position or by keyword (seriesList=...)
     ctx = Context(again, budget, first, start, end, shift)
     try:
         return fn(ctx, *args)
@@ -477,6 +518,65 @@ def _describe(hint: Any) -> str:
 _SIGNATURES: dict[Callable[..., Any], tuple[list[inspect.Parameter], dict[str, Any]]] = {}
 
 
+def _signature(fn: Callable[..., Any]) -> tuple[list[inspect.Parameter], dict[str, Any]]:
+    """The parameters after the context, and their annotations (looked up once per function)."""
+    if fn not in _SIGNATURES:
+        params = list(inspect.signature(fn).parameters.values())[1:]  # after the context
+        _SIGNATURES[fn] = (params, get_type_hints(fn))
+    return _SIGNATURES[fn]
+
+
+def _is_series(hint: Any) -> bool:
+    return hint == SeriesList or SeriesList in get_args(hint) or Series in get_args(hint)
+
+
+def graphite_name(p: inspect.Parameter, hint: Any) -> str:
+    """A parameter's name as graphite-web spells it (and /functions lists it): camelCase, the
+    series list `seriesList` (or `seriesLists`, for many); what a keyword argument is matched to."""
+    if _is_series(hint) and p.kind is p.VAR_POSITIONAL:
+        return "seriesLists"
+    if _is_series(hint) and p.name == "series":
+        return "seriesList"
+    head, *rest = p.name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+class _Default:
+    """A parameter left to its default, between keyword arguments (summarize(x,"1h",alignToFrom=true))."""
+
+    def __repr__(self) -> str:
+        return "default"
+
+
+DEFAULT = _Default()
+
+
+def bind(
+    name: str, fn: Callable[..., Any], args: Sequence[Any], kwargs: Sequence[tuple[str, Any]]
+) -> list[Any]:
+    """The positional arguments with the keyword ones put in their parameters' places (graphite-web's
+    names), DEFAULT in the places neither fills; a TargetError for a keyword the function does not
+    have, or a parameter given twice."""
+    if not kwargs:
+        return list(args)
+    params, hints = _signature(fn)
+    places = {
+        graphite_name(p, hints.get(p.name)): i for i, p in enumerate(params) if p.kind is not p.VAR_POSITIONAL
+    }
+    out = list(args)
+    given: set[str] = set()
+    for keyword, value in kwargs:
+        if keyword not in places:
+            names = ", ".join(places) or "none"
+            raise TargetError(f"{name}: no argument named {keyword!r} (its arguments: {names})")
+        if keyword in given or places[keyword] < len(args):
+            raise TargetError(f"{name}: the argument {keyword} is given twice")
+        given.add(keyword)
+        out += [DEFAULT] * (places[keyword] + 1 - len(out))
+        out[places[keyword]] = value
+    return out
+
+
 def _text(hint: Any, value: Any) -> Any:
     """A number where only text is expected, as text: graphite-web (its input validation off by
     default) takes alias(x, 5)."""
@@ -491,10 +591,7 @@ def check_arguments(name: str, fn: Callable[..., Any], args: list[Any]) -> list[
     annotation (a series list where a path or call is expected, a number where a number is...);
     a TargetError naming the function and the parameter, before any work. Returns them, numbers
     given for text made text."""
-    if fn not in _SIGNATURES:
-        params = list(inspect.signature(fn).parameters.values())[1:]  # after the context
-        _SIGNATURES[fn] = (params, get_type_hints(fn))
-    params, hints = _SIGNATURES[fn]
+    params, hints = _signature(fn)
     positional = [p for p in params if p.kind is not p.VAR_POSITIONAL]
     rest = next((p for p in params if p.kind is p.VAR_POSITIONAL), None)
     if rest is None and len(args) > len(positional):
@@ -504,13 +601,16 @@ def check_arguments(name: str, fn: Callable[..., Any], args: list[Any]) -> list[
         for i, v in enumerate(args)
     ]
     for i, p in enumerate(positional):
-        if i >= len(args):
+        if i >= len(args) or args[i] is DEFAULT:
             if p.default is p.empty:
-                raise TargetError(f"{name}: the argument {p.name} is missing")
+                raise TargetError(f"{name}: the argument {graphite_name(p, hints.get(p.name))} is missing")
+            if i < len(args):
+                args[i] = p.default
             continue
         if p.name in hints and not _accepts(hints[p.name], args[i]):
             raise TargetError(
-                f"{name}: the argument {p.name} is {_describe(hints[p.name])}, not {_shown(args[i])}"
+                f"{name}: the argument {graphite_name(p, hints[p.name])} is {_describe(hints[p.name])}, "
+                f"not {_shown(args[i])}"
             )
     if rest is not None and rest.name in hints:
         for value in args[len(positional) :]:

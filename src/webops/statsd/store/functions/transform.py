@@ -18,6 +18,7 @@ from .core import (
     SeriesList,
     TargetError,
     Value,
+    _bucket_ms,
     _fmt,
     _interval_ms,
     agg_func,
@@ -40,7 +41,7 @@ def summarize(
     """Each series in buckets of `intervalString`, each bucket the aggregate (func) of its points."""
     if func not in AGG:
         raise TargetError(f"summarize: unknown function {func!r} ({', '.join(AGG)})")
-    size = _interval_ms(intervalString)
+    size = _bucket_ms(intervalString)
     out = []
     for s in ctx.budget.each(series):
         start = s.start if alignToFrom else s.start - s.start % size
@@ -407,7 +408,7 @@ def hitcount(
 ) -> list[Series]:
     """Rates (per second) turned into hits per interval: each value times the seconds of its
     step that fall in each bucket, the buckets ending at the series' end."""
-    size = _interval_ms(intervalString)
+    size = _bucket_ms(intervalString)
     if alignToInterval:
         start, _ = ctx.span("hitcount")
         unit = next((u for u in (86400, 3600, 60) if size >= u * MS), 0) * MS
@@ -456,7 +457,7 @@ def smart_summarize(
 ) -> list[Series]:
     """summarize with buckets from the request's start (or aligned to a unit: alignTo "1h")."""
     agg = agg_func("smartSummarize", func)
-    size = _interval_ms(intervalString)
+    size = _bucket_ms(intervalString)
     if alignTo:
         start, _ = ctx.span("smartSummarize")
         unit = _interval_ms(alignTo if alignTo[:1].isdigit() else "1" + alignTo)
