@@ -235,8 +235,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     # `--from -5min`, `--compare -1w`, `-w -10:-1`, `-c -.5:`, `-w -0:0`: Graphite's offsets and
     # negative ranges are values, not options (argparse only takes plain negative numbers as
-    # values). No option of this parser starts with `-` and a digit, `.`, `~` or `:`.
-    p._negative_number_matcher = re.compile(r"^-[\d.~:]")
+    # values), and so is `-inf:`, for ranges.parse to refuse with its reason. No option of this
+    # parser starts with `-` and a digit, `.`, `~`, `:`, `inf` or `nan`.
+    p._negative_number_matcher = re.compile(r"^-([\d.~:]|inf|nan)", re.I)
     p.error = usage_error  # type: ignore[method-assign]  # a plugin's usage error is UNKNOWN (3)
     p.exit = plugin_exit  # type: ignore[method-assign]
     p.set_defaults(run=_run, usage_error=usage_error)

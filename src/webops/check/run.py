@@ -72,10 +72,14 @@ class Check:
             raise ConfigError(
                 f"--compare {args.compare} is not in the past: give an earlier offset such as -1d or -1w"
             )
+        if args.compare and start + graphite.offset(args.compare) < 0:
+            raise ConfigError(f"--compare {args.compare} reaches before 1970 (epoch 0)")
         if args.holt_winters:
             for flag, value in (("--bootstrap", args.bootstrap), ("--seasonality", args.seasonality)):
                 if graphite.offset(value) == 0:
                     raise ConfigError(f"{flag} {value} is empty: give a length such as 1d")
+            if start - abs(graphite.offset(args.bootstrap)) < 0:
+                raise ConfigError(f"--bootstrap {args.bootstrap} reaches before 1970 (epoch 0)")
         if args.uom not in output.UOMS:
             raise ConfigError(
                 f"--uom {args.uom!r} is not a unit the plugin guidelines know: "
