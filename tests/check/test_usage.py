@@ -83,3 +83,13 @@ def test_statsd_percentiles_are_named_as_the_daemon_names_them() -> None:
 def test_names_are_sanitized_as_the_daemon_does_unless_its_config_says_not() -> None:
     assert paths.resolve("gauge", "my metric/x'é", None, {}) == "stats.gauges.my_metric-x"
     assert paths.resolve("gauge", "my metric", None, {"keyNameSanitize": False}) == "stats.gauges.my metric"
+
+
+def test_an_unexpected_error_is_unknown_with_one_line(tmp_path) -> None:
+    """The top-level guard: a statsd config whose globalPrefix is a number is not caught by any
+    check of ours (validating it is statsd's business) and fails deep in the layout; the plugin
+    still ends UNKNOWN with one status line naming the error, not a traceback and exit 1."""
+    config = tmp_path / "statsd.js"
+    config.write_text("{ graphite: { globalPrefix: 5 } }")
+    rc, line = run_check("--statsd-config", str(config), "--gauge", "x", "-w", "1")
+    assert rc == 3 and line.startswith("WEBOPS CHECK UNKNOWN - webops check failed: TypeError"), line
