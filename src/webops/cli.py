@@ -12,7 +12,8 @@ The exit status means the same for every tool, and is mapped here, once:
 The exception is `webops check`, a monitoring plugin: its statuses are the plugin API's (0 OK,
 1 WARNING, 2 CRITICAL, 3 UNKNOWN), a usage or config error is UNKNOWN (3) with one status line on
 stdout, so its parser's `error` and its `run` end in 3 themselves, and `main` returns what `run`
-returns (its parser also reports arguments it does not know, through `usage_error`).
+returns (its parser also reports arguments it does not know, through `usage_error`); anything
+it raises that nothing caught ends as UNKNOWN too (`check_cli.crashed`).
 
 A tool returns 0 or 1 from its `run`, and raises `ConfigError` (common/config.py) for a usage or
 config problem instead of printing it and returning 2 itself. A tool that prints a summary when
@@ -71,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         return USAGE
     except KeyboardInterrupt:
         return INTERRUPTED
+    except Exception as e:
+        if argv[:1] == ["check"]:  # a plugin ends UNKNOWN with one status line, never a traceback
+            return check_cli.crashed(e)
+        raise
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ def test_percentiles_are_graphite_webs_nearest_rank() -> None:
     assert evaluate.percentile(values, 1) == 1
 
 
-@pytest.mark.parametrize("bad", ["median", "p0", "p101", "pxx", ""])
+@pytest.mark.parametrize("bad", ["median", "p-1", "p101", "pxx", ""])
 def test_an_unknown_aggregation_is_refused(bad: str) -> None:
     with pytest.raises(ValueError):
         evaluate.check_agg(bad)
@@ -104,3 +104,9 @@ def test_holt_winters_is_graphite_webs_analysis(tmp_path: Path) -> None:
     lower, upper = evaluate.confidence_bands(values, step, 180 * step, 3, season)
     assert len(lower) == 60 and upper[20] is not None and lower[20] is not None
     assert not lower[20] <= values[200] <= upper[20]  # type: ignore[operator]  # the spike is outside
+
+
+def test_p0_is_a_percentile_the_lowest_value() -> None:
+    """The docs say any percentile, 0..100: p0 is accepted and is the minimum."""
+    assert evaluate.check_agg("p0") == "p0"
+    assert evaluate.aggregate(POINTS, "p0") == 1.0

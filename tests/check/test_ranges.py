@@ -48,3 +48,17 @@ def test_a_change_threshold_is_relative_with_percent_and_a_lone_number_is_either
     assert r.alerts(20.5) and r.alerts(-20.5) and not r.alerts(-20) and not r.alerts(20)
     r, relative = parse_change("~:5")
     assert not relative and r.alerts(6) and not r.alerts(-100)
+
+
+@pytest.mark.parametrize("text", ["-5", "@-5", "-0.5"])
+def test_a_lone_negative_number_is_0_to_n_which_is_refused_with_the_reason(text: str) -> None:
+    """`-5` is 0..-5 by the guidelines: a start above its end, said so (not a crash)."""
+    with pytest.raises(ValueError, match="above end"):
+        parse(text)
+
+
+def test_negative_ends_in_their_natural_form() -> None:
+    assert parse("-10:-1").alerts(0) and not parse("-10:-1").alerts(-5)
+    assert parse("-0:0").alerts(0.5) and not parse("-0:0").alerts(0)
+    r, relative = parse_change("-10:")
+    assert not relative and r.alerts(-11) and not r.alerts(1000)

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 
-from tests.check.helpers import run_check
+from tests.check.helpers import run_check, run_plugin
 from tests.conftest import free_port, wait_until
 from tests.statsd.conftest import start_daemon  # noqa: F401 - the daemon fixture, shared
+from webops.check import output
+from webops.check.run import Check
 
 
 def latest(port: int, target: str) -> tuple[float | None, int]:
@@ -115,6 +118,8 @@ def test_no_data_in_the_window_is_never_ok(daemon) -> None:
     before = ["--from", str(first - 120), "--until", str(first - 60)]  # the series, all nulls there
     rc, line = run_check("-u", url, "-t", "stats.gauges.chk.g", "-w", "1000", *before)
     assert rc == 2 and "stale" in line, line
+    assert "60s window ending" in line and "in the last" not in line, line  # the window it was
+    assert "'stats.gauges.chk.g'=U;1000" in line, line  # perfdata for it, without a value
     rc, line = run_check("-u", url, "-t", "stats.gauges.chk.g", "-w", "1000", "--stale", "unknown", *before)
     assert rc == 3 and "stale" in line, line
     rc, line = run_check("-u", url, "-t", "stats.gauges.never.sent", "-w", "1000")
@@ -188,3 +193,72 @@ def test_usage_errors_are_unknown_not_webops_usage_status() -> None:
     ):
         rc, line = run_check(*args)
         assert rc == 3 and line.startswith("WEBOPS CHECK UNKNOWN - webops check: "), (args, line)
+
+
+def test_a_problem_outranks_a_series_that_cannot_be_judged(daemon) -> None:
+    """UNKNOWN (a stale series, no earlier window) must not hide a CRITICAL: Monitoring Plugins'
+    max_state_alt, CRITICAL > WARNING > UNKNOWN > OK."""
+    port, url = daemon.http_port, f"http://127.0.0.1:{daemon.http_port}"
+    daemon.send(b"chk.s.early:50|g")
+    wait_until(lambda: latest(port, "stats.gauges.chk.s.early")[0] == 50, what="the early gauge")
+    _, t0 = latest(port, "stats.gauges.chk.s.early")
+    wait_until(lambda: latest(port, "stats.gauges.chk.s.early")[1] > t0, what="a later flush")
+    daemon.send(b"chk.s.late:1|g")
+    wait_until(lambda: latest(port, "stats.gauges.chk.s.late")[0] == 1, what="the late gauge")
+    window = ["--from", str(t0 - 1), "--until", str(t0)]  # early has data, late none yet
+    rc, line = run_check(
+        "-u", url, "-t", "stats.gauges.chk.s.*", "--agg", "max", "-c", "10", "--stale", "unknown", *window
+    )
+    assert rc == 2, line
+    assert "'stats.gauges.chk.s.late'=U;;10" in line and "0 of 2 series OK" in line, line
+    # no data an hour earlier (UNKNOWN) beside a threshold's CRITICAL: 25 > 10
+    rc, line = run_check(
+        "-u", url, "-t", "stats.gauges.chk.g", "-c", "10", "--compare", "-1h", "--change-warning", "10%"
+    )
+    assert rc == 2 and "no data 3600s earlier" in line, line
+
+
+def test_a_statsd_name_is_sanitized_as_the_daemon_sanitized_it(daemon) -> None:
+    daemon.send("chk.my metric/é:7|g".encode())
+    wait_until(lambda: latest(daemon.http_port, "stats.gauges.chk.my_metric-")[0] == 7, what="the gauge")
+    cfg = ["--statsd-config", str(daemon.config_path)]
+    rc, line = run_check(*cfg, "--gauge", "chk.my metric/é", "--agg", "last", "-c", "10")
+    assert rc == 0 and "'stats.gauges.chk.my_metric-'=7;" in line, line
+
+
+def test_negative_ranges_reach_the_check(daemon) -> None:
+    url = f"http://127.0.0.1:{daemon.http_port}"
+    base = ["-u", url, "-t", "stats.gauges.chk.g", "--agg", "max", "--from", "-10min"]
+    assert run_check(*base, "-w", "-10:-1")[0] == 1  # 25 is outside -10..-1
+    assert run_check(*base, "-c", "-.5:30")[0] == 0
+
+
+def test_many_series_keep_the_verdict_on_a_short_first_line(daemon) -> None:
+    """120 gauges, 60 of them over: the first line says CRITICAL and the tally within NRPE's
+    1 KiB; the long output names the first 50 problems and counts the rest."""
+    daemon.send("".join(f"chk.m.s{i:03}:{i}|g\n" for i in range(120)).encode())
+    wait_until(lambda: latest(daemon.http_port, "stats.gauges.chk.m.s119")[0] == 119, what="the gauges")
+    url = f"http://127.0.0.1:{daemon.http_port}"
+    rc, out = run_plugin("-u", url, "-t", "stats.gauges.chk.m.*", "--agg", "last", "-c", "59")
+    first, *rest = out.rstrip("\n").split("\n")
+    assert rc == 2 and len(first.encode()) <= 1000, first
+    assert first.startswith("WEBOPS CHECK CRITICAL - ") and "60 of 120 series OK" in first, first
+    assert "stats.gauges.chk.m.s109 last 109 (critical 59)" in rest, rest  # the first 50 problems
+    assert "and 10 more series not OK" in rest[50], rest
+
+
+def test_a_bug_in_the_check_ends_unknown_not_in_a_dead_thread(daemon) -> None:
+    """Whatever raises while judging (here an aggregation the plan would have refused) is one
+    UNKNOWN line naming it, not "no answer within --timeout" and a traceback."""
+    now = latest(daemon.http_port, "stats.gauges.chk.g")[1]
+    check = Check(
+        url=f"http://127.0.0.1:{daemon.http_port}",
+        target="stats.gauges.chk.g",
+        start=now - 60,
+        end=now,
+        agg="median",
+        stale=output.CRITICAL,
+        critical=None,
+    )
+    state, line = check.run(time.monotonic() + 30)
+    assert state == 3 and "ValueError" in line and "median" in line, line

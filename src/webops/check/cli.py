@@ -21,6 +21,7 @@ import threading
 import time
 from typing import Any, NoReturn
 
+from .. import __version__
 from ..common import flags
 from ..common.config import ConfigError
 from ..common.settings import Key, Settings, choice, number, optional, read_js, string
@@ -28,6 +29,7 @@ from . import ranges
 from .evaluate import check_agg
 
 UNKNOWN = 3
+MAX_TIMEOUT = 3600  # an hour: beyond any scheduler's check interval (and threading's limits)
 
 
 def _offset(v: Any) -> str:
@@ -66,8 +68,9 @@ KEYS: dict[str, Key] = {
     ),
     "timeout": Key(
         8.0,
-        number(minimum=0.001),
-        "seconds for the whole check (every request); past it UNKNOWN (under NRPE's 10 s)",
+        number(minimum=0.001, maximum=MAX_TIMEOUT),
+        f"seconds for the whole check (every request), at most {MAX_TIMEOUT}; past it UNKNOWN "
+        "(under NRPE's 10 s)",
         env="WEBOPS_CHECK_TIMEOUT",
         flag="--timeout",
         metavar="SECONDS",
@@ -129,9 +132,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="ranges: 10 (alert outside 0..10), 10: (below 10), ~:10 (above 10), 10:20 (outside), "
         "@10:20 (inside); ends inclusive. Nulls are ignored; a window with no value is stale.",
     )
-    what = p.add_mutually_exclusive_group(required=True)
+    what = p.add_mutually_exclusive_group()  # one is required, but not for --check-config
     what.add_argument(
-        "-t", "--target", metavar="EXPR", help="any target /render accepts (functions, wildcards)"
+        "-t",
+        "--target",
+        metavar="EXPR",
+        help="any target /render accepts (functions, wildcards); -t is the target here, not the "
+        "timeout as in the C plugins (--timeout)",
     )
     what.add_argument(
         "--counter", metavar="NAME", help="a statsd counter: its rate (--stat count: per flush)"
@@ -160,7 +167,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                 "print every setting with where its value comes from and exit; UNKNOWN (3) if one is invalid"
             )
     p.add_argument("--until", default="now", metavar="WHEN", help="end of the window (default now)")
-    p.add_argument("--uom", default="", metavar="UNIT", help="unit in perfdata: s, ms, us, %%, B, KB, MB, c")
+    p.add_argument(
+        "--uom", default="", metavar="UNIT", help="unit in perfdata: s, ms, us, %%, B, KB, MB, TB, c"
+    )
+    p.add_argument(
+        "-V",
+        "--version",
+        action="version",
+        version=f"webops check {__version__}",
+        help="print the version and exit (UNKNOWN, 3, as the Monitoring Plugins do)",
+    )
     p.add_argument(
         "--compare",
         type=_offset_arg,
@@ -211,10 +227,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         print(line(UNKNOWN, f"webops check: {message}"))
         raise SystemExit(UNKNOWN)
 
-    # `--from -5min`, `--compare -1w`: Graphite's offsets are values, not options (argparse only
-    # takes plain negative numbers as values)
-    p._negative_number_matcher = re.compile(r"^-\d+(\.\d+)?[a-z]*$")
+    def plugin_exit(status: int = 0, message: str | None = None) -> NoReturn:
+        """--help and --version end as the Monitoring Plugins' do: UNKNOWN (3), not OK."""
+        if message:
+            sys.stderr.write(message)
+        raise SystemExit(UNKNOWN if status == 0 else status)
+
+    # `--from -5min`, `--compare -1w`, `-w -10:-1`, `-c -.5:`, `-w -0:0`: Graphite's offsets and
+    # negative ranges are values, not options (argparse only takes plain negative numbers as
+    # values), and so is `-inf:`, for ranges.parse to refuse with its reason. No option of this
+    # parser starts with `-` and a digit, `.`, `~`, `:`, `inf` or `nan`.
+    p._negative_number_matcher = re.compile(r"^-([\d.~:]|inf|nan)", re.I)
     p.error = usage_error  # type: ignore[method-assign]  # a plugin's usage error is UNKNOWN (3)
+    p.exit = plugin_exit  # type: ignore[method-assign]
     p.set_defaults(run=_run, usage_error=usage_error)
 
 
@@ -223,7 +248,7 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         settings = SETTINGS.resolve(args.config, flags=SETTINGS.flags(args))
-        if args.check_config:
+        if args.check_config:  # needs no target: it is about the settings
             print("\n".join(settings.lines()))
             return 0
         from .run import Check
@@ -233,6 +258,15 @@ def _run(args: argparse.Namespace) -> int:
         print(line(UNKNOWN, f"webops check: {e}"))
         return UNKNOWN
     return finish(check, settings["timeout"])
+
+
+def crashed(e: BaseException) -> int:
+    """What `webops.cli` ends `webops check` with when something raised that nothing caught:
+    a plugin's UNKNOWN with one status line (a traceback and exit 1 would read as WARNING)."""
+    from .output import line
+
+    print(line(UNKNOWN, f"webops check failed: {type(e).__name__}: {e}"))
+    return UNKNOWN
 
 
 def finish(check: Any, timeout: float) -> int:

@@ -18,11 +18,12 @@ _PERCENTILE = re.compile(r"p(\d+(?:\.\d+)?)")
 
 
 def check_agg(name: str) -> str:
-    """`avg`, `max`, `min`, `sum`, `last`, or `pNN` (a percentile, 0 < NN <= 100: p95, p99.9)."""
+    """`avg`, `max`, `min`, `sum`, `last`, or `pNN` (any percentile, 0 <= NN <= 100: p95, p99.9;
+    p0 is the lowest value, as graphite-web's nearest rank gives it)."""
     if name in ("avg", "max", "min", "sum", "last"):
         return name
     m = _PERCENTILE.fullmatch(name)
-    if m and 0 < float(m[1]) <= 100:
+    if m and 0 <= float(m[1]) <= 100:
         return name
     raise ValueError(f"expected avg, max, min, sum, last or pNN (p95, p99.9), got {name!r}")
 

@@ -9,11 +9,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..common.config import ConfigError, load_object
-from ..common.graphite_layout import Layout
+from ..common.graphite_layout import Layout, pct_suffix, sanitize_key
 
 COUNTER_STATS = ("rate", "count")
 GAUGE_STATS = ("value",)
-_PCT = re.compile(r"p(\d+(?:\.\d+)?)")
+_PCT = re.compile(r"p(-?\d+(?:\.\d+)?)")
+DEFAULT_PERCENTILES = [90]  # Etsy's percentThreshold
 
 
 def read_config(path: str | None) -> dict[str, Any]:
@@ -36,8 +37,14 @@ def url_of(config: Mapping[str, Any]) -> str:
 
 
 def resolve(kind: str, name: str, stat: str | None, config: Mapping[str, Any]) -> str:
-    """The path of `name`'s `stat` for a metric of `kind` (counter, timer, gauge, set)."""
+    """The path of `name`'s `stat` for a metric of `kind` (counter, timer, gauge, set). The name
+    goes through the daemon's keyNameSanitize first (unless its config turns it off), as the
+    daemon did when it received it: `my metric` was written as `my_metric`."""
     layout = Layout.of(config)
+    if config.get("keyNameSanitize", True) is not False:
+        name = sanitize_key(name)
+    if not name:
+        raise ConfigError(f"--{kind}: the name is empty (once sanitized as the daemon does)")
     if kind == "counter":
         stat = stat or "rate"
         if stat not in COUNTER_STATS:
@@ -54,15 +61,27 @@ def resolve(kind: str, name: str, stat: str | None, config: Mapping[str, Any]) -
 
 def timer_stat(stat: str, config: Mapping[str, Any]) -> str:
     """`p99` -> `upper_99` (the largest value in the fastest 99 %: statsd's percentile), `p99.9`
-    -> `upper_99_9`; any other name (mean, upper, lower, count, count_ps, sum, median, std,
-    mean_90, ...) as is. With a config, a percentile it does not compute is an error."""
+    -> `upper_99_9`, `p-10` -> `lower_top10` (a negative percentThreshold: the slowest 10 %),
+    named by the daemon's own suffix rule; any other name (mean, upper, lower, count, count_ps,
+    sum, median, std, mean_90, ...) as is. A percentile the daemon does not compute (its
+    percentThreshold, Etsy's [90] without a config) is an error, not a series that never comes."""
     m = _PCT.fullmatch(stat)
     if not m:
         return stat
-    if config:
-        wanted = config.get("percentThreshold", [90])
-        wanted = wanted if isinstance(wanted, list) else [wanted]
-        if float(m[1]) not in [float(p) for p in wanted]:
-            have = ", ".join(str(p) for p in wanted)
-            raise ConfigError(f"--stat {stat}: the statsd config's percentThreshold has {have}, not {m[1]}")
-    return "upper_" + m[1].replace(".", "_")
+    pct = float(m[1])
+    if pct == 0 or not -100 <= pct <= 100:
+        raise ConfigError(f"--stat {stat}: a percentile is between -100 and 100, not 0")
+    wanted = config.get("percentThreshold", DEFAULT_PERCENTILES)
+    wanted = wanted if isinstance(wanted, list) else [wanted]
+    have = [float(p) for p in wanted if isinstance(p, int | float | str)]
+    if pct not in have:
+        listed = "[" + ", ".join(str(p) for p in wanted) + "]"
+        if config:
+            raise ConfigError(
+                f"--stat {stat}: percentile {m[1]} is not in the statsd config's percentThreshold {listed}"
+            )
+        raise ConfigError(
+            f"--stat {stat}: percentile {m[1]} is not in the daemon's percentThreshold {listed} "
+            f"(Etsy's default); give --statsd-config or use p90"
+        )
+    return ("upper_" if pct > 0 else "lower_") + pct_suffix(pct)

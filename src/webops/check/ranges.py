@@ -46,8 +46,11 @@ def parse(text: str) -> Range:
         end = math.inf if high == "" else _number(high, text)
     else:
         start, end = 0.0, _number(body, text)
-    if start > end:
-        raise ValueError(f"range {text!r}: start {low} is greater than end {high}")
+    if start > end:  # `-5` is 0..-5: the guidelines' lone number is an upper end above 0
+        raise ValueError(
+            f"range {text!r}: start {start:g} is above end {end:g} (a lone N means 0..N; "
+            f"for values below 0 give both ends, -10:-1, or ~:N)"
+        )
     return Range(start, end, inside, given)
 
 

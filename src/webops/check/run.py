@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import argparse
 import time
+import urllib.parse
 from dataclasses import dataclass
 
 from ..common.config import ConfigError
 from ..common.settings import Resolved
 from . import evaluate, graphite, output, paths
 from .graphite import Series, Unknown
-from .output import CRITICAL, OK, UNKNOWN, WARNING, Perf, Verdict
+from .output import CRITICAL, OK, UNKNOWN, WARNING, Perf, Verdict, worst
 from .ranges import Range
 
 
@@ -36,11 +37,17 @@ class Check:
     seasonality: int = 86400
     hw_source: str = "auto"
     hw_state: int = CRITICAL
+    until_now: bool = True  # the window ends now (its words: "in the last 300s")
 
     @classmethod
     def plan(cls, args: argparse.Namespace, settings: Resolved) -> Check:
         config = paths.read_config(settings["statsd_config"])
         target = args.target
+        given = [n for n in (args.target, args.counter, args.timer, args.gauge, args.set_) if n is not None]
+        if not given:
+            raise ConfigError("one of -t/--target, --counter, --timer, --gauge or --set is required")
+        if not given[0].strip():
+            raise ConfigError("the target or metric name is empty")
         for kind, name in (
             ("counter", args.counter),
             ("timer", args.timer),
@@ -53,18 +60,46 @@ class Check:
             raise ConfigError("--stat goes with --counter, --timer, --gauge or --set, not --target")
         now = int(time.time())
         start, end = graphite.when(settings["from"], now), graphite.when(args.until, now)
+        if start < 0:
+            raise ConfigError(f"--from {settings['from']} is before 1970 (epoch 0)")
         if start >= end:
             raise ConfigError(f"--from {settings['from']} is not before --until {args.until}")
         if args.compare and not (args.change_warning or args.change_critical):
             raise ConfigError("--compare needs --change-warning and/or --change-critical")
         if (args.change_warning or args.change_critical) and not args.compare:
             raise ConfigError("--change-warning/--change-critical need --compare OFFSET (-1d, -1w)")
+        if args.compare and graphite.offset(args.compare) >= 0:
+            raise ConfigError(
+                f"--compare {args.compare} is not in the past: give an earlier offset such as -1d or -1w"
+            )
+        if args.compare and start + graphite.offset(args.compare) < 0:
+            raise ConfigError(f"--compare {args.compare} reaches before 1970 (epoch 0)")
+        if args.holt_winters:
+            for flag, value in (("--bootstrap", args.bootstrap), ("--seasonality", args.seasonality)):
+                if graphite.offset(value) == 0:
+                    raise ConfigError(f"{flag} {value} is empty: give a length such as 1d")
+            if start - abs(graphite.offset(args.bootstrap)) < 0:
+                raise ConfigError(f"--bootstrap {args.bootstrap} reaches before 1970 (epoch 0)")
+        if args.uom not in output.UOMS:
+            raise ConfigError(
+                f"--uom {args.uom!r} is not a unit the plugin guidelines know: "
+                + ", ".join(u for u in output.UOMS if u)
+            )
         if not (args.warning or args.critical or args.compare or args.holt_winters):
             raise ConfigError(
                 "nothing to check: give -w/-c, --compare with a change threshold, or --holt-winters"
             )
+        url = settings["url"] or paths.url_of(config)
+        try:
+            parts = urllib.parse.urlsplit(url)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ConfigError(f"--url {url!r} is not an http(s) URL (http://graphite:8080)")
         return cls(
-            url=settings["url"] or paths.url_of(config),
+            url=url,
             target=target,
             start=start,
             end=end,
@@ -82,14 +117,17 @@ class Check:
             seasonality=abs(graphite.offset(args.seasonality)),
             hw_source=args.hw_source,
             hw_state=CRITICAL if args.hw_state == "critical" else WARNING,
+            until_now=args.until.strip() == "now",
         )
 
     def run(self, deadline: float) -> tuple[int, str]:
-        """(exit status, status line); never raises for what the API does."""
+        """(exit status, output); never raises: what the API does and a bug alike end as UNKNOWN."""
         try:
             return self._run(deadline)
         except Unknown as e:
             return UNKNOWN, output.line(UNKNOWN, str(e))
+        except Exception as e:  # a bug must still end as a plugin's UNKNOWN, never a traceback
+            return UNKNOWN, output.line(UNKNOWN, f"webops check failed: {type(e).__name__}: {e}")
 
     def _fetch(self, target: str, start: int, end: int, deadline: float) -> list[Series]:
         left = deadline - time.monotonic()
@@ -106,7 +144,12 @@ class Check:
         if self.compare:
             earlier = self._fetch(self.target, self.start - self.compare, self.end - self.compare, deadline)
             before = {s.name: s for s in earlier}
-        window = f"{self.end - self.start}s"
+        length = f"{self.end - self.start}s"
+        window = (
+            f"in the last {length}"
+            if self.until_now
+            else f"in the {length} window ending {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(self.end))}"
+        )
         if not current:
             reason = f"{self.target}: no series (nothing matches, or no data in the window)"
             return self.stale, output.line(self.stale, reason)
@@ -122,11 +165,12 @@ class Check:
     ) -> Verdict:
         value = evaluate.aggregate(series.values, self.agg)
         if value is None:
-            return Verdict(series.name, self.stale, f"has no data in the last {window} (stale)")
+            perf = [Perf(series.name, None, "", str(self.warning or ""), str(self.critical or ""))]
+            return Verdict(series.name, self.stale, f"has no data {window} (stale)", perf)
         state, notes = OK, []
         for r, s in ((self.critical, CRITICAL), (self.warning, WARNING)):
             if r is not None and r.alerts(value):
-                state = max(state, s)
+                state = worst(state, s)
                 notes.append(f"{output.NAMES[s].lower()} {r}")
                 break
         perf = [Perf(series.name, value, self.uom, str(self.warning or ""), str(self.critical or ""))]
@@ -147,7 +191,7 @@ class Check:
         then = evaluate.aggregate(earlier.values, self.agg) if earlier else None
         ago = f"{self.compare}s"
         if then is None:
-            return max(state, UNKNOWN), [f"no data {ago} earlier to compare with"]
+            return worst(state, UNKNOWN), [f"no data {ago} earlier to compare with"]
         notes = [f"was {output.number(then)}{self.uom} {ago} earlier"]
         for threshold, s in ((self.change_critical, CRITICAL), (self.change_warning, WARNING)):
             if threshold is None:
@@ -155,7 +199,7 @@ class Check:
             r, relative = threshold
             moved = evaluate.change(value, then, relative)
             if r.alerts(moved):
-                state = max(state, s)
+                state = worst(state, s)
                 notes.append(
                     f"change {output.number(moved)}{'%' if relative else ''}: {output.NAMES[s].lower()} {r}"
                 )
@@ -179,14 +223,14 @@ class Check:
         self, name: str, value: float, band: tuple[list, list] | None, state: int, perf: list[Perf]
     ) -> tuple[int, list[str]]:
         if band is None:
-            return max(state, UNKNOWN), ["no Holt-Winters bands"]
+            return worst(state, UNKNOWN), ["no Holt-Winters bands"]
         low, high = (evaluate.aggregate(b, self.agg) for b in band)
         if low is None or high is None:
-            return max(state, UNKNOWN), ["no Holt-Winters bands in the window (too little history)"]
+            return worst(state, UNKNOWN), ["no Holt-Winters bands in the window (too little history)"]
         r = Range(low, high, False, f"{output.number(low)}:{output.number(high)}")
         perf.append(Perf(f"{name} band", value, self.uom, "", r.text))
         if r.alerts(value):
-            return max(state, self.hw_state), [f"outside the Holt-Winters band {r.text}"]
+            return worst(state, self.hw_state), [f"outside the Holt-Winters band {r.text}"]
         return state, [f"within the Holt-Winters band {r.text}"]
 
     def _holt_winters(self, deadline: float) -> tuple[list[Series], dict[str, tuple[list, list]]]:
@@ -210,6 +254,10 @@ class Check:
         for s in history:
             if s.step <= 0:
                 continue
+            if self.seasonality < s.step:
+                raise Unknown(
+                    f"--seasonality {self.seasonality}s is shorter than {s.name}'s step of {s.step}s"
+                )
             bands[s.name] = evaluate.confidence_bands(
                 s.values, s.step, self.bootstrap, self.delta, self.seasonality
             )

@@ -9,9 +9,12 @@ and `flush_counts`; validating those keys is statsd's business (its config schem
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from .jsnumber import number
 
 # By a metric kind's table: its `prefix<Name>` key's Name, and its part of the legacy namespace
 # (legacyNamespace: stats.<part>.<key>; "" for counters: stats.<key>).
@@ -30,6 +33,27 @@ DEFAULTS: dict[str, Any] = {
     **{f"prefix{name}": table for table, (name, _) in KINDS.items()},
     "globalSuffix": None,
 }
+
+
+# Etsy's keyNameSanitize (0.9+ keeps `;` and `=` so Graphite tags survive).
+_SAFE_KEY = re.compile(r"[A-Za-z0-9_.;=\-]*")
+_SPACES = re.compile(r"\s+")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.;=\-]")
+
+
+def sanitize_key(key: str) -> str:
+    """Etsy's sanitizeKeyName: whitespace runs to `_`, `/` to `-`, drop anything else unusual.
+    The daemon applies it to every key it receives (keyNameSanitize, on by default), so a name
+    looked up by its sent spelling must go through it too."""
+    if _SAFE_KEY.fullmatch(key):
+        return key
+    return _UNSAFE.sub("", _SPACES.sub("_", key).replace("/", "-"))
+
+
+def pct_suffix(pct: float) -> str:
+    """`90` -> `90`, `99.9` -> `99_9`, `-10` -> `top10`: the names Etsy gives percentile stats
+    (`upper_99_9`, `lower_top10`), its percentThreshold number as JavaScript writes it."""
+    return number(pct).replace(".", "_", 1).replace("-", "top", 1)
 
 
 def namespace(legacy: bool, global_prefix: str, part: str) -> list[str]:

@@ -7,10 +7,10 @@ Graphite path or a console scraper written for Etsy would see those differences.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping
-from decimal import Decimal
+
+from ..common.jsnumber import number
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
 _BREAK_LENGTH = 80
@@ -37,38 +37,6 @@ def to_number(text: str) -> float | None:
     if value - value != 0 or "_" in text or not text.isascii():
         return None
     return value
-
-
-def number(x: float | int) -> str:
-    """JavaScript's Number#toString for a float (shortest round-trip digits, JS exponent rules)."""
-    if isinstance(x, bool):
-        return "true" if x else "false"
-    if isinstance(x, int):
-        return str(x)
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "Infinity" if x > 0 else "-Infinity"
-    if x == 0:
-        return "0"
-    if x.is_integer() and abs(x) < 2**53:  # exact; larger ones get JS's shortest digits below
-        return str(int(x))
-    sign = "-" if x < 0 else ""
-    digits_tuple = Decimal(repr(abs(x))).normalize().as_tuple()
-    digits = "".join(map(str, digits_tuple.digits))
-    k = len(digits)
-    n = k + int(digits_tuple.exponent)  # value = 0.DIGITS * 10**n
-    if k <= n <= 21:
-        body = digits + "0" * (n - k)
-    elif 0 < n <= 21:
-        body = digits[:n] + "." + digits[n:]
-    elif -6 < n <= 0:
-        body = "0." + "0" * (-n) + digits
-    else:
-        e = n - 1
-        mantissa = digits[0] + ("." + digits[1:] if k > 1 else "")
-        body = f"{mantissa}e{'+' if e >= 0 else '-'}{abs(e)}"
-    return sign + body
 
 
 def _key(k: str) -> str:

@@ -9,14 +9,11 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from ..common.graphite_layout import sanitize_key
 from .jsfmt import to_number
 from .kinds import BY_CODE
 from .kinds.base import BAD, Value, bad
 
-# Etsy's keyNameSanitize (0.9+ keeps `;` and `=` so Graphite tags survive).
-_SAFE_KEY = re.compile(r"[A-Za-z0-9_.;=\-]*")
-_SPACES = re.compile(r"\s+")
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.;=\-]")
 # DogStatsD fields after the type that carry no value webops uses: container id (`|c:...`, which
 # the datadog client adds in containers), client timestamp (`|T1700000000`), cardinality, external
 # data. Ignored, so the metric is kept.
@@ -42,13 +39,6 @@ class Sample(NamedTuple):
 class BadLine(NamedTuple):
     line: str
     reason: str
-
-
-def sanitize_key(key: str) -> str:
-    """Etsy's sanitizeKeyName: whitespace runs to `_`, `/` to `-`, drop anything else unusual."""
-    if _SAFE_KEY.fullmatch(key):
-        return key
-    return _UNSAFE.sub("", _SPACES.sub("_", key).replace("/", "-"))
 
 
 def tag_suffix(tags: str) -> str:

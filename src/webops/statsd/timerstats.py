@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from itertools import accumulate
 from operator import mul
 
+from ..common.graphite_layout import pct_suffix
 from .jsfmt import number
 
 TimerData = dict[str, "float | dict[str, int]"]
@@ -24,11 +25,6 @@ def js_round(x: float) -> int:
 
 
 @functools.cache
-def pct_suffix(pct: float) -> str:
-    """`90` -> `90`, `99.9` -> `99_9`, `-10` -> `top10`: the names Etsy gives percentile stats."""
-    return number(pct).replace(".", "_", 1).replace("-", "top", 1)
-
-
 @functools.cache
 def _pct_names(pct: float) -> tuple[str, str, str, str, str]:
     suffix = pct_suffix(pct)
