@@ -11,6 +11,8 @@ import math
 import re
 from collections.abc import Sequence
 
+from ..common.holtwinters import analysis
+
 Points = Sequence[float | None]
 
 AGGREGATIONS = ("avg", "max", "min", "sum", "last", "pNN")
@@ -75,63 +77,11 @@ def change(now: float, before: float, relative: bool) -> float:
 
 # --- Holt-Winters, ported from graphite-web 1.1 (render/functions.py) ----------------------------
 
-ALPHA = GAMMA = 0.1
-BETA = 0.0035
-
 
 def holt_winters(values: Points, step: int, seasonality: int = 86400) -> tuple[list, list]:
-    """graphite-web's holtWintersAnalysis: (predictions, deviations), one per input point, with
-    its handling of nulls (a null point breaks the maths: prediction carried, deviation 0)."""
-    season_length = seasonality // step
-    intercepts: list[float | None] = []
-    slopes: list[float] = []
-    seasonals: list[float] = []
-    predictions: list[float | None] = []
-    deviations: list[float] = []
-
-    def last_seasonal(i: int) -> float:
-        j = i - season_length
-        return seasonals[j] if j >= 0 else 0
-
-    def last_deviation(i: int) -> float:
-        j = i - season_length
-        return deviations[j] if j >= 0 else 0
-
-    next_pred: float | None = None
-    for i, actual in enumerate(values):
-        if actual is None:
-            intercepts.append(None)
-            slopes.append(0)
-            seasonals.append(0)
-            predictions.append(next_pred)
-            deviations.append(0)
-            next_pred = None
-            continue
-        if i == 0:
-            last_intercept: float = actual
-            last_slope: float = 0
-            prediction: float | None = actual
-        else:
-            previous = intercepts[-1]
-            last_slope = slopes[-1]
-            last_intercept = actual if previous is None else previous
-            prediction = next_pred
-        season = last_seasonal(i)
-        next_last_seasonal = last_seasonal(i + 1)
-        last_dev = last_deviation(i)
-        intercept = ALPHA * (actual - season) + (1 - ALPHA) * (last_intercept + last_slope)
-        slope = BETA * (intercept - last_intercept) + (1 - BETA) * last_slope
-        seasonal = GAMMA * (actual - intercept) + (1 - GAMMA) * season
-        next_pred = intercept + slope + next_last_seasonal
-        deviation = (
-            GAMMA * math.fabs(actual - (prediction if prediction is not None else 0)) + (1 - GAMMA) * last_dev
-        )
-        intercepts.append(intercept)
-        slopes.append(slope)
-        seasonals.append(seasonal)
-        predictions.append(prediction)
-        deviations.append(deviation)
-    return predictions, deviations
+    """graphite-web's holtWintersAnalysis (common/holtwinters.py): (predictions, deviations), one
+    per input point, with its handling of nulls (prediction carried, deviation 0)."""
+    return analysis(values, seasonality // step)
 
 
 def confidence_bands(
