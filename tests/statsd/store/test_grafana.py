@@ -97,7 +97,7 @@ def test_the_query_editor_gets_the_functions_webops_has(daemon) -> None:
     assert "sumSeries" in listed and "timeStack" not in listed
     for name, entry in listed.items():
         assert entry["name"] == name and isinstance(entry["description"], str) and entry["group"]
-        if name != "constantLine":  # a line of its own: its one parameter is the value
+        if name not in ("constantLine", "seriesByTag"):  # a line of its own; tag expressions
             assert entry["params"][0]["type"] in ("seriesList", "seriesLists"), name
         assert all({"name", "type"} <= set(p) for p in entry["params"]), name
     grouped = json.loads(send(daemon.http_port, "GET", "/functions?grouped=1")[2])
@@ -112,6 +112,8 @@ def example_argument(param: dict) -> str | None:
     if param.get("options"):
         return json.dumps(param["options"][0])
     kind, name = param["type"], param["name"].lower()
+    if name == "tagexpressions":  # seriesByTag: an expression that needs a value
+        return '"name=stats.gauges.web1.cpu"'
     if kind in ("seriesList", "seriesLists", "series") and name == "divisorseries":
         return "stats.gauges.web1.cpu"  # divideSeries: exactly one series, as graphite-web wants
     if kind in ("seriesList", "seriesLists", "series"):

@@ -219,7 +219,7 @@ class StoreBackend(Backend):
     def routes(self, offload: Offload) -> dict[str, Route]:
         """graphite_api's routes: those that read the store in the render threads, under their
         name and with graphite-web's trailing slash (its RemoteFinder asks /metrics/find/); the
-        others (no store read: /functions, /tags, /version...) on the event loop."""
+        others (no store read: /functions, /version...) on the event loop."""
         out: dict[str, Route] = {}
         for path, answer in graphite_api.STORE_PATHS.items():
             out[path] = out[path + "/"] = self._graphite(offload, answer)

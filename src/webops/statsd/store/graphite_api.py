@@ -13,8 +13,9 @@ Times are integer epoch milliseconds from the request's from/until on (the store
 steps); the answer says them in epoch seconds as graphite-web does, to the millisecond where a
 stamp is not a whole second.
 
-The store has no tagged series: the tag endpoints answer what graphite-web's tag database answers
-when it holds none (empty lists, and its 400s for a missing tag or expression)."""
+The tag endpoints (/tags, its autoComplete and findSeries) and seriesByTag answer over the
+store's tagged names (`req.rate;env=prod`) as graphite-web's tag database does (store/tags.py);
+a store without tagged names answers as that database does when empty (`[]`, its 400s)."""
 
 from __future__ import annotations
 
@@ -28,9 +29,9 @@ from dataclasses import replace
 from datetime import tzinfo
 
 from ..http import Reply, Request
-from . import catalog, formats, timespec
+from . import catalog, formats, tags, timespec
 from .db import GlobError, Store, find, matching
-from .functions import CONSOLIDATE, MS, Budget, Refused, Series, evaluate, parse, paths
+from .functions import CONSOLIDATE, MS, Budget, Call, Refused, Series, evaluate, parse, paths
 
 GRAPHITE_VERSION = "1.1.8"  # the graphite-web whose answers these are (the differential test's)
 
@@ -98,7 +99,7 @@ def fetch(
         if (earlier, shift) == (0, 0) and path in counted:
             names = counted[path]
         else:  # read again further back or shifted (movingAverage, timeShift): counted again
-            names = matching(all_names, path)
+            names = named(path)
             budget.charge(series=len(names))  # before reading any: stats.* may name 500,000
         out = []
         for name in names:
@@ -109,6 +110,15 @@ def fetch(
                 out.append(Series(name, got.start, got.step, got.values, path))
         read[key] = out
         return list(out)
+
+    def named(path: str) -> list[str]:
+        """A path's names: its wildcards' matches, or for seriesByTag('tag=value', ...) (the
+        whole call, as graphite-web's evaluator hands it to its store) the tagged names."""
+        if path.startswith("seriesByTag("):
+            call = parse(path)
+            exprs = [str(a) for a in call.args] if isinstance(call, Call) else []
+            return tags.find_series(all_names, exprs, budget.deadline)
+        return matching(all_names, path)
 
     try:
         with store.interruptible(budget.expired):
@@ -251,24 +261,61 @@ def version(request: Request) -> Reply:
     return 200, "text/html; charset=utf-8", GRAPHITE_VERSION
 
 
-def tags_list(request: Request) -> Reply:
-    """/tags, /tags/autoComplete/tags: no tagged series, said as graphite-web's tag database
-    says it when it holds none: an empty list."""
-    return _json(request, [])
+def _exprs(request: Request) -> list[str]:
+    """The tag expressions, as graphite-web reads them: expr=..., or expr[]=... (jQuery's)."""
+    return request.params.get("expr", []) or request.params.get("expr[]", [])
 
 
-def tag_values(request: Request) -> Reply:
-    """/tags/autoComplete/values: a tag is required (graphite-web's 400), and has no values here."""
-    if not request.get("tag"):
+def _tag_answer(request: Request, answer: Callable[[], object]) -> Reply:
+    """A tag endpoint's answer, or graphite-web's JSON 400 for an expression, regex or limit
+    it refuses."""
+    try:
+        return _json(request, answer())
+    except tags.TagError as e:
+        return 400, "application/json", json.dumps({"error": str(e)})
+
+
+def tags_list(store: Store, request: Request, budget: Budget) -> Reply:
+    """/tags: the tags of the store's tagged series, sorted (`name` among them), graphite-web's
+    `filter` (a regex) and `limit`."""
+    names = store.names()
+    return _tag_answer(
+        request,
+        lambda: tags.list_tags(names, request.get("filter"), request.get("limit"), budget.deadline),
+    )
+
+
+def tag_names(store: Store, request: Request, budget: Budget) -> Reply:
+    """/tags/autoComplete/tags: tags starting `tagPrefix`, of the series `expr` match."""
+    names = store.names()
+    prefix, limit = request.get("tagPrefix"), request.get("limit")
+    return _tag_answer(
+        request, lambda: tags.auto_complete_tags(names, _exprs(request), prefix, limit, budget.deadline)
+    )
+
+
+def tag_values(store: Store, request: Request, budget: Budget) -> Reply:
+    """/tags/autoComplete/values: a tag is required (graphite-web's 400); its values starting
+    `valuePrefix`, on the series `expr` match."""
+    tag = request.get("tag")
+    if not tag:
         return 400, "application/json", json.dumps({"error": "no tag specified"})
-    return _json(request, [])
+    names = store.names()
+    prefix, limit = request.get("valuePrefix"), request.get("limit")
+    return _tag_answer(
+        request,
+        lambda: tags.auto_complete_values(names, _exprs(request), tag, prefix, limit, budget.deadline),
+    )
 
 
-def find_series(request: Request) -> Reply:
-    """/tags/findSeries: an expression is required (graphite-web's 400), and matches no series."""
-    if not (request.params.get("expr") or request.params.get("expr[]")):
+def find_series(store: Store, request: Request, budget: Budget) -> Reply:
+    """/tags/findSeries: an expression is required (graphite-web's 400); the paths of the
+    series every expression matches, sorted."""
+    exprs = _exprs(request)
+    if not exprs:
         return 400, "application/json", json.dumps({"error": "no tag expressions specified"})
-    return _json(request, [])
+    names = store.names()
+    return _tag_answer(request, lambda: tags.find_series(names, exprs, budget.deadline))
 
 
 def events(request: Request) -> Reply:
@@ -282,6 +329,10 @@ STORE_PATHS: dict[str, Callable[[Store, Request, Budget], Reply]] = {
     "/metrics/find": lambda store, req, budget: find_nodes(store, req),
     "/metrics/expand": lambda store, req, budget: expand(store, req, budget),
     "/metrics/index.json": lambda store, req, budget: index(store, req),
+    "/tags": tags_list,  # and /tags/: each store path is routed with its trailing slash too
+    "/tags/autoComplete/tags": tag_names,
+    "/tags/autoComplete/values": tag_values,
+    "/tags/findSeries": find_series,
 }
 # path -> answer(request): no store read
 PLAIN_PATHS: dict[str, Callable[[Request], Reply]] = {
@@ -289,10 +340,5 @@ PLAIN_PATHS: dict[str, Callable[[Request], Reply]] = {
     "/functions/": functions_list,
     "/version": version,
     "/version/": version,
-    "/tags": tags_list,
-    "/tags/": tags_list,
-    "/tags/autoComplete/tags": tags_list,
-    "/tags/autoComplete/values": tag_values,
-    "/tags/findSeries": find_series,
     "/events/get_data": events,
 }

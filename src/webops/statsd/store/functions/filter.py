@@ -280,6 +280,19 @@ def substr(ctx: Context, series: SeriesList, start: int = 0, stop: int = 0) -> l
     return out
 
 
+@register("Special", "seriesByTag")
+def series_by_tag(ctx: Context, *tagExpressions: str) -> list[Series]:
+    """The series whose tags match every expression (tag=value, tag!=value, tag=~regex,
+    tag!=~regex). As graphite-web does, the whole call goes to the fetch as one path
+    expression: the fetch (graphite_api.fetch) resolves it over the store's tagged names, and
+    the series carry it as their pathExpression (what aggregates are named by)."""
+    if not tagExpressions:
+        raise TargetError("seriesByTag: needs at least one tag expression (tag=value)")
+    # each in the quote it does not hold (the target's strings have no escapes, so not both)
+    quoted = ",".join(f'"{e}"' if "'" in str(e) else f"'{e}'" for e in tagExpressions)
+    return ctx.fetch(f"seriesByTag({quoted})", 0, 0)
+
+
 @register("Alias", "aliasSub")
 def alias_sub(ctx: Context, series: SeriesList, search: str, replace_: str) -> list[Series]:
     r"""Each series renamed by a regular expression's search and replace (\1 for groups)."""
