@@ -283,9 +283,10 @@ def substr(ctx: Context, series: SeriesList, start: int = 0, stop: int = 0) -> l
 @register("Special", "seriesByTag")
 def series_by_tag(ctx: Context, *tagExpressions: str) -> list[Series]:
     """The series whose tags match every expression (tag=value, tag!=value, tag=~regex,
-    tag!=~regex). As graphite-web does, the whole call goes to the fetch as one path
-    expression: the fetch (graphite_api.fetch) resolves it over the store's tagged names, and
-    the series carry it as their pathExpression (what aggregates are named by)."""
+    tag!=~regex; a regex anchored at the start of the value)."""
+    # As graphite-web does, the whole call goes to the fetch as one path expression: the fetch
+    # (graphite_api.fetch) resolves it over the store's tagged names, and the series carry it
+    # as their pathExpression (what aggregates are named by).
     if not tagExpressions:
         raise TargetError("seriesByTag: needs at least one tag expression (tag=value)")
     # each in the quote it does not hold (the target's strings have no escapes, so not both)
