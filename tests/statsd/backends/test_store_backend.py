@@ -13,9 +13,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import wait_until
+from tests.conftest import need, wait_until
 from tests.statsd.conftest import finest
 from webops.statsd.aggregate import Interval
 from webops.statsd.backends.naming import GraphiteNaming
@@ -240,10 +238,7 @@ def test_a_second_daemon_on_one_directory_keeps_intake_and_says_why(start_daemon
 
 @contextlib.contextmanager
 def tmpfs(where: Path, size: str) -> Iterator[Path]:
-    if os.geteuid() != 0 or not shutil.which("mount"):
-        if os.environ.get("CI") == "true":
-            pytest.fail("mounting a small tmpfs needs root")
-        pytest.skip("mounting a small tmpfs needs root")
+    need(os.geteuid() == 0 and bool(shutil.which("mount")), "mounting a small tmpfs needs root")
     where.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)], check=True)
     try:
