@@ -11,11 +11,11 @@ import pytest
 
 from tests.conftest import checked_config
 from webops.cli import main
+from webops.keytop import cli as keytop_cli
 
 KEYTOP = [sys.executable, "-m", "webops", "keytop"]
 
-ENV = ["WEBOPS_KEYTOP_SERVER", "WEBOPS_KEYTOP_PORT", "WEBOPS_KEYTOP_LIMIT", "WEBOPS_KEYTOP_TIME",
-       "WEBOPS_KEYTOP_SORT", "WEBOPS_KEYTOP_MAX_KEYS"]  # fmt: skip
+ENV = [key.env for key in keytop_cli.KEYS.values() if key.env]  # every variable the tool reads
 
 
 @pytest.fixture(autouse=True)

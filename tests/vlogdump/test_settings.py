@@ -14,11 +14,11 @@ import pytest
 
 from tests.conftest import checked_config
 from webops.cli import main
+from webops.vlogdump import cli as vlogdump_cli
 
 DATA = Path(__file__).parent / "data"
 VLOGDUMP = [sys.executable, "-m", "webops", "vlogdump"]
-ENV = ["NO_COLOR", "WEBOPS_VLOGDUMP_FORMAT", "WEBOPS_VLOGDUMP_SLOW", "WEBOPS_VLOGDUMP_MAX_PENDING",
-       "WEBOPS_VLOGDUMP_JOIN_WAIT", "WEBOPS_VLOGDUMP_SUMMARY"]  # fmt: skip
+ENV = [key.env for key in vlogdump_cli.KEYS.values() if key.env]  # every variable the tool reads
 
 
 @pytest.fixture(autouse=True)
