@@ -116,6 +116,7 @@ def watch_source(server: str, feed: Feed, stop: threading.Event, fatal_first: bo
     down_since: float | None = None
     first = True
     while not stop.is_set():
+        before = _lost(server)  # before the watch starts: a loss in its first moments counts
         try:
             sock = watch.connect(server)
         except ValueError as e:  # a malformed --server
@@ -139,20 +140,20 @@ def watch_source(server: str, feed: Feed, stop: threading.Event, fatal_first: bo
             down_since = None
         else:
             feed.put(Notice(server, "watching"))
-        if _read_watch(server, sock, feed, stop):
+        if _read_watch(server, sock, feed, stop, before):
             return
         down_since = time.monotonic()
         feed.put(Notice(server, f"connection lost; reconnecting every {RECONNECT_EVERY:g}s", down=True))
     feed.put(None)
 
 
-def _read_watch(server: str, sock, feed: Feed, stop: threading.Event) -> bool:
+def _read_watch(server: str, sock, feed: Feed, stop: threading.Event, reported: int | None) -> bool:
     """Read one watch connection until it ends (False) or keytop stops (True); every second, and
-    at the end, memcached's count of dropped log entries says what this stream did not carry."""
+    at the end, memcached's count of dropped log entries (`reported`: the count before the watch
+    began) says what this stream did not carry."""
     decoder = watch.WatchDecoder(server)
     sock.settimeout(0.2)
     buf = b""
-    reported = _lost(server)
     checked = time.monotonic()
 
     def report_losses() -> None:
