@@ -102,8 +102,9 @@ def test_http_can_be_turned_off(start_daemon) -> None:
 
 def strict_families(text: str) -> dict[str, str]:
     """Check the exposition as Prometheus' own (Go) parser reads it: every sample belongs to the
-    family typed right before it (a summary's also as _sum/_count), no family is typed twice and
-    no series appears twice. Returns {family: type}."""
+    family typed right before it (a summary's also as _sum/_count, a histogram's as _bucket,
+    _sum and _count only), no family is typed twice and no series appears twice. Returns
+    {family: type}."""
     import re
 
     types: dict[str, str] = {}
@@ -118,8 +119,8 @@ def strict_families(text: str) -> dict[str, str]:
         m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$", line)
         assert m, f"not a sample line: {line!r}"
         name, labels = m.group(1), m.group(2) or ""
-        summary = types[current] == "summary"
-        allowed = {current} | ({f"{current}_sum", f"{current}_count"} if summary else set())
+        suffixes = {"summary": ("", "_sum", "_count"), "histogram": ("_bucket", "_sum", "_count")}
+        allowed = {current + suffix for suffix in suffixes.get(types[current], ("",))}
         assert name in allowed, f"{name} is not a sample of family {current} ({types[current]})"
         assert (name, labels) not in seen, f"{name}{labels} twice"
         seen.add((name, labels))
