@@ -202,13 +202,17 @@ def test_a_restart_is_a_counter_reset_that_loses_only_what_was_flushed_after_the
     assert last_before in prefix
     lost = sum(old_flushes) - last_before
     assert lost >= last_words
-    extrapolated = fleet.by_instance("increase(fleet_restarts_total[10m])")[fleet.instance(new)]
+    # increase() extrapolates, and cannot count a series' first sample (it knows no start at 0)
+    extrapolated = fleet.per_host(
+        [fleet.by_instance("increase(fleet_restarts_total[10m])")[fleet.instance(d)] for d in hosts]
+    )
     print(
         f"restarted host: flushed {sum(old_flushes):.0f} before the stop ({len(old_flushes)} "
         f"flushes, {len(old_flushes) - prefix.index(last_before) - 1} after the last scrape, the "
         f"final one {old_flushes[-1]:.0f}), last scraped {last_before:.0f}, lost to Prometheus "
-        f"{lost:.0f}; after: {totals[1]:.0f}; increase() says {extrapolated:.1f}, exact "
-        f"{last_before + totals[1]:.0f}"
+        f"{lost:.0f}; after: {totals[1]:.0f}; exact increase {last_before + totals[1]:.0f}; "
+        f"first samples {[scraped[fleet.instance(d)][0] for d in hosts]}, flushed totals {totals}, "
+        f"increase() {[round(v, 1) for v in extrapolated.values()]}"
     )
 
 
