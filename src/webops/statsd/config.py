@@ -19,6 +19,7 @@ from ..common.config import ConfigError, load_object
 from ..common.settings import Key, Resolved, Settings, comma_list, read_js
 from .validate import (
     boolean,
+    buckets,
     check_section,
     choice,
     file_mode,
@@ -46,6 +47,30 @@ def _http(v: Any) -> dict | bool:
     given = check_section(v if isinstance(v, dict) else {}, HTTP_KEYS)
     return {**{k: key.default for k, key in HTTP_KEYS.items()}, **given}
 
+
+def _prometheus(v: Any) -> dict[str, Any]:
+    """{timers, buckets, mapping}, the defaults filled in (as --check-config shows them)."""
+    given = check_section(v, PROMETHEUS_KEYS)
+    return {**{k: key.default for k, key in PROMETHEUS_KEYS.items()}, **given}
+
+
+# How /metrics shows timers, and the statsd_exporter mapping file it names series by
+# (prometheus.py, prometheus_mapping.py; docs/statsd.md: HTTP: /health and /metrics).
+PROMETHEUS_KEYS: dict[str, Key] = {
+    "timers": Key(
+        "summary",
+        choice("summary", "histogram", "both"),
+        "timers as summaries, histograms, or both (the histogram as <name>_histogram)",
+    ),
+    # The Prometheus client's default buckets, in ms: statsd timers are sent in ms, and webops
+    # exposes the unit sent (statsd_exporter converts to seconds).
+    "buckets": Key(
+        [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000],
+        buckets,
+        "histogram upper bounds, strictly increasing, in the unit timers are sent (ms)",
+    ),
+    "mapping": Key(None, string, "statsd_exporter mapping file (YAML or JSON): names and labels"),
+}
 
 KEYFLUSH_KEYS: dict[str, Key] = {
     "interval": Key(0, number(0), "ms between top-keys logs"),
@@ -170,6 +195,12 @@ SCHEMA: dict[str, Key] = {
         _http,
         "HTTP /health, /metrics and Graphite's API, and their limits; false turns it off",
         parts={"--http-address": "address", "--http-port": "port"},
+    ),
+    "prometheus": Key(
+        _prometheus({}),
+        _prometheus,
+        "/metrics: timers as summary, histogram or both, histogram buckets, a mapping file",
+        parts={"--prometheus-mapping": "mapping"},
     ),
     "persistGauges": Key(None, string, "file where gauges survive a restart"),
 }

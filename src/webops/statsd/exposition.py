@@ -54,7 +54,7 @@ def format_value(v: float) -> str:
 class Exposition:
     """Families being written: claims names so no two kinds share one, no series appears twice."""
 
-    SUFFIXES = {"summary": ("", "_sum", "_count")}
+    SUFFIXES = {"summary": ("", "_sum", "_count"), "histogram": ("_bucket", "_sum", "_count")}
 
     def __init__(self) -> None:
         self.families: dict[str, tuple[str, str, list[str]]] = {}  # name -> (type, statsd kind, lines)

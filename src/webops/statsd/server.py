@@ -180,6 +180,7 @@ class StatsdDaemon:
         setup_logging(config)
         self.aggregator.configure(config.aggregation())
         self.summary = config.summary()
+        self.http.prometheus.configure(config.prometheus)
         ok = True
         steps = [self._apply_listeners, self._apply_mgmt, self._apply_http]
         if first or config.raw != old.raw:
@@ -406,8 +407,14 @@ class StatsdDaemon:
             except OSError as e:
                 log.error("persistGauges: cannot write %s: %s", path, e)
 
-    def _mtime(self) -> float | None:
-        try:
-            return os.stat(self.config.path).st_mtime if self.config.path else None
-        except OSError:
-            return None
+    def _mtime(self) -> tuple[float | None, ...]:
+        """When the config file and the mapping file it names last changed:
+        automaticConfigReload follows both."""
+        return tuple(_mtime(p) for p in (self.config.path, self.config["prometheus"]["mapping"]))
+
+
+def _mtime(path: str | None) -> float | None:
+    try:
+        return os.stat(path).st_mtime if path else None
+    except OSError:
+        return None

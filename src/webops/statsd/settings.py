@@ -11,14 +11,16 @@ listeners and the hot path take.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
 from ..common.config import ConfigError as ConfigError
-from . import backends, config, hotpath, kinds, listeners
+from . import backends, config, hotpath, kinds, listeners, prometheus
 from .aggregate import AggregationSettings
 from .config import StatsdConfig as StatsdConfig
 from .listeners import Listener
+from .prometheus import PrometheusSettings
 from .snapshot import SummarySettings
 
 # The listeners' keys right after `port` and the hot path's after `readers`, as Etsy and docs/statsd.md
@@ -75,6 +77,15 @@ class Config(config.StatsdConfig):
         r = self.raw
         return SummarySettings(flush_interval_ms=r["flushInterval"], options=self.kind_options())
 
+    @functools.cached_property
+    def prometheus(self) -> PrometheusSettings:
+        """/metrics' settings, the mapping file read and compiled once per config: its lookups
+        cached for up to maxSeries names (the most series there can be)."""
+        try:
+            return prometheus.configured(self.raw["prometheus"], self.raw["maxSeries"])
+        except ConfigError as e:
+            raise ConfigError(f"prometheus.mapping: {e}") from None
+
     def kind_options(self) -> dict[str, Any]:
         """The values of the metric kinds' own keys (percentThreshold, gaugesMaxTTL, ...)."""
         return {key: self.raw[key] for key in kinds.CONFIG_KEYS}
@@ -87,10 +98,17 @@ def backend_name(spec: str) -> str:
 
 def build(user: dict[str, Any], path: str | None = None, text: str = "") -> Config:
     """Validate a user's config dict and fill in defaults; errors name the file, line and key."""
-    return Config(**vars(config.build(user, WIRED, path, text)))
+    return _read_files(Config(**vars(config.build(user, WIRED, path, text))))
 
 
 def load(path: str | None, flags: dict[str, Any] | None = None) -> Config:
     """Read a config file (or none: built-in defaults), then apply the command line's flags
     (`SETTINGS.flags(args)`: by key name, as text)."""
-    return Config(**vars(config.load(path, WIRED, flags)))
+    return _read_files(Config(**vars(config.load(path, WIRED, flags))))
+
+
+def _read_files(cfg: Config) -> Config:
+    """The files a config names, read now: a bad mapping file fails the start and
+    --check-config (exit 2), and a reload keeps the running configuration."""
+    _ = cfg.prometheus  # cached: read once per config
+    return cfg

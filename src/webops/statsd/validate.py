@@ -6,12 +6,13 @@ config.py, each backend's in its own module (see backends/__init__.py).
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any
 
 from ..common.settings import Check, Key, boolean, choice, number, port, str_list, string
 
-__all__ = ["Key", "Validator", "boolean", "choice", "number", "port", "str_list", "string"]
+__all__ = ["Key", "Validator", "boolean", "buckets", "choice", "number", "port", "str_list", "string"]
 
 log = logging.getLogger("webops.statsd")
 
@@ -36,6 +37,18 @@ def check_section(v: Any, keys: dict[str, Key]) -> dict:
         except ValueError as e:
             raise ValueError(f"{k}: {e}") from None
     return out
+
+
+def buckets(v: Any) -> list[float]:
+    """Histogram upper bounds: a non-empty list of finite numbers, strictly increasing (a bucket
+    boundary given twice, or out of order, would make a cumulative count go down)."""
+    if not isinstance(v, list) or not v:
+        raise ValueError(f"expected a non-empty list of numbers, got {v!r}")
+    bounds = [number()(b) for b in v]
+    for lower, upper in itertools.pairwise(bounds):
+        if upper <= lower:
+            raise ValueError(f"bucket bounds must be strictly increasing, got {upper!r} after {lower!r}")
+    return bounds
 
 
 def file_mode(v: Any) -> int:
