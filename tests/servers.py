@@ -10,6 +10,7 @@ import shutil
 import struct
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import free_port, need, stop_process, wait_until
 
@@ -297,3 +298,110 @@ class Postgres:
         with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
             self._run([self.pg_ctl, "-D", str(self.data), "-m", "immediate", "-w", "stop"])
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class Prometheus:
+    """A Prometheus server (Debian's package) scraping `targets` (host:port of /metrics) every
+    `interval`, its TSDB and config under `root`, its HTTP API on a free loopback port.
+
+    One job, `statsd`, one instance per target, as a fleet of daemons is scraped. `query` and
+    `query_range` read back through its HTTP API, as Grafana or an alert rule would."""
+
+    def __init__(self, root: Path, targets: list[str], interval: str = "1s") -> None:
+        need(shutil.which("prometheus") is not None, "prometheus not found (apt-get install prometheus)")
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.config = root / "prometheus.yml"
+        self.config.write_text(
+            f"global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\n"
+            "scrape_configs:\n  - job_name: statsd\n    static_configs:\n"
+            f"      - targets: [{', '.join(repr(t) for t in targets)}]\n"
+        )
+        self.out = open(root / "prometheus.out", "wb")  # noqa: SIM115 - closed in stop()
+        # cwd=root: whatever it writes by a relative default stays out of the checkout
+        self.proc = subprocess.Popen(
+            [
+                "prometheus",
+                f"--config.file={self.config}",
+                f"--storage.tsdb.path={root / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--log.level=info",
+            ],
+            stdout=self.out,
+            stderr=subprocess.STDOUT,
+            cwd=root,
+        )
+        try:
+            wait_until(self._ready, timeout=60, what="prometheus to be ready", detail=self.log_tail)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _ready(self) -> bool:
+        import urllib.error
+        import urllib.request
+
+        if self.proc.poll() is not None:
+            raise AssertionError(f"prometheus exited with {self.proc.returncode}: {self.log_tail()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=5) as r:
+                return r.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def api(self, path: str, **params: str) -> Any:
+        """The `data` of an /api/v1 answer (an error status fails the test with Prometheus' words)."""
+        import json
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.port}/api/v1/{path}?{urllib.parse.urlencode(params)}"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                answer = json.load(r)
+        except urllib.error.HTTPError as e:
+            answer = json.load(e)
+        assert answer["status"] == "success", f"{path} {params}: {answer}"
+        return answer["data"]
+
+    def query(self, expr: str, **params: str) -> dict[tuple[tuple[str, str], ...], float]:
+        """An instant vector as {sorted labels: value} (a scalar as {(): value})."""
+        data = self.api("query", query=expr, **params)
+        if data["resultType"] == "scalar":
+            return {(): float(data["result"][1])}
+        return {tuple(sorted(r["metric"].items())): float(r["value"][1]) for r in data["result"]}
+
+    def samples(self, selector: str, window: str = "10m") -> dict[tuple[tuple[str, str], ...], list]:
+        """The raw samples scraped in the last `window` ((timestamp, value), oldest first) per
+        series: what Prometheus stored, without its functions' extrapolation."""
+        data = self.api("query", query=f"{selector}[{window}]")
+        return {
+            tuple(sorted(r["metric"].items())): [(float(t), float(v)) for t, v in r["values"]]
+            for r in data["result"]
+        }
+
+    def own(self) -> dict[str, float]:
+        """Prometheus' own /metrics, unlabelled samples and label-summed ones by name."""
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        out: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                out[s.name] = out.get(s.name, 0.0) + s.value
+        return out
+
+    def log_tail(self, size: int = 3000) -> str:
+        out = self.root / "prometheus.out"
+        return out.read_text(errors="replace")[-size:] if out.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, 30)
+            self.out.close()
+        self.proc = None
