@@ -43,7 +43,7 @@ from pathlib import Path
 from statsd_bench import HOST, console, cpu_seconds, family, free_port, pack, received, settle, start
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' carbon-cache helper
-import tests.conftest  # noqa: F401, I001 - first: it imports tests.servers through tests.graphite_web, which
+import tests.conftest  # noqa: F401 - first: it imports tests.servers through tests.graphite_web, which
 from tests.servers import Carbon  # needs servers whole (servers first is a circular import)
 
 LINES = 25  # counters a packet
@@ -296,7 +296,8 @@ def scenario_relays(args: Args, root: Path) -> None:
             return
     per_flush = 2 * args.counters * args.hosts  # rate and count of every counter
     print(
-        f"\n1. {args.hosts} webops -> relay -> {args.caches} carbon-caches: {args.counters:,} counters a host,"
+        f"\n1. {args.hosts} webops -> relay -> {args.caches} carbon-caches:"
+        f" {args.counters:,} counters a host,"
         f" {args.rate:,} metrics/s into each daemon for {args.seconds:g} s, flushInterval {args.flush} ms"
         f" ({per_flush:,} datapoints a flush, {per_flush * 1000 / args.flush:,.0f}/s)"
     )
@@ -319,7 +320,8 @@ def scenario_relays(args: Args, root: Path) -> None:
         )
         shutil.rmtree(sub, ignore_errors=True)
     print(
-        "  (c: cores, CPU seconds per second of the run; dp: datapoints; e2e: counts summed back from whisper)"
+        "  (c: cores, CPU seconds per second of the run; dp: datapoints;"
+        " e2e: counts summed back from whisper)"
     )
 
 
@@ -445,8 +447,10 @@ def scenario_repeater(args: Args, root: Path) -> None:
     lost = r["received"] - r["central"]
     print(
         f"  repeater:   central absorbed {r['central'] / r['elapsed']:,.0f} lines/s"
-        f" (offered {r['sent'] / r['load']:,.0f}/s; backlog drained {r['elapsed'] - r['load']:.1f} s after the"
-        f" load); central CPU {r['central_cpu'] / r['elapsed']:.2f}c, each local {r['local_cpu'] / r['elapsed']:.2f}c;"
+        f" (offered {r['sent'] / r['load']:,.0f}/s;"
+        f" backlog drained {r['elapsed'] - r['load']:.1f} s after the load);"
+        f" central CPU {r['central_cpu'] / r['elapsed']:.2f}c,"
+        f" each local {r['local_cpu'] / r['elapsed']:.2f}c;"
         f" wire {r['wire_per_interval'] / 1e6:,.2f} MB a flush interval (raw packets, all locals),"
         f" central's aggregates {r['central_out_per_flush'] / 1e3:,.0f} kB a flush;"
         f" sent {r['sent']:,}, locals received {r['received']:,}, central received {r['central']:,},"
@@ -454,8 +458,9 @@ def scenario_repeater(args: Args, root: Path) -> None:
     )
     a = aggregates_run(args, root)
     print(
-        f"  aggregates: each local {a['local_cpu'] / a['load']:.2f}c, {1000 * a['local_cpu_per_flush']:.1f} ms CPU a"
-        f" flush; wire {a['wire_per_interval'] / 1e6:,.2f} MB a flush interval (Graphite plaintext, all locals,"
+        f"  aggregates: each local {a['local_cpu'] / a['load']:.2f}c,"
+        f" {1000 * a['local_cpu_per_flush']:.1f} ms CPU a flush;"
+        f" wire {a['wire_per_interval'] / 1e6:,.2f} MB a flush interval (Graphite plaintext, all locals,"
         f" as the file backend writes what carbon would get); sent {a['sent']:,}, received {a['received']:,}"
     )
     if a["wire_per_interval"]:
@@ -524,8 +529,8 @@ def scenario_scrape(args: Args) -> None:
     for n in args.series:
         r = scrape_run(n, 3)
         print(
-            f"  {n:>8,} {1000 * r['render']:>10.0f} ms {1000 * r['cpu']:>5.0f} ms {1000 * r['cached']:>9.1f} ms"
-            f" {r['size'] / 1e6:>7.2f} MB"
+            f"  {n:>8,} {1000 * r['render']:>10.0f} ms {1000 * r['cpu']:>5.0f} ms"
+            f" {1000 * r['cached']:>9.1f} ms {r['size'] / 1e6:>7.2f} MB"
         )
     print(
         "  (first: rendered after the flush; next: the same text again; CPU: the daemon's during the first)"
