@@ -35,12 +35,13 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from statsd_bench import HOST, console, cpu_seconds, family, free_port, pack, received, settle, start
+from statsd_bench import HOST, Target, console, cpu_seconds, family, free_port, pack, received, settle, start
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' carbon-cache helper
 import tests.conftest  # noqa: F401 - first: it imports tests.servers through tests.graphite_web, which
@@ -105,6 +106,27 @@ def total(mgmt_port: int, name: str) -> int:
     return int(m.group(1)) if m else 0
 
 
+def at_once(calls: list[Callable[[], object]]) -> None:
+    """Run the calls in threads (stopping daemons: each waits for its process)."""
+    with ThreadPoolExecutor(len(calls)) as pool:
+        for f in [pool.submit(call) for call in calls]:
+            f.result()
+
+
+def daemons(stack: ExitStack, configs: list[dict]) -> list[Target]:
+    """webops daemons started at once (each takes a second or two), stopped with `stack`."""
+    with ThreadPoolExecutor(len(configs)) as pool:
+        started = list(pool.map(lambda config: start("webops", None, config), configs))
+    stack.callback(at_once, [t.stop for t in started])
+    return started
+
+
+def settled(targets: list[Target]) -> list[int]:
+    """The metrics each daemon received, once its count stood still (all at once)."""
+    with ThreadPoolExecutor(len(targets)) as pool:
+        return list(pool.map(lambda t: settle(t.mgmt_port)[1], targets))
+
+
 class Cpu:
     """CPU seconds of processes (and their children) since this was made."""
 
@@ -119,24 +141,24 @@ class Cpu:
 # --- 1. local daemons -> relay -> carbon-caches ---------------------------------------------------
 
 
-@contextmanager
-def caches(count: int, root: Path) -> Iterator[list[Carbon]]:
-    """`count` carbon-caches that report their own figures every second (`carbon.agents.*`)."""
-    started: list[Carbon] = []
-    try:
-        for i in range(count):
-            c = Carbon(root / f"cache{i}", retention="1s:10m")
-            with c.conf.open("a") as f:
-                f.write("CARBON_METRIC_INTERVAL = 1\n")
-            started.append(c.start())
-        yield started
-    finally:
-        for c in started:
-            c.stop()
+def make_caches(count: int, root: Path) -> list[Carbon]:
+    """`count` carbon-caches (not started) that report their own figures every second
+    (`carbon.agents.*`)."""
+    made = [Carbon(root / f"cache{i}", retention="1s:10m") for i in range(count)]
+    for c in made:
+        with c.conf.open("a") as f:
+            f.write("CARBON_METRIC_INTERVAL = 1\n")
+    return made
 
 
-@contextmanager
-def c_relay(stores: list[Carbon], root: Path) -> Iterator[tuple[subprocess.Popen, int, str]]:
+@dataclass
+class Relay:
+    proc: subprocess.Popen
+    ports: list[int]  # it listens once these are open
+    settings: dict  # the daemons' graphite settings to send to it
+
+
+def c_relay(stores: list[Carbon], root: Path) -> Relay:
     """carbon-c-relay on loopback only (TCP line mode), `-s`: no metrics of its own in the stream."""
     port = free_port()
     conf = root / "relay.conf"
@@ -150,15 +172,10 @@ def c_relay(stores: list[Carbon], root: Path) -> Iterator[tuple[subprocess.Popen
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    try:
-        wait_for(lambda: port_open(port), 30, "carbon-c-relay to listen")
-        yield proc, port, "text"
-    finally:
-        stop(proc)
+    return Relay(proc, [port], {"graphiteHost": HOST, "graphitePort": port})
 
 
-@contextmanager
-def py_relay(stores: list[Carbon], root: Path) -> Iterator[tuple[subprocess.Popen, int, str]]:
+def py_relay(stores: list[Carbon], root: Path) -> Relay:
     """graphite-carbon's carbon-relay, consistent hashing over the caches' pickle ports, its
     defaults otherwise (MAX_QUEUE_SIZE 10000, flow control on); the daemons send it pickle."""
     line, pickle = free_port(), free_port()
@@ -173,23 +190,21 @@ def py_relay(stores: list[Carbon], root: Path) -> Iterator[tuple[subprocess.Pope
         f"RELAY_METHOD = consistent-hashing\nREPLICATION_FACTOR = 1\nDESTINATIONS = {destinations}\n"
     )
     shutil.copy(stores[0].root / "storage-schemas.conf", root)  # carbon reads it even as a relay
-    proc = subprocess.Popen(
-        [
-            "carbon-relay",
-            f"--config={conf}",
-            f"--pidfile={root}/relay.pid",
-            "--nodaemon",
-            "--logfile=-",
-            "start",
-        ],
-        stdout=(root / "relay.out").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for(lambda: port_open(line) and port_open(pickle), 60, "carbon-relay to listen")
-        yield proc, pickle, "pickle"
-    finally:
-        stop(proc)
+    with (root / "relay.out").open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                "carbon-relay",
+                f"--config={conf}",
+                f"--pidfile={root}/relay.pid",
+                "--nodaemon",
+                "--logfile=-",
+                "start",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    settings = {"graphiteHost": HOST, "graphiteProtocol": "pickle", "graphitePicklePort": pickle}
+    return Relay(proc, [line, pickle], settings)
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -222,28 +237,34 @@ def self_metric(stores: list[Carbon], name: str, since: int) -> float:
     return out
 
 
-def relay_run(args: Args, relay_name: str, relay: Callable, root: Path) -> dict:
+def relay_run(
+    args: Args, relay_name: str, make_relay: Callable[[list[Carbon], Path], Relay], root: Path
+) -> dict:
     with ExitStack() as stack:
-        stores = stack.enter_context(caches(args.caches, root / "caches"))
+        stores = make_caches(args.caches, root / "caches")
+        stack.callback(at_once, [c.stop for c in stores])
         (root / "relay").mkdir()
-        proc, port, protocol = stack.enter_context(relay(stores, root / "relay"))
-        graphite = {"graphiteHost": HOST, "graphiteProtocol": protocol}
-        graphite["graphitePicklePort" if protocol == "pickle" else "graphitePort"] = port
-        locals_ = []
-        for i in range(args.hosts):
-            t = start(
-                "webops",
-                None,
-                {
-                    "flushInterval": args.flush,
-                    "backends": ["./backends/graphite"],
-                    "graphite": {"legacyNamespace": False, "globalPrefix": f"fleet.h{i}"},
-                    "deleteCounters": True,  # after the load, nothing more to write: the drain shows
-                    **graphite,
-                },
+        relay = make_relay(stores, root / "relay")
+        stack.callback(stop, relay.proc)
+        proc = relay.proc
+        configs = [
+            {
+                "flushInterval": args.flush,
+                "backends": ["./backends/graphite"],
+                "graphite": {"legacyNamespace": False, "globalPrefix": f"fleet.h{i}"},
+                "deleteCounters": True,  # after the load, nothing more to write: the drain shows
+                **relay.settings,
+            }
+            for i in range(args.hosts)
+        ]
+        with ThreadPoolExecutor(len(stores) + 2) as pool:  # all at once: each takes seconds to start
+            started = [pool.submit(c.start) for c in stores]
+            started.append(
+                pool.submit(wait_for, lambda: all(map(port_open, relay.ports)), 60, f"{relay_name} to listen")
             )
-            stack.callback(t.stop)
-            locals_.append(t)
+            locals_ = pool.submit(daemons, stack, configs).result()
+            for f in started:
+                f.result()
         since = int(time.time()) - 1
         cpu = Cpu(
             {"relay": proc.pid}
@@ -253,7 +274,7 @@ def relay_run(args: Args, relay_name: str, relay: Callable, root: Path) -> dict:
         t0 = time.monotonic()
         sent = blast(args.sender, [t.port for t in locals_], args.seconds, args.rate, args.counters)
         load_end = time.monotonic()
-        got = [settle(t.mgmt_port)[1] for t in locals_]
+        got = settled(locals_)
         # written: every count the daemons received is in a whisper file, or nothing moved for a while
         deadline, last, since_change = load_end + args.drain, None, time.monotonic()
         while True:
@@ -266,7 +287,7 @@ def relay_run(args: Args, relay_name: str, relay: Callable, root: Path) -> dict:
                 10, 5 * args.flush / 1000
             ):
                 break
-            time.sleep(1)
+            time.sleep(0.2)
         done = time.monotonic()
         used = cpu.used()
         flushes = (done - t0) / (args.flush / 1000)
@@ -344,31 +365,25 @@ def repeater_run(args: Args, root: Path) -> dict:
     with ExitStack() as stack:
         tcp = free_port()
         central_out = root / "central.txt"
-        central = start(
-            "webops",
-            None,
-            {
-                "servers": [{"server": "./servers/tcp", "address": HOST, "port": tcp}],
-                "flushInterval": args.flush,
-                "backends": ["./backends/file"],
-                "file": {"path": str(central_out), "format": "graphite"},
-            },
-        )
-        stack.callback(central.stop)
-        locals_ = []
-        for _ in range(args.hosts):
-            t = start(
-                "webops",
-                None,
+        central, *locals_ = daemons(
+            stack,
+            [
+                {
+                    "servers": [{"server": "./servers/tcp", "address": HOST, "port": tcp}],
+                    "flushInterval": args.flush,
+                    "backends": ["./backends/file"],
+                    "file": {"path": str(central_out), "format": "graphite"},
+                }
+            ]
+            + [
                 {
                     "backends": ["./backends/repeater"],
                     "repeater": [{"host": HOST, "port": tcp}],
                     "repeaterProtocol": "tcp",
-                },
-            )
-            stack.callback(t.stop)
-            locals_.append(t)
-        wait_for(lambda: tcp_bytes_received(tcp) >= 0 and port_open(tcp), 30, "the central's TCP port")
+                }
+            ]
+            * args.hosts,
+        )
         cpu = Cpu({"central": central.proc.pid} | {f"local{i}": t.proc.pid for i, t in enumerate(locals_)})
         wire0, out0 = tcp_bytes_received(tcp), file_bytes(central_out)
         t0 = time.monotonic()
@@ -381,7 +396,7 @@ def repeater_run(args: Args, root: Path) -> dict:
             now = received(central.mgmt_port)[1]
             if now != last:
                 last, since_change = now, time.monotonic()
-        got = sum(settle(t.mgmt_port)[1] for t in locals_)
+        got = sum(settled(locals_))
         wire = tcp_bytes_received(tcp) - wire0
         used = cpu.used()
         elapsed = since_change - t0
@@ -401,30 +416,27 @@ def repeater_run(args: Args, root: Path) -> dict:
 
 def aggregates_run(args: Args, root: Path) -> dict:
     with ExitStack() as stack:
-        outs, locals_ = [], []
-        for i in range(args.hosts):
-            out = root / f"local{i}.txt"
-            t = start(
-                "webops",
-                None,
+        outs = [root / f"local{i}.txt" for i in range(args.hosts)]
+        locals_ = daemons(
+            stack,
+            [
                 {
                     "flushInterval": args.flush,
                     "backends": ["./backends/file"],
                     "file": {"path": str(out), "format": "graphite"},
                     "graphite": {"legacyNamespace": False, "globalPrefix": f"fleet.h{i}"},
                     "deleteCounters": True,
-                },
-            )
-            stack.callback(t.stop)
-            outs.append(out)
-            locals_.append(t)
+                }
+                for i, out in enumerate(outs)
+            ],
+        )
         cpu = Cpu({f"local{i}": t.proc.pid for i, t in enumerate(locals_)})
         before = sum(file_bytes(o) for o in outs)
         t0 = time.monotonic()
         sent = blast(args.sender, [t.port for t in locals_], args.seconds, args.rate, args.counters)
         load = time.monotonic() - t0
         time.sleep(args.flush / 1000 * 1.5)  # the last flush of the load
-        got = sum(settle(t.mgmt_port)[1] for t in locals_)
+        got = sum(settled(locals_))
         used = cpu.used()
         flushes = (time.monotonic() - t0) / (args.flush / 1000)
         return {
@@ -490,7 +502,11 @@ def scrape_run(series: int, rounds: int) -> dict:
     t = start(
         "webops",
         None,
-        {"flushInterval": 2000, "rcvbuf": 32 << 20, "http": {"address": HOST, "port": http_port}},
+        {
+            "flushInterval": max(1000, series // 50),
+            "rcvbuf": 32 << 20,
+            "http": {"address": HOST, "port": http_port},
+        },
     )
     try:
         half = series // 2
@@ -562,7 +578,7 @@ def main() -> None:
         drain=90,
     )
     if ns.quick:
-        args = Args(ns.sender, 2, 2, 200, 1000, 2, 5_000, [1000], drain=20)
+        args = Args(ns.sender, 2, 2, 200, 1000, 1, 5_000, [1000], drain=20)
     only = set(ns.only or ["relay", "repeater", "scrape"])
     print(f"fleet benchmark on {machine()}, loopback only")
     root = Path(tempfile.mkdtemp(prefix="fleet-bench-"))
