@@ -156,35 +156,39 @@ class Relay:
     proc: subprocess.Popen
     ports: list[int]  # it listens once these are open
     settings: dict  # the daemons' graphite settings to send to it
+    dropped: str  # its own metric of datapoints dropped, under carbon/relays/<host>/
 
 
 def c_relay(stores: list[Carbon], root: Path) -> Relay:
-    """carbon-c-relay on loopback only (TCP line mode), `-s`: no metrics of its own in the stream."""
+    """carbon-c-relay on loopback only (TCP line mode); its own figures every second, into the
+    caches (`carbon.relays.*.metricsDropped`: what its full queues threw away)."""
     port = free_port()
     conf = root / "relay.conf"
     members = " ".join(f"{HOST}:{c.port}={chr(97 + i)}" for i, c in enumerate(stores))
     conf.write_text(
         f"listen type linemode transport plain {HOST}:{port} proto tcp;\n"
         f"cluster c carbon_ch {members};\nmatch * send to c;\n"
+        "statistics submit every 1 seconds reset counters after interval send to c;\n"
     )
     proc = subprocess.Popen(
-        ["carbon-c-relay", "-f", str(conf), "-s", "-l", str(root / "relay.log")],
+        ["carbon-c-relay", "-f", str(conf), "-l", str(root / "relay.log")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    return Relay(proc, [port], {"graphiteHost": HOST, "graphitePort": port})
+    return Relay(proc, [port], {"graphiteHost": HOST, "graphitePort": port}, "metricsDropped")
 
 
 def py_relay(stores: list[Carbon], root: Path) -> Relay:
     """graphite-carbon's carbon-relay, consistent hashing over the caches' pickle ports, its
-    defaults otherwise (MAX_QUEUE_SIZE 10000, flow control on); the daemons send it pickle."""
+    defaults otherwise (MAX_QUEUE_SIZE 10000, flow control on); the daemons send it pickle. Its own
+    figures go to the caches every second (`carbon.relays.*.destinations.*.fullQueueDrops`)."""
     line, pickle = free_port(), free_port()
     (root / "log").mkdir(parents=True, exist_ok=True)
     conf = root / "carbon.conf"
     destinations = ", ".join(f"{HOST}:{c.pickle_port}:{chr(97 + i)}" for i, c in enumerate(stores))
     conf.write_text(
         f"[cache]\nSTORAGE_DIR = {root}/storage\nLOG_DIR = {root}/log\nPID_DIR = {root}\nUSER =\n"
-        "ENABLE_LOGROTATION = False\n"
+        "ENABLE_LOGROTATION = False\nCARBON_METRIC_INTERVAL = 1\n"
         f"[relay]\nLINE_RECEIVER_INTERFACE = {HOST}\nLINE_RECEIVER_PORT = {line}\n"
         f"PICKLE_RECEIVER_INTERFACE = {HOST}\nPICKLE_RECEIVER_PORT = {pickle}\n"
         f"RELAY_METHOD = consistent-hashing\nREPLICATION_FACTOR = 1\nDESTINATIONS = {destinations}\n"
@@ -204,7 +208,7 @@ def py_relay(stores: list[Carbon], root: Path) -> Relay:
             stderr=subprocess.STDOUT,
         )
     settings = {"graphiteHost": HOST, "graphiteProtocol": "pickle", "graphitePicklePort": pickle}
-    return Relay(proc, [line, pickle], settings)
+    return Relay(proc, [line, pickle], settings, "destinations/*/fullQueueDrops")
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -227,11 +231,12 @@ def stored_counts(stores: list[Carbon], hosts: int, since: int) -> list[int]:
     return [round(per_host.get(f"h{i}", 0)) for i in range(hosts)]
 
 
-def self_metric(stores: list[Carbon], name: str, since: int) -> float:
-    """A carbon.agents.* figure summed over the caches and over its per-second points."""
+def self_metric(stores: list[Carbon], pattern: str, since: int) -> float:
+    """Carbon's own figure (`carbon/agents/*/committedPoints`: a glob of whisper paths) summed
+    over the caches and over its per-second points."""
     out = 0.0
     for c in stores:
-        for wsp in c.whisper_dir.glob(f"carbon/agents/*/{name}.wsp"):
+        for wsp in c.whisper_dir.glob(f"{pattern}.wsp"):
             path = ".".join(wsp.relative_to(c.whisper_dir).with_suffix("").parts)
             out += sum(c.values(path, since, int(time.time()) + 1).values())
     return out
@@ -291,14 +296,15 @@ def relay_run(
         done = time.monotonic()
         used = cpu.used()
         flushes = (done - t0) / (args.flush / 1000)
+        time.sleep(2.5)  # carbon's own figures of the last seconds, written a second later
         return {
             "relay": relay_name,
             "sent": sum(sent),
             "received": sum(got),
             "stored": sum(stored),
             "complete": stored == got,
-            "committed": self_metric(stores, "committedPoints", since),
-            "arrived": self_metric(stores, "metricsReceived", since),
+            "committed": self_metric(stores, "carbon/agents/*/committedPoints", since),
+            "relay_dropped": self_metric(stores, f"carbon/relays/*/{relay.dropped}", since),
             "load": load_end - t0,
             "elapsed": done - t0,
             "relay_cpu": used["relay"],
@@ -336,8 +342,8 @@ def scenario_relays(args: Args, root: Path) -> None:
             f" {r['elapsed'] - r['load']:>8.1f} {r['relay_cpu'] / r['elapsed']:>9.2f}c"
             f" {r['caches_cpu'] / r['elapsed']:>10.2f}c {1000 * r['daemon_cpu_per_flush']:>14.1f} ms "
             f" sent {r['sent']:,}, received {r['received']:,} (kernel drops {r['drops']:,} packets),"
-            f" stored {r['stored']:,}, lost {lost:,}"
-            + ("" if r["complete"] else " (still unwritten at the end)")
+            f" stored {r['stored']:,}, lost {lost:,}; relay dropped {r['relay_dropped']:,.0f} datapoints"
+            + ("" if r["complete"] else "; the rest not written by the end")
         )
         shutil.rmtree(sub, ignore_errors=True)
     print(

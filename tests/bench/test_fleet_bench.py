@@ -38,7 +38,8 @@ def test_the_fleet_bench_prints_its_figures_and_loses_nothing(tmp_path: Path) ->
 
     relays = re.findall(
         r"^  (carbon-c-relay \(C\)|carbon-relay \(Python\))\s+([\d,]+)\s+([\d,]+)\s.*"
-        r"sent ([\d,]+), received ([\d,]+) \(kernel drops 0 packets\), stored ([\d,]+), lost 0$",
+        r"sent ([\d,]+), received ([\d,]+) \(kernel drops 0 packets\), stored ([\d,]+),"
+        r" lost 0; relay dropped 0 datapoints$",
         out,
         re.M,
     )
