@@ -61,6 +61,7 @@ class Args:
     rate: int  # metrics/s offered to each local daemon
     series: list[int]
     drain: float  # seconds the pipeline gets to write everything after the load
+    timers: str = "summary"  # how /metrics shows timers (`prometheus.timers`)
 
 
 def machine() -> str:
@@ -503,7 +504,7 @@ def last_flush(http_port: int) -> float:
         return float(json.load(r)["last_flush"])
 
 
-def scrape_run(series: int, rounds: int) -> dict:
+def scrape_run(series: int, rounds: int, timers: str) -> dict:
     http_port = free_port()
     t = start(
         "webops",
@@ -546,10 +547,13 @@ def scrape_run(series: int, rounds: int) -> dict:
 
 
 def scenario_scrape(args: Args) -> None:
-    print("\n3. GET /metrics of one daemon (half counters, half timers as summaries), medians of 3 flushes")
+    print(
+        f"\n3. GET /metrics of one daemon (half counters, half timers as {args.timers}s),"
+        " medians of 3 flushes"
+    )
     print(f"  {'series':>8} {'first scrape':>13} {'CPU':>8} {'next scrape':>12} {'size':>10}")
     for n in args.series:
-        r = scrape_run(n, 3)
+        r = scrape_run(n, 3, args.timers)
         print(
             f"  {n:>8,} {1000 * r['render']:>10.0f} ms {1000 * r['cpu']:>5.0f} ms"
             f" {1000 * r['cached']:>9.1f} ms {r['size'] / 1e6:>7.2f} MB"
@@ -569,6 +573,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10, help="length of each load")
     ap.add_argument("--rate", type=int, default=100_000, help="metrics/s offered to each local daemon")
     ap.add_argument("--series", default="10000,100000", help="series held by the scraped daemon")
+    ap.add_argument(
+        "--timers",
+        choices=["summary", "histogram"],
+        default="summary",
+        help="timers in /metrics: summaries, or histograms (prometheus: {timers: histogram})",
+    )
     ap.add_argument("--only", choices=["relay", "repeater", "scrape"], action="append")
     ap.add_argument("--quick", action="store_true", help="a tiny run of everything (the smoke test's)")
     ns = ap.parse_args()
@@ -582,9 +592,10 @@ def main() -> None:
         ns.rate,
         [int(n) for n in ns.series.split(",")],
         drain=90,
+        timers=ns.timers,
     )
     if ns.quick:
-        args = Args(ns.sender, 2, 2, 200, 1000, 1, 5_000, [1000], drain=20)
+        args = Args(ns.sender, 2, 2, 200, 1000, 1, 5_000, [1000], drain=20, timers=ns.timers)
     only = set(ns.only or ["relay", "repeater", "scrape"])
     print(f"fleet benchmark on {machine()}, loopback only")
     root = Path(tempfile.mkdtemp(prefix="fleet-bench-"))
