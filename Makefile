@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 CORE   := $(VENV)/.installed-core
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench bench-webops bench-hostile bench-pgtop bench-vlogdump bench-cluster bench-cluster-eval bench-cluster-recycle bench-cmdlog bench-gate bench-store clean
+.PHONY: run test lint bench bench-webops bench-hostile bench-pgtop bench-vlogdump bench-cluster bench-cluster-eval bench-cluster-recycle bench-cmdlog bench-gate bench-store bench-fleet clean
 
 NATIVE := src/webops/statsd/native
 $(CORE): pyproject.toml $(NATIVE)/Cargo.toml $(wildcard $(NATIVE)/src/*.rs)
@@ -93,6 +93,11 @@ bench-gate: $(STAMP)
 ## bench-store: the embedded store at the default maxSeries (500k) and 2M series: flush time, memory, disk, reads
 bench-store: $(STAMP)
 	$(BIN)/python bench/store_bench.py $(BENCH_ARGS)
+
+## bench-fleet: a fleet end to end: daemons -> carbon-c-relay / carbon-relay -> carbon-caches (datapoints
+## written/s, CPU of each part, exact loss), repeater to a central daemon vs. aggregates, /metrics scrape cost
+bench-fleet: $(STAMP) $(BLAST)
+	$(BIN)/python bench/fleet_bench.py --sender $(BLAST) $(BENCH_ARGS)
 
 ## bench-cluster: memory (PSS, per-worker USS) and speed of the clustering API, with and without preload;
 ## small-request p50/p99 alone and beside large requests, for new-connection and keep-alive clients

@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' PostgreSQL helper
-from tests.servers import Postgres
+import tests.conftest  # noqa: F401 - first: it imports tests.servers through tests.graphite_web, which
+from tests.servers import Postgres  # needs servers whole (servers first is a circular import)
 
 TMUX = ["tmux", "-L", f"webops-bench-{os.getpid()}"]
 
