@@ -513,6 +513,7 @@ def scrape_run(series: int, rounds: int, timers: str) -> dict:
             "flushInterval": max(1000, series // 50),
             "rcvbuf": 32 << 20,
             "http": {"address": HOST, "port": http_port},
+            "prometheus": {"timers": timers},
         },
     )
     try:
