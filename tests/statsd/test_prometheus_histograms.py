@@ -208,3 +208,22 @@ def test_a_changed_mapping_file_is_reloaded_without_a_signal(start_daemon, tmp_p
     wait_until(lambda: "first" in names(), what="the first mapping's name")
     mapping.write_text('mappings:\n- match: "api.*"\n  name: "second"\n')
     wait_until(lambda: "second" in names(), what="the changed mapping file to be read")
+
+
+def test_a_mapping_file_yaml_chokes_on_keeps_the_flushes_going(start_daemon, tmp_path: Path) -> None:
+    """Found by attacking the surface: a mapping file 3,000 brackets deep, picked up by the
+    automatic reload, raised a RecursionError out of the flush loop: no flush after it, nothing
+    logged, /health still up. Now it is one line, and the flushes go on with the old mapping."""
+    mapping = tmp_path / "mapping.yml"
+    mapping.write_text('mappings:\n- match: "api.*"\n  name: "first"\n')
+    d = start_daemon(flushInterval=300, prometheus={"mapping": str(mapping)})
+
+    def metrics() -> dict:
+        d.send(b"api.users:1|c")
+        return samples_of(get(d.http_port, "/metrics")[1])
+
+    wait_until(lambda: ("first_total", ()) in metrics(), what="the first mapping's name")
+    mapping.write_text("mappings: " + "[" * 3000 + "]" * 3000 + "\n")
+    wait_until(lambda: "nested too deeply (keeping the running configuration)" in d.logs(), what="the error")
+    total = metrics()[("first_total", ())]
+    wait_until(lambda: metrics()[("first_total", ())] > total, what="flushes after the bad file")

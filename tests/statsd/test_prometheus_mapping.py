@@ -5,6 +5,8 @@ one line a bad file gets."""
 from __future__ import annotations
 
 import json
+import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -167,7 +169,7 @@ def test_statsd_exporters_own_keys_load_and_the_ignored_ones_do_nothing() -> Non
         ],
     }
     assert parse(doc).map("x.y", "observer") == Mapped("x", (), observer="histogram", buckets=(1,))
-    assert parse(None).map("x", "counter") is None  # an empty file maps nothing
+    assert parse({"mappings": []}).map("x", "counter") is None  # a file without rules maps nothing
 
 
 @pytest.mark.parametrize(
@@ -194,6 +196,14 @@ def test_statsd_exporters_own_keys_load_and_the_ignored_ones_do_nothing() -> Non
         ),
         ({"defaults": {"histogram_options": {"buckets": []}}}, "defaults: histogram_options: buckets"),
         ({"defaults": {"glob_disable_ordering": "yes"}}, "defaults: glob_disable_ordering"),
+        # found by attacking the surface: each went through before
+        (None, "expected an object with defaults and mappings"),
+        ({"mappings": [{"match": "a", "name": "a", "labels": {"__name__": "$1"}}]}, "__ are Prometheus' own"),
+        ({"mappings": [{"match": "a", "name": 123}]}, "name: expected a string, got 123"),
+        (
+            {"defaults": {"histogram_options": {"buckets": list(range(1, 102))}}},
+            "defaults: histogram_options: buckets: at most 100 buckets",
+        ),
     ],
 )
 def test_a_bad_file_says_which_rule_and_why(doc, message: str) -> None:
@@ -237,7 +247,10 @@ def test_a_bad_mapping_file_fails_check_config_with_exit_2(tmp_path: Path, capsy
     [
         ({"buckets": []}, "prometheus: buckets: expected a non-empty list"),
         ({"buckets": [1, 1]}, "prometheus: buckets: bucket bounds must be strictly increasing"),
-        ({"buckets": [1, "inf"]}, "prometheus: buckets: expected a finite number"),
+        ({"buckets": [1, "inf"]}, "prometheus: buckets: bucket bounds are numbers, got 'inf'"),
+        ({"buckets": [1, float("inf")]}, "prometheus: buckets: expected a finite number"),
+        ({"buckets": ["5", "10"]}, "prometheus: buckets: bucket bounds are numbers, got '5'"),
+        ({"buckets": list(range(1, 102))}, "prometheus: buckets: at most 100 buckets, got 101"),
         ({"timers": "histograms"}, "prometheus: timers: expected one of summary, histogram, both"),
     ],
 )
@@ -250,3 +263,47 @@ def test_the_defaults_keep_summaries_and_the_clients_buckets_in_ms() -> None:
     settings = statsd_config.build({}).prometheus
     assert settings.timers == "summary" and settings.mapper is None
     assert settings.buckets == (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+
+
+# --- found by attacking the surface ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty (a file without rules says `mappings: []`)"),
+        ("# only a comment\n", "empty"),
+        ("mappings: " + "[" * 3000 + "]" * 3000 + "\n", "nested too deeply"),
+        ("defaults: {histogram_options: {buckets: [1" + "0" * 5000 + "]}}\n", "digits"),
+        ("mappings: []\nmappings: []\n", "key 'mappings' given twice"),
+    ],
+)
+def test_a_file_yaml_chokes_on_or_an_empty_one_is_one_line(tmp_path: Path, text: str, message: str) -> None:
+    """An empty file (the moment `cp` has truncated it) no longer maps nothing; deep nesting and
+    a 5,000-digit integer were tracebacks (and, at an automatic reload, stopped the flushes);
+    a second `mappings:` silently replaced the first."""
+    path = tmp_path / "m.yml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(message)) as e:
+        load(str(path))
+    assert "\n" not in str(e.value) and str(path) in str(e.value)
+
+
+def test_a_catastrophic_regex_gives_up_on_a_name_instead_of_holding_the_daemon(caplog) -> None:
+    """`(a|aa)+$` against 40 a's and a b backtracks for hours in `re` (as `(a+)+$` did, which
+    the regex module now answers at once); now the rule is abandoned for that name after
+    REGEX_SECONDS, counted and said, and the next rule is tried."""
+    mapper = parse(
+        {
+            "mappings": [
+                {"match": "(a|aa)+$", "match_type": "regex", "name": "slow"},
+                {"match": "b$", "match_type": "regex", "name": "ends_in_b"},
+            ]
+        }
+    )
+    with caplog.at_level(logging.WARNING, logger="webops.statsd"):
+        got = mapper.map("a" * 40 + "b", "counter")
+    assert got is not None and got.name == "ends_in_b"
+    assert mapper.timeouts == 1
+    assert "gave up on a name" in caplog.text
+    assert mapper.map("aaa", "counter").name == "slow"  # an ordinary name still matches

@@ -16,25 +16,34 @@ buckets of a mapping file are read in that unit (ms for `|ms` timers).
 
 Pure: `parse` takes the file's object, `load` reads a file; a `Mapper` is compiled once and
 remembers its answers per (name, metric type) in a bounded LRU cache, so a flood of new names
-costs lookups, never unbounded memory.
+costs lookups, never unbounded memory. Regex rules run on the `regex` module with a time limit
+per name and rule: a pattern that backtracks catastrophically (`(a+)+$`) on a name a client
+chose costs REGEX_SECONDS and counts as no match, instead of holding the daemon.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import regex
 import yaml
 
 from ..common.config import ConfigError, read_text
+from ..common.ratelimit import RateLimitedLog
 from ..common.text import printable
 from .exposition import Labels, metric_name
 from .validate import buckets
 
+log = logging.getLogger("webops.statsd")
+slow_log = RateLimitedLog(log, "slow mapping regexes")
+
 MATCH_TYPES = ("glob", "regex")
+REGEX_SECONDS = 0.05  # per name and regex rule; a lookup's answer is then cached
 ACTIONS = ("map", "drop")
 METRIC_TYPES = ("counter", "gauge", "observer")  # statsd_exporter's; set sizes count as gauges
 OBSERVER_TYPES = ("summary", "histogram")
@@ -92,7 +101,7 @@ class Mapped:
 @dataclass(frozen=True)
 class Rule:
     index: int  # place in the file, from 0
-    pattern: re.Pattern[str]
+    pattern: Any  # re.Pattern for a glob (linear by construction), regex.Pattern for a regex
     glob: bool
     specificity: tuple[int, ...]  # a glob's nodes, 0 literal and 1 `*`: glob_disable_ordering's rank
     name: str
@@ -103,7 +112,7 @@ class Rule:
     observer: str | None
     buckets: tuple[float, ...] | None
 
-    def apply(self, match: re.Match[str]) -> Mapped:
+    def apply(self, match: Any) -> Mapped:
         fill: Callable[[str], str] = (
             functools.partial(_glob_fill, match.groups())
             if self.glob
@@ -123,7 +132,7 @@ def _glob_fill(captures: tuple[str, ...], template: str) -> str:
     return _GLOB_REF.sub(ref, template)
 
 
-def _regex_fill(match: re.Match[str], template: str) -> str:
+def _regex_fill(match: Any, template: str) -> str:
     def ref(m: re.Match[str]) -> str:
         if m.group(1):
             return "$"
@@ -147,6 +156,7 @@ class Mapper:
         self.regexes = [r for r in rules if not r.glob]
         self.ordered = not glob_disable_ordering
         self.map = functools.lru_cache(maxsize=cache_size)(self._map)
+        self.timeouts = 0  # regex lookups abandoned at REGEX_SECONDS
 
     def _map(self, name: str, metric_type: str) -> Mapped | None:
         """The first rule that matches `name` of `metric_type` (counter, gauge, observer), applied;
@@ -164,7 +174,20 @@ class Mapper:
             for rule in self.regexes:
                 if rule.metric_type not in (None, metric_type):
                     continue
-                if m := rule.pattern.search(name):
+                try:
+                    m = rule.pattern.search(name, timeout=REGEX_SECONDS)
+                except TimeoutError:
+                    self.timeouts += 1
+                    slow_log.warning(
+                        "prometheus.mapping: rule %d (%s) gave up on a name after %g s (%d so far); "
+                        "it counts as no match",
+                        rule.index,
+                        printable(rule.pattern.pattern),
+                        REGEX_SECONDS,
+                        self.timeouts,
+                    )
+                    continue
+                if m:
                     found = (rule, m)
                     break
         return found[0].apply(found[1]) if found else None
@@ -174,23 +197,42 @@ def load(path: str, cache_size: int = 100_000) -> Mapper:
     """A mapping file, compiled; a ConfigError naming the file and the problem in one line."""
     shown = printable(path)
     text = read_text(path)
+    if not text.strip():  # also the moment `cp` has truncated the file and not yet written it
+        raise ConfigError(f"{shown}: empty (a file without rules says `mappings: []`)")
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader, stricter
+        if doc is None:  # comments only
+            raise ConfigError(f"{shown}: empty (a file without rules says `mappings: []`)")
+        return parse(doc, cache_size)
     except yaml.MarkedYAMLError as e:
         where = f" at line {e.problem_mark.line + 1}" if e.problem_mark else ""
         raise ConfigError(f"{shown}: not YAML{where}: {e.problem or e.context}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{shown}: not YAML: {' '.join(str(e).split())}") from None
-    try:
-        return parse(doc, cache_size)
-    except ValueError as e:
-        raise ConfigError(f"{shown}: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{shown}: nested too deeply") from None
+    except ValueError as e:  # parse's, and YAML's own (an integer of over 4,300 digits)
+        raise ConfigError(f"{shown}: {' '.join(str(e).split())}") from None
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe subset, refusing a key given twice in one object, as statsd_exporter's strict
+    reading does (otherwise the second `mappings:` would silently replace the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)  # type: ignore[no-untyped-call,no-any-return]
 
 
 def parse(doc: Any, cache_size: int = 100_000) -> Mapper:
     """A mapping file's object, compiled; ValueError saying which rule is wrong and why."""
-    if doc is None:
-        doc = {}
     if not isinstance(doc, dict):
         raise ValueError(f"expected an object with defaults and mappings, got {type(doc).__name__}")
     _known(doc, {"defaults", "mappings"}, "the file")
@@ -240,14 +282,16 @@ def _rule(
         specificity = tuple(int(n == "*") for n in nodes)
     else:
         try:
-            pattern = re.compile(match)
-        except re.error as e:
+            pattern = regex.compile(match, flags=regex.V0)
+        except regex.error as e:
             raise ValueError(f"invalid regex: {e}") from None
         specificity = ()
     action = _one_of(entry, "action", ACTIONS) or "map"
     name = entry.get("name")
-    if not isinstance(name, str) or not name:
+    if name is None or name == "":
         raise ValueError("name: every rule needs a metric name (a drop rule too, as statsd_exporter asks)")
+    if not isinstance(name, str):
+        raise ValueError(f"name: expected a string, got {name!r}")
     if not _NAME.fullmatch(name):
         raise ValueError(f"name: {name!r} is not a Prometheus name (letters, digits, _, and $N captures)")
     labels = entry.get("labels") or {}
@@ -256,6 +300,8 @@ def _rule(
     for k, v in labels.items():
         if not isinstance(k, str) or not _LABEL.fullmatch(k):
             raise ValueError(f"labels: {k!r} is not a label name")
+        if k.startswith("__"):
+            raise ValueError(f"labels: {k!r}: names starting with __ are Prometheus' own")
         if not isinstance(v, str | int | float) or isinstance(v, bool):
             raise ValueError(f"labels: {k}: expected a string, got {v!r}")
     honor = entry.get("honor_labels", False)

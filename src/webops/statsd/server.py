@@ -162,6 +162,9 @@ class StatsdDaemon:
         except ConfigError as e:
             log.error("reload: %s (keeping the running configuration)", e)
             return
+        except Exception as e:  # a reader's own failure must not end the flush loop that called it
+            log.error("reload: %s: %s (keeping the running configuration)", type(e).__name__, e)
+            return
         if await self._apply(new):
             log.info("configuration reloaded")
 

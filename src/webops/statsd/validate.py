@@ -39,11 +39,21 @@ def check_section(v: Any, keys: dict[str, Key]) -> dict:
     return out
 
 
+MAX_BUCKETS = 100  # each is a line per timer on every scrape and a count kept per timer
+
+
 def buckets(v: Any) -> list[float]:
-    """Histogram upper bounds: a non-empty list of finite numbers, strictly increasing (a bucket
-    boundary given twice, or out of order, would make a cumulative count go down)."""
+    """Histogram upper bounds: a non-empty list of at most MAX_BUCKETS finite numbers, strictly
+    increasing (a bucket boundary given twice, or out of order, would make a cumulative count go
+    down). The cap keeps memory and scrape size per timer bounded: 1,000 buckets over 10,000
+    timers grew a daemon past 3 GB."""
     if not isinstance(v, list) or not v:
         raise ValueError(f"expected a non-empty list of numbers, got {v!r}")
+    if len(v) > MAX_BUCKETS:
+        raise ValueError(f"at most {MAX_BUCKETS} buckets, got {len(v)}")
+    for b in v:
+        if isinstance(b, bool) or not isinstance(b, int | float):
+            raise ValueError(f"bucket bounds are numbers, got {b!r}")
     bounds = [number()(b) for b in v]
     for lower, upper in itertools.pairwise(bounds):
         if upper <= lower:
