@@ -18,7 +18,7 @@ _INVALID_NAME = re.compile(r"[^a-zA-Z0-9_:]")
 _INVALID_LABEL = re.compile(r"[^a-zA-Z0-9_]")
 
 Labels = tuple[tuple[str, str], ...]
-Sample = tuple[str, Labels, float]  # (sample name, labels, value)
+Sample = tuple[str, Labels, float]  # (sample name, its labels beyond its series', value)
 
 
 def metric_name(name: str) -> str:
@@ -40,14 +40,31 @@ def split_key(key: str) -> tuple[str, str, Labels]:
     return name, metric_name(name), tuple(sorted(labels))
 
 
+def _escape(v: str) -> str:
+    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def label_text(labels: Labels) -> str:
+    """`k="v",k2="v2"`: the labels inside the braces."""
+    return ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
+
+
 def format_labels(labels: Labels) -> str:
-    if not labels:
-        return ""
-    esc = [(k, v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")) for k, v in labels]
-    return "{" + ",".join(f'{k}="{v}"' for k, v in esc) + "}"
+    return "{" + label_text(labels) + "}" if labels else ""
 
 
 def format_value(v: float) -> str:
+    """JavaScript's Number#toString, with Prometheus' NaN and +Inf/-Inf. A float whose repr is in
+    positional notation (1e-4 <= |v| < 1e16) is written by JS with the same shortest digits, so
+    repr serves it: a /metrics render writes hundreds of thousands of values."""
+    if type(v) is float:
+        if not v:
+            return "0"  # -0.0 too, as in JS
+        r = repr(v)
+        if "e" not in r and "n" not in r:  # not 1e+16, inf, nan
+            return r[:-2] if r.endswith(".0") else r
+    elif type(v) is int:
+        return str(v)
     return "NaN" if v != v else number(v).replace("Infinity", "Inf")
 
 
@@ -59,35 +76,66 @@ class Exposition:
     def __init__(self) -> None:
         self.families: dict[str, tuple[str, str, list[str]]] = {}  # name -> (type, statsd kind, lines)
         self.owner: dict[str, str] = {}  # every sample name -> the family that writes it
-        self.seen: set[tuple[str, Labels]] = set()
+        self.claimed: dict[tuple[str, str, str], str] = {}  # family()'s answers: owners never change
+        self.seen: set[tuple[str, Labels]] = set()  # (family, labels) of each series written
+        self.fragments: dict[Labels, str] = {}  # label_text of samples' own labels (le, quantile)
+        self.values: dict[float, str] = {}  # format_value's: bucket counts repeat a lot
 
     def family(self, base: str, kind: str, tag: str) -> str:
         """The family name for a series of Prometheus type `kind` and statsd kind `tag` wanting
         `base`: `base` if it (and the names of its samples) is free or already used by the same
-        kinds; otherwise `base_<tag>`."""
+        kinds; otherwise `base_<tag>`. As names are only ever claimed, never given back, the
+        answer for (base, kind, tag) stays the same: asked again, it is looked up."""
+        claimed = self.claimed.get((base, kind, tag))
+        if claimed is not None:
+            return claimed
+        owner, families, suffixes = self.owner, self.families, self.SUFFIXES.get(kind, ("",))
         for name in (base, f"{base}_{tag}", f"{base}_{tag}_"):
-            samples = [name + s for s in self.SUFFIXES.get(kind, ("",))]
-            if all(self.owner.get(s, name) == name for s in samples) and (
-                name not in self.families or self.families[name][:2] == (kind, tag)
+            samples = [name + s for s in suffixes]
+            known = families.get(name)
+            if (known is None or known[:2] == (kind, tag)) and all(
+                owner.get(s, name) == name for s in samples
             ):
                 for s in samples:
-                    self.owner[s] = name
-                self.families.setdefault(name, (kind, tag, []))
+                    owner[s] = name
+                if known is None:
+                    families[name] = (kind, tag, [])
+                self.claimed[base, kind, tag] = name
                 return name
         raise AssertionError("unreachable: the last candidate is always free")
 
-    def add(self, family: str, samples: Iterable[Sample], statsd_name: str) -> None:
-        """One series' samples; relabelled with its statsd name if one of them is already taken."""
-        samples = list(samples)
-        if any((name, labels) in self.seen for name, labels, _ in samples):
-            extra = (("statsd_name", statsd_name),)
-            samples = [(name, tuple(sorted(labels + extra)), v) for name, labels, v in samples]
-            if any((name, labels) in self.seen for name, labels, _ in samples):
-                return  # the very same series twice: keep the first
+    def add(self, family: str, labels: Labels, samples: Iterable[Sample], statsd_name: str) -> None:
+        """One series of `family` with `labels`, as its samples: relabelled with its statsd name if
+        the family has that series already. Every kind's series has a sample with exactly the
+        series' labels (a gauge's value, a summary's or histogram's `_sum`), and a family's sample
+        names are its own, so one seen (family, labels) stands for all the series' samples; the
+        series' label text is written once for all of them."""
         lines = self.families[family][2]
-        for name, labels, value in samples:
-            self.seen.add((name, labels))
-            lines.append(f"{name}{format_labels(labels)} {format_value(value)}")
+        if (family, labels) in self.seen:
+            labels = tuple(sorted((*labels, ("statsd_name", statsd_name))))
+            if (family, labels) in self.seen:
+                return  # the very same series twice: keep the first
+            self.seen.add((family, labels))
+            lines.extend(
+                f"{name}{format_labels(tuple(sorted(labels + extra)))} {format_value(value)}"
+                for name, extra, value in samples
+            )
+            return
+        self.seen.add((family, labels))
+        own = label_text(labels)
+        braced, joined = ("{" + own + "}", "{" + own + ",") if own else ("", "{")
+        fragments, values = self.fragments, self.values
+        for name, extra, value in samples:
+            text = values.get(value)
+            if text is None:
+                text = values[value] = format_value(value)
+            if not extra:
+                lines.append(f"{name}{braced} {text}")
+                continue
+            fragment = fragments.get(extra)
+            if fragment is None:
+                fragment = fragments[extra] = label_text(extra)
+            lines.append(f"{name}{joined}{fragment}}} {text}")
 
     def text(self) -> str:
         out = []

@@ -25,6 +25,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from . import jsfmt, prometheus_mapping
@@ -134,7 +135,7 @@ class PrometheusView:
         own["statsd_last_flush_timestamp_seconds"] = snap.timestamp
         for name, value in own.items():
             family = out.family(name, "gauge", "own")
-            out.add(family, [(family, (), value)], name)
+            out.add(family, (), [(family, (), value)], name)
         return out.text()
 
     def render(self, own: Iterable[tuple[str, str, Labels, float]] = ()) -> str:
@@ -170,7 +171,7 @@ def summary_gauges(
         named = settings.named(key, "gauge")
         if named is not None:
             family = out.family(named.name, "gauge", table[:-1])
-            out.add(family, [(family, named.labels, value)], named.statsd_name)
+            out.add(family, named.labels, [(family, (), value)], named.statsd_name)
 
 
 def counter_totals(
@@ -191,7 +192,7 @@ def expose_counters(
             continue
         name = named.name if named.mapped and named.name.endswith("_total") else named.name + "_total"
         family = out.family(name, "counter", "counter")
-        out.add(family, [(family, named.labels, total)], named.statsd_name)
+        out.add(family, named.labels, [(family, (), total)], named.statsd_name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,35 +277,53 @@ def expose_timers(
             expose_histogram(out, base, named, state.histogram)
 
 
+MEDIAN: Labels = (("quantile", "0.5"),)
+
+
+@lru_cache(maxsize=256)
+def quantiles(pcts: tuple[float, ...]) -> tuple[tuple[str, Labels], ...]:
+    """(the summary's key, its quantile label) for each positive `percentThreshold`, once per
+    setting rather than per timer: `90` -> ("upper_90", quantile="0.9")."""
+    return tuple(
+        ("upper_" + pct_suffix(pct), (("quantile", str(Decimal(jsfmt.number(pct)) / 100)),))
+        for pct in pcts
+        if pct > 0
+    )
+
+
+@lru_cache(maxsize=256)
+def les(bounds: tuple[float, ...]) -> tuple[Labels, ...]:
+    """The `le` label of each bucket, +Inf's last, once per bucket layout rather than per timer."""
+    return (*((("le", format_value(b)),) for b in bounds), (("le", "+Inf"),))
+
+
 def expose_summary(
     out: Exposition, named: Named, data: Mapping[str, Any], state: TimerKept, pcts: Sequence[float]
 ) -> None:
-    labels = named.labels
     family = out.family(named.name, "summary", "timer")
     samples: list[Sample] = []
     median = data.get("median")
     if isinstance(median, int | float):
-        samples.append((family, (*labels, ("quantile", "0.5")), median))
-    for pct in pcts:
-        upper = data.get("upper_" + pct_suffix(pct))
-        if pct > 0 and isinstance(upper, int | float):
-            samples.append((family, (*labels, ("quantile", str(Decimal(jsfmt.number(pct)) / 100))), upper))
-    samples.append((family + "_sum", labels, state.total))
-    samples.append((family + "_count", labels, state.count))
-    out.add(family, samples, named.statsd_name)
+        samples.append((family, MEDIAN, median))
+    for key, quantile in quantiles(tuple(pcts)):
+        upper = data.get(key)
+        if isinstance(upper, int | float):
+            samples.append((family, quantile, upper))
+    samples.append((family + "_sum", (), state.total))
+    samples.append((family + "_count", (), state.count))
+    out.add(family, named.labels, samples, named.statsd_name)
 
 
 def expose_histogram(out: Exposition, base: str, named: Named, histogram: Histogram) -> None:
-    labels = named.labels
     family = out.family(base, "histogram", "timer")
+    bucket = family + "_bucket"
     samples: list[Sample] = [
-        (family + "_bucket", (*labels, ("le", format_value(b))), c)
-        for b, c in zip(histogram.bounds, histogram.cumulative, strict=True)
+        (bucket, le, c)
+        for le, c in zip(les(histogram.bounds), (*histogram.cumulative, histogram.count), strict=True)
     ]
-    samples.append((family + "_bucket", (*labels, ("le", "+Inf")), histogram.count))
-    samples.append((family + "_sum", labels, histogram.total))
-    samples.append((family + "_count", labels, histogram.count))
-    out.add(family, samples, named.statsd_name)
+    samples.append((family + "_sum", (), histogram.total))
+    samples.append((family + "_count", (), histogram.count))
+    out.add(family, named.labels, samples, named.statsd_name)
 
 
 Expose = Callable[[Exposition, str, Snapshot, Mapping[str, Any], PrometheusSettings], None]
