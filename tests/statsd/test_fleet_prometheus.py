@@ -133,10 +133,15 @@ def exact_increase(values: list[float]) -> tuple[float, int]:
     return total, resets
 
 
+@pytest.mark.parametrize("state_file", [False, True], ids=["no_state_file", "state_file"])
 def test_a_restart_is_a_counter_reset_that_loses_only_what_was_flushed_after_the_last_scrape(
-    start_fleet, start_daemon
+    start_fleet, start_daemon, state_file: bool
 ) -> None:
-    fleet = start_fleet()
+    """Without `prometheus.stateFile`, a restart is a counter reset that loses what was flushed
+    after Prometheus' last scrape; with it, the new process goes on from the old one's final
+    flush: nothing lost, no reset."""
+    # relative: in each daemon's own directory (one daemon per file)
+    fleet = start_fleet(**({"prometheus": {"stateFile": "prometheus.json"}} if state_file else {}))
     p = fleet.prometheus
     hosts = list(fleet.hosts)
     old = hosts[1]
@@ -165,7 +170,10 @@ def test_a_restart_is_a_counter_reset_that_loses_only_what_was_flushed_after_the
         old.send(f"fleet.restarts:{last_words}|c|#az:b".encode())
         assert old.stop() == 0
         # the same ports (the same target for Prometheus), its own flush file
-        hosts[1] = new = start_daemon(**{k: v for k, v in old.config.items() if k != "file"})
+        config = {k: v for k, v in old.config.items() if k != "file"}
+        if state_file:  # the old process's file
+            config["prometheus"] = {"stateFile": str(old.tmp / "prometheus.json")}
+        hosts[1] = new = start_daemon(**config)
         wait_until(lambda: sum(flushed(new, "counters", key)) >= 200, what="traffic to the new process")
     finally:
         stop.set()
@@ -176,32 +184,41 @@ def test_a_restart_is_a_counter_reset_that_loses_only_what_was_flushed_after_the
         what="two more flushes",
     )
     totals = [sum(flushed(d, "counters", key)) for d in hosts]
+    old_flushes = flushed(old, "counters", key)
+    exposed = list(totals)
+    if state_file:  # the new process's totals go on from the old one's final flush
+        exposed[1] += sum(old_flushes)
     wait_until(
-        lambda: fleet.by_instance("fleet_restarts_total") == fleet.per_host(totals),
+        lambda: fleet.by_instance("fleet_restarts_total") == fleet.per_host(exposed),
         timeout=20,
         what="Prometheus to scrape every host's final total",
-        detail=lambda: f"{fleet.by_instance('fleet_restarts_total')} != {totals}",
+        detail=lambda: f"{fleet.by_instance('fleet_restarts_total')} != {exposed}",
     )
 
     # The same series go on: no new name, no new label set, on the restarted instance.
     assert sorted(map(str, p.api("series", **{"match[]": selector}))) == sorted(map(str, series_before))
-    assert fleet.by_instance("resets(fleet_restarts_total[10m])") == fleet.per_host([0, 1, 0])
+    resets = 0 if state_file else 1
+    assert fleet.by_instance("resets(fleet_restarts_total[10m])") == fleet.per_host([0, resets, 0])
     scraped = {dict(k)["instance"]: [v for _, v in s] for k, s in p.samples("fleet_restarts_total").items()}
     for d, total in zip(hosts, totals, strict=True):  # never stopped: every count is in Prometheus
         if d is not new:
             assert exact_increase(scraped[fleet.instance(d)]) == (total, 0)
 
-    # The restarted host: the old process's last scraped total, then the new one's from zero.
     values = scraped[fleet.instance(new)]
-    last_before = values[next(i for i in range(1, len(values)) if values[i] < values[i - 1]) - 1]
-    assert exact_increase(values) == (last_before + totals[1], 1)
-    # What was scraped is the sum of the old process's first flushes; the ones after it, its
-    # final one (at SIGTERM) included, reached its backends but not Prometheus.
-    old_flushes = flushed(old, "counters", key)
     prefix = [sum(old_flushes[: i + 1]) for i in range(len(old_flushes))]
+    if state_file:
+        # every count of both processes, the old one's final flush included, is in Prometheus
+        assert exact_increase(values) == (sum(old_flushes) + totals[1], 0)
+        last_before, lost = max(v for v in values if v <= sum(old_flushes)), 0.0
+    else:
+        # The restarted host: the old process's last scraped total, then the new one's from zero.
+        last_before = values[next(i for i in range(1, len(values)) if values[i] < values[i - 1]) - 1]
+        assert exact_increase(values) == (last_before + totals[1], 1)
+        # What was scraped is the sum of the old process's first flushes; the ones after it, its
+        # final one (at SIGTERM) included, reached its backends but not Prometheus.
+        lost = sum(old_flushes) - last_before
+        assert lost >= last_words
     assert last_before in prefix
-    lost = sum(old_flushes) - last_before
-    assert lost >= last_words
     # increase() extrapolates, and cannot count a series' first sample (it knows no start at 0)
     extrapolated = fleet.per_host(
         [fleet.by_instance("increase(fleet_restarts_total[10m])")[fleet.instance(d)] for d in hosts]
@@ -210,9 +227,9 @@ def test_a_restart_is_a_counter_reset_that_loses_only_what_was_flushed_after_the
         f"restarted host: flushed {sum(old_flushes):.0f} before the stop ({len(old_flushes)} "
         f"flushes, {len(old_flushes) - prefix.index(last_before) - 1} after the last scrape, the "
         f"final one {old_flushes[-1]:.0f}), last scraped {last_before:.0f}, lost to Prometheus "
-        f"{lost:.0f}; after: {totals[1]:.0f}; exact increase {last_before + totals[1]:.0f}; "
+        f"{lost:.0f}; after: {totals[1]:.0f}; exact increase {exact_increase(values)[0]:.0f}; "
         f"first samples {[scraped[fleet.instance(d)][0] for d in hosts]}, flushed totals {totals}, "
-        f"increase() {[round(v, 1) for v in extrapolated.values()]}"
+        f"increase() {[round(v, 1) for v in extrapolated.values()]}, state file {state_file}"
     )
 
 

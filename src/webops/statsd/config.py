@@ -70,6 +70,8 @@ PROMETHEUS_KEYS: dict[str, Key] = {
         "histogram upper bounds, strictly increasing, in the unit timers are sent (ms)",
     ),
     "mapping": Key(None, string, "statsd_exporter mapping file (YAML or JSON): names and labels"),
+    # prometheus_state.py; read at start only (a reload that changes it says so)
+    "stateFile": Key(None, string, "file where /metrics' totals survive a restart (one daemon per file)"),
 }
 
 KEYFLUSH_KEYS: dict[str, Key] = {

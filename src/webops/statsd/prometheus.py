@@ -92,6 +92,9 @@ class PrometheusView:
         self.settings = settings or PrometheusSettings()
         self.lock = threading.Lock()
         self.kept: dict[str, dict[str, Any]] = {}  # per metric kind: what it keeps across flushes
+        # per metric kind: what a previous process kept (prometheus.stateFile) of series not in a
+        # flush of this one yet; a series takes its totals back when it comes back
+        self.restored: dict[str, dict[str, Any]] = {}
         self.last: Snapshot | None = None
         self.rendered: Snapshot | None = None
         self.text = ""
@@ -118,12 +121,27 @@ class PrometheusView:
 
     def update(self, snap: Snapshot) -> None:
         settings = self.settings
-        kept = {
-            kind.table: prom.accumulate(kind.table, self.kept.get(kind.table, {}), snap, settings)
-            for kind, prom in outputs("/metrics", PROMETHEUS)
-        }
+        kept = {}
+        for kind, prom in outputs("/metrics", PROMETHEUS):
+            previous = self.kept.get(kind.table, {})
+            if back := self.restored.get(kind.table):  # until every restored series came back
+                previous = {**back, **previous}
+            kept[kind.table] = now = prom.accumulate(kind.table, previous, snap, settings)
+            if back:
+                self.restored[kind.table] = {k: v for k, v in back.items() if k not in now}
         with self.lock:
             self.kept, self.last = kept, snap
+
+    def restore(self, kept: dict[str, dict[str, Any]]) -> None:
+        """A previous process's totals (at start, before the first flush): each series goes on
+        from them when it is next flushed, so Prometheus sees no counter reset."""
+        self.restored = {table: dict(series) for table, series in kept.items()}
+
+    def saved(self) -> dict[str, dict[str, Any]]:
+        """What a state file keeps (in the flusher's thread, after `update`): the totals, and the
+        restored ones of series not flushed since the start (a second restart keeps them too)."""
+        tables = self.kept.keys() | self.restored.keys()
+        return {t: {**self.restored.get(t, {}), **self.kept.get(t, {})} for t in tables}
 
     @staticmethod
     def _render(snap: Snapshot, kept: dict[str, dict[str, Any]], settings: PrometheusSettings) -> str:

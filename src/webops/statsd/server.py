@@ -33,6 +33,7 @@ from .keyflush import KeyFlush
 from .listeners import dump_packets, kernel_drops
 from .logs import setup_logging
 from .persist import load_gauges, save_gauges
+from .prometheus_state import StateFile
 from .protocol import BadLine
 from .readers import ReaderPool, ReaderSettings
 from .routes import HttpRoutes
@@ -66,6 +67,10 @@ class StatsdDaemon:
         self.http = HttpRoutes(self)
         if config["persistGauges"]:
             self.aggregator.gauges.update(load_gauges(config["persistGauges"]))
+        self.prometheus_state: StateFile | None = None  # fixed for the daemon's lifetime
+        if path := config["prometheus"]["stateFile"]:
+            self.prometheus_state = StateFile(path)  # ConfigError: another daemon holds it
+            self.http.prometheus.restore(self.prometheus_state.load())
         self.flusher = Flusher(self.aggregator, self._deliver)
         self.last_flush: tuple[float, float] | None = None  # when, and its processing_time (ms)
         self.events_log = RateLimitedLog(log, "event loop messages")
@@ -178,6 +183,11 @@ class StatsdDaemon:
         old = self.config
         if config.hot_path != self.hot_path:
             log.warning("hotPath: %s takes effect at the next restart", config.raw["hotPath"])
+        state_file = self.prometheus_state.path if self.prometheus_state else None
+        if config["prometheus"]["stateFile"] != state_file:
+            log.warning(
+                "prometheus.stateFile: %s takes effect at the next restart", config["prometheus"]["stateFile"]
+            )
         self.config = config
         self.config_mtime = self._mtime()
         setup_logging(config)
@@ -344,6 +354,8 @@ class StatsdDaemon:
             if not finished:
                 log.error("backend %s did not finish within %d s", r.backend.name, SHUTDOWN_TIMEOUT)
         self.flusher.close()
+        if self.prometheus_state is not None:  # saved by the final flush: the next process's
+            self.prometheus_state.close()
         log.info("stopped")
 
     def _close_http(self) -> None:
@@ -398,10 +410,13 @@ class StatsdDaemon:
             self.shed_seen = shed
 
     def _deliver(self, snapshot: Snapshot, slot_snapshot: Snapshot) -> None:
-        """In the flusher's thread: every backend, /metrics and the saved gauges."""
+        """In the flusher's thread: every backend, /metrics (and its totals' state file) and the
+        saved gauges."""
         for r in list(self.runners):
             r.submit(slot_snapshot if r.backend.overwrites_slots else snapshot)
         self.http.flushed(snapshot)  # /metrics and the dashboard
+        if self.prometheus_state is not None:
+            self.prometheus_state.save(self.http.prometheus.saved())
         self.last_flush = (time.time(), snapshot.statsd_metrics.get("processing_time", 0))
         if path := self.config["persistGauges"]:
             gauges = {k: v for k, v in snapshot.gauges.items() if k != self.aggregator.k_lag}
