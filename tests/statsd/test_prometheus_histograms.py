@@ -266,7 +266,12 @@ _TAGS = [
     '|#q:say "hi"',
     "|#q:back\\slash",
     "|#flag",
-]  # not a tag `statsd_name`: relabelling such a series writes that label twice (a known gap)
+    # labels /metrics writes itself, and Prometheus' own: each made a line Prometheus rejects
+    "|#statsd_name:x",
+    "|#le:5",
+    "|#quantile:0.5,env:prod",
+    "|#__name__:forged",
+]
 
 
 @given(
@@ -291,3 +296,43 @@ def test_any_mix_of_names_kinds_and_tags_parses_with_no_series_twice(
     text = view_text(PrometheusSettings(timers, (0.5, 2)), data, data)
     strict_families(text)
     samples_of(text)
+
+
+def test_tags_and_rules_named_like_labels_metrics_writes_become_exported() -> None:
+    """Found by attacking the surface: `tm:1|ms|#le:5` wrote `le` twice on every bucket line, a
+    rule's `labels: {le: ...}` too, `#__n:z` a label in Prometheus' reserved `__` space: one
+    packet made Prometheus reject the host's whole scrape."""
+    mapper = parse(
+        {"mappings": [{"match": "rule.*", "name": "ruled", "labels": {"le": "$1", "quantile": "q"}}]}
+    )
+    settings = PrometheusSettings("both", (5.0,), mapper)
+    data = b"tm:1|ms|#le:5,quantile:0.9,__n:z\nrule.x:2|ms\n"
+    got = samples_of(view_text(settings, data))
+    tags = (("exported___n", "z"), ("exported_le", "5"), ("exported_quantile", "0.9"))
+    assert got[("tm_histogram_bucket", (*tags, ("le", "5")))] == 1
+    assert got[("tm", (*tags, ("quantile", "0.5")))] == 1
+    assert got[("ruled", (("exported_le", "x"), ("exported_quantile", "q"), ("quantile", "0.5")))] == 2
+
+
+def test_a_series_named_like_the_daemons_own_gets_a_suffix(start_daemon, tmp_path: Path) -> None:
+    """Found by attacking the surface: a rule naming a client's gauge `statsd_health_up` wrote a
+    second family of that name (Prometheus rejects the scrape; any client could forge the
+    daemon's health). The daemon's own names are claimed first: the client's gets a suffix."""
+    mapping = tmp_path / "m.yml"
+    mapping.write_text(
+        'mappings:\n- match: "own.*"\n  name: statsd_health_up\n'
+        '- match: "req.*"\n  name: statsd_http_responses_total\n'
+    )
+    d = start_daemon(flushInterval=300, prometheus={"mapping": str(mapping)})
+
+    def metrics() -> dict:
+        d.send(b"own.a:0|g", b"req.a:1|c")
+        text = get(d.http_port, "/metrics")[1]
+        strict_families(text)
+        return samples_of(text)
+
+    wait_until(lambda: ("statsd_health_up_gauge", ()) in metrics(), what="the client's gauge, suffixed")
+    got = metrics()
+    assert got[("statsd_health_up", ())] == 1 and got[("statsd_health_up_gauge", ())] == 0
+    # the client's counter under a name of its own (the parser shows a counter's samples with _total)
+    assert [k for k in got if k[0].startswith("statsd_http_responses_total_counter")] != []

@@ -27,16 +27,29 @@ def metric_name(name: str) -> str:
     return "_" + safe if safe[0].isdigit() else safe
 
 
+# Labels /metrics writes itself (a histogram's `le`, a summary's `quantile`, the `statsd_name`
+# that tells two colliding series apart), and Prometheus' own `__` names: a tag or a mapping
+# rule's label of one of these names becomes `exported_<name>`, as Prometheus renames a target's
+# conflicting labels; otherwise one client's tag `le` made a line Prometheus rejects, failing
+# the whole scrape.
+RESERVED_LABELS = frozenset({"le", "quantile", "statsd_name"})
+
+
+def label_name(k: str) -> str:
+    """A tag's or a rule's label name, made Prometheus-safe and kept off the reserved ones."""
+    label = _INVALID_LABEL.sub("_", k) or "_"
+    if label[0].isdigit():
+        label = "_" + label
+    return "exported_" + label if label in RESERVED_LABELS or label.startswith("__") else label
+
+
 def split_key(key: str) -> tuple[str, str, Labels]:
     """`name;k=v;flag` -> (statsd name, prometheus name, labels); a bare tag gets "true"."""
     name, *tags = key.split(";")
     labels = []
     for tag in tags:
         k, sep, v = tag.partition("=")
-        label = _INVALID_LABEL.sub("_", k) or "_"
-        if label[0].isdigit():
-            label = "_" + label
-        labels.append((label, v if sep else "true"))
+        labels.append((label_name(k), v if sep else "true"))
     return name, metric_name(name), tuple(sorted(labels))
 
 

@@ -88,8 +88,11 @@ def configured(section: Mapping[str, Any], cache_size: int) -> PrometheusSetting
 class PrometheusView:
     """Accumulates flushes (flusher thread, cheap); renders the last one on demand (`refresh`)."""
 
-    def __init__(self, settings: PrometheusSettings | None = None) -> None:
+    def __init__(
+        self, settings: PrometheusSettings | None = None, reserved: Mapping[str, str] | None = None
+    ) -> None:
         self.settings = settings or PrometheusSettings()
+        self.reserved = dict(reserved or {})  # families a scrape adds (render's `own`): name -> type
         self.lock = threading.Lock()
         self.kept: dict[str, dict[str, Any]] = {}  # per metric kind: what it keeps across flushes
         # per metric kind: what a previous process kept (prometheus.stateFile) of series not in a
@@ -109,7 +112,7 @@ class PrometheusView:
             snap, kept, settings = self.last, self.kept, self.settings
             if snap is None or snap is self.rendered:
                 return
-            text = self._render(snap, kept, settings)
+            text = self._render(snap, kept, settings, self.reserved)
             self.text, self.rendered = text, snap
 
     def configure(self, settings: PrometheusSettings) -> None:
@@ -144,16 +147,24 @@ class PrometheusView:
         return {t: {**self.restored.get(t, {}), **self.kept.get(t, {})} for t in tables}
 
     @staticmethod
-    def _render(snap: Snapshot, kept: dict[str, dict[str, Any]], settings: PrometheusSettings) -> str:
+    def _render(
+        snap: Snapshot,
+        kept: dict[str, dict[str, Any]],
+        settings: PrometheusSettings,
+        reserved: Mapping[str, str],
+    ) -> str:
+        """The daemon's own names are claimed first: a statsd series named like one gets a suffix."""
         out = Exposition()
-        for kind, prom in outputs("/metrics", PROMETHEUS):
-            prom.expose(out, kind.table, snap, kept.get(kind.table, {}), settings)
+        for name, prometheus_type in reserved.items():
+            out.family(name, prometheus_type, "own")
         own = {f"statsd_{metric_name(k)}": v for k, v in snap.statsd_metrics.items()}
         own["statsd_num_stats"] = snap.num_stats
         own["statsd_last_flush_timestamp_seconds"] = snap.timestamp
+        families = {name: out.family(name, "gauge", "own") for name in own}
+        for kind, prom in outputs("/metrics", PROMETHEUS):
+            prom.expose(out, kind.table, snap, kept.get(kind.table, {}), settings)
         for name, value in own.items():
-            family = out.family(name, "gauge", "own")
-            out.add(family, (), [(family, (), value)], name)
+            out.add(families[name], (), [(families[name], (), value)], name)
         return out.text()
 
     def render(self, own: Iterable[tuple[str, str, Labels, float]] = ()) -> str:

@@ -36,7 +36,7 @@ import yaml
 from ..common.config import ConfigError, read_text
 from ..common.ratelimit import RateLimitedLog
 from ..common.text import printable
-from .exposition import Labels, metric_name
+from .exposition import Labels, label_name, metric_name
 from .validate import buckets
 
 log = logging.getLogger("webops.statsd")
@@ -313,7 +313,7 @@ def _rule(
         glob=glob,
         specificity=specificity,
         name=name,
-        labels=tuple((k, str(v)) for k, v in labels.items()),
+        labels=tuple((label_name(k), str(v)) for k, v in labels.items()),  # `le` -> `exported_le`
         drop=action == "drop",
         honor_labels=honor,
         metric_type=_one_of(entry, "match_metric_type", METRIC_TYPES),

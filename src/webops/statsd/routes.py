@@ -35,6 +35,26 @@ log = logging.getLogger("webops.statsd")
 Sample = tuple[str, str, tuple[tuple[str, str], ...], float]  # name, type, labels, value
 
 
+# The daemon's own families that a scrape adds to the rendered flush (`metrics` below). They are
+# claimed before any statsd series, so a client's series or a mapping rule named like one of
+# them gets a suffix (`statsd_health_up_gauge`) instead of a second family of the same name,
+# which Prometheus rejects (and which would let any client forge the daemon's health).
+OWN_FAMILIES = {
+    "statsd_health_up": "gauge",
+    "statsd_reader_restarts": "gauge",
+    "statsd_hot_path_info": "gauge",
+    "statsd_uptime_seconds": "gauge",
+    "statsd_udp_kernel_drops_total": "counter",
+    "statsd_backend": "gauge",
+    "statsd_http_connections": "gauge",
+    "statsd_http_connections_evicted_total": "counter",
+    "statsd_http_connections_refused_total": "counter",
+    "statsd_http_timeouts_total": "counter",
+    "statsd_http_renders": "gauge",
+    "statsd_http_responses_total": "counter",
+}
+
+
 class HttpSource(Protocol):
     """All the routes see of the daemon (the daemon is one; a test can pass its own)."""
 
@@ -67,7 +87,8 @@ class HttpRoutes:
 
     def __init__(self, daemon: HttpSource) -> None:
         self.daemon = daemon
-        self.prometheus = PrometheusView()  # the flusher updates it, a scrape renders it
+        # the flusher updates it, a scrape renders it
+        self.prometheus = PrometheusView(reserved=OWN_FAMILIES)
         self.workers: http.Workers | None = None  # the render threads, while HTTP is on
         self.health_ring = dashboard.Health()  # the dashboard's health charts, flush by flush
         self.busiest: tuple[Snapshot | None, list[dict]] = (None, [])  # for which flush
