@@ -548,10 +548,8 @@ def scrape_run(series: int, rounds: int, timers: str) -> dict:
 
 
 def scenario_scrape(args: Args) -> None:
-    print(
-        f"\n3. GET /metrics of one daemon (half counters, half timers as {args.timers}s),"
-        " medians of 3 flushes"
-    )
+    shown = "summaries" if args.timers == "summary" else "histograms"
+    print(f"\n3. GET /metrics of one daemon (half counters, half timers as {shown}), medians of 3 flushes")
     print(f"  {'series':>8} {'first scrape':>13} {'CPU':>8} {'next scrape':>12} {'size':>10}")
     for n in args.series:
         r = scrape_run(n, 3, args.timers)
