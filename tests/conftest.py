@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import socket
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -112,3 +116,15 @@ def checked_config(text: str) -> dict[str, tuple[object, str]]:
 # graphite-web (Debian's) for any test that compares with it or reads through it: the store's
 # differential and federation tests, webops check's (fixtures: graphite, start_graphite_web)
 from tests.graphite_web import graphite, start_graphite_web  # noqa: E402, F401
+
+
+@contextlib.contextmanager
+def tmpfs(where: Path, size: str) -> Iterator[Path]:
+    """A small tmpfs mounted at `where` (made here): a disk that fills up for real."""
+    need(os.geteuid() == 0 and bool(shutil.which("mount")), "mounting a small tmpfs needs root")
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)

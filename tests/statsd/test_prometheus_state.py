@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_until
+from tests.conftest import tmpfs, wait_until
+from webops.statsd import prometheus_state
+from webops.statsd.persist import write_private
 
 HISTOGRAM = {"timers": "both", "buckets": [10, 100]}
 
@@ -90,7 +92,10 @@ def test_an_unusable_file_is_set_aside_and_said_once(start_daemon, tmp_path: Pat
     wait_until(lambda: scrape(d).get("jobs_total") == 2, what="a flush from zero")
     assert d.logs().count("prometheus.stateFile") == 1, d.logs()
     assert (tmp_path / "prometheus.json.bad").read_text() == text
-    wait_until(lambda: json.loads(state.read_text())["counters"].get("jobs") == 2, what="a new file")
+    wait_until(
+        lambda: state.exists() and json.loads(state.read_text())["counters"].get("jobs") == 2,
+        what="a new file",
+    )
 
 
 def test_entries_that_are_not_totals_are_skipped(start_daemon, tmp_path: Path) -> None:
@@ -126,3 +131,61 @@ def test_two_daemons_cannot_share_a_state_file(start_daemon, tmp_path: Path) -> 
     with pytest.raises(pytest.fail.Exception, match="in use by another webops statsd"):
         start_daemon(prometheus={"stateFile": state})
     assert first.proc.poll() is None
+
+
+# --- found by attacking the surface ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev_zero"])
+def test_a_state_file_that_is_no_file_is_said_and_the_daemon_starts(
+    start_daemon, tmp_path: Path, kind: str
+) -> None:
+    """A FIFO at the path hung the start for ever (open waited for a writer), a symlink to
+    /dev/zero grew the daemon to 2 GB in 1.5 s: now one line, and /metrics starts from zero."""
+    state = tmp_path / "prometheus.json"
+    if kind == "fifo":
+        os.mkfifo(state)
+    else:
+        state.symlink_to("/dev/zero")
+    d = start_daemon(flushInterval=200, prometheus={"stateFile": str(state)})
+    d.send(b"jobs:2|c")
+    wait_until(lambda: scrape(d).get("jobs_total") == 2, what="a flush from zero")
+    assert "(not a regular file: " in d.logs() and "/metrics starts from zero" in d.logs()
+
+
+def test_restored_entries_must_be_what_a_daemon_could_have_saved() -> None:
+    """Buckets going down or past their count were restored as they were (histogram_quantile
+    then reads nonsense); `"version": true` passed for version 1."""
+    bounds = [5, 10]
+    timers = {
+        "down": {
+            "sum": 1,
+            "count": 1,
+            "histogram": {"bounds": bounds, "cumulative": [9, 1], "sum": 1, "count": 1},
+        },
+        "past": {
+            "sum": 1,
+            "count": 1,
+            "histogram": {"bounds": bounds, "cumulative": [1, 2], "sum": 1, "count": 1},
+        },
+        "good": {
+            "sum": 1,
+            "count": 2,
+            "histogram": {"bounds": bounds, "cumulative": [1, 2], "sum": 1, "count": 2},
+        },
+    }
+    kept, skipped = prometheus_state.parse(json.dumps({"version": 1, "counters": {}, "timers": timers}))
+    assert list(kept["timers"]) == ["good"] and skipped == 2
+    with pytest.raises(ValueError, match="not a version 1 state file"):
+        prometheus_state.parse(json.dumps({"version": True, "counters": {}, "timers": {}}))
+
+
+def test_a_failed_write_leaves_no_partial_file(tmp_path: Path) -> None:
+    """On a full disk the partial `.tmp` stayed, holding the space the next write needed."""
+    with tmpfs(tmp_path / "small", "64k") as disk:
+        target = disk / "state.json"
+        with pytest.raises(OSError):
+            write_private(str(target), b"x" * 200_000)
+        assert list(disk.iterdir()) == []
+        write_private(str(target), b"{}")  # the space is there again for a write that fits
+        assert target.read_bytes() == b"{}"

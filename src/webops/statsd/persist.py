@@ -57,8 +57,13 @@ def write_private(path: str, data: bytes) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)  # left by a crash, maybe with another mode
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:  # a full disk: no partial file left holding the space the next write needs
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import os
+import stat
 from collections.abc import Mapping
 from typing import IO, Any
 
@@ -83,6 +84,9 @@ def _histogram(v: Any) -> Histogram | None:
     numbers = [*bounds, *cumulative, v.get("sum"), v.get("count")]
     if not all(_finite(x) for x in numbers) or any(a >= b for a, b in itertools.pairwise(bounds)):
         raise ValueError("histogram")
+    # cumulative counts: from 0, never going down, never past the count (the +Inf bucket)
+    if any(a > b for a, b in itertools.pairwise([0, *cumulative, v["count"]])):
+        raise ValueError("histogram")
     return Histogram(tuple(map(float, bounds)), tuple(map(float, cumulative)), v["sum"], v["count"])
 
 
@@ -98,7 +102,7 @@ def parse(text: str | bytes) -> tuple[Kept, int]:
     histogram whose bounds do not go up...). ValueError: not this format (garbage, truncated,
     another version)."""
     data = json.loads(text)
-    if not isinstance(data, dict) or data.get("version") != VERSION:
+    if not isinstance(data, dict) or type(data.get("version")) is not int or data["version"] != VERSION:
         version = data.get("version") if isinstance(data, dict) else None
         raise ValueError(f"not a version {VERSION} state file (version {version!r})")
     counters, timers, skipped = {}, {}, 0
@@ -129,8 +133,7 @@ class StateFile:
     def load(self) -> Kept:
         """What the last process saved; {} when there is none or it cannot be used (said once)."""
         try:
-            with open(self.path, "rb") as f:
-                text = f.read()
+            text = _read(self.path)
         except FileNotFoundError:
             return {}
         except OSError as e:
@@ -176,6 +179,16 @@ class StateFile:
     def close(self) -> None:
         if self.lock is not None:
             self.lock.close()
+
+
+def _read(path: str) -> bytes:
+    """The file's bytes; OSError for what is not a regular file (a FIFO would wait for a writer
+    for ever, /dev/zero be read until memory runs out)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"not a regular file: {path}")
+        return f.read()
 
 
 def _lock(path: str) -> IO[str] | None:

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
 import signal
 import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.conftest import need, wait_until
+from tests.conftest import tmpfs, wait_until
 from tests.statsd.conftest import finest
 from webops.statsd.aggregate import Interval
 from webops.statsd.backends.naming import GraphiteNaming
@@ -234,17 +232,6 @@ def test_a_second_daemon_on_one_directory_keeps_intake_and_says_why(start_daemon
     assert store_stat(second, "history") == 0
     first.stop()  # the directory is free: the second takes it over, with what it kept meanwhile
     wait_until(lambda: history(data, "stats_counts.second.hits") == 1, timeout=30, what="its history")
-
-
-@contextlib.contextmanager
-def tmpfs(where: Path, size: str) -> Iterator[Path]:
-    need(os.geteuid() == 0 and bool(shutil.which("mount")), "mounting a small tmpfs needs root")
-    where.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)], check=True)
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def test_a_full_disk_is_said_once_and_history_resumes_with_nothing_lost(start_daemon, tmp_path: Path) -> None:
