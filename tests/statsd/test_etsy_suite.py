@@ -68,8 +68,14 @@ def adapt(text: str) -> str:
     )
 
 
+def nodeunit(etsy: Path, name: str) -> list[str]:
+    return [str(etsy / ".bin" / "nodeunit"), f"test/{name}"]
+
+
 @pytest.fixture(scope="module")
-def suites(etsy: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, subprocess.Popen]]:
+def suites(
+    etsy: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, tuple[subprocess.Popen, Path]]]:
     """Every file's nodeunit run, started at once: each spends most of its time waiting for
     flushes, so they run side by side (each with its own ports) instead of one after another."""
     runs = {}
@@ -80,16 +86,19 @@ def suites(etsy: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
         (work / "test").mkdir()
         (work / "test" / name).write_text(adapt(original))
         (work / "node_modules").symlink_to(etsy)
-        runs[name] = subprocess.Popen(
-            [str(etsy / ".bin" / "nodeunit"), f"test/{name}"],
-            cwd=work,
-            env={**os.environ, "WEBOPS_PYTHON": sys.executable},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        runs[name] = (
+            subprocess.Popen(
+                nodeunit(etsy, name),
+                cwd=work,
+                env={**os.environ, "WEBOPS_PYTHON": sys.executable},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            ),
+            work,
         )
     yield runs
-    for proc in runs.values():
+    for proc, _ in runs.values():
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
@@ -97,7 +106,25 @@ def suites(etsy: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("name", FILES)
-def test_etsy_graphite_suite_passes_against_webops(suites: dict[str, subprocess.Popen], name: str) -> None:
-    stdout, stderr = suites[name].communicate(timeout=280)
+def test_etsy_graphite_suite_passes_against_webops(
+    etsy: Path, suites: dict[str, tuple[subprocess.Popen, Path]], name: str
+) -> None:
+    """Etsy's suites time their checks by the clock (so many flushes in so many ms). Run side by
+    side on two cores, a suite can miss a flush for lack of CPU (seen once in CI: numStats of the
+    wrong flush); one that fails is run again alone, and must pass then. A real defect fails both."""
+    proc, work = suites[name]
+    stdout, stderr = proc.communicate(timeout=280)
     summary = re.sub(r"\x1b\[[0-9;]*m", "", stdout)
-    assert suites[name].returncode == 0 and "OK:" in summary, summary[-3000:] + stderr[-2000:]
+    if proc.returncode == 0 and "OK:" in summary:
+        return
+    first = summary[-3000:] + stderr[-2000:]
+    alone = subprocess.run(
+        nodeunit(etsy, name),
+        cwd=work,
+        env={**os.environ, "WEBOPS_PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    again = re.sub(r"\x1b\[[0-9;]*m", "", alone.stdout)
+    assert alone.returncode == 0 and "OK:" in again, f"side by side:\n{first}\nalone:\n{again[-3000:]}"
