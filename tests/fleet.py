@@ -10,17 +10,18 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.conftest import free_port, need, stop_process, wait_until
+from tests.conftest import free_port, need, wait_until
 from tests.graphite_web import SYSTEM_PYTHON
-from tests.servers import Carbon, _port_open
+from tests.servers import Carbon, Logged, _port_open
 
 INSTANCES = "abc"  # carbon's instance names: without them, caches on one host hash as one
 
 
-class Relay:
+class Relay(Logged):
     """A relay process (started by a subclass's `command`) listening on `port` for plaintext."""
 
     name = "relay"
+    OUT = "relay.out"
 
     def __init__(self, root: Path, caches: list[Carbon]) -> None:
         self.root = root
@@ -36,7 +37,7 @@ class Relay:
         return _port_open(self.port)
 
     def start(self) -> Relay:
-        self.log = open(self.root / "relay.out", "ab")  # noqa: SIM115 - closed in stop()
+        self.log = open(self.root / self.OUT, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(self.command(), stdout=self.log, stderr=subprocess.STDOUT)
         try:
             wait_until(self.ready, timeout=60, what=f"{self.name} to listen", detail=self.log_tail)
@@ -44,16 +45,6 @@ class Relay:
             self.stop()
             raise
         return self
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc, 30)
-            self.log.close()
-        self.proc = None
-
-    def log_tail(self, size: int = 1500) -> str:
-        out = self.root / "relay.out"
-        return out.read_text(errors="replace")[-size:] if out.exists() else ""
 
 
 class CarbonCRelay(Relay):

@@ -22,8 +22,29 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-class Carbon:
+class Logged:
+    """A server process of a test writing its output to `root/<OUT>`: stopped and read alike."""
+
+    OUT = "server.out"
+    root: Path
+    proc: subprocess.Popen | None
+    log: Any
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, 30)
+            self.log.close()
+        self.proc = None
+
+    def log_tail(self, size: int = 1500) -> str:
+        out = self.root / self.OUT
+        return out.read_text(errors="replace")[-size:] if out.exists() else ""
+
+
+class Carbon(Logged):
     """A carbon-cache (Debian's graphite-carbon) writing whisper files under `root`."""
+
+    OUT = "carbon.out"
 
     def __init__(self, root: Path, retention: str = "1s:1h") -> None:
         need(
@@ -50,7 +71,7 @@ class Carbon:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Carbon:
-        self.log = open(self.root / "carbon.out", "ab")  # noqa: SIM115 - closed in stop()
+        self.log = open(self.root / self.OUT, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [
                 "carbon-cache",
@@ -73,16 +94,6 @@ class Carbon:
             self.stop()
             raise
         return self
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc, 30)
-            self.log.close()
-        self.proc = None
-
-    def log_tail(self, size: int = 1500) -> str:
-        out = self.root / "carbon.out"
-        return out.read_text(errors="replace")[-size:] if out.exists() else ""
 
     def value(self, path: str, ts: int) -> float | None:
         """The datapoint stored for metric `path` at `ts`, read from its whisper file."""
