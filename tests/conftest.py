@@ -74,7 +74,6 @@ def has_ipv6() -> bool:
 
 def stop_process(proc, timeout: float = 60) -> int:
     """SIGTERM, wait, then SIGKILL if it will not go: teardown must never hang."""
-    import subprocess
 
     if proc.poll() is None:
         proc.terminate()
@@ -90,12 +89,34 @@ def tmux(*args: str) -> str:
     return tmux_run(list(args), check=True).stdout
 
 
-def tmux_run(args: list[str], check: bool = False):
-    """tmux on a private server (-L): the tests never touch, nor are touched by, the user's tmux."""
-    import subprocess
+_tmux_started: list[str] = []
 
-    command = ["tmux", "-L", f"webops-tests-{os.getpid()}", *args]
-    return subprocess.run(command, capture_output=True, text=True, check=check)
+
+def tmux_run(args: list[str], check: bool = False):
+    """tmux on a private server (-L): the tests never touch, nor are touched by, the user's tmux.
+
+    The server is started once with `exit-empty off` and killed at the session's end: by default
+    tmux's server exits when its last session closes, and a `new-session` sent in that moment
+    reaches the dying server and fails (seen in CI after one test closed its last terminal)."""
+
+    base = ["tmux", "-L", f"webops-tests-{os.getpid()}"]
+    if not _tmux_started:
+        subprocess.run([*base, "start-server", ";", "set-option", "-s", "exit-empty", "off"], check=True)
+        _tmux_started.append(base[2])
+    result = subprocess.run([*base, *args], capture_output=True, text=True)
+    if check and result.returncode:
+        raise AssertionError(f"{' '.join(result.args)} exited {result.returncode}: {result.stderr.strip()}")
+    return result
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Stop the tests' private tmux server (kept alive by `exit-empty off`)."""
+
+    for name in _tmux_started:
+        subprocess.run(["tmux", "-L", name, "kill-server"], capture_output=True)
+        tmpdir = os.environ.get("TMUX_TMPDIR", "/tmp")
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(tmpdir, f"tmux-{os.getuid()}", name))
 
 
 def checked_config(text: str) -> dict[str, tuple[object, str]]:
