@@ -27,12 +27,14 @@ run: $(CORE)
 	$(BIN)/webops statsd
 
 ## test: lint, the Rust unit tests, every test on the native hot path, then statsd's tests again
-## on the Python reference (integration tests fail instead of skipping when CI=true); the fleet
-## tests run once: they check the relays, caches and Prometheus around the daemons, not the hot path
+## on the Python reference (integration tests fail instead of skipping when CI=true); the fleet,
+## store and dashboard tests run once: they check what lies past the flush (relays, caches,
+## Prometheus, history, the browser), not the hot path
 test: lint
 	cd $(NATIVE) && cargo test --release --quiet
 	$(BIN)/pytest
-	WEBOPS_STATSD_HOTPATH=python $(BIN)/pytest tests/statsd --ignore-glob='tests/statsd/test_fleet_*.py'
+	WEBOPS_STATSD_HOTPATH=python $(BIN)/pytest tests/statsd --ignore-glob='tests/statsd/test_fleet_*.py' \
+	  --ignore=tests/statsd/store --ignore=tests/statsd/dashboard
 
 ## lint: ruff (style, imports, formatting) and mypy (types, src/); the Rust crate held to the same
 ## standard: rustfmt and clippy with every warning an error

@@ -37,10 +37,11 @@ def test_make_test_runs_statsd_on_both_hot_paths() -> None:
     recipe = makefile.split("\ntest: lint\n", 1)[1].split("\n\n", 1)[0]
     assert "cargo test" in recipe
     assert re.search(r"^\t\$\(BIN\)/pytest$", recipe, re.M)
-    # every statsd test but the fleet ones, which test the engines around the daemons
+    # every statsd test but those of what lies past the flush (fleet engines, store, dashboard)
     assert re.search(
         r"^\tWEBOPS_STATSD_HOTPATH=python \$\(BIN\)/pytest tests/statsd"
-        r" --ignore-glob='tests/statsd/test_fleet_\*\.py'$",
+        r" --ignore-glob='tests/statsd/test_fleet_\*\.py' \\\n"
+        r"\t  --ignore=tests/statsd/store --ignore=tests/statsd/dashboard$",
         recipe,
         re.M,
     )
