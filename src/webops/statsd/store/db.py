@@ -325,7 +325,9 @@ class Store:
             )
         }
         out: dict[str, Fetched] = {}
-        reads: dict[tuple[int, int, int, int], dict[int, Fetched]] = defaultdict(dict)  # archive, step, first, stop
+        reads: dict[tuple[int, int, int, int], dict[int, Fetched]] = defaultdict(
+            dict
+        )  # archive, step, first, stop
         for name in names:
             if name not in found or name in out:
                 continue
@@ -344,7 +346,9 @@ class Store:
                 continue
             if charge is not None:
                 charge((stop - first) // step)
-            out[name] = reads[index, step, first, stop][sid] = Fetched(first, step, [None] * ((stop - first) // step))
+            out[name] = reads[index, step, first, stop][sid] = Fetched(
+                first, step, [None] * ((stop - first) // step)
+            )
         for (index, step, first, stop), by_id in reads.items():
             for sid, ts, value in db.execute(
                 "SELECT series, ts, value FROM points WHERE series IN (SELECT value FROM json_each(?)) "

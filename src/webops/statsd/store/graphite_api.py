@@ -31,8 +31,8 @@ from datetime import tzinfo
 from ..http import Reply, Request
 from . import catalog, formats, tags, timespec
 from .db import Store
-from .glob import GlobError
 from .functions import CONSOLIDATE, MS, Budget, Call, Refused, Series, evaluate, parse, paths
+from .glob import GlobError
 
 GRAPHITE_VERSION = "1.1.8"  # the graphite-web whose answers these are (the differential test's)
 

@@ -16,7 +16,8 @@ left with neither.
 The matching itself stays db.glob_regex's (the reference): the walk only narrows the candidates
 (each level's children by that node's own regex), and the whole pattern's regex decides, so the
 answers are the reference's, in its order. A character class that can match a dot (`[^a]`, `[--/]`)
-would match across nodes; such a pattern is answered by the reference over every name."""
+(or an empty one, which the regex runs on past the node) would match across nodes; such a
+pattern is answered by the reference over every name."""
 
 from __future__ import annotations
 
@@ -32,7 +33,10 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS nodes (id INTEGER PRIMARY KEY, parent INTEGER NOT NULL, "
     "name TEXT NOT NULL, series INTEGER, UNIQUE (parent, name))",
 )
-_BRANCH = "INSERT INTO nodes (parent, name) VALUES (?, ?) ON CONFLICT (parent, name) DO UPDATE SET parent = parent RETURNING id"
+_BRANCH = (  # the no-op update makes RETURNING answer for a node already there too
+    "INSERT INTO nodes (parent, name) VALUES (?, ?) "
+    "ON CONFLICT (parent, name) DO UPDATE SET parent = parent RETURNING id"
+)
 _LEAF = (
     "INSERT INTO nodes (parent, name, series) VALUES (?, ?, ?) "
     "ON CONFLICT (parent, name) DO UPDATE SET series = excluded.series RETURNING id"
@@ -90,15 +94,21 @@ class Found:
     branch: bool
 
 
-def _crosses_dots(pattern: str) -> bool:
-    """Whether a character class in the pattern may match a dot (then it matches across nodes)."""
-    return any(
-        token.startswith("[") and re.fullmatch(token, ".")
-        for alternative in _expand(pattern)
-        for node in alternative.split(".")
-        for token in _tokens(node)
-        if token != "*"
-    )
+def _across_nodes(pattern: str) -> bool:
+    """Whether the reference's regex for this pattern may match across a dot, where the tree
+    cannot follow it: a character class that matches a dot (`[^a]`, `[--/]`), or an empty one
+    (`[]`, `[^]`), which the regex reads as the start of a class running on past the node."""
+    for alternative in _expand(pattern):
+        for node in alternative.split("."):
+            for token in _tokens(node):
+                if not token.startswith("["):
+                    continue
+                try:
+                    if token in ("[]", "[^]") or re.fullmatch(token, "."):
+                        return True
+                except re.error:
+                    return True
+    return False
 
 
 def _walk(db: sqlite3.Connection, parts: list[str]) -> Iterator[Found]:
@@ -130,7 +140,9 @@ def _walk(db: sqlite3.Connection, parts: list[str]) -> Iterator[Found]:
             for parent, _, name, sid, branch in rows:
                 yield Found(f"{frontier[parent]}.{name}" if depth else name, sid, bool(branch))
             return
-        frontier = {node: f"{frontier[parent]}.{name}" if depth else name for parent, node, name, _, _ in rows}
+        frontier = {
+            node: f"{frontier[parent]}.{name}" if depth else name for parent, node, name, _, _ in rows
+        }
 
 
 def _reached(db: sqlite3.Connection, pattern: str, depth: int | None) -> Iterator[Found]:
@@ -142,19 +154,23 @@ def _reached(db: sqlite3.Connection, pattern: str, depth: int | None) -> Iterato
             yield from _walk(db, parts)
 
 
-def matching(db: sqlite3.Connection, pattern: str, every_name: Iterator[str] | None = None) -> list[str] | None:
+def matching(
+    db: sqlite3.Connection, pattern: str, every_name: Iterator[str] | None = None
+) -> list[str] | None:
     """db.matching's answer for a render target's path, from the tree; None when the pattern
     needs every name (a class that matches a dot)."""
     regex = glob_regex(pattern)  # the reference's errors (re.error, GlobError), and its verdict
-    if _crosses_dots(pattern):
+    if _across_nodes(pattern):
         return None
-    return sorted({f.path for f in _reached(db, pattern, None) if f.series is not None and regex.match(f.path)})
+    return sorted(
+        {f.path for f in _reached(db, pattern, None) if f.series is not None and regex.match(f.path)}
+    )
 
 
 def find(db: sqlite3.Connection, pattern: str) -> list[tuple[str, bool]] | None:
     """db.find's answer for /metrics/find, from the tree; None when the pattern needs every name."""
     regex = glob_regex(pattern)
-    if _crosses_dots(pattern):
+    if _across_nodes(pattern):
         return None
     found: set[tuple[str, bool]] = set()
     for f in _reached(db, pattern, pattern.count(".") + 1):
