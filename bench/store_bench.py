@@ -34,6 +34,15 @@ def render(store: Store, target: str, now: int) -> float:
     return time.perf_counter() - start
 
 
+def find(store: Store, query: str, now: int) -> float:
+    """Seconds for /metrics/find's answer (treejson), without the HTTP around it."""
+    request = Request("GET", "/metrics/find", {"query": [query]})
+    start = time.perf_counter()
+    status, _, body = graphite_api.find_nodes(store, request, now)
+    assert status == 200, body
+    return time.perf_counter() - start
+
+
 def rss_mib() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
@@ -47,8 +56,8 @@ def main() -> None:
     retentions = describe(schemas([], FLUSH_MS)[-1].archives)
     print(f"retentions {retentions}, {FLUSH_MS // 1000} s flushes, one value a series")
     head = ["series", "create s", "flush CPU s", "flush wall s", "keeps up", "MiB/1M series", "disk MiB"]
-    head += ["1 series 24h", "1,000 series"]
-    widths = (10, 9, 12, 13, 9, 14, 9, 13, 13)
+    head += ["1 series 24h", "1,000 series", "find host0.*"]
+    widths = (10, 9, 12, 13, 9, 14, 9, 13, 13, 13)
     print(" ".join(f"{h:>{w}}" for h, w in zip(head, widths, strict=True)))
     for n in args.series:
         with tempfile.TemporaryDirectory() as tmp:
@@ -72,13 +81,14 @@ def main() -> None:
             memory = (rss_mib() - before) / n * 1_000_000
             now = T0 + 10 * args.flushes + 10
             one = render(store, "stats.timers.host0.api0.mean", now)
-            wide = render(store, "stats.timers.host0.*.mean", now)  # 1,000 series
+            wide = statistics.median(render(store, "stats.timers.host0.*.mean", now) for _ in range(3))
+            found = statistics.median(find(store, "stats.timers.host0.*", now) for _ in range(5))
             per, took = statistics.median(cpu), statistics.median(wall)
             keeps_up = "yes" if took < FLUSH_MS / 1000 else "no"
             disk = store.disk_bytes() / 2**20
             print(
                 f"{n:>10,} {create:>9.1f} {per:>12.2f} {took:>13.2f} {keeps_up:>9} {memory:>14.0f} "
-                f"{disk:>9.0f} {one * 1000:>10.1f} ms {wide * 1000:>10.0f} ms"
+                f"{disk:>9.0f} {one * 1000:>10.1f} ms {wide * 1000:>10.0f} ms {found * 1000:>10.1f} ms"
             )
             store.close()
 
