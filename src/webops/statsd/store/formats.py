@@ -83,13 +83,19 @@ def _json_series(s: Series, options: Options) -> str | None:
         )
     else:
         stamps = [json.dumps(seconds(s.start + i * s.step)) for i in range(len(s.values))]
-    texts = map(_number, s.values)
+    # gaps and finite floats (nearly every point) inline, anything else through _number
+    points = [
+        f"[null, {t}]"
+        if v is None
+        else f"[{v!r}, {t}]"
+        if v.__class__ is float and v - v == 0
+        else f"[{_number(v)}, {t}]"
+        for v, t in zip(s.values, stamps, strict=True)
+    ]
     if options.no_null_points:
-        points = [f"[{v}, {t}]" for v, t in zip(texts, stamps, strict=True) if v != "null"]
+        points = [p for p in points if not p.startswith("[null")]
         if not points:
             return None
-    else:
-        points = [f"[{v}, {t}]" for v, t in zip(texts, stamps, strict=True)]
     name = json.dumps(s.name)
     return f'{{"target": {name}, "tags": {{"name": {name}}}, "datapoints": [{", ".join(points)}]}}'
 
