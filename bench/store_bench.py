@@ -194,11 +194,13 @@ def compare(n: int, runs: int) -> bool:
         )
         return True
     archives = schemas([], FLUSH_MS)[-1].archives
-    now = int(time.time())
-    until = now - now % MINUTE
+    until = (int(time.time()) - MINUTE // 2) // MINUTE * MINUTE
+    # never on a whole minute: whisper's 10 s ring (6 h) would put the newest minute and the one
+    # 6 h before it in one slot, and that older minute would never reach the 1 min archive
+    now = until + MINUTE // 2
     since = until - DAY
     paths = leaves(n)
-    slots = minutes(since - 10 * MINUTE, now)
+    slots = minutes(since - 10 * MINUTE, until)
     with tempfile.TemporaryDirectory(prefix="store-bench-", dir=SCRATCH) as tmp:
         root = Path(tmp)
         started = time.perf_counter()
