@@ -44,8 +44,7 @@ from pathlib import Path
 from statsd_bench import HOST, Target, console, cpu_seconds, family, free_port, pack, received, settle, start
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' carbon-cache helper
-import tests.conftest  # noqa: F401 - first: it imports tests.servers through tests.graphite_web, which
-from tests.servers import Carbon  # needs servers whole (servers first is a circular import)
+from tests.servers import Carbon
 
 LINES = 25  # counters a packet
 

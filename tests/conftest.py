@@ -10,9 +10,12 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.servers import Carbon
 
 T = TypeVar("T")
 
@@ -134,9 +137,30 @@ def checked_config(text: str) -> dict[str, tuple[object, str]]:
     return out
 
 
-# graphite-web (Debian's) for any test that compares with it or reads through it: the store's
-# differential and federation tests, webops check's (fixtures: graphite, start_graphite_web)
-from tests.graphite_web import graphite, start_graphite_web  # noqa: E402, F401
+@pytest.fixture
+def start_graphite_web(tmp_path: Path) -> Iterator[Callable[..., int]]:
+    """start(whisper_dir, extra settings) -> the port of a running graphite-web (Debian's), for any
+    test that compares with it or reads through it; stopped after."""
+    from tests.graphite_web import GraphiteWeb  # here: tests.graphite_web imports this module
+
+    started: list[GraphiteWeb] = []
+
+    def start(whisper_dir: Path, extra: str = "") -> int:
+        started.append(GraphiteWeb(tmp_path / f"web{len(started)}", whisper_dir, extra))
+        return started[-1].start().port
+
+    yield start
+    for web in started:
+        web.stop()
+
+
+@pytest.fixture
+def graphite(tmp_path: Path) -> Iterator[tuple[Carbon, int]]:
+    """carbon-cache and graphite-web (Debian's packages) on its whisper files: (carbon, web port)."""
+    from tests.graphite_web import carbon_and_web
+
+    with carbon_and_web(tmp_path, retention="1s:10m") as (carbon, web):
+        yield carbon, web.port
 
 
 @contextlib.contextmanager

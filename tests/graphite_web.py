@@ -1,21 +1,20 @@
 """A real graphite-web (Debian's 1.1.8, Django's server) for the differential and federation
-tests: on a carbon's whisper files, or on none with CLUSTER_SERVERS pointing at webops daemons."""
+tests and for `make bench-store`: on a carbon's whisper files, or on none with CLUSTER_SERVERS
+pointing at webops daemons. Plain classes, no pytest fixture (tests/conftest.py wraps them)."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlencode
 
-import pytest
-
-from tests.conftest import free_port, need, stop_process, wait_until
-from tests.servers import Carbon
+from tests.conftest import free_port, need, wait_until
+from tests.servers import Carbon, Logged
 
 GRAPHITE_WEB = Path("/usr/lib/python3/dist-packages/graphite/settings.py")
 SYSTEM_PYTHON = "/usr/bin/python3"  # the Python Debian's graphite-web and Django are installed for
@@ -46,18 +45,23 @@ def gw_settings(web: Path, whisper_dir: Path, extra: str = "") -> str:
     )
 
 
-@pytest.fixture
-def start_graphite_web(tmp_path: Path) -> Iterator[Callable[..., int]]:
-    """start(whisper_dir, extra settings) -> the port of a running graphite-web; stopped after."""
-    need(GRAPHITE_WEB.exists(), "graphite-web (apt-get install graphite-web)")
-    procs: list[tuple[subprocess.Popen, object]] = []
+class GraphiteWeb(Logged):
+    """graphite-web serving `whisper_dir` (and `extra` settings) on a free loopback port; its
+    settings, database and logs under `root` (made here)."""
 
-    def start(whisper_dir: Path, extra: str = "") -> int:
-        web = tmp_path / f"web{len(procs)}"
-        web.mkdir()
-        whisper_dir.mkdir(parents=True, exist_ok=True)
-        (web / "webops_gw_settings.py").write_text(gw_settings(web, whisper_dir, extra))
-        env = {**os.environ, "GRAPHITE_SETTINGS_MODULE": "webops_gw_settings", "PYTHONPATH": str(web)}
+    OUT = "out.log"
+
+    def __init__(self, root: Path, whisper_dir: Path, extra: str = "") -> None:
+        need(GRAPHITE_WEB.exists(), "graphite-web (apt-get install graphite-web)")
+        self.root, self.whisper_dir, self.extra = root, whisper_dir, extra
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> GraphiteWeb:
+        self.root.mkdir(parents=True)
+        self.whisper_dir.mkdir(parents=True, exist_ok=True)
+        (self.root / "webops_gw_settings.py").write_text(gw_settings(self.root, self.whisper_dir, self.extra))
+        env = {**os.environ, "GRAPHITE_SETTINGS_MODULE": "webops_gw_settings", "PYTHONPATH": str(self.root)}
         django = [SYSTEM_PYTHON, "-m", "django"]
         subprocess.run(
             [*django, "migrate", "--settings=graphite.settings", "-v0"],
@@ -65,38 +69,38 @@ def start_graphite_web(tmp_path: Path) -> Iterator[Callable[..., int]]:
             check=True,
             capture_output=True,
         )
-        port = free_port()
-        out = open(web / "out.log", "wb")  # noqa: SIM115 - closed at teardown
-        proc = subprocess.Popen(
-            [*django, "runserver", f"127.0.0.1:{port}", "--noreload", "--settings=graphite.settings"],
+        self.log = open(self.root / self.OUT, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [*django, "runserver", f"127.0.0.1:{self.port}", "--noreload", "--settings=graphite.settings"],
             env=env,
-            stdout=out,
+            stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        procs.append((proc, out))
-        wait_until(
-            lambda: _answers(port),
-            timeout=60,
-            what="graphite-web to answer",
-            detail=lambda: (web / "out.log").read_text(errors="replace")[-2000:],
-        )
-        return port
-
-    yield start
-    for proc, out in procs:
-        stop_process(proc, 30)
-        out.close()  # type: ignore[attr-defined]
+        try:
+            wait_until(
+                lambda: _answers(self.port),
+                timeout=60,
+                what="graphite-web to answer",
+                detail=lambda: self.log_tail(2000),
+            )
+        except BaseException:  # never leave a half-started server behind
+            self.stop()
+            raise
+        return self
 
 
-@pytest.fixture
-def graphite(tmp_path: Path, start_graphite_web) -> Iterator[tuple[Carbon, int]]:
-    """carbon-cache and graphite-web (Debian's packages) on its whisper files."""
-    carbon = Carbon(tmp_path / "carbon", retention="1s:10m").start()
+@contextmanager
+def carbon_and_web(root: Path, retention: str) -> Iterator[tuple[Carbon, GraphiteWeb]]:
+    """carbon-cache (its whisper files under `root/carbon`) and graphite-web reading them, asking
+    carbon's cache for what is not written yet (CARBONLINK), as they are deployed together."""
+    carbon = Carbon(root / "carbon", retention=retention).start()
     try:
-        port = start_graphite_web(
-            carbon.whisper_dir, f'CARBONLINK_HOSTS = ["127.0.0.1:{carbon.query_port}"]\n'
-        )
-        yield carbon, port
+        web = GraphiteWeb(
+            root / "web", carbon.whisper_dir, f'CARBONLINK_HOSTS = ["127.0.0.1:{carbon.query_port}"]\n'
+        ).start()
+        try:
+            yield carbon, web
+        finally:
+            web.stop()
     finally:
         carbon.stop()
-        shutil.rmtree(tmp_path / "web0", ignore_errors=True)

@@ -16,7 +16,7 @@ DATA = {
 
 def fetch(path: str, earlier: int) -> list[Series]:
     """Three series, 10 s apart from t=100 s (earlier, in ms: as many more points of 1.0 before)."""
-    from webops.statsd.store.db import matching
+    from webops.statsd.store.glob import matching
 
     extra = earlier // 10_000
     return [

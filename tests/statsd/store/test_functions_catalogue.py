@@ -17,8 +17,9 @@ import pytest
 
 from tests.conftest import need
 from webops.statsd.http import Request
-from webops.statsd.store.db import Store, matching
+from webops.statsd.store.db import Store
 from webops.statsd.store.functions import FUNCTIONS, GROUPS, Budget, Series, TargetError, evaluate
+from webops.statsd.store.glob import matching
 from webops.statsd.store.graphite_api import render
 from webops.statsd.store.retention import Point, schemas
 

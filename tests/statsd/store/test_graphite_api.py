@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import wait_until
 from webops.statsd.http import Request
+from webops.statsd.store.glob import matching
 from webops.statsd.store.graphite_api import ApiError, Series, consolidate, parse_time, render
 
 NOW = 1_795_467_600
@@ -83,6 +84,14 @@ class MemoryStore:
         if charge is not None:
             charge(max(stop - first, 0) // step)
         return Fetched(first, step, [points.get(t) for t in range(first, stop, step)])
+
+    def fetch_many(
+        self, names: list[str], start: int, end: int, now: int, charge: Callable[[int], object] | None = None
+    ) -> dict[str, Fetched]:
+        return {name: got for name in names if (got := self.fetch(name, start, end, now, charge))}
+
+    def match(self, pattern: str) -> list[str]:
+        return matching(self.names(), pattern)
 
 
 def ask(store: MemoryStore, now: float = NOW, **params: str) -> tuple[int, str]:

@@ -202,15 +202,15 @@ def test_names_nested_aggregates_build_are_charged_before_they_exist() -> None:
 
 
 def reads(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names the store is asked to read (a spy on the real store's fetch)."""
+    """The names the store is asked to read (a spy on the real store's fetch_many)."""
     asked: list[str] = []
-    real = store.fetch
+    real = store.fetch_many
 
-    def spy(name: str, *args: object, **kwargs: object) -> object:
-        asked.append(name)
-        return real(name, *args, **kwargs)  # type: ignore[arg-type]
+    def spy(names: list[str], *args: object, **kwargs: object) -> object:
+        asked.extend(names)
+        return real(names, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(store, "fetch", spy)
+    monkeypatch.setattr(store, "fetch_many", spy)
     return asked
 
 

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from tests.conftest import wait_until
 from tests.statsd.conftest import finest
-from webops.statsd.store.db import Busy, GlobError, Store, find, glob_regex, matching
+from webops.statsd.store.db import Busy, Store
+from webops.statsd.store.glob import GlobError, find, glob_regex, matching
 from webops.statsd.store.retention import (
     Archive,
     Point,

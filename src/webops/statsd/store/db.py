@@ -21,7 +21,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 import sqlite3
 import threading
 from array import array
@@ -32,9 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from . import glob, nametree
 from .retention import ROLLUPS, Archive, Point, Schema, schema_of
 
-VERSION = 2  # PRAGMA user_version: 0 was seconds, no weights (migrated at open)
+VERSION = 3  # PRAGMA user_version: 0 was seconds, no weights; 2 had no name tree (migrated at open)
 PURGE_EVERY = 3_600_000  # milliseconds of flushes between looks for expired series
 HOUR = 3_600_000
 CACHE_KIB = 64 * 1024  # SQLite's page cache for the writer: the upserts' working set stays in memory
@@ -49,6 +49,7 @@ SCHEMA = (
     "slot INTEGER NOT NULL, ts INTEGER NOT NULL, value REAL NOT NULL, weight INTEGER NOT NULL, "
     "PRIMARY KEY (series, archive, slot)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    *nametree.SCHEMA,
 )
 MIGRATE_FROM_SECONDS = (
     "ALTER TABLE points ADD COLUMN weight INTEGER NOT NULL DEFAULT 0",
@@ -126,6 +127,8 @@ class Store:
                     db.execute(statement)
             for statement in SCHEMA:
                 db.execute(statement)
+            if existing and version < 3:  # the names written before there was a tree
+                nametree.link(db, db.execute("SELECT id, name FROM series").fetchall())
             db.execute(f"PRAGMA user_version = {VERSION}")
             db.execute("COMMIT")
         except BaseException:
@@ -221,6 +224,7 @@ class Store:
                 chunk,
             ):
                 codes[name] = self.ids[name] = self._code(sid, self._shape(archives), rollup)
+        nametree.link(db, ((code >> SHIFT, name) for name, code in codes.items()))
         return codes
 
     def _shape(self, archives: str) -> tuple[Archive, ...]:
@@ -252,6 +256,7 @@ class Store:
                 gone.append((name, sid))
         self.db.executemany("DELETE FROM points WHERE series = ?", [(sid,) for _, sid in gone])
         self.db.executemany("DELETE FROM series WHERE id = ?", [(sid,) for _, sid in gone])
+        nametree.unlink(self.db, (name for name, _ in gone))
         for name, _ in gone:
             del self.ids[name]
         self.expired += len(gone)
@@ -278,6 +283,17 @@ class Store:
     def names(self) -> list[str]:
         return [name for (name,) in self._reader().execute("SELECT name FROM series ORDER BY name")]
 
+    def match(self, pattern: str) -> list[str]:
+        """The series a render target's path expression names (glob.matching's answer), from the
+        name tree: the nodes the pattern can reach, not every name."""
+        found = nametree.matching(self._reader(), pattern)
+        return glob.matching(self.names(), pattern) if found is None else found
+
+    def find(self, pattern: str) -> list[tuple[str, bool]]:
+        """(path, is_leaf) for every node the pattern names (glob.find's answer), from the tree."""
+        found = nametree.find(self._reader(), pattern)
+        return list(glob.find(self.names(), pattern)) if found is None else found
+
     def fetch(
         self, name: str, start: int, end: int, now: int, charge: Callable[[int], object] | None = None
     ) -> Fetched | None:
@@ -285,31 +301,62 @@ class Store:
         `start`, its points stamped in (start, end] (both clamped to what the file holds),
         None-filled; None for an unknown series. `charge(points)` is called before they are
         allocated, and may raise to refuse them (a year of a 1 s archive is 31 million)."""
+        return self.fetch_many([name], start, end, now, charge).get(name)
+
+    def fetch_many(
+        self,
+        names: Sequence[str],
+        start: int,
+        end: int,
+        now: int,
+        charge: Callable[[int], object] | None = None,
+    ) -> dict[str, Fetched]:
+        """fetch's answer for each of `names` that is a series, in their order: a wildcard's
+        thousand series in one query for their archives and one for their points per archive
+        chosen (one when they share their retentions), not a query per series. `charge` is
+        called for each series in turn before its points are allocated."""
         db = self._reader()
-        row = db.execute("SELECT id, archives FROM series WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            return None
-        sid, archives = row[0], [Archive(*a) for a in json.loads(row[1])]
-        end = min(end, now)
-        start = max(start, now - archives[-1].span)
-        index, archive = next(
-            ((i, a) for i, a in enumerate(archives) if a.span >= now - start),
-            (len(archives) - 1, archives[-1]),
-        )
-        step = archive.step
-        first = start - start % step + step
-        stop = end - end % step + step
-        if stop <= first:
-            return Fetched(first, step, [])
-        if charge is not None:
-            charge((stop - first) // step)
-        values: list[float | None] = [None] * ((stop - first) // step)
-        for ts, value in db.execute(
-            "SELECT ts, value FROM points WHERE series = ? AND archive = ? AND ts >= ? AND ts < ?",
-            (sid, index, first, stop),
-        ):
-            values[(ts - first) // step] = value
-        return Fetched(first, step, values)
+        shapes: dict[str, list[Archive]] = {}
+        found = {
+            name: (sid, shapes.get(text) or shapes.setdefault(text, [Archive(*a) for a in json.loads(text)]))
+            for name, sid, text in db.execute(
+                "SELECT j.value, s.id, s.archives FROM json_each(?) j JOIN series s ON s.name = j.value",
+                (json.dumps(list(names)),),
+            )
+        }
+        out: dict[str, Fetched] = {}
+        reads: dict[tuple[int, int, int, int], dict[int, Fetched]] = defaultdict(
+            dict
+        )  # archive, step, first, stop
+        for name in names:
+            if name not in found or name in out:
+                continue
+            sid, archives = found[name]
+            until = min(end, now)
+            since = max(start, now - archives[-1].span)
+            index, archive = next(
+                ((i, a) for i, a in enumerate(archives) if a.span >= now - since),
+                (len(archives) - 1, archives[-1]),
+            )
+            step = archive.step
+            first = since - since % step + step
+            stop = until - until % step + step
+            if stop <= first:
+                out[name] = Fetched(first, step, [])
+                continue
+            if charge is not None:
+                charge((stop - first) // step)
+            out[name] = reads[index, step, first, stop][sid] = Fetched(
+                first, step, [None] * ((stop - first) // step)
+            )
+        for (index, step, first, stop), by_id in reads.items():
+            for sid, ts, value in db.execute(
+                "SELECT series, ts, value FROM points WHERE series IN (SELECT value FROM json_each(?)) "
+                "AND archive = ? AND ts >= ? AND ts < ?",
+                (json.dumps(list(by_id)), index, first, stop),
+            ):
+                by_id[sid].values[(ts - first) // step] = value
+        return out
 
     def replaced(self) -> bool:
         """Whether the file at our path is gone or another one (removed, moved, the directory
@@ -349,94 +396,3 @@ def _lock(path: Path) -> IO[str]:
     lock.write(f"{os.getpid()}\n")
     lock.flush()
     return lock
-
-
-MAX_ALTERNATIVES = 1000  # patterns a path's {a,b} braces expand to, at most
-
-
-class GlobError(ValueError):
-    """A path expression that cannot be matched: a 400 with this one line."""
-
-
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """Graphite's wildcards, node by node: `*`, `?`, `[0-9]`, `{a,b*}` (wildcards inside braces
-    too); none of them crosses a dot.
-
-    Matching takes time linear in the name whatever the pattern: braces are expanded first, and
-    each `*` but a node's last takes the first place its following text matches, as an atomic
-    group (Python 3.11). Translated naively, `*a*a*a*a*b` against a long name of `a`s backtracks
-    for hours, holding the GIL, so no deadline could stop it."""
-    return re.compile("(?:" + "|".join(map(_path_regex, _expand(pattern))) + r")\Z")
-
-
-def _expand(pattern: str) -> list[str]:
-    """Every pattern that `{a,b}` braces stand for (left to right, as graphite-web expands them)."""
-    out, todo = [], [pattern]
-    while todo:
-        p = todo.pop()
-        start = p.find("{")
-        close = p.find("}", start)
-        if start < 0 or close < 0:
-            out.append(p)
-        else:
-            todo.extend(p[:start] + alt + p[close + 1 :] for alt in reversed(p[start + 1 : close].split(",")))
-        if len(out) + len(todo) > MAX_ALTERNATIVES:
-            raise GlobError(f"a path's {{a,b}} braces stand for more than {MAX_ALTERNATIVES} paths")
-    return out
-
-
-def _tokens(node: str) -> list[str]:
-    """A node's pattern as regex pieces: `*`, or one piece that matches exactly one character."""
-    out = []
-    i = 0
-    while i < len(node):
-        c = node[i]
-        if c == "*":
-            out.append("*")
-        elif c == "?":
-            out.append("[^.]")
-        elif c == "[" and (close := node.find("]", i)) > i:
-            out.append("[" + node[i + 1 : close].replace("\\", "\\\\") + "]")
-            i = close
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return out
-
-
-def _path_regex(pattern: str) -> str:
-    return r"\.".join(map(_node_regex, pattern.split(".")))
-
-
-def _node_regex(node: str) -> str:
-    """One node: the text before its first `*` anchored, every text between two `*`s at its first
-    match (atomic: never tried again further on), the text after the last `*` at the node's end.
-    Taking the first match is always right for a text of fixed length with a `*` after it."""
-    chunks: list[list[str]] = [[]]
-    for token in _tokens(node):
-        if token == "*":
-            chunks.append([])
-        else:
-            chunks[-1].append(token)
-    texts = ["".join(c) for c in chunks]
-    regex = texts[0] + "".join(f"(?>[^.]*?{t})" for t in texts[1:-1] if t)
-    return regex + ("[^.]*" + texts[-1] if len(texts) > 1 else "")
-
-
-def find(names: Iterable[str], pattern: str) -> Iterator[tuple[str, bool]]:
-    """(path, is_leaf) for every node the pattern names, as /metrics/find answers: series
-    (leaves) and the branches above them; a path that is both comes twice."""
-    depth = pattern.count(".") + 1
-    regex = glob_regex(pattern)
-    found: set[tuple[str, bool]] = set()
-    for name in names:
-        parts = name.split(".")
-        if len(parts) >= depth and regex.match(node := ".".join(parts[:depth])):
-            found.add((node, len(parts) == depth))
-    yield from sorted(found)
-
-
-def matching(names: Iterable[str], pattern: str) -> list[str]:
-    """The series a render target's path expression names."""
-    regex = glob_regex(pattern)
-    return sorted(n for n in names if regex.match(n))

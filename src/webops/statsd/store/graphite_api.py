@@ -30,8 +30,9 @@ from datetime import tzinfo
 
 from ..http import Reply, Request
 from . import catalog, formats, tags, timespec
-from .db import GlobError, Store, find, matching
+from .db import Store
 from .functions import CONSOLIDATE, MS, Budget, Call, Refused, Series, evaluate, parse, paths
+from .glob import GlobError
 
 GRAPHITE_VERSION = "1.1.8"  # the graphite-web whose answers these are (the differential test's)
 
@@ -101,13 +102,11 @@ def fetch(
         else:  # read again further back or shifted (movingAverage, timeShift): counted again
             names = named(path)
             budget.charge(series=len(names))  # before reading any: stats.* may name 500,000
-        out = []
-        for name in names:
-            charge = lambda n: budget.charge(points=n)  # noqa: E731
-            budget.reads += 1
-            got = store.fetch(name, start_ms - earlier - shift, end_ms - shift, now_ms, charge)
-            if got is not None:
-                out.append(Series(name, got.start, got.step, got.values, path))
+        budget.reads += len(names)
+        got = store.fetch_many(
+            names, start_ms - earlier - shift, end_ms - shift, now_ms, lambda n: budget.charge(points=n)
+        )
+        out = [Series(name, f.start, f.step, f.values, path) for name, f in got.items()]
         read[key] = out
         return list(out)
 
@@ -117,15 +116,14 @@ def fetch(
         if path.startswith("seriesByTag("):
             call = parse(path)
             exprs = [str(a) for a in call.args] if isinstance(call, Call) else []
-            return tags.find_series(all_names, exprs, budget.deadline)
-        return matching(all_names, path)
+            return tags.find_series(store.names(), exprs, budget.deadline)
+        return store.match(path)
 
     try:
         with store.interruptible(budget.expired):
             parsed = [parse(target) for target in targets]
-            all_names = store.names()
             for path in dict.fromkeys(p.strip() for node in parsed for p in paths(node)):
-                counted[path] = matching(all_names, path)
+                counted[path] = store.match(path)
                 budget.charge(series=len(counted[path]))
             window = (start_ms, end_ms)
             return [s for node in parsed for s in evaluate(node, by_path, budget, window)]
@@ -209,7 +207,7 @@ def find_nodes(store: Store, request: Request, now: float | None = None) -> Repl
     leaves_only = request.get("leavesOnly", "0") not in ("", "0")
     try:
         window = _window(request, now_ms)
-        nodes = [formats.Node(p, leaf) for p, leaf in find(store.names(), query) if leaf or not leaves_only]
+        nodes = [formats.Node(p, leaf) for p, leaf in store.find(query) if leaf or not leaves_only]
     except (re.error, GlobError) as e:
         return 400, "text/plain", f"query: {e}\n"
     except ValueError as e:  # a from/until/tz that is not a time
@@ -232,10 +230,9 @@ def expand(store: Store, request: Request, budget: Budget | None = None) -> Repl
     if not queries:
         return 400, "text/plain", "query is required (one or more paths with wildcards)\n"
     leaves_only = request.get("leavesOnly", "0") not in ("", "0")
-    names = store.names()
     try:
         found = {
-            q: sorted({p for p, leaf in find(names, q) if leaf or not leaves_only})
+            q: sorted({p for p, leaf in store.find(q) if leaf or not leaves_only})
             for q in budget.each(queries)
         }
     except (re.error, GlobError) as e:

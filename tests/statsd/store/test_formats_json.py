@@ -1,0 +1,43 @@
+"""/render's JSON, written a series at a time as text (formats.json_chunks), is byte for byte what
+json.dumps writes for graphite-web's structure: [{"target", "tags", "datapoints": [[value, epoch
+seconds], ...]}], null for a gap and for what JSON cannot carry, noNullPoints leaving those out."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from webops.statsd.store.formats import RENDER, Options, finite, seconds
+from webops.statsd.store.functions import Budget, Series
+
+VALUES = st.one_of(
+    st.none(), st.floats(), st.integers(-(2**70), 2**70), st.booleans(), st.sampled_from([0.0, -0.0, 1e16])
+)
+SERIES = st.builds(
+    Series,
+    name=st.text(max_size=8),
+    start=st.integers(0, 2**41) | st.integers(0, 2**31).map(lambda s: s * 1000),
+    step=st.sampled_from([100, 250, 1000, 10_000, 60_000, 1500]),
+    values=st.lists(VALUES, max_size=30),
+)
+
+
+def reference(series: list[Series], no_null_points: bool) -> str:
+    """What the JSON writer wrote before it wrote text itself: json.dumps of the whole answer."""
+    out = []
+    for s in series:
+        points = [[finite(v), seconds(s.start + i * s.step)] for i, v in enumerate(s.values)]
+        if no_null_points:
+            points = [p for p in points if p[0] is not None]
+            if not points:
+                continue
+        out.append({"target": s.name, "tags": {"name": s.name}, "datapoints": points})
+    return json.dumps(out)
+
+
+@given(st.lists(SERIES, max_size=5), st.booleans())
+def test_json_is_what_json_dumps_writes(series: list[Series], no_null_points: bool) -> None:
+    written = RENDER["json"].write(series, Budget(), Options(no_null_points=no_null_points))
+    assert written == reference(series, no_null_points)
