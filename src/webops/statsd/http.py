@@ -7,19 +7,29 @@ Every request is bounded, because /health is what a load balancer trusts: a conn
 `headerTimeout` to send its request line and headers and `bodyTimeout` to send a body or take
 the reply; past `maxConnections` the oldest connection still sending its request (a slowloris
 is always the oldest) is closed to make room; every request gets an answer, a broken one a 4xx
-and a route that fails a 500; heavy routes run in Workers, bounded in number and in time."""
+and a route that fails a 500; heavy routes run in Workers, bounded in number and in time.
+
+A long answer (/render's text) is sent as it is made, with HTTP/1.1's chunked encoding: the
+Workers make its parts, a part ahead of the one being sent, so what is held is a part or two,
+not the whole answer (twice over: text, then bytes). An answer begun is never turned into an
+error: what can fail is done before the first part (graphite_api.render_parts), and a part that
+fails, a client that goes away or one that takes longer than `bodyTimeout` for the whole answer
+ends the connection without the last, empty chunk, so the client knows its answer is cut short
+(counted in `cut`, the client's going logged at debug, a failure at a bounded rate). An HTTP/1.0
+client, and HEAD, get the whole answer with its Content-Length, as before."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import inspect
+import itertools
 import logging
 import queue
 import re
 import threading
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from urllib.parse import parse_qs, parse_qsl
@@ -29,9 +39,13 @@ from ..common.ratelimit import RateLimitedLog
 log = logging.getLogger("webops.statsd")
 
 Reply = tuple[int, str, "str | bytes"]  # (status, content type, body: bytes as they are (pickle))
+# what a job in the Workers answers: a text of parts, made there a part at a time (Workers.parts)
+Answer = tuple[int, str, "str | bytes | Iterator[str]"]
+Outgoing = tuple[int, str, "str | bytes | AsyncGenerator[bytes, None]"]  # what a route answers
 MAX_HEAD = 1 << 16  # the request line and headers: past it a 431
 MAX_BODY = 1 << 20  # a POSTed form (Grafana posts its render requests): 1 MiB is thousands of targets
 WAITING = 32  # renders waiting for a worker thread; past them a 503 at once
+PART = 1 << 16  # bytes of an answer made at a time (one job in the Workers), sent as one chunk
 METHODS = ("GET", "HEAD", "POST")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110's method and header names
 
@@ -53,6 +67,7 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)  # names in lower case
     # every parameter named, with a value or without (`&noNullPoints`, which params leaves out)
     names: set[str] = field(default_factory=set)
+    version: str = "HTTP/1.1"  # an HTTP/1.0 client cannot read a chunked answer
 
     def get(self, name: str, default: str = "") -> str:
         return self.params.get(name, [default])[-1]
@@ -62,7 +77,7 @@ class Request:
         return name in self.params or name in self.names
 
 
-Route = Callable[[Request], "Reply | Awaitable[Reply]"]
+Route = Callable[[Request], "Outgoing | Awaitable[Outgoing]"]
 
 
 def parse_head(head: bytes) -> Request | Reply:
@@ -73,7 +88,7 @@ def parse_head(head: bytes) -> Request | Reply:
     parts = lines[0].split(" ")
     if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not re.fullmatch(r"HTTP/1\.[01]", parts[2]):
         return 400, "text/plain", "bad request line: expected METHOD /path HTTP/1.1\n"
-    method, target, _ = parts
+    method, target, version = parts
     if method not in METHODS:
         return 405, "text/plain", "GET, HEAD or POST\n"
     headers: dict[str, str] = {}
@@ -90,7 +105,7 @@ def parse_head(head: bytes) -> Request | Reply:
             return 501, "text/plain", "Transfer-Encoding is not supported: send a Content-Length\n"
         headers[name] = value
     path, _, query = target.partition("?")
-    return Request(method, path, parse_qs(query), headers, _names(query))
+    return Request(method, path, parse_qs(query), headers, _names(query), version)
 
 
 def _names(query: str) -> set[str]:
@@ -121,7 +136,7 @@ class Endpoint:
         self.routes = routes
         self.limits = limits
         self.open: dict[asyncio.Task, _Connection] = {}  # oldest first
-        self.counts: Counter[str] = Counter()  # evicted, refused, timeouts
+        self.counts: Counter[str] = Counter()  # evicted, refused, timeouts, cut
         self.replies: Counter[int] = Counter()  # by status
         self.errors = RateLimitedLog(log, "http errors")
         self.closed = False
@@ -163,10 +178,9 @@ class Endpoint:
             request = await self._read(reader)
             conn.reading = False
             reply = await self._route(request) if isinstance(request, Request) else request
-            self.replies[reply[0]] += 1
-            await self._send(
-                writer, reply, head_only=isinstance(request, Request) and request.method == "HEAD"
-            )
+            head_only = isinstance(request, Request) and request.method == "HEAD"
+            whole = head_only or (isinstance(request, Request) and request.version == "HTTP/1.0")
+            await self._send(writer, reply, head_only, whole)
         except TimeoutError:
             self.counts["timeouts"] += 1
         except (asyncio.IncompleteReadError, ConnectionError) as e:
@@ -201,7 +215,7 @@ class Endpoint:
             request.names |= _names(form)
         return request
 
-    async def _route(self, request: Request) -> Reply:
+    async def _route(self, request: Request) -> Outgoing:
         """The route's reply; a route that fails is a 500, logged at a bounded rate."""
         route = self.routes.get(request.path)
         if route is None:
@@ -210,19 +224,65 @@ class Endpoint:
             result = route(request)
             return await result if inspect.isawaitable(result) else result
         except Exception as e:
-            self.errors.warning("http: %s %s: %r", request.method, request.path[:200], e)
-            return 500, "text/plain", f"internal error ({type(e).__name__}), logged\n"
+            return self._failed(f"{request.method} {request.path[:200]}", e)
 
-    async def _send(self, writer: asyncio.StreamWriter, reply: Reply, head_only: bool) -> None:
+    def _failed(self, what: str, e: Exception) -> tuple[int, str, bytes]:
+        self.errors.warning("http: %s: %r", what, e)
+        return 500, "text/plain", f"internal error ({type(e).__name__}), logged\n".encode()
+
+    async def _send(
+        self, writer: asyncio.StreamWriter, reply: Outgoing, head_only: bool, whole: bool
+    ) -> None:
+        """The reply, all of it within bodyTimeout (the parts' making included); a body of parts
+        chunked unless `whole` (HTTP/1.0, HEAD): then joined first, to say its Content-Length.
+        A part that fails before anything is sent makes the answer a 500."""
         status, ctype, body = reply
-        data = body if isinstance(body, bytes) else body.encode()
-        writer.write(
-            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: {ctype}\r\n"
-            f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
-        )
-        if not head_only:
-            writer.write(data)
-        await asyncio.wait_for(writer.drain(), self.limits.body_timeout)
+        try:
+            async with asyncio.timeout(self.limits.body_timeout):
+                if isinstance(body, str | bytes):
+                    data = body if isinstance(body, bytes) else body.encode()
+                else:
+                    try:
+                        first = await anext(body, b"")
+                        data = first + b"".join([part async for part in body]) if whole else first
+                    except Exception as e:
+                        status, ctype, data = self._failed("the first part of an answer", e)
+                        whole = True
+                head = f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: {ctype}\r\n"
+                self.replies[status] += 1
+                if isinstance(body, str | bytes) or whole:
+                    writer.write(f"{head}Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode())
+                    if not head_only:
+                        writer.write(data)
+                    await writer.drain()
+                    return
+                writer.write(f"{head}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n".encode())
+                await self._chunks(writer, data, body)
+        except (TimeoutError, ConnectionError):
+            if not isinstance(body, str | bytes):
+                self.counts["cut"] += 1
+            raise
+        finally:
+            if not isinstance(body, str | bytes):
+                await body.aclose()
+
+    async def _chunks(
+        self, writer: asyncio.StreamWriter, first: bytes, rest: AsyncGenerator[bytes, None]
+    ) -> None:
+        """Each part as a chunk as it comes, then the empty chunk that says the answer is whole;
+        a part that fails ends the connection without it."""
+        part = first
+        while part:
+            writer.write(b"%x\r\n%b\r\n" % (len(part), part))
+            await writer.drain()
+            try:
+                part = await anext(rest, b"")
+            except Exception as e:
+                self.counts["cut"] += 1
+                self.errors.warning("http: a part of an answer begun failed, the answer is cut: %r", e)
+                return
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
 
 
 # What the bytes received so far may be the start of: `METHOD /target HTTP/1.x` (a token, a
@@ -276,7 +336,15 @@ async def _close(writer: asyncio.StreamWriter, timeout: float) -> None:
         writer.transport.abort()
 
 
-_Job = tuple[Callable[[], Reply], asyncio.Future, asyncio.AbstractEventLoop]  # what, for whom, on which loop
+@dataclass(frozen=True)
+class _Job:
+    work: Callable[[], object]
+    done: asyncio.Future  # settled with what `work` returns or raises, on `loop`
+    loop: asyncio.AbstractEventLoop
+    render: bool  # counted in `pending` (a part of an answer begun is not)
+
+
+PARTS, RENDERS, END = range(3)  # the order the threads take jobs in: an answer begun goes first
 
 
 class Workers:
@@ -286,16 +354,25 @@ class Workers:
     use it, so one endless render there held the daemon past SIGTERM. At most `threads` jobs run
     and WAITING more wait; past them a 503 at once. A job that outlives its timeout is
     abandoned: the client gets a 504, and `stop()` tells the job, which has to notice (a thread
-    cannot be killed)."""
+    cannot be killed).
+
+    An answer of parts (Answer) is made here too, a part per job, each taken before any render
+    waiting (an answer begun is not held up behind new work) and one part ahead of the sending,
+    so a thread is busy while a part is made, never while a slow client reads."""
 
     def __init__(self, threads: int) -> None:
         self.threads = threads
-        self.pending = 0  # running or waiting; changed on the event loop only
-        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.pending = 0  # renders running or waiting; changed on the event loop only
+        self.jobs: queue.PriorityQueue[tuple[int, int, _Job | None]] = queue.PriorityQueue()
+        self.order = itertools.count()  # first come, first served within a rank
+        self.closed = False
         for i in range(threads):
             threading.Thread(target=self._work, name=f"webops-render-{i}", daemon=True).start()
 
-    async def run(self, job: Callable[[], Reply], timeout: float, stop: Callable[[], None]) -> Reply:
+    def _put(self, rank: int, job: _Job | None) -> None:
+        self.jobs.put((rank, next(self.order), job))
+
+    async def run(self, job: Callable[[], Answer], timeout: float, stop: Callable[[], None]) -> Outgoing:
         if self.pending >= self.threads + WAITING:
             return (
                 503,
@@ -304,36 +381,67 @@ class Workers:
                 "try again\n",
             )
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[Reply] = loop.create_future()
+        done: asyncio.Future[Answer] = loop.create_future()
         self.pending += 1
-        self.jobs.put((job, done, loop))
+        self._put(RENDERS, _Job(job, done, loop, render=True))
         try:
-            return await asyncio.wait_for(done, timeout)
+            status, content_type, body = await asyncio.wait_for(done, timeout)
         except TimeoutError:  # seen here, or by the job itself (functions.Expired)
             return 504, "text/plain", f"render abandoned after {timeout:g} s (http.renderTimeout)\n"
         finally:
             stop()  # answered, timed out or cancelled (shutdown): the job stops at its next check
+        return status, content_type, body if isinstance(body, str | bytes) else self.parts(body)
+
+    async def parts(self, made: Iterator[str]) -> AsyncGenerator[bytes, None]:
+        """`made`'s text in parts of about PART bytes, each made in a thread, the next one while
+        this one is sent."""
+        loop = asyncio.get_running_loop()
+
+        def part() -> bytes:
+            out, size = [], 0
+            for text in made:
+                out.append(data := text.encode())
+                size += len(data)
+                if size >= PART:
+                    break
+            return b"".join(out)
+
+        def make() -> asyncio.Future[bytes]:
+            if self.closed:  # replaced (a reload): its threads end, the answer does not
+                return asyncio.ensure_future(asyncio.to_thread(part))
+            ahead: asyncio.Future[bytes] = loop.create_future()
+            self._put(PARTS, _Job(part, ahead, loop, render=False))
+            return ahead
+
+        ahead = make()
+        try:
+            while data := await ahead:
+                ahead = make()
+                yield data
+        finally:
+            ahead.cancel()  # the part being made when the sending stopped: nobody takes it
 
     def close(self) -> None:
         """The threads end after the jobs already queued (a reload that changes their number)."""
+        self.closed = True
         for _ in range(self.threads):
-            self.jobs.put(None)
+            self._put(END, None)
 
     def _work(self) -> None:
-        while (item := self.jobs.get()) is not None:
-            job, done, loop = item
+        while (job := self.jobs.get()[2]) is not None:
             try:
-                outcome: tuple[Reply | None, Exception | None] = (job(), None)
+                outcome: tuple[object, Exception | None] = (job.work(), None)
             except Exception as e:  # handed to the route that waits, as asyncio.to_thread does
                 outcome = (None, e)
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-                loop.call_soon_threadsafe(self._settle, done, *outcome)
+                job.loop.call_soon_threadsafe(self._settle, job, *outcome)
 
-    def _settle(self, done: asyncio.Future, result: Reply | None, error: Exception | None) -> None:
-        self.pending -= 1
-        if done.done():  # abandoned
+    def _settle(self, job: _Job, result: object, error: Exception | None) -> None:
+        if job.render:
+            self.pending -= 1
+        if job.done.done():  # abandoned
             return
         if error is not None:
-            done.set_exception(error)
+            job.done.set_exception(error)
         else:
-            done.set_result(result)
+            job.done.set_result(result)

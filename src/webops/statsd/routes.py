@@ -50,6 +50,7 @@ OWN_FAMILIES = {
     "statsd_http_connections_evicted_total": "counter",
     "statsd_http_connections_refused_total": "counter",
     "statsd_http_timeouts_total": "counter",
+    "statsd_http_replies_cut_total": "counter",
     "statsd_http_renders": "gauge",
     "statsd_http_responses_total": "counter",
 }
@@ -136,7 +137,7 @@ class HttpRoutes:
         if self.workers is not None:
             self.workers.close()
 
-    async def offload(self, job: Callable[[Budget], http.Reply]) -> http.Reply:
+    async def offload(self, job: Callable[[Budget], http.Answer]) -> http.Outgoing:
         """A backend route's heavy part (backends.base.Offload), in the render threads, on the
         budget of the running config's http.render* keys."""
         h = self.daemon.config["http"]
@@ -229,13 +230,15 @@ class HttpRoutes:
 
     def _http_metrics(self) -> list[Sample]:
         """The endpoint's own limits at work: connections closed to make room (evicted) or not
-        accepted (refused), clients too slow (timeouts), renders in flight, replies by status."""
+        accepted (refused), clients too slow (timeouts), answers sent in parts that were cut short
+        (the client went or was too slow, or a part failed), renders in flight, replies by status."""
         e = self.endpoint
         return [
             ("statsd_http_connections", "gauge", (), len(e.open)),
             ("statsd_http_connections_evicted_total", "counter", (), e.counts["evicted"]),
             ("statsd_http_connections_refused_total", "counter", (), e.counts["refused"]),
             ("statsd_http_timeouts_total", "counter", (), e.counts["timeouts"]),
+            ("statsd_http_replies_cut_total", "counter", (), e.counts["cut"]),
             ("statsd_http_renders", "gauge", (), self.workers.pending if self.workers else 0),
             *(
                 ("statsd_http_responses_total", "counter", (("code", str(code)),), n)

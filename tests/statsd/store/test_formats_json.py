@@ -1,16 +1,20 @@
 """/render's JSON, written a series at a time as text (formats.json_chunks), is byte for byte what
 json.dumps writes for graphite-web's structure: [{"target", "tags", "datapoints": [[value, epoch
-seconds], ...]}], null for a gap and for what JSON cannot carry, noNullPoints leaving those out."""
+seconds], ...]}], null for a gap and for what JSON cannot carry, noNullPoints leaving those out.
+CSV and raw, written a series at a time too (the endpoint sends each part as it is made), are
+what they were when written whole."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from webops.statsd.store.formats import RENDER, Options, finite, seconds
-from webops.statsd.store.functions import Budget, Series
+from webops.statsd.store.formats import RENDER, Options, finite, local_time, seconds
+from webops.statsd.store.functions import Series
 
 VALUES = st.one_of(
     st.none(), st.floats(), st.integers(-(2**70), 2**70), st.booleans(), st.sampled_from([0.0, -0.0, 1e16])
@@ -39,5 +43,30 @@ def reference(series: list[Series], no_null_points: bool) -> str:
 
 @given(st.lists(SERIES, max_size=5), st.booleans())
 def test_json_is_what_json_dumps_writes(series: list[Series], no_null_points: bool) -> None:
-    written = RENDER["json"].write(series, Budget(), Options(no_null_points=no_null_points))
-    assert written == reference(series, no_null_points)
+    written = RENDER["json"].write(series, Options(no_null_points=no_null_points))
+    assert not isinstance(written, bytes) and "".join(written) == reference(series, no_null_points)
+
+
+def csv_reference(series: list[Series]) -> str:
+    """The CSV writer before it wrote a series at a time: one csv.writer over the whole answer."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, dialect="excel")
+    for s in series:
+        for i, v in enumerate(s.values):
+            writer.writerow([s.name, local_time(s.start + i * s.step, None), "" if finite(v) is None else v])
+    return buf.getvalue()
+
+
+def raw_reference(series: list[Series]) -> str:
+    lines = [
+        f"{s.name},{seconds(s.start)},{seconds(s.end)},{seconds(s.step)}|{','.join(map(repr, s.values))}\n"
+        for s in series
+    ]
+    return "".join(lines)
+
+
+@given(st.lists(SERIES, max_size=5))
+def test_csv_and_raw_a_series_at_a_time_are_what_they_were_whole(series: list[Series]) -> None:
+    for name, reference_of in (("csv", csv_reference), ("raw", raw_reference)):
+        written = RENDER[name].write(series, Options())
+        assert not isinstance(written, bytes) and "".join(written) == reference_of(series), name

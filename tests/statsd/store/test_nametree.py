@@ -94,6 +94,28 @@ def test_expired_series_leave_no_branch_behind(names: list[str], data: st.DataOb
             store.close()
 
 
+@settings(max_examples=80, deadline=None)
+@given(st.lists(NAMES, min_size=2, max_size=4), st.data())
+def test_names_created_over_several_flushes(batches: list[list[str]], data: st.DataObject) -> None:
+    """Names added under nodes an earlier flush made (looked up, not made again: the file's
+    UNIQUE (parent, name) refuses a copy), a branch that becomes a series' end and an end that
+    becomes a branch, and names sent again after their nodes were pruned."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = stored(Path(tmp), [])
+        try:
+            t = T0
+            for batch in batches:
+                if data.draw(st.booleans(), label="expire the names before"):
+                    t += 7200 * S  # past the retention: the next write drops what it does not name
+                    store.next_purge = 0
+                t += 10 * S
+                store.write(t, 10 * S, [Point(name, 1.0, "sum") for name in batch])
+                names = store.names()
+                same_answers(store, names, ["*", "*.*", "*.*.*", "*.*.*.*", "a*.*", "{a,b}.*.*", "a.*"])
+        finally:
+            store.close()
+
+
 def test_a_file_without_a_tree_gets_one_at_open(tmp_path: Path) -> None:
     """A file written by the webops before the tree (user_version 2) is found by its names."""
     names = ["stats.a.x", "stats.a.y", "stats.b", "stats.b.z", "other"]

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
 from ...common.ratelimit import RateLimitedLog
-from ..http import Reply, Route
+from ..http import Answer, Outgoing, Route
 from ..snapshot import Snapshot
 from ..store.functions import Budget
 from ..validate import Key
@@ -29,7 +29,7 @@ REGISTRY: dict[str, type[Backend]] = {}  # canonical (lower-case) name -> class
 # of series): `await offload(job)` runs job(budget) in the render threads, on the budget of the
 # http.render* keys (the job checks it as it goes), and is a 503 when they are all busy, a 504
 # past http.renderTimeout.
-Offload = Callable[[Callable[[Budget], Reply]], Awaitable[Reply]]
+Offload = Callable[[Callable[[Budget], Answer]], Awaitable[Outgoing]]
 
 
 def register(cls: type[Backend]) -> type[Backend]:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ...common.ratelimit import RateLimitedLog
-from ..http import Reply, Request, Route
+from ..http import Answer, Outgoing, Request, Route
 from ..snapshot import Snapshot, merge
 from ..store import graphite_api
 from ..store.db import Store
@@ -226,11 +226,11 @@ class StoreBackend(Backend):
         out.update(graphite_api.PLAIN_PATHS)
         return out
 
-    def _graphite(self, offload: Offload, answer: Callable[[Store, Request, Budget], Reply]) -> Route:
+    def _graphite(self, offload: Offload, answer: Callable[[Store, Request, Budget], Answer]) -> Route:
         """A Graphite API route on this store, in the render threads (a wide wildcard reads
         thousands of series); a 503 saying why while history is off."""
 
-        async def route(request: Request) -> Reply:
+        async def route(request: Request) -> Outgoing:
             store = self.store
             if store is None:
                 return 503, "text/plain", f"history is off: {self.cause or 'the store is not open yet'}\n"

@@ -211,9 +211,12 @@ class Store:
         (another daemon's, before this one opened the file) is taken as it is."""
         db = self.db
         rows = []
+        texts: dict[int, str] = {}  # a rule's archives (the same tuple for its names) as JSON, once
         for name, (rollup, _) in new.items():
             shape = schema_of(name, self.schemas).archives
-            rows.append((name, json.dumps([[a.step, a.points] for a in shape]), rollup))
+            if (text := texts.get(id(shape))) is None:
+                text = texts[id(shape)] = json.dumps([[a.step, a.points] for a in shape])
+            rows.append((name, text, rollup))
         db.executemany("INSERT OR IGNORE INTO series (name, archives, rollup) VALUES (?, ?, ?)", rows)
         names = list(new)
         codes = {}
@@ -256,7 +259,7 @@ class Store:
                 gone.append((name, sid))
         self.db.executemany("DELETE FROM points WHERE series = ?", [(sid,) for _, sid in gone])
         self.db.executemany("DELETE FROM series WHERE id = ?", [(sid,) for _, sid in gone])
-        nametree.unlink(self.db, (name for name, _ in gone))
+        nametree.unlink(self.db, (sid for _, sid in gone))
         for name, _ in gone:
             del self.ids[name]
         self.expired += len(gone)

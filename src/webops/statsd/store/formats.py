@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 import pickle
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
-from .functions import MS, Budget, Series, Value
+from .functions import MS, Series, Value
 
 PICKLE_PROTOCOL = 4  # graphite-web writes -1 (its Python's highest); 4 is read by every Python 3 it runs on
 JSONP = re.compile(r"[A-Za-z_$][\w$]{0,99}(?:\.[A-Za-z_$][\w$]{0,99}){0,9}")
@@ -49,8 +50,12 @@ class Options:
 
 @dataclass(frozen=True)
 class Format:
+    """`write` makes a text answer a series at a time (the HTTP endpoint sends each part as it
+    is made), pickle's at once; it looks at no budget: what it writes was counted and checked
+    before (graphite_api.render_parts)."""
+
     content_type: str
-    write: Callable[[Sequence[Series], Budget, Options], str | bytes]
+    write: Callable[[Sequence[Series], Options], Iterator[str] | bytes]
     consolidates: bool = False  # maxDataPoints applies (json only, as in graphite-web)
     wraps: bool = False  # jsonp applies
 
@@ -100,21 +105,17 @@ def _json_series(s: Series, options: Options) -> str | None:
     return f'{{"target": {name}, "tags": {{"name": {name}}}, "datapoints": [{", ".join(points)}]}}'
 
 
-def json_chunks(series: Sequence[Series], budget: Budget, options: Options) -> Iterator[str]:
-    """/render's JSON a series at a time (the deadline is looked at between them): what is held
-    is one series' text, not every point's list and dict until the end."""
+def json_chunks(series: Sequence[Series], options: Options) -> Iterator[str]:
+    """/render's JSON a series at a time: what is held is one series' text, not every point's
+    list and dict until the end."""
     yield "["
     first = True
-    for s in budget.each(series):
+    for s in series:
         entry = _json_series(s, options)
         if entry is not None:
             yield entry if first else ", " + entry
             first = False
     yield "]"
-
-
-def _json(series: Sequence[Series], budget: Budget, options: Options) -> str:
-    return "".join(json_chunks(series, budget, options))
 
 
 def local_time(ms: int, tz: tzinfo | None) -> str:
@@ -123,22 +124,20 @@ def local_time(ms: int, tz: tzinfo | None) -> str:
     return text if ms % MS == 0 else f"{text}.{ms % MS:03d}"
 
 
-def _csv(series: Sequence[Series], budget: Budget, options: Options) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, dialect="excel")
-    for s in budget.each(series):
+def _csv(series: Sequence[Series], options: Options) -> Iterator[str]:
+    for s in series:
+        buf = io.StringIO()
+        writer = csv.writer(buf, dialect="excel")
         for i, v in enumerate(s.values):
             value = "" if finite(v) is None else v
             writer.writerow([s.name, local_time(s.start + i * s.step, options.tz), value])
-    return buf.getvalue()
+        yield buf.getvalue()
 
 
-def _raw(series: Sequence[Series], budget: Budget, options: Options) -> str:
-    lines = []
-    for s in budget.each(series):
+def _raw(series: Sequence[Series], options: Options) -> Iterator[str]:
+    for s in series:
         head = f"{s.name},{seconds(s.start)},{seconds(s.end)},{seconds(s.step)}"
-        lines.append(f"{head}|{','.join(map(repr, s.values))}\n")
-    return "".join(lines)
+        yield f"{head}|{','.join(map(repr, s.values))}\n"
 
 
 def info(s: Series) -> dict[str, object]:
@@ -156,12 +155,12 @@ def info(s: Series) -> dict[str, object]:
     }
 
 
-def _pickle(series: Sequence[Series], budget: Budget, options: Options) -> bytes:
-    return pickle.dumps([info(s) for s in budget.each(series)], protocol=PICKLE_PROTOCOL)
+def _pickle(series: Sequence[Series], options: Options) -> bytes:
+    return pickle.dumps([info(s) for s in series], protocol=PICKLE_PROTOCOL)
 
 
 RENDER: dict[str, Format] = {
-    "json": Format("application/json", _json, consolidates=True, wraps=True),
+    "json": Format("application/json", json_chunks, consolidates=True, wraps=True),
     "csv": Format("text/csv", _csv),
     "raw": Format("text/plain", _raw),
     "pickle": Format("application/pickle", _pickle),
@@ -240,8 +239,13 @@ FIND: dict[str, tuple[str, FindWriter, bool]] = {  # format: content type, write
 
 def jsonp(callback: str, body: str) -> str:
     """`callback(body)`; a callback that is not an identifier path is a ValueError naming it."""
+    return "".join(jsonp_parts(callback, [body]))
+
+
+def jsonp_parts(callback: str, parts: Iterable[str]) -> Iterator[str]:
+    """`callback(` the parts `)`, the callback looked at now (before any part is sent)."""
     if not JSONP.fullmatch(callback):
         raise ValueError(
             f"jsonp {callback[:40]!r}: a JavaScript function name (letters, digits, _, $ and dots)"
         )
-    return f"{callback}({body})"
+    return itertools.chain((f"{callback}(",), parts, (")",))

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import tzinfo
 
-from ..http import Reply, Request
+from ..http import Answer, Reply, Request
 from . import catalog, formats, tags, timespec
 from .db import Store
 from .functions import CONSOLIDATE, MS, Budget, Call, Refused, Series, evaluate, parse, paths
@@ -137,7 +137,26 @@ def fetch(
 
 
 def render(store: Store, request: Request, now: float | None = None, budget: Budget | None = None) -> Reply:
-    """`now` in epoch seconds (a float to the millisecond), the clock's by default; the request's
+    """/render's answer whole (render_parts' parts joined)."""
+    status, content_type, body = render_parts(store, request, now, budget)
+    return status, content_type, body if isinstance(body, str | bytes) else "".join(body)
+
+
+def render_parts(
+    store: Store, request: Request, now: float | None = None, budget: Budget | None = None
+) -> Answer:
+    """/render's answer, its text (json, jsonp, csv, raw) as parts to send as they are made, a
+    series at a time: a 1,000-series day is 40 MB of JSON, which was held whole, and again as
+    bytes, until the client took the last byte.
+
+    Everything that can fail or be refused is done before the first part: the targets read and
+    evaluated, the budget charged (renderMaxSeries, renderMaxPoints), the deadline looked at,
+    maxDataPoints applied, the jsonp callback checked; so a 400, 422 or 504 is an answer of its
+    own, as in graphite-web (which computes everything before it sends), never the end of a
+    200 already begun. What is left, the writing, looks at no deadline: it is bounded by the
+    points already counted, and the endpoint sends it under http.bodyTimeout.
+
+    `now` in epoch seconds (a float to the millisecond), the clock's by default; the request's
     own `now` (graphite-web's, which its remote reader sends) counts from it."""
     now_ms = time.time_ns() // 1_000_000 if now is None else round(now * MS)
     budget = budget or Budget()
@@ -161,9 +180,9 @@ def render(store: Store, request: Request, now: float | None = None, budget: Bud
         time_range = (span.end // MS - span.start // MS) * MS
         series = [consolidate(s, max_points, time_range) for s in budget.each(fetched)]
         options = formats.Options(tz, no_null_points=fmt.consolidates and request.has("noNullPoints"))
-        body = fmt.write(series, budget, options)
-        if callback:
-            return 200, "text/javascript", formats.jsonp(callback, str(body))
+        body = fmt.write(series, options)
+        if callback and not isinstance(body, bytes):
+            return 200, "text/javascript", formats.jsonp_parts(callback, body)
     except Refused as e:
         return 422, "text/plain", f"{e}\n"
     except ValueError as e:  # ApiError, TargetError, TimeError, a jsonp callback that is not a name
@@ -321,8 +340,8 @@ def events(request: Request) -> Reply:
 
 
 # path -> answer(store, request, budget): read the store, in the render threads
-STORE_PATHS: dict[str, Callable[[Store, Request, Budget], Reply]] = {
-    "/render": lambda store, req, budget: render(store, req, budget=budget),
+STORE_PATHS: dict[str, Callable[[Store, Request, Budget], Answer]] = {
+    "/render": lambda store, req, budget: render_parts(store, req, budget=budget),
     "/metrics/find": lambda store, req, budget: find_nodes(store, req),
     "/metrics/expand": lambda store, req, budget: expand(store, req, budget),
     "/metrics/index.json": lambda store, req, budget: index(store, req),
