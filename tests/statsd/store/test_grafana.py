@@ -58,10 +58,12 @@ def daemon(start_daemon, tmp_path: Path):
     d.send(*(f"{h}.cpu:{i + 1}|g\n{h}.mem:{10 * (i + 1)}|g".encode() for i, h in enumerate(hosts)))
 
     def stored() -> bool:
-        status, _, body = send(d.http_port, "GET", "/render?target=stats.gauges.web3.mem&from=-5min")
-        return status == 200 and any(p[0] == 30.0 for s in json.loads(body) for p in s["datapoints"])
+        # every host's two gauges: the datagrams may land in different flushes
+        status, _, body = send(d.http_port, "GET", "/render?target=stats.gauges.web*.*&from=-5min")
+        series = json.loads(body) if status == 200 else []
+        return sum(any(p[0] is not None for p in s["datapoints"]) for s in series) == 2 * len(hosts)
 
-    wait_until(stored, what="the gauges in the store")
+    wait_until(stored, what="the six gauges in the store")
     return d
 
 
