@@ -1,15 +1,22 @@
-//! The fast path of the statsd line protocol: lines whose meaning is certain.
+//! The statsd line protocol, natively: every line the Python reference (protocol.py, kinds/)
+//! reads without a bad value, read to the same samples.
 //!
-//! A line is taken here only when it is `name:value|type[|@rate][|#tags]` with a series key (the
-//! name, and the tags as Etsy 0.9+ appends them) that keyNameSanitize leaves as it is, a value in
-//! plain decimal notation, a known type and a valid rate: what real clients send nearly all the
-//! time. Everything else (several values, DogStatsD's extra fields, JavaScript number forms,
-//! events, non-ASCII, bad lines) is `None`, and the Python reference parses it, so the two
-//! implementations cannot disagree on what a line means or why it is bad.
+//! This is protocol.py's algorithm on bytes, step for step: the series key (the name before the
+//! first `:`, and DogStatsD tags from the first `|#` to the next `|`, appended as Etsy 0.9+ does),
+//! the `value|type[|@rate]` parts split at every `:` (Etsy's several values a line), and when that
+//! reading has a bad part and DogStatsD's extra fields (`|c:`, `|card:`, `|e:`, `|T<digit>`) are
+//! there, the reading without them. Numbers are JavaScript's `Number()` as jsfmt.to_number reads
+//! them (decimal notation with ASCII blanks around it, `0x`/`0o`/`0b` literals).
+//!
+//! A line is `None`, and the reference parses it, when any part of it is bad (it is counted and
+//! logged there, with its reason), when its key is one keyNameSanitize would change, when it has
+//! a `\r` (the reference drops every `\r` of a packet; receivers strip a line's trailing ones)
+//! and for events and service checks. So the two implementations cannot disagree on what a bad
+//! line is or why.
 
 use std::borrow::Cow;
 
-/// What a fast line adds to, with the value already resolved as the Python kinds do.
+/// What a line adds to, with the value already resolved as the Python kinds do.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Sample<'a> {
     /// `value / rate`, added to the counter
@@ -34,10 +41,44 @@ static SAFE: [bool; 256] = {
     t
 };
 
-/// A number in the notation every reader (JavaScript's Number, Python's float, Rust) reads alike:
-/// `[+-]digits[.digits][e[+-]digits]` (either side of the point may be empty, not both).
-/// Infinite results are left to the reference, which calls them bad.
+/// A line with more `:` than this is one bad line (protocol.py's MAX_VALUES_PER_LINE).
+const MAX_VALUES_PER_LINE: usize = 100;
+
+/// What Python's `float()` strips around a number.
+fn float_blank(b: u8) -> bool {
+    matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ')
+}
+
+/// What Python's `str.strip()` strips in ASCII: float's blanks and the separators \x1c-\x1f.
+fn str_blank(b: u8) -> bool {
+    float_blank(b) || (0x1c..=0x1f).contains(&b)
+}
+
+fn trim(mut s: &[u8], blank: fn(u8) -> bool) -> &[u8] {
+    while let [first, tail @ ..] = s {
+        if !blank(*first) {
+            break;
+        }
+        s = tail;
+    }
+    while let [head @ .., last] = s {
+        if !blank(*last) {
+            break;
+        }
+        s = head;
+    }
+    s
+}
+
+/// JavaScript's `Number()` for a statsd value or rate, as jsfmt.to_number reads it: `None` where
+/// it is no finite number.
 pub fn number(s: &[u8]) -> Option<f64> {
+    decimal(trim(s, float_blank)).or_else(|| radix(trim(s, str_blank)))
+}
+
+/// `[+-]digits[.digits][e[+-]digits]` (either side of the point may be empty, not both): the
+/// notation Python's float and Rust read alike; infinite results are no number.
+fn decimal(s: &[u8]) -> Option<f64> {
     let n = s.len();
     let mut i = usize::from(matches!(s.first(), Some(b'+' | b'-')));
     let start = i;
@@ -77,6 +118,34 @@ pub fn number(s: &[u8]) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
+/// JavaScript's radix literals `0x1f`, `0o17`, `0b101` (no sign), rounded to the nearest float
+/// as Python's `float(int(text, 0))` rounds them; past the largest float, no number.
+fn radix(s: &[u8]) -> Option<f64> {
+    let bits = match s {
+        [b'0', p, _, ..] => match p | 0x20 {
+            b'x' => 4,
+            b'o' => 3,
+            b'b' => 1,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    // the leading 120-odd bits exactly, and whether any bit after them is set: the last of 128
+    // bits standing for the rest rounds exactly as all of them would (53 bits are kept)
+    let (mut m, mut exp, mut sticky) = (0u128, 0i32, false);
+    for &c in &s[2..] {
+        let d = u128::from(char::from(c).to_digit(1 << bits)?);
+        if m >> 120 == 0 {
+            m = (m << bits) | d;
+        } else {
+            exp += bits;
+            sticky |= d != 0;
+        }
+    }
+    let v = (m | u128::from(sticky)) as f64 * 2f64.powi(exp);
+    v.is_finite().then_some(v)
+}
+
 /// The series key of `name` with DogStatsD tags (`k:v,flag`): `name;k=v;flag`, in the order sent
 /// (protocol.py's tag_suffix: the first `;` of a tag becomes `_`, its first `:` `=`); `None`
 /// when a tag would leave a character keyNameSanitize changes.
@@ -107,54 +176,28 @@ fn tagged_key(name: &[u8], tags: &[u8]) -> Option<Vec<u8>> {
     Some(key)
 }
 
-/// The series key and sample of a fast line; `None`: the reference must read it.
-pub fn parse_line(line: &[u8]) -> Option<(Cow<'_, [u8]>, Sample<'_>)> {
-    let mut i = 0;
-    while i < line.len() && SAFE[line[i] as usize] {
-        i += 1;
+/// A DogStatsD field webops ignores (protocol.py's `_DOGSTATSD_EXTRA`): container id, cardinality,
+/// external data, client timestamp.
+fn dogstatsd_extra(field: &[u8]) -> bool {
+    field.starts_with(b"c:")
+        || field.starts_with(b"card:")
+        || field.starts_with(b"e:")
+        || matches!(field, [b'T', d, ..] if d.is_ascii_digit())
+}
+
+/// One `value|type[|@rate][|ignored...]` part (its first three `|` fields, and how many it has)
+/// as its sample; `None`: a bad part.
+fn value<'a>(fields: &[&'a [u8]; 3], count: usize) -> Option<Sample<'a>> {
+    if count < 2 {
+        return None; // no metric type
     }
-    if i == 0 || i == line.len() || line[i] != b':' {
-        return None;
-    }
-    let (name, mut rest) = (&line[..i], &line[i + 1..]);
-    let mut key = Cow::Borrowed(name);
-    if let Some(at) = rest.windows(2).position(|w| w == b"|#") {
-        let tags = &rest[at + 2..];
-        if tags.contains(&b'|') {
-            return None; // DogStatsD fields after the tags
-        }
-        if tags.iter().any(|&b| b != b',') {
-            key = Cow::Owned(tagged_key(name, tags)?);
-        }
-        rest = &rest[..at];
-    }
-    // `value|type[|@rate]`: no second value, no DogStatsD fields, nothing non-ASCII
-    let mut bars = [0usize; 2];
-    let mut nbars = 0;
-    for (j, &b) in rest.iter().enumerate() {
-        match b {
-            b'|' => {
-                if nbars == 2 {
-                    return None;
-                }
-                bars[nbars] = j;
-                nbars += 1;
-            }
-            b':' | b'\r' | 0x80..=0xff => return None,
-            _ => {}
-        }
-    }
-    if nbars == 0 {
-        return None;
-    }
-    let raw = &rest[..bars[0]];
-    let code = if nbars == 1 { &rest[bars[0] + 1..] } else { &rest[bars[0] + 1..bars[1]] };
-    let rate = if nbars == 2 {
-        let text = &rest[bars[1] + 1..];
-        if text.first() != Some(&b'@') || text.get(1) == Some(&b'-') {
-            return None;
-        }
-        let r = number(&text[1..])?;
+    let raw = fields[0];
+    let code = trim(fields[1], str_blank);
+    let rate = if count > 2 {
+        let r = match fields[2] {
+            [b'@', rest @ ..] if rest.first() != Some(&b'-') => number(rest)?,
+            _ => return None,
+        };
         if r <= 0.0 {
             return None;
         }
@@ -162,7 +205,7 @@ pub fn parse_line(line: &[u8]) -> Option<(Cow<'_, [u8]>, Sample<'_>)> {
     } else {
         1.0
     };
-    let sample = match code {
+    Some(match code {
         b"c" => {
             let v = number(raw)? / rate;
             if !v.is_finite() {
@@ -180,8 +223,84 @@ pub fn parse_line(line: &[u8]) -> Option<(Cow<'_, [u8]>, Sample<'_>)> {
         b"g" => Sample::Gauge(number(raw)?, matches!(raw.first(), Some(b'+' | b'-'))),
         b"s" => Sample::Set(if raw.is_empty() { b"0" } else { raw }),
         _ => return None,
+    })
+}
+
+/// The samples of the `|`-separated `fields` read as Etsy reads them, joined and split again at
+/// every `:` (protocol.py's `_parse_values`), into `out`; false when a part is bad.
+fn values<'a>(fields: impl Iterator<Item = &'a [u8]>, out: &mut Vec<Sample<'a>>) -> bool {
+    // the current part's first three fields, and how many it has so far
+    let mut part: [&[u8]; 3] = [b""; 3];
+    let mut count = 0;
+    for field in fields {
+        let mut pieces = field.split(|&b| b == b':');
+        if let Some(first) = pieces.next() {
+            if count < 3 {
+                part[count] = first;
+            }
+            count += 1;
+        }
+        for piece in pieces {
+            match value(&part, count) {
+                Some(sample) => out.push(sample),
+                None => return false,
+            }
+            part[0] = piece;
+            count = 1;
+        }
+    }
+    value(&part, count).map(|sample| out.push(sample)).is_some()
+}
+
+/// The series key of a line and its samples (in `out`, emptied first); `None`: the reference
+/// must read it (a bad part, a key to sanitize, a `\r`, an event).
+pub fn parse_line<'a>(line: &'a [u8], out: &mut Vec<Sample<'a>>) -> Option<Cow<'a, [u8]>> {
+    out.clear();
+    let colon = line.iter().position(|&b| b == b':')?;
+    let (name, rest) = (&line[..colon], &line[colon + 1..]);
+    if !name.iter().all(|&b| SAFE[b as usize]) || rest.contains(&b'\r') {
+        return None;
+    }
+    if !rest.is_ascii() {
+        std::str::from_utf8(rest).ok()?; // a set member must be the text the reference decodes
+    }
+    // the tags, from the first `|#` to the next `|`; the fields after them belong to the rest
+    let (key, head, tail) = match rest.windows(2).position(|w| w == b"|#") {
+        Some(at) => {
+            let after = &rest[at + 2..];
+            let (tags, tail): (&[u8], &[u8]) = match after.iter().position(|&b| b == b'|') {
+                Some(end) => (&after[..end], &after[end + 1..]),
+                None => (after, b""),
+            };
+            let key = if tags.is_empty() { Cow::Borrowed(name) } else { Cow::Owned(tagged_key(name, tags)?) };
+            (key, &rest[..at], tail)
+        }
+        None => (Cow::Borrowed(name), rest, &b""[..]),
     };
-    Some((key, sample))
+    if head.is_empty() && tail.is_empty() {
+        return None; // no value
+    }
+    let colons = head.iter().chain(tail).filter(|&&b| b == b':').count();
+    if colons >= MAX_VALUES_PER_LINE {
+        return None;
+    }
+    let split = |s: &'a [u8]| s.split(|&b| b == b'|');
+    let fields = || split(head).chain(Some(tail).filter(|t| !t.is_empty()).into_iter().flat_map(split));
+    if values(fields(), out) {
+        return Some(key);
+    }
+    // DogStatsD's extra fields, when the Etsy reading fails: the reading without them, if whole
+    let marked =
+        |f: &[u8]| f.starts_with(b"c:") || f.starts_with(b"card:") || f.starts_with(b"e:") || f.starts_with(b"T");
+    if !fields().skip(1).any(marked) {
+        return None;
+    }
+    if fields().any(|f| matches!(f, [b'T', d, ..] if *d >= 0x80)) {
+        return None; // `T` and a digit beyond ASCII: Python's `\d` says a timestamp, ours would not
+    }
+    out.clear();
+    let plain = fields().enumerate().filter(|(i, f)| *i < 2 || !dogstatsd_extra(f)).map(|(_, f)| f);
+    values(plain, out).then_some(key)
 }
 
 #[cfg(test)]
@@ -190,42 +309,99 @@ mod tests {
 
     #[test]
     fn numbers() {
-        for (text, want) in [("1", 1.0), ("-2.5", -2.5), ("+3", 3.0), (".5", 0.5), ("5.", 5.0), ("1e3", 1000.0)] {
+        for (text, want) in [
+            ("1", 1.0),
+            ("-2.5", -2.5),
+            ("+3", 3.0),
+            (".5", 0.5),
+            ("5.", 5.0),
+            ("1e3", 1000.0),
+            ("1.e2", 100.0),
+            (" 7\t", 7.0),
+            ("0x1F", 31.0),
+            ("\x1c0b101 ", 5.0),
+            ("0o17", 15.0),
+            ("1e-400", 0.0),
+        ] {
             assert_eq!(number(text.as_bytes()), Some(want), "{text}");
         }
-        for text in ["", ".", "-", "1e", "0x10", " 1", "1 ", "inf", "nan", "1e999", "1_0", "e5"] {
+        for text in
+            ["", ".", "-", "1e", " 1 x", "inf", "nan", "1e999", "1_0", "e5", "+0x1", "0x", "0x1.5", "\x1c1", "0b2"]
+        {
             assert_eq!(number(text.as_bytes()), None, "{text}");
         }
+        // radix literals of any length round as Python's float(int(text, 0)) does
+        let long = format!("0x{}", "f".repeat(200));
+        assert_eq!(number(long.as_bytes()), Some(6.668014432879854e240));
+        assert_eq!(number(format!("0x{}", "f".repeat(300)).as_bytes()), None);
+        assert_eq!(number(b"0x20000000000001"), Some(9007199254740992.0)); // a tie: to even
+        assert_eq!(number(b"0x20000000000003"), Some(9007199254740996.0));
+        let sticky = format!("0x20000000000001{}1", "0".repeat(40));
+        assert_eq!(number(sticky.as_bytes()), Some((9007199254740994.0f64) * 2f64.powi(164)));
+    }
+
+    fn parse(line: &[u8]) -> Option<(Vec<u8>, Vec<Sample<'_>>)> {
+        let mut out = Vec::new();
+        parse_line(line, &mut out).map(|k| (k.into_owned(), out))
     }
 
     #[test]
     fn lines() {
-        let key = |line| parse_line(line).map(|(k, s)| (k.into_owned(), s));
-        assert_eq!(key(b"a.b:2|c|@0.5"), Some((b"a.b".to_vec(), Sample::Counter(4.0))));
-        assert_eq!(key(b"t:3|ms"), Some((b"t".to_vec(), Sample::Timer(3.0, 1.0))));
-        assert_eq!(key(b"g:-1|g"), Some((b"g".to_vec(), Sample::Gauge(-1.0, true))));
-        assert_eq!(key(b"s:|s"), Some((b"s".to_vec(), Sample::Set(b"0"))));
-        assert_eq!(key(b"r:1|c|#env:prod,canary"), Some((b"r;env=prod;canary".to_vec(), Sample::Counter(1.0))));
-        assert_eq!(key(b"r:1|c|@0.5|#a;b:c:d"), None); // the second `:` stays, and sanitizing drops it
-        assert_eq!(key(b"r:1|c|#a;b:c,"), Some((b"r;a_b=c".to_vec(), Sample::Counter(1.0))));
-        assert_eq!(key(b"r:1|c|#,"), Some((b"r".to_vec(), Sample::Counter(1.0))));
+        let one = |key: &[u8], sample| Some((key.to_vec(), vec![sample]));
+        assert_eq!(parse(b"a.b:2|c|@0.5"), one(b"a.b", Sample::Counter(4.0)));
+        assert_eq!(parse(b"t:3|ms"), one(b"t", Sample::Timer(3.0, 1.0)));
+        assert_eq!(parse(b"g:-1|g"), one(b"g", Sample::Gauge(-1.0, true)));
+        assert_eq!(parse(b"g: +1|g"), one(b"g", Sample::Gauge(1.0, false))); // a blank first: absolute
+        assert_eq!(parse(b"s:|s"), one(b"s", Sample::Set(b"0")));
+        assert_eq!(parse(b":1|c"), one(b"", Sample::Counter(1.0)));
+        assert_eq!(parse(b"r:1|c|#env:prod,canary"), one(b"r;env=prod;canary", Sample::Counter(1.0)));
+        assert_eq!(parse(b"r:1|c|@0.5|#a;b:c:d"), None); // the second `:` stays, and sanitizing drops it
+        assert_eq!(parse(b"r:1|c|#a;b:c,"), one(b"r;a_b=c", Sample::Counter(1.0)));
+        assert_eq!(parse(b"r:1|c|#,"), one(b"r", Sample::Counter(1.0)));
+        // Etsy's several values, each with its type and rate; fields after the rate are ignored
+        assert_eq!(
+            parse(b"a:1|ms:2|ms|@0.5:x|s|@0.1|#env:prod"),
+            Some((b"a;env=prod".to_vec(), vec![Sample::Timer(1.0, 1.0), Sample::Timer(2.0, 2.0), Sample::Set(b"x")]))
+        );
+        assert_eq!(parse(b"a:1|c|@0.5|zz"), one(b"a", Sample::Counter(2.0)));
+        assert_eq!(parse(b"a: 0x10 | c |@ .5"), one(b"a", Sample::Counter(32.0)));
+        // DogStatsD's extra fields, in any order, before or after the tags
+        for line in [
+            &b"x:1|c|#t:1|c:abc"[..],
+            b"x:1|c|c:abc|#t:1",
+            b"x:1|c|T1700000000|#t:1",
+            b"x:1|c|#t:1|e:it:has:colons|card:low|c:abc|T1",
+        ] {
+            assert_eq!(parse(line), one(b"x;t=1", Sample::Counter(1.0)), "{}", String::from_utf8_lossy(line));
+        }
+        assert_eq!(parse(b"x:1|c|T1|@0.5|c:a"), one(b"x", Sample::Counter(2.0)));
+        assert_eq!(parse("u:josé|s".as_bytes()), one(b"u", Sample::Set("josé".as_bytes())));
         for slow in [
             &b"a b:1|c"[..],
-            b":1|c",
-            b"a:1|c:2|c",
-            b"a:1|c|#t:v|c:x",
-            b"a:1|c:2|c|#t",
+            b"a:1:2:3|ms", // Etsy's reading: two bad parts and a timer; the reference counts them
+            b"a:1|c:x|c",
+            b"a:1|c|#t:v|c:x:y|z",
             b"a:1|x",
             b"a:1",
+            b"a:|#t",
             b"a:-1|ms",
             b"a:1|c|@0",
             b"a:1|c|@-1",
-            b"a:1|c|c:xyz",
+            b"a:1|c|@ -1",
+            b"a:1|c|c",
             b"a:1\r|c",
+            b"a:1|c\r",
             b"_e{1,1}:a|b",
+            b"_sc|a|0",
             b"a:1e308|c|@1e-10",
+            b"a:x\xff|s",
+            "a:1|c|T\u{0661}:2|c|c:x".as_bytes(),
         ] {
-            assert_eq!(parse_line(slow), None, "{}", String::from_utf8_lossy(slow));
+            assert_eq!(parse(slow), None, "{}", String::from_utf8_lossy(slow));
         }
+        let many = format!("a:{}", "1|c:".repeat(100) + "1|c");
+        assert_eq!(parse(many.as_bytes()), None);
+        let most = format!("a:{}", "1|c:".repeat(99) + "1|c");
+        assert_eq!(parse(most.as_bytes()).map(|(_, s)| s.len()), Some(100));
     }
 }
