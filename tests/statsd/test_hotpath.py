@@ -54,7 +54,8 @@ values = st.one_of(
     st.sampled_from(["+3", "-2", "+0.5", ".5", "5.", "1e3", "1E+2", "-0", "1.e1", "-.5e1", "1e-400"]),
     # JavaScript's radix literals and blanks around a number (Number() trims them)
     st.sampled_from(["0x10", "0X1f", "0o17", "0b101", " 5", "5 ", "\t7\x0b", "\x1c0x3\x1f", "\x1c3"]),
-    st.sampled_from(["", "abc", "1e400", "-1e400", "NaN", "Infinity", "1e308", "+1e308", "\u0661", "1_0", "+0x1"]),
+    st.sampled_from(["", "abc", "1e400", "-1e400", "NaN", "Infinity", "1e308", "+1e308", "\u0661"]),
+    st.sampled_from(["1_0", "+0x1", "0x", "1e"]),
 )
 # numbers whose sums depend on the order they are added in: for single lines only
 any_values = st.one_of(
@@ -64,7 +65,21 @@ any_values = st.one_of(
 )
 types = st.sampled_from(["c", "ms", "g", "s", "h", "d", "x", " c", "ms\t", "", "C"])
 rates = st.sampled_from(
-    ["", "|@0.5", "|@0.25", "|@1", "|@-1", "|@0", "|@abc", "|@+0.5", "|@1e-320", "|0.5", "|@ .5", "|@0x1", "|@"]
+    [
+        "",
+        "|@0.5",
+        "|@0.25",
+        "|@1",
+        "|@-1",
+        "|@0",
+        "|@abc",
+        "|@+0.5",
+        "|@1e-320",
+        "|0.5",
+        "|@ .5",
+        "|@0x1",
+        "|@",
+    ],
 )
 tag = st.text(st.sampled_from("ab:;=,._-é| "), max_size=6)
 tags = st.one_of(
@@ -77,22 +92,25 @@ dogstatsd = st.sampled_from(["|c:abc", "|c:ci:with:colons", "|card:low", "|e:it-
 ignored = st.sampled_from(["|x", "|x|y", "|Tx", "|é"])
 
 
+parts = st.builds("{}|{}{}{}".format, values, types, rates, st.one_of(st.just(""), ignored))
+any_parts = st.builds("{}|{}{}{}".format, any_values, types, rates, st.one_of(st.just(""), ignored))
+
+
 @st.composite
-def lines(draw: st.DrawFn, numbers: st.SearchStrategy[str] = values) -> bytes:
+def lines(draw: st.DrawFn, part: st.SearchStrategy[str] = parts) -> bytes:
     """A line as clients send it (or get it wrong): one or several `value|type[|@rate]` parts,
     then tags and DogStatsD's fields in any order; now and then bytes at random."""
-    if draw(st.integers(0, 9)) == 0:  # anything at all
+    kind = draw(st.integers(0, 9))
+    if kind == 0:  # anything at all
         return draw(st.binary(max_size=30)).replace(b"\n", b"")
-    parts = draw(st.lists(st.tuples(numbers, types, rates, st.one_of(st.just(""), ignored)), min_size=1, max_size=4))
-    line = draw(names) + ":" + ":".join(f"{v}|{t}{r}{i}" for v, t, r, i in parts)
-    fields = draw(st.lists(st.one_of(tags, dogstatsd, dogstatsd), max_size=3))
-    line += "".join(draw(st.permutations(fields)))
-    if draw(st.integers(0, 9)) == 0:
+    line = draw(names) + ":" + ":".join(draw(st.lists(part, min_size=1, max_size=3)))
+    line += "".join(draw(st.lists(st.one_of(tags, dogstatsd, dogstatsd), max_size=3)))
+    if kind == 1:
         line += draw(st.sampled_from(["\r", "\r\r", ":" * 100]))
     return line.encode("utf-8", "surrogatepass")
 
 
-datagrams = st.lists(st.lists(lines(), min_size=1, max_size=5).map(b"\n".join), min_size=1, max_size=12)
+datagrams = st.lists(st.lists(lines(), min_size=1, max_size=4).map(b"\n".join), min_size=1, max_size=8)
 
 
 # --- both sides -----------------------------------------------------------------------------
@@ -202,7 +220,7 @@ def read_whole(line: bytes) -> list[Sample] | None:
 
 
 @PROPERTY
-@given(lines(any_values))
+@given(lines(any_parts))
 def test_the_native_parser_takes_every_whole_line_and_reads_it_as_the_reference(line: bytes) -> None:
     """Several values a line, tags, DogStatsD's fields, JavaScript's numbers: whatever the
     reference reads whole, the native parser takes, to the same key and samples; what it leaves
