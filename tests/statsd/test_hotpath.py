@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import need, wait_until
@@ -92,18 +92,22 @@ dogstatsd = st.sampled_from(["|c:abc", "|c:ci:with:colons", "|card:low", "|e:it-
 ignored = st.sampled_from(["|x", "|x|y", "|Tx", "|é"])
 
 
-parts = st.builds("{}|{}{}{}".format, values, types, rates, st.one_of(st.just(""), ignored))
-any_parts = st.builds("{}|{}{}{}".format, any_values, types, rates, st.one_of(st.just(""), ignored))
+def parts(value: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """A `value|type[|@rate]` part, or DogStatsD's packed values (`1:2:3|ms[|@rate]`), now and
+    then with fields after the rate."""
+    raw = st.one_of(value, value, st.lists(value, min_size=2, max_size=4).map(":".join))
+    return st.builds("{}|{}{}{}".format, raw, types, rates, st.one_of(st.just(""), ignored))
 
 
 @st.composite
-def lines(draw: st.DrawFn, part: st.SearchStrategy[str] = parts) -> bytes:
-    """A line as clients send it (or get it wrong): one or several `value|type[|@rate]` parts,
-    then tags and DogStatsD's fields in any order; now and then bytes at random."""
+def lines(draw: st.DrawFn, value: st.SearchStrategy[str] = values) -> bytes:
+    """A line as clients send it (or get it wrong): one or several parts (Etsy's several values,
+    DogStatsD's packed ones, or both), then tags and DogStatsD's fields in any order; now and
+    then bytes at random."""
     kind = draw(st.integers(0, 9))
     if kind == 0:  # anything at all
         return draw(st.binary(max_size=30)).replace(b"\n", b"")
-    line = draw(names) + ":" + ":".join(draw(st.lists(part, min_size=1, max_size=3)))
+    line = draw(names) + ":" + ":".join(draw(st.lists(parts(value), min_size=1, max_size=3)))
     line += "".join(draw(st.lists(st.one_of(tags, dogstatsd, dogstatsd), max_size=3)))
     if kind == 1:
         line += draw(st.sampled_from(["\r", "\r\r", ":" * 100]))
@@ -220,11 +224,18 @@ def read_whole(line: bytes) -> list[Sample] | None:
 
 
 @PROPERTY
-@given(lines(any_parts))
+@given(lines(any_values))
+@example(b"a:1:2:3|ms")  # DogStatsD's packed values
+@example(b"a:1:2:3|ms|@0.5|#env:prod")
+@example(b"c:1:2|c|#env:prod|c:abc|T1700000000")
+@example(b"g:5:+1:-2|g")
+@example(b"s:u1::u1|s|@0.1")
+@example(b"a:1:2|d|#env:prod|c:abc")
+@example(b"a:1:2|ms|T1|@0.5|c:a:b")
 def test_the_native_parser_takes_every_whole_line_and_reads_it_as_the_reference(line: bytes) -> None:
-    """Several values a line, tags, DogStatsD's fields, JavaScript's numbers: whatever the
-    reference reads whole, the native parser takes, to the same key and samples; what it leaves
-    to the reference has a bad part (counted there), a key to sanitize or a `\\r`."""
+    """Several values a line, packed values, tags, DogStatsD's fields, JavaScript's numbers:
+    whatever the reference reads whole, the native parser takes, to the same key and samples;
+    what it leaves to the reference has a bad part (counted there), a key to sanitize or a `\\r`."""
     fast = native.parse_line(line)
     want = read_whole(line)
     if want is None:
@@ -321,7 +332,7 @@ pool = st.sampled_from(["a", "b", "c", "d", "e", "f"])  # the series held and th
 pooled = st.builds(
     "{}:{}|{}{}".format,
     pool,
-    st.sampled_from(["1", "2", "-1", "+3", "0x1", "1e308", "+1e308"]),
+    st.sampled_from(["1", "2", "-1", "+3", "0x1", "1e308", "+1e308", "1:+2"]),
     st.sampled_from(["c", "ms", "g", "s"]),
     st.sampled_from(["", "", "|@0.5", "|#t:v", ":2|c", ":x|c"]),  # :x|c: a bad part, for the reference
 ).map(str.encode)

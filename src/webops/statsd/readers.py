@@ -80,12 +80,16 @@ COST_BYTES = 1 << 20  # a reader's parse cost per byte is measured over about th
 # What the native parser may take (native/src/parse.rs, `parse_line`), or a little more (a
 # rate of 0, a negative ms, a bad part after a good one: the Python parser decides those): a name
 # keyNameSanitize leaves alone, then a first `value|type[|@rate]` part (after tags, if they come
-# first) with a number as JavaScript reads it, then anything: more parts, tags, DogStatsD fields.
+# first) with a number as JavaScript reads it, or several (DogStatsD's packed `1:2:3|ms`), then
+# anything: more parts, tags, DogStatsD fields.
 _BLANK = rb"[\t\x0b\x0c\x1c-\x1f ]*"
 _NUMBER = (
     _BLANK + rb"(?:[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|0[xXoObB][0-9a-fA-F]+)" + _BLANK
 )
-_PART = rb"(?:%s\|%s(?:c|ms|h|d|g)|[^|:\r\n]*\|%ss)%s(?:\|@%s)?" % (_NUMBER, _BLANK, _BLANK, _BLANK, _NUMBER)
+_PART = rb"(?:%(n)s(?::%(n)s)*\|%(b)s(?:c|ms|h|d|g)|[^|\r\n]*\|%(b)ss)%(b)s(?:\|@%(n)s)?" % {
+    b"n": _NUMBER,
+    b"b": _BLANK,
+}
 FAST_LINE = re.compile(
     rb"^[A-Za-z0-9_.;=-]*:(?:\|#[^|\r\n]*)?" + _PART + rb"(?:[:|][^\r\n]*)?\r*$", re.MULTILINE
 )

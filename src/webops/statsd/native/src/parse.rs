@@ -4,8 +4,9 @@
 //! This is protocol.py's algorithm on bytes, step for step: the series key (the name before the
 //! first `:`, and DogStatsD tags from the first `|#` to the next `|`, appended as Etsy 0.9+ does),
 //! the `value|type[|@rate]` parts split at every `:` (Etsy's several values a line), and when that
-//! reading has a bad part and DogStatsD's extra fields (`|c:`, `|card:`, `|e:`, `|T<digit>`) are
-//! there, the reading without them. Numbers are JavaScript's `Number()` as jsfmt.to_number reads
+//! reading has a bad part, the first of these that reads whole: DogStatsD's packed values
+//! (`1:2:3|ms`: the last value's type and rate for each), then, when DogStatsD's extra fields
+//! (`|c:`, `|card:`, `|e:`, `|T<digit>`) are there, both readings without them. Numbers are JavaScript's `Number()` as jsfmt.to_number reads
 //! them (decimal notation with ASCII blanks around it, `0x`/`0o`/`0b` literals).
 //!
 //! A line is `None`, and the reference parses it, when any part of it is bad (it is counted and
@@ -188,23 +189,29 @@ fn dogstatsd_extra(field: &[u8]) -> bool {
 /// One `value|type[|@rate][|ignored...]` part (its first three `|` fields, and how many it has)
 /// as its sample; `None`: a bad part.
 fn value<'a>(fields: &[&'a [u8]; 3], count: usize) -> Option<Sample<'a>> {
+    let (code, rate) = typed(fields, count)?;
+    sample(fields[0], code, rate)
+}
+
+/// A part's type code and rate (protocol.py's `_typed`), from its first three `|` fields and how
+/// many it has; `None`: it has no type or a bad rate.
+fn typed<'a>(fields: &[&'a [u8]; 3], count: usize) -> Option<(&'a [u8], f64)> {
     if count < 2 {
         return None; // no metric type
     }
-    let raw = fields[0];
     let code = trim(fields[1], str_blank);
-    let rate = if count > 2 {
-        let r = match fields[2] {
-            [b'@', rest @ ..] if rest.first() != Some(&b'-') => number(rest)?,
-            _ => return None,
-        };
-        if r <= 0.0 {
-            return None;
-        }
-        r
-    } else {
-        1.0
+    if count == 2 {
+        return Some((code, 1.0));
+    }
+    let rate = match fields[2] {
+        [b'@', rest @ ..] if rest.first() != Some(&b'-') => number(rest)?,
+        _ => return None,
     };
+    (rate > 0.0).then_some((code, rate))
+}
+
+/// The sample a value stands for with its type code and rate; `None`: a bad value or type.
+fn sample<'a>(raw: &'a [u8], code: &[u8], rate: f64) -> Option<Sample<'a>> {
     Some(match code {
         b"c" => {
             let v = number(raw)? / rate;
@@ -252,6 +259,41 @@ fn values<'a>(fields: impl Iterator<Item = &'a [u8]>, out: &mut Vec<Sample<'a>>)
     value(&part, count).map(|sample| out.push(sample)).is_some()
 }
 
+/// The samples of the `|`-separated `fields` read as DogStatsD's packed values (protocol.py's
+/// `_parse_packed`): every `:` is in the first field, whose pieces but the last are bare values;
+/// the last piece and the fields after it are the last value, whose type and rate (read once)
+/// apply to each. Into `out`; false when the fields are not of that form or a value is bad.
+fn packed<'a>(mut fields: impl Iterator<Item = &'a [u8]>, out: &mut Vec<Sample<'a>>) -> bool {
+    let Some(first) = fields.next() else {
+        return false;
+    };
+    let Some(last_colon) = first.iter().rposition(|&b| b == b':') else {
+        return false; // one value: Etsy's reading, which failed
+    };
+    // the last value's first three fields, and how many it has
+    let mut part: [&[u8]; 3] = [&first[last_colon + 1..], b"", b""];
+    let mut count = 1;
+    for field in fields {
+        if field.contains(&b':') {
+            return false;
+        }
+        if count < 3 {
+            part[count] = field;
+        }
+        count += 1;
+    }
+    let Some((code, rate)) = typed(&part, count) else {
+        return false;
+    };
+    for raw in first.split(|&b| b == b':') {
+        match sample(raw, code, rate) {
+            Some(sample) => out.push(sample),
+            None => return false,
+        }
+    }
+    true
+}
+
 /// The series key of a line and its samples (in `out`, emptied first); `None`: the reference
 /// must read it (a bad part, a key to sanitize, a `\r`, an event).
 pub fn parse_line<'a>(line: &'a [u8], out: &mut Vec<Sample<'a>>) -> Option<Cow<'a, [u8]>> {
@@ -286,10 +328,15 @@ pub fn parse_line<'a>(line: &'a [u8], out: &mut Vec<Sample<'a>>) -> Option<Cow<'
     }
     let split = |s: &'a [u8]| s.split(|&b| b == b'|');
     let fields = || split(head).chain(Some(tail).filter(|t| !t.is_empty()).into_iter().flat_map(split));
+    // Etsy's reading; when it fails, the other readings in protocol.py's order: the first whole
     if values(fields(), out) {
         return Some(key);
     }
-    // DogStatsD's extra fields, when the Etsy reading fails: the reading without them, if whole
+    out.clear();
+    if packed(fields(), out) {
+        return Some(key);
+    }
+    // DogStatsD's extra fields: both readings without them
     let marked =
         |f: &[u8]| f.starts_with(b"c:") || f.starts_with(b"card:") || f.starts_with(b"e:") || f.starts_with(b"T");
     if !fields().skip(1).any(marked) {
@@ -298,9 +345,13 @@ pub fn parse_line<'a>(line: &'a [u8], out: &mut Vec<Sample<'a>>) -> Option<Cow<'
     if fields().any(|f| matches!(f, [b'T', d, ..] if *d >= 0x80)) {
         return None; // `T` and a digit beyond ASCII: Python's `\d` says a timestamp, ours would not
     }
+    let plain = || fields().enumerate().filter(|(i, f)| *i < 2 || !dogstatsd_extra(f)).map(|(_, f)| f);
     out.clear();
-    let plain = fields().enumerate().filter(|(i, f)| *i < 2 || !dogstatsd_extra(f)).map(|(_, f)| f);
-    values(plain, out).then_some(key)
+    if values(plain(), out) {
+        return Some(key);
+    }
+    out.clear();
+    packed(plain(), out).then_some(key)
 }
 
 #[cfg(test)]
@@ -375,10 +426,29 @@ mod tests {
             assert_eq!(parse(line), one(b"x;t=1", Sample::Counter(1.0)), "{}", String::from_utf8_lossy(line));
         }
         assert_eq!(parse(b"x:1|c|T1|@0.5|c:a"), one(b"x", Sample::Counter(2.0)));
+        // DogStatsD's packed values: the last one's type and rate for each, extra fields or not
+        let timers = |n: f64| vec![Sample::Timer(1.0, n), Sample::Timer(2.0, n), Sample::Timer(3.0, n)];
+        assert_eq!(parse(b"a:1:2:3|ms"), Some((b"a".to_vec(), timers(1.0))));
+        assert_eq!(parse(b"a:1:2:3|ms|@0.5|#t:v"), Some((b"a;t=v".to_vec(), timers(2.0))));
+        assert_eq!(parse(b"a:1:2:3|ms|#t:v|c:abc|T1"), Some((b"a;t=v".to_vec(), timers(1.0))));
+        assert_eq!(parse(b"a:1:2:3|ms|T1|@0.5|c:a:b"), Some((b"a".to_vec(), timers(2.0))));
+        assert_eq!(
+            parse(b"g:1:+2: -3|g"),
+            Some((
+                b"g".to_vec(),
+                vec![Sample::Gauge(1.0, false), Sample::Gauge(2.0, true), Sample::Gauge(-3.0, false)]
+            ))
+        );
+        assert_eq!(parse(b"s::x|s"), Some((b"s".to_vec(), vec![Sample::Set(b"0"), Sample::Set(b"x")])));
         assert_eq!(parse("u:josé|s".as_bytes()), one(b"u", Sample::Set("josé".as_bytes())));
         for slow in [
             &b"a b:1|c"[..],
-            b"a:1:2:3|ms", // Etsy's reading: two bad parts and a timer; the reference counts them
+            b"a:1:x|ms",     // packed with a bad value: Etsy's reading, with its bad parts, counted there
+            b"a:1:2|c:3|ms", // packed values take one type
+            b"a:1:2",
+            b"a:1:2|zz",
+            b"a:1:2|c|@-1",
+            b"a:-1:2|ms",
             b"a:1|c:x|c",
             b"a:1|c|#t:v|c:x:y|z",
             b"a:1|x",
@@ -402,6 +472,9 @@ mod tests {
         let many = format!("a:{}", "1|c:".repeat(100) + "1|c");
         assert_eq!(parse(many.as_bytes()), None);
         let most = format!("a:{}", "1|c:".repeat(99) + "1|c");
+        assert_eq!(parse(most.as_bytes()).map(|(_, s)| s.len()), Some(100));
+        assert_eq!(parse(format!("a:{}1|ms", "1:".repeat(100)).as_bytes()), None);
+        let most = format!("a:{}1|ms", "1:".repeat(99));
         assert_eq!(parse(most.as_bytes()).map(|(_, s)| s.len()), Some(100));
     }
 }
