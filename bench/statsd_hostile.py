@@ -17,7 +17,8 @@
    were counted; then Python readers under four times that flood, past what they can parse.
 7. CPU per million lines through the native intake (`_native.Intake.feed`, then what the daemon
    does with a batch: to_batch, merge, the slow lane) for the forms real clients send beyond
-   `name:value|type`: several values a line, DogStatsD's extra fields, JavaScript's numbers.
+   `name:value|type`: several values a line, DogStatsD's packed values and extra fields,
+   JavaScript's numbers.
    `python bench/statsd_hostile.py forms` runs it alone (PYTHONPATH at another tree's src: its
    extension, for a before/after figure).
 """
@@ -253,6 +254,8 @@ def _flood(hot_path: str, flood: bytes, seconds: float, rate: int = 50) -> None:
 FORMS = {
     "plain: t:12|ms|#env:prod": b"bench.t%d:12|ms|#env:prod",
     "several values: t:1|ms:2|ms:3|ms|@0.5|#env:prod": b"bench.t%d:1|ms:2|ms:3|ms|@0.5|#env:prod",
+    "packed values: t:1:2:3|ms": b"bench.t%d:1:2:3|ms",
+    "packed, datadog's fields: t:1:2:3|d|@0.5|#env:prod|c:abc": b"bench.t%d:1:2:3|d|@0.5|#env:prod|c:abc",
     "container id: x:1|c|#t:1|c:abc": b"bench.x%d:1|c|#t:1|c:abc",
     "timestamp, external data: g:+2|g|T1700000000|e:it": b"bench.g%d:+2|g|T1700000000|e:it",
     "JS numbers: h:0x1f|h|@ .5": b"bench.h%d:0x1f|h|@ .5",
@@ -285,7 +288,7 @@ def line_forms(lines: int = 1_000_000) -> None:
             agg.advance(force=True)
         cpu = time.process_time() - started
         bad = agg.totals.bad_lines_seen
-        print(f"   {name:52s} {cpu / fed * 1e6:6.2f} CPU s / 1M lines  bad lines: {bad}")
+        print(f"   {name:58s} {cpu / fed * 1e6:6.2f} CPU s / 1M lines  bad lines: {bad}")
 
 
 def slow_line_floods(seconds: float = 8.0) -> None:
