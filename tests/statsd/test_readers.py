@@ -25,6 +25,8 @@ FAST = [
     b"a:1|c|#t:v|c:x",  # DogStatsD's fields
     b"a:1|c|c:xyz",
     b"a:1|c|T1700000000|e:x",
+    b"a:1:2|c",  # DogStatsD's packed values
+    b"a:1:2:3|ms|@0.5|#env:prod|c:xyz",
     b"a:0x10|c",  # JavaScript's numbers
     b"a: 1 |ms|@ 0x1",
     b"a:1|c\r",  # a `\r\n` ending
@@ -38,9 +40,10 @@ SLOW = [  # lines the native parser leaves to Python
     b"x",
     "é:1|c".encode(),
     b"a:inf|c",
-    b"a:1:2|c",
+    b"a:1:x|c",
 ]
-# kept, though bad (a little more than the native parser takes): a:1|c|@-1, a:1|c|@, a:1|c:x|c
+# kept, though bad (a little more than the native parser takes): a:1|c|@-1, a:1|c|@, a:1|c:x|c,
+# a:1:2|c:3|ms
 
 
 def test_triage_keeps_the_fast_path_lines_in_order_and_counts_the_others() -> None:
