@@ -111,7 +111,7 @@ impl Batch {
             _ => None,
         };
         let mut after_slow = false;
-        let mut samples = Vec::new(); // one line's, reused
+        let (mut buf, mut samples) = (Vec::new(), Vec::new()); // one line's, reused
         for datagram in datagrams {
             self.packets += 1;
             if limits.keep_packets > 0 {
@@ -129,18 +129,16 @@ impl Batch {
                 if line.is_empty() {
                     continue;
                 }
-                let key = parse_line(line, &mut samples);
-                let gauges = samples.iter().any(|s| matches!(s, Sample::Gauge(..)));
-                match key {
-                    Some(key) if !(gauges && after_slow) => {
+                match parse_line(line, &mut buf, &mut samples) {
+                    Some(key) if !(after_slow && samples.iter().any(|s| matches!(s, Sample::Gauge(..)))) => {
                         self.metrics += 1;
-                        self.count_key(&key, limits);
+                        self.count_key(key, limits);
                         for sample in samples.drain(..) {
                             if let Sample::Gauge(value, delta) = sample {
                                 let read = read.get_or_insert_with(|| Read::new(seq));
-                                self.gauge(read, &key, value, delta);
+                                self.gauge(read, key, value, delta);
                             } else {
-                                self.add(&key, sample, limits);
+                                self.add(key, sample, limits);
                             }
                         }
                     }

@@ -239,8 +239,8 @@ impl Drop for Intake {
 #[pyo3(text_signature = "(line)")]
 fn parse_line(py: Python<'_>, line: &[u8]) -> PyResult<PyObject> {
     use parse::Sample::*;
-    let mut samples = Vec::new();
-    let Some(key) = parse::parse_line(line, &mut samples) else {
+    let (mut buf, mut samples) = (Vec::new(), Vec::new());
+    let Some(key) = parse::parse_line(line, &mut buf, &mut samples) else {
         return Ok(py.None());
     };
     let list = PyList::empty(py);
@@ -255,7 +255,7 @@ fn parse_line(py: Python<'_>, line: &[u8]) -> PyResult<PyObject> {
         list.append(d)?;
     }
     let parsed = PyDict::new(py);
-    parsed.set_item("key", text(py, &key))?;
+    parsed.set_item("key", text(py, key))?;
     parsed.set_item("samples", list)?;
     Ok(parsed.into())
 }

@@ -9,13 +9,18 @@
 //! (`|c:`, `|card:`, `|e:`, `|T<digit>`) are there, both readings without them. Numbers are JavaScript's `Number()` as jsfmt.to_number reads
 //! them (decimal notation with ASCII blanks around it, `0x`/`0o`/`0b` literals).
 //!
-//! A line is `None`, and the reference parses it, when any part of it is bad (it is counted and
+//! A line is refused, and the reference parses it, when any part of it is bad (it is counted and
 //! logged there, with its reason), when its key is one keyNameSanitize would change, when it has
 //! a `\r` (the reference drops every `\r` of a packet; receivers strip a line's trailing ones)
 //! and for events and service checks. So the two implementations cannot disagree on what a bad
 //! line is or why.
-
-use std::borrow::Cow;
+//!
+//! The shape nearly every line has, `name:value|type[|@rate][|#tags]`, is read first in one
+//! scan (`common`), with no allocation and no copy of an untagged key: the general reading takes
+//! several passes over a line (its `\r`, its encoding, its `:`s, the tags, the packed reading),
+//! which would make the lines clients send most the slowest to read. Only a line that scan does
+//! not take whole goes to the general reading, which decides it; both read a common line to the
+//! same key and sample (the unit tests check every line they read on both).
 
 /// What a line adds to, with the value already resolved as the Python kinds do.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -55,7 +60,7 @@ fn str_blank(b: u8) -> bool {
     float_blank(b) || (0x1c..=0x1f).contains(&b)
 }
 
-fn trim(mut s: &[u8], blank: fn(u8) -> bool) -> &[u8] {
+fn trim(mut s: &[u8], blank: impl Fn(u8) -> bool) -> &[u8] {
     while let [first, tail @ ..] = s {
         if !blank(*first) {
             break;
@@ -114,6 +119,12 @@ fn decimal(s: &[u8]) -> Option<f64> {
     if i != n {
         return None;
     }
+    if n == start + digits && digits <= 15 {
+        // a whole number below 2^53, the common value: its f64 is exact, as the parse's would be,
+        // without the float parser's work
+        let v = s[start..].iter().fold(0i64, |v, &d| v * 10 + i64::from(d - b'0')) as f64;
+        return Some(if s[0] == b'-' { -v } else { v });
+    }
     // only ASCII digits, signs, `.` and `e` are left: valid UTF-8, and a grammar f64 accepts
     let v: f64 = std::str::from_utf8(s).ok()?.parse().ok()?;
     v.is_finite().then_some(v)
@@ -147,12 +158,10 @@ fn radix(s: &[u8]) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
-/// The series key of `name` with DogStatsD tags (`k:v,flag`): `name;k=v;flag`, in the order sent
-/// (protocol.py's tag_suffix: the first `;` of a tag becomes `_`, its first `:` `=`); `None`
+/// DogStatsD tags (`k:v,flag`) appended to a series key: `;k=v;flag`, in the order sent
+/// (protocol.py's tag_suffix: the first `;` of a tag becomes `_`, its first `:` `=`); false
 /// when a tag would leave a character keyNameSanitize changes.
-fn tagged_key(name: &[u8], tags: &[u8]) -> Option<Vec<u8>> {
-    let mut key = Vec::with_capacity(name.len() + tags.len() + 4);
-    key.extend_from_slice(name);
+fn tag_suffix(key: &mut Vec<u8>, tags: &[u8]) -> bool {
     for tag in tags.split(|&b| b == b',').filter(|t| !t.is_empty()) {
         key.push(b';');
         let (mut semicolon, mut colon) = (false, false);
@@ -169,12 +178,12 @@ fn tagged_key(name: &[u8], tags: &[u8]) -> Option<Vec<u8>> {
                 _ => b,
             };
             if !SAFE[b as usize] {
-                return None;
+                return false;
             }
             key.push(b);
         }
     }
-    Some(key)
+    true
 }
 
 /// A DogStatsD field webops ignores (protocol.py's `_DOGSTATSD_EXTRA`): container id, cardinality,
@@ -212,23 +221,24 @@ fn typed<'a>(fields: &[&'a [u8]; 3], count: usize) -> Option<(&'a [u8], f64)> {
 
 /// The sample a value stands for with its type code and rate; `None`: a bad value or type.
 fn sample<'a>(raw: &'a [u8], code: &[u8], rate: f64) -> Option<Sample<'a>> {
-    Some(match code {
-        b"c" => {
+    // slice patterns of bytes, not of byte strings: compared in place, with no call to memcmp
+    Some(match *code {
+        [b'c'] => {
             let v = number(raw)? / rate;
             if !v.is_finite() {
                 return None;
             }
             Sample::Counter(v)
         }
-        b"ms" | b"h" | b"d" => {
+        [b'm', b's'] | [b'h'] | [b'd'] => {
             let v = number(raw)?;
-            if !(v / rate).is_finite() || (code == b"ms" && v < 0.0) {
+            if !(v / rate).is_finite() || (code.len() == 2 && v < 0.0) {
                 return None;
             }
             Sample::Timer(v, 1.0 / rate)
         }
-        b"g" => Sample::Gauge(number(raw)?, matches!(raw.first(), Some(b'+' | b'-'))),
-        b"s" => Sample::Set(if raw.is_empty() { b"0" } else { raw }),
+        [b'g'] => Sample::Gauge(number(raw)?, matches!(raw.first(), Some(b'+' | b'-'))),
+        [b's'] => Sample::Set(if raw.is_empty() { b"0" } else { raw }),
         _ => return None,
     })
 }
@@ -295,9 +305,83 @@ fn packed<'a>(mut fields: impl Iterator<Item = &'a [u8]>, out: &mut Vec<Sample<'
 }
 
 /// The series key of a line and its samples (in `out`, emptied first); `None`: the reference
-/// must read it (a bad part, a key to sanitize, a `\r`, an event).
-pub fn parse_line<'a>(line: &'a [u8], out: &mut Vec<Sample<'a>>) -> Option<Cow<'a, [u8]>> {
+/// must read it (a bad part, a key to sanitize, a `\r`, an event). A key with tags is written
+/// to `buf`; one without is the line's name, not copied.
+pub fn parse_line<'a: 'k, 'k>(line: &'a [u8], buf: &'k mut Vec<u8>, out: &mut Vec<Sample<'a>>) -> Option<&'k [u8]> {
     out.clear();
+    let key = match common(line, buf, out) {
+        Some(key) => key,
+        None => {
+            out.clear();
+            general(line, buf, out)?
+        }
+    };
+    Some(match key {
+        Key::Name(name) => name,
+        Key::Written => buf,
+    })
+}
+
+/// Where a line's series key is: its name, or (with tags) the name and tags written to a buffer.
+enum Key<'a> {
+    Name(&'a [u8]),
+    Written,
+}
+
+/// The key of `name` with DogStatsD `tags` (written to `buf` when there are some); `None` when a
+/// tag would leave a character keyNameSanitize changes.
+fn key<'a>(name: &'a [u8], tags: &[u8], buf: &mut Vec<u8>) -> Option<Key<'a>> {
+    if tags.is_empty() {
+        return Some(Key::Name(name));
+    }
+    buf.clear();
+    buf.extend_from_slice(name);
+    tag_suffix(buf, tags).then_some(Key::Written)
+}
+
+/// `name:value|type[|@rate][|#tags]` with a name of safe characters, one value, and nothing
+/// before the tags that is a `:`, a `\r` or beyond ASCII, read in one scan to what `general`
+/// reads it to (the same `value`, the same tags); `None`: `general` decides (the line may still
+/// be whole), with `out` left to it to empty.
+fn common<'a>(line: &'a [u8], buf: &mut Vec<u8>, out: &mut Vec<Sample<'a>>) -> Option<Key<'a>> {
+    let mut i = 0;
+    while i < line.len() && SAFE[line[i] as usize] {
+        i += 1;
+    }
+    if line.get(i) != Some(&b':') {
+        return None;
+    }
+    let (name, rest) = (&line[..i], &line[i + 1..]);
+    // the value's first three `|` fields, how many there are, and where the tags' `|#` is
+    let (mut fields, mut count, mut start, mut end) = ([&rest[..0]; 3], 0, 0, rest.len());
+    for (j, &b) in rest.iter().enumerate() {
+        match b {
+            b'|' if rest.get(j + 1) == Some(&b'#') => {
+                end = j;
+                break;
+            }
+            b'|' if count == 2 => return None, // a field after the rate
+            b'|' => {
+                fields[count] = &rest[start..j];
+                count += 1;
+                start = j + 1;
+            }
+            b':' | b'\r' | 0x80..=0xff => return None,
+            _ => {}
+        }
+    }
+    fields[count] = &rest[start..end];
+    let sample = value(&fields, count + 1)?;
+    // the tags up to the end: a `|` there (fields after the tags) is no safe character either
+    let key = key(name, rest.get(end + 2..).unwrap_or_default(), buf)?;
+    out.push(sample);
+    Some(key)
+}
+
+/// Any line, as protocol.py reads it (several values, DogStatsD's fields and packed values, tags
+/// anywhere), with its tags written to `buf`, into the emptied `out`; `None`: the reference must
+/// read it.
+fn general<'a>(line: &'a [u8], buf: &mut Vec<u8>, out: &mut Vec<Sample<'a>>) -> Option<Key<'a>> {
     let colon = line.iter().position(|&b| b == b':')?;
     let (name, rest) = (&line[..colon], &line[colon + 1..]);
     if !name.iter().all(|&b| SAFE[b as usize]) || rest.contains(&b'\r') {
@@ -314,10 +398,9 @@ pub fn parse_line<'a>(line: &'a [u8], out: &mut Vec<Sample<'a>>) -> Option<Cow<'
                 Some(end) => (&after[..end], &after[end + 1..]),
                 None => (after, b""),
             };
-            let key = if tags.is_empty() { Cow::Borrowed(name) } else { Cow::Owned(tagged_key(name, tags)?) };
-            (key, &rest[..at], tail)
+            (key(name, tags, buf)?, &rest[..at], tail)
         }
-        None => (Cow::Borrowed(name), rest, &b""[..]),
+        None => (Key::Name(name), rest, &b""[..]),
     };
     if head.is_empty() && tail.is_empty() {
         return None; // no value
@@ -385,15 +468,84 @@ mod tests {
         let long = format!("0x{}", "f".repeat(200));
         assert_eq!(number(long.as_bytes()), Some(6.668014432879854e240));
         assert_eq!(number(format!("0x{}", "f".repeat(300)).as_bytes()), None);
+        // whole numbers of up to 15 digits are read without the float parser, the same
+        for text in ["0", "007", "-12", "+12", "999999999999999", "1000000000000000", "9007199254740993"] {
+            assert_eq!(number(text.as_bytes()), text.parse::<f64>().ok(), "{text}");
+        }
+        assert!(number(b"-0").is_some_and(|v| v == 0.0 && v.is_sign_negative()));
         assert_eq!(number(b"0x20000000000001"), Some(9007199254740992.0)); // a tie: to even
         assert_eq!(number(b"0x20000000000003"), Some(9007199254740996.0));
         let sticky = format!("0x20000000000001{}1", "0".repeat(40));
         assert_eq!(number(sticky.as_bytes()), Some((9007199254740994.0f64) * 2f64.powi(164)));
     }
 
+    type Reader = for<'a> fn(&'a [u8], &mut Vec<u8>, &mut Vec<Sample<'a>>) -> Option<Key<'a>>;
+
+    /// A line read by one of the readers alone, its key copied.
+    fn read(reader: Reader, line: &[u8]) -> Option<(Vec<u8>, Vec<Sample<'_>>)> {
+        let (mut buf, mut out) = (Vec::new(), Vec::new());
+        match reader(line, &mut buf, &mut out)? {
+            Key::Name(name) => Some((name.to_vec(), out)),
+            Key::Written => Some((buf, out)),
+        }
+    }
+
+    /// A line as the receivers read it, checked against the general reading alone: the common
+    /// shape's scan changes no line's meaning, only how fast it is read.
     fn parse(line: &[u8]) -> Option<(Vec<u8>, Vec<Sample<'_>>)> {
-        let mut out = Vec::new();
-        parse_line(line, &mut out).map(|k| (k.into_owned(), out))
+        let (mut buf, mut out) = (Vec::new(), Vec::new());
+        let whole = parse_line(line, &mut buf, &mut out).map(|key| (key.to_vec(), out));
+        assert_eq!(whole, read(general, line), "{}", String::from_utf8_lossy(line));
+        whole
+    }
+
+    #[test]
+    fn common_shape() {
+        use Sample::*;
+        // the one scan takes `name:value|type[|@rate][|#tags]`, as the general reading does
+        for (line, key, sample) in [
+            (&b"t:12|ms|#env:prod"[..], &b"t;env=prod"[..], Timer(12.0, 1.0)),
+            (b":1|c", b"", Counter(1.0)), // an empty name
+            (b"a:1|c|@.5", b"a", Counter(2.0)),
+            (b"a:1|c|@0.5|#t", b"a;t", Counter(2.0)),
+            (b"s:u1|s|@0.1|#env:prod", b"s;env=prod", Set(b"u1")),
+            (b"s:|s", b"s", Set(b"0")),
+            (b"r:1|c|#a;b:c,,k:", b"r;a_b=c;k=", Counter(1.0)), // tags with `:` and `;`
+            (b"r:1|c|#", b"r", Counter(1.0)),
+            (b"r:1|c|#,", b"r", Counter(1.0)),
+            (b"g:-1|g", b"g", Gauge(-1.0, true)),
+            (b"a: 1 | c |@ 0.5", b"a", Counter(2.0)),
+            (b"a:0x10|h", b"a", Timer(16.0, 1.0)),
+            (b"a:#x|s|#t", b"a;t", Set(b"#x")), // `#` starts the tags only after a `|`
+        ] {
+            let want = Some((key.to_vec(), vec![sample]));
+            assert_eq!(read(common, line), want, "{}", String::from_utf8_lossy(line));
+            assert_eq!(parse(line), want);
+        }
+        // the rest is the general reading's to decide, whole or not
+        for line in [
+            &b"a b:1|c"[..], // a key to sanitize
+            b"a/b:1|c",
+            b"a:1|c\r", // a trailing `\r` (receivers strip it before parsing)
+            b"a:1\r|c",
+            b"a:1|c|#t\r",
+            b"a:1|c|#t:v:w", // a tag's second `:` is sanitized
+            b"u:jos\xc3\xa9|s",
+            b"a:x|c",
+            b"a:1",
+            b"a:1|zz",
+            b"a:1|c|@0",
+            b"a:1|c|@0.5|zz",
+            b"a:1|c:2|c",
+            b"a:1:2|c",
+            b"a:1|c|#t|c:x",
+            b"a:1|c|#t|@0.5",
+            b"a:1|c|T1",
+            b"_e{1,1}:a|b",
+        ] {
+            assert_eq!(read(common, line), None, "{}", String::from_utf8_lossy(line));
+            parse(line);
+        }
     }
 
     #[test]
