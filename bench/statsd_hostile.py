@@ -15,6 +15,12 @@
    both hot paths, with a 1 s flush: how late each flush is written, how long the console takes
    to answer, what was shed, what the kernel dropped, and how many good lines sent alongside
    were counted; then Python readers under four times that flood, past what they can parse.
+7. CPU per million lines through the native intake (`_native.Intake.feed`, then what the daemon
+   does with a batch: to_batch, merge, the slow lane) for the forms real clients send beyond
+   `name:value|type`: several values a line, DogStatsD's packed values and extra fields,
+   JavaScript's numbers.
+   `python bench/statsd_hostile.py forms` runs it alone (PYTHONPATH at another tree's src: its
+   extension, for a before/after figure).
 """
 
 from __future__ import annotations
@@ -245,6 +251,46 @@ def _flood(hot_path: str, flood: bytes, seconds: float, rate: int = 50) -> None:
     )
 
 
+FORMS = {
+    "plain: t:12|ms|#env:prod": b"bench.t%d:12|ms|#env:prod",
+    "several values: t:1|ms:2|ms:3|ms|@0.5|#env:prod": b"bench.t%d:1|ms:2|ms:3|ms|@0.5|#env:prod",
+    "packed values: t:1:2:3|ms": b"bench.t%d:1:2:3|ms",
+    "packed, datadog's fields: t:1:2:3|d|@0.5|#env:prod|c:abc": b"bench.t%d:1:2:3|d|@0.5|#env:prod|c:abc",
+    "container id: x:1|c|#t:1|c:abc": b"bench.x%d:1|c|#t:1|c:abc",
+    "timestamp, external data: g:+2|g|T1700000000|e:it": b"bench.g%d:+2|g|T1700000000|e:it",
+    "JS numbers: h:0x1f|h|@ .5": b"bench.h%d:0x1f|h|@ .5",
+    "sampled set with tags: s:u1|s|@0.1|#env:prod": b"bench.s%d:u1|s|@0.1|#env:prod",
+}
+
+
+def line_forms(lines: int = 1_000_000) -> None:
+    """The daemon's native path minus the socket: datagrams of 30 lines (50 series) fed to an
+    intake, taken every 20,000 lines and merged as hotpath.NativePool does. Lines the native
+    parser leaves to Python are parsed in the merge's slow lane, as the daemon's event loop would."""
+    from webops.statsd import hotpath
+
+    if hotpath._native is None:
+        print(f"7. line forms: the native extension is not built ({hotpath.NATIVE_MISSING})")
+        return
+    settings = AggregationSettings()
+    print(f"7. CPU seconds per million lines through the native intake ({hotpath._native.__file__})")
+    for name, pattern in FORMS.items():
+        packets = [b"\n".join(pattern % ((i + j) % 50) for j in range(30)) for i in range(0, 20_010, 30)]
+        agg, intake = Aggregator(settings), hotpath._native.Intake([], 1, 500_000, 100_000)
+        fed = 0
+        started = time.process_time()
+        while fed < lines:
+            for p in range(0, len(packets), 64):  # reads of 64 datagrams, as recvmmsg brings them
+                intake.feed(packets[p : p + 64], 1.0)
+            fed += 30 * len(packets)
+            for taken in intake.take():
+                agg.merge(hotpath.to_batch(taken, settings))
+            agg.advance(force=True)
+        cpu = time.process_time() - started
+        bad = agg.totals.bad_lines_seen
+        print(f"   {name:58s} {cpu / fed * 1e6:6.2f} CPU s / 1M lines  bad lines: {bad}")
+
+
 def slow_line_floods(seconds: float = 8.0) -> None:
     floods = {
         "bad lines (32,000 a datagram)": b"x\n" * 32_000,
@@ -266,10 +312,14 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["floods"]:
         slow_line_floods()
         raise SystemExit(0)
+    if sys.argv[1:] == ["forms"]:
+        line_forms()
+        raise SystemExit(0)
     per_line_cost()
     series_limit()
     cache_memory()
     five_million_series()
     graphite_shutdowns()
     slow_line_floods()
+    line_forms()
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")

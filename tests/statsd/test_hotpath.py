@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import need, wait_until
 from webops.statsd import hotpath
 from webops.statsd import settings as statsd_config
 from webops.statsd.aggregate import AggregationSettings, Aggregator, BatchAggregator, Totals
-from webops.statsd.protocol import BadLine, Sample, parse_line
+from webops.statsd.protocol import BadLine, Sample, parse_line, sanitize_key
 from webops.statsd.readers import FAST_LINE, triage
 from webops.statsd.snapshot import summarize
 
@@ -51,32 +51,70 @@ names = st.one_of(
 values = st.one_of(
     st.integers(-1000, 1000).map(str),
     st.integers(-40, 40).map(lambda i: str(i / 2)),
-    st.sampled_from(["+3", "-2", "+0.5", ".5", "5.", "1e3", "1E+2", "-0", "0x10", " 5", "5 ", "1_0"]),
+    st.sampled_from(["+3", "-2", "+0.5", ".5", "5.", "1e3", "1E+2", "-0", "1.e1", "-.5e1", "1e-400"]),
+    # JavaScript's radix literals and blanks around a number (Number() trims them)
+    st.sampled_from(["0x10", "0X1f", "0o17", "0b101", " 5", "5 ", "\t7\x0b", "\x1c0x3\x1f", "\x1c3"]),
     st.sampled_from(["", "abc", "1e400", "-1e400", "NaN", "Infinity", "1e308", "+1e308", "\u0661"]),
+    st.sampled_from(["1_0", "+0x1", "0x", "1e"]),
 )
-types = st.sampled_from(["c", "ms", "g", "s", "h", "d", "x", " c", "", "C"])
-rates = st.sampled_from(["", "|@0.5", "|@0.25", "|@1", "|@-1", "|@0", "|@abc", "|@+0.5", "|@1e-320", "|0.5"])
+# numbers whose sums depend on the order they are added in: for single lines only
+any_values = st.one_of(
+    values,
+    st.floats(allow_nan=False).map(repr),
+    st.sampled_from(["0x" + "f" * 200, "0x" + "f" * 260, "0x20000000000001", "0b" + "1" * 60, "4.9e-324"]),
+)
+types = st.sampled_from(["c", "ms", "g", "s", "h", "d", "x", " c", "ms\t", "", "C"])
+rates = st.sampled_from(
+    [
+        "",
+        "|@0.5",
+        "|@0.25",
+        "|@1",
+        "|@-1",
+        "|@0",
+        "|@abc",
+        "|@+0.5",
+        "|@1e-320",
+        "|0.5",
+        "|@ .5",
+        "|@0x1",
+        "|@",
+    ],
+)
 tag = st.text(st.sampled_from("ab:;=,._-é| "), max_size=6)
-extras = st.one_of(
-    st.sampled_from(["", "", "", "|#env:prod,role", "|c:abc", "|T1700000000", "|#", "|x|y", "|#t|c:x"]),
+tags = st.one_of(
+    st.sampled_from(["|#env:prod,role", "|#", "|#t", "|#a:b:c"]),
     st.lists(tag, max_size=3).map(lambda tags: "|#" + ",".join(tags)),
 )
+# DogStatsD's fields webops ignores (container id, cardinality, external data, timestamp), and
+# fields after a rate (Etsy ignores them)
+dogstatsd = st.sampled_from(["|c:abc", "|c:ci:with:colons", "|card:low", "|e:it-1", "|T1700000000", "|T1"])
+ignored = st.sampled_from(["|x", "|x|y", "|Tx", "|é"])
+
+
+def parts(value: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """A `value|type[|@rate]` part, or DogStatsD's packed values (`1:2:3|ms[|@rate]`), now and
+    then with fields after the rate."""
+    raw = st.one_of(value, value, st.lists(value, min_size=2, max_size=4).map(":".join))
+    return st.builds("{}|{}{}{}".format, raw, types, rates, st.one_of(st.just(""), ignored))
 
 
 @st.composite
-def lines(draw: st.DrawFn) -> bytes:
+def lines(draw: st.DrawFn, value: st.SearchStrategy[str] = values) -> bytes:
+    """A line as clients send it (or get it wrong): one or several parts (Etsy's several values,
+    DogStatsD's packed ones, or both), then tags and DogStatsD's fields in any order; now and
+    then bytes at random."""
     kind = draw(st.integers(0, 9))
     if kind == 0:  # anything at all
         return draw(st.binary(max_size=30)).replace(b"\n", b"")
-    line = f"{draw(names)}:{draw(values)}|{draw(types)}{draw(rates)}{draw(extras)}"
-    if kind == 1:  # several values on one line
-        line += f":{draw(values)}|{draw(types)}"
-    if kind == 2:
-        line += "\r"
+    line = draw(names) + ":" + ":".join(draw(st.lists(parts(value), min_size=1, max_size=3)))
+    line += "".join(draw(st.lists(st.one_of(tags, dogstatsd, dogstatsd), max_size=3)))
+    if kind == 1:
+        line += draw(st.sampled_from(["\r", "\r\r", ":" * 100]))
     return line.encode("utf-8", "surrogatepass")
 
 
-datagrams = st.lists(st.lists(lines(), min_size=1, max_size=5).map(b"\n".join), min_size=1, max_size=12)
+datagrams = st.lists(st.lists(lines(), min_size=1, max_size=4).map(b"\n".join), min_size=1, max_size=8)
 
 
 # --- both sides -----------------------------------------------------------------------------
@@ -171,24 +209,53 @@ def same(left: Any, right: Any) -> bool:
 PROPERTY = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+def read_whole(line: bytes) -> list[Sample] | None:
+    """The reference's samples of a line it reads without a bad part, and whose key
+    keyNameSanitize leaves as it is (None otherwise): every such line the native parser must take
+    (a `\\r` it leaves to the reference, which drops them from the whole packet first)."""
+    try:
+        text = line.decode()
+    except UnicodeDecodeError:
+        return None
+    parsed = parse_line(text, sanitize=False)
+    if b"\r" in line or not all(isinstance(s, Sample) and sanitize_key(s.key) == s.key for s in parsed):
+        return None
+    return parsed  # type: ignore[return-value]
+
+
 @PROPERTY
-@given(lines())
-def test_a_line_the_fast_path_takes_means_what_the_reference_says(line: bytes) -> None:
+@given(lines(any_values))
+@example(b"a:1:2:3|ms")  # DogStatsD's packed values
+@example(b"a:1:2:3|ms|@0.5|#env:prod")
+@example(b"c:1:2|c|#env:prod|c:abc|T1700000000")
+@example(b"g:5:+1:-2|g")
+@example(b"s:u1::u1|s|@0.1")
+@example(b"a:1:2|d|#env:prod|c:abc")
+@example(b"a:1:2|ms|T1|@0.5|c:a:b")
+def test_the_native_parser_takes_every_whole_line_and_reads_it_as_the_reference(line: bytes) -> None:
+    """Several values a line, packed values, tags, DogStatsD's fields, JavaScript's numbers:
+    whatever the reference reads whole, the native parser takes, to the same key and samples;
+    what it leaves to the reference has a bad part (counted there), a key to sanitize or a `\\r`."""
     fast = native.parse_line(line)
-    if fast is None:
-        return  # left to the reference
-    (sample,) = parse_line(line.decode())
-    assert isinstance(sample, Sample), sample
-    code, key, *rest = fast
-    assert key == sample.key and code == ("ms" if sample.kind == "ms" else sample.kind)
-    if code == "c":
-        assert same(rest[0], sample.value / sample.rate)
-    elif code == "ms":
-        assert same(rest, [sample.value, 1 / sample.rate])
-    elif code == "g":
-        assert same(rest, [sample.value, sample.delta])
-    else:
-        assert rest == [sample.value]
+    want = read_whole(line)
+    if want is None:
+        assert fast is None, (line, fast)
+        return
+    assert fast is not None, (line, want)
+    assert len(fast["samples"]) == len(want)
+    for got, sample in zip(fast["samples"], want, strict=True):
+        assert fast["key"] == sample.key
+        match got:
+            case {"kind": "c", "value": value}:
+                assert sample.kind == "c" and same(value, sample.value / sample.rate)  # type: ignore[operator]
+            case {"kind": "ms", "value": value, "count": count}:
+                assert sample.kind == "ms" and same([value, count], [sample.value, 1 / sample.rate])
+            case {"kind": "g", "value": value, "delta": delta}:
+                assert sample.kind == "g" and same([value, delta], [sample.value, sample.delta])
+            case {"kind": "s", "member": member}:
+                assert sample.kind == "s" and member == sample.value
+            case _:
+                raise AssertionError(got)
 
 
 @PROPERTY
@@ -265,9 +332,9 @@ pool = st.sampled_from(["a", "b", "c", "d", "e", "f"])  # the series held and th
 pooled = st.builds(
     "{}:{}|{}{}".format,
     pool,
-    st.sampled_from(["1", "2", "-1", "+3", "0x1", "1e308", "+1e308"]),  # 0x1: left to the reference
+    st.sampled_from(["1", "2", "-1", "+3", "0x1", "1e308", "+1e308", "1:+2"]),
     st.sampled_from(["c", "ms", "g", "s"]),
-    st.sampled_from(["", "", "|@0.5", "|#t:v", ":2|c"]),  # :2|c: a second value, for the reference
+    st.sampled_from(["", "", "|@0.5", "|#t:v", ":2|c", ":x|c"]),  # :x|c: a bad part, for the reference
 ).map(str.encode)
 mixed = st.lists(
     st.lists(st.one_of(pooled, pooled, lines()), min_size=1, max_size=5).map(b"\n".join),
@@ -345,9 +412,10 @@ def test_set_members_past_max_set_members_are_refused_alike(
 
 
 def test_gauges_keep_their_order_across_fast_and_slow_lines() -> None:
-    """`g:1|g` (fast), then a tagged write of the same series (the reference parses it), then
-    `g;t=v:+1|g`: the last write wins in the order sent, not in the order each path saw it."""
-    packets = [b"g;t=v:1|g\ng:5|g|#t:v\ng;t=v:+1|g", b"h:1|g", b"h:0x10|g\nh:+1|g"]
+    """`g;t=v:1|g` (fast), then a write of the same series the reference parses (`g!` is `g`
+    once sanitized), then `g;t=v:+1|g`: the last write wins in the order sent, not in the order
+    each path saw it."""
+    packets = [b"g;t=v:1|g\ng!:5|g|#t:v\ng;t=v:+1|g", b"h:1|g", b"h!:16|g\nh:+1|g"]
     nat = comparable(through_native(packets, AggregationSettings(), per_read=3)[0])
     assert nat["tables"]["gauges"] == {"g;t=v": 6, "h": 17}
     assert same(nat, comparable(reference(packets, AggregationSettings())[0]))
@@ -425,7 +493,7 @@ def test_a_full_batch_waits_in_the_socket_instead_of_growing() -> None:
     """Lines left to Python pile up while Python is busy: past `max_backlog` a receiver stops
     reading (the datagrams wait in the socket buffer, the kernel counts what overflows it), and
     reads on once Python takes the batch. Nothing read is lost."""
-    packet = b"\n".join(b"t%d:0x1|ms" % i for i in range(40))  # a JS number: for the reference parser
+    packet = b"\n".join(b"t%d!:1|ms" % i for i in range(40))  # a key to sanitize: for the reference
     with (
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx,
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx,
@@ -483,19 +551,19 @@ def test_a_batch_at_max_series_waits_in_the_socket_instead_of_refusing() -> None
 def test_a_taken_batch_is_read_by_name() -> None:
     """What crosses from Rust is a typed object (`_native.pyi`), not a positional tuple."""
     receiver = native.Intake([], 1, 10, 2, True, 5)
-    receiver.feed([b"c:1|c\nc:2|c|@0.5\nt:3|ms\ns:a|s\ns:b|s\ns:c|s\ng:1|g\ng:+2|g", b"x:0x1|c"], NOW)
+    receiver.feed([b"c:1|c\nc:2|c|@0.5\nt:3|ms\ns:a|s\ns:b|s\ns:c|s\ng:1|g\ng:+2|g", b"x!:1|c"], NOW)
     receiver.feed([b"c:1|c"], NOW + 1)
     (taken,) = receiver.take()
     assert taken.counters == {"c": 6}
     assert taken.timers == {"t": ([3], 1)}
     assert taken.sets == {"s": {"a", "b"}}
     assert taken.set_members_refused == 1
-    assert taken.reads == [(0, {"g": (1, [2])}, b"x:0x1|c\n")]
+    assert taken.reads == [(0, {"g": (1, [2])}, b"x!:1|c\n")]
     assert taken.seqs == [0, 1]
     assert (taken.packets, taken.metrics, taken.last_seen) == (3, 9, NOW + 1)
     assert taken.key_counts == {"c": 3, "t": 1, "s": 3, "g": 2}
     assert (taken.raw, taken.raw_dropped) == (
-        [b"c:1|c\nc:2|c|@0.5\nt:3|ms\ns:a|s\ns:b|s\ns:c|s\ng:1|g\ng:+2|g", b"x:0x1|c", b"c:1|c"],
+        [b"c:1|c\nc:2|c|@0.5\nt:3|ms\ns:a|s\ns:b|s\ns:c|s\ng:1|g\ng:+2|g", b"x!:1|c", b"c:1|c"],
         0,
     )
     with pytest.raises(AttributeError):

@@ -125,6 +125,86 @@ def test_dogstatsd_lines_as_clients_send_them(line: str, expected: list[Sample])
     assert parse_line(line) == expected
 
 
+def timers(key: str, *values: float, rate: float = 1.0) -> list[Sample]:
+    return [Sample(key, "ms", v, rate) for v in values]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("a:1:2:3|ms", timers("a", 1.0, 2.0, 3.0)),
+        ("a:1:2:3|ms|@0.5", timers("a", 1.0, 2.0, 3.0, rate=0.5)),
+        ("a:1:2:3|d|@0.5|#env:prod", timers("a;env=prod", 1.0, 2.0, 3.0, rate=0.5)),
+        ("a:-1:2|h", timers("a", -1.0, 2.0)),
+        ("c:1:2|c", [Sample("c", "c", 1.0), Sample("c", "c", 2.0)]),
+        (
+            "g:5:+1:-2|g",
+            [Sample("g", "g", 5.0), Sample("g", "g", 1.0, 1.0, True), Sample("g", "g", -2.0, 1.0, True)],
+        ),
+        ("s:u1:u2:u1|s", [Sample("s", "s", "u1"), Sample("s", "s", "u2"), Sample("s", "s", "u1")]),
+        ("s::x|s", [Sample("s", "s", "0"), Sample("s", "s", "x")]),
+        ("a: 0x10:1e1 |c", [Sample("a", "c", 16.0), Sample("a", "c", 10.0)]),
+        # with DogStatsD's extra fields, before or after the tags and the rate
+        ("a:1:2|d|#env:prod|c:abc", timers("a;env=prod", 1.0, 2.0)),
+        ("a:1:2|d|c:ci:with:colons|#env:prod", timers("a;env=prod", 1.0, 2.0)),
+        ("a:1:2|ms|T1700000000|@0.5|card:low", timers("a", 1.0, 2.0, rate=0.5)),
+        ("a:1:2|ms|@0.5|T1700000000|e:it-1", timers("a", 1.0, 2.0, rate=0.5)),
+    ],
+)
+def test_dogstatsd_packed_values_take_the_last_type_and_rate(line: str, expected: list[Sample]) -> None:
+    """DogStatsD v1.1's `name:v1:v2:v3|type[|@rate]`, as datadog's clients send aggregated
+    values. Etsy counts each bare value as a bad line (no type) and keeps only the last."""
+    assert parse_line(line) == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "reasons", "kept"),
+    [
+        ("a:1:x|ms", ["no metric type", "bad value"], []),  # all values whole, or Etsy's reading
+        ("a:1:-2|ms", ["no metric type", "negative timer value"], []),
+        ("a:1:2|zz", ["no metric type", "unknown metric type"], []),
+        ("a:1:2|c|@0", ["no metric type", "bad sample rate"], []),
+        ("a:1:2", ["no metric type", "no metric type"], []),
+        ("a:1:2|c:3|ms", ["no metric type"], [Sample("a", "c", 2.0), Sample("a", "ms", 3.0)]),  # one type
+        ("a:1|c:2:3|c", ["no metric type"], [Sample("a", "c", 1.0), Sample("a", "c", 3.0)]),
+        ("a:" + "1:" * 100 + "1|c", ["more than 100 values on one line"], []),
+    ],
+)
+def test_what_is_not_packed_values_keeps_etsys_reading(
+    line: str, reasons: list[str], kept: list[Sample]
+) -> None:
+    parsed = parse_line(line)
+    bad = [item.reason for item in parsed if isinstance(item, BadLine)]
+    assert len(bad) == len(reasons) and all(
+        r.startswith(want) for r, want in zip(bad, reasons, strict=True)
+    ), bad
+    assert [item for item in parsed if isinstance(item, Sample)] == kept
+
+
+etsy_parts = st.builds(
+    "{}|{}{}".format,
+    st.sampled_from(["1", "-2", "+3", "0x1", "x", ""]),
+    st.sampled_from(["c", "ms", "g", "s", "h", "d"]),
+    st.sampled_from(["", "|@0.5", "|@1", "|@x"]),
+)
+
+
+@given(st.lists(etsy_parts, min_size=1, max_size=4))
+def test_packed_values_change_no_line_etsy_reads_whole(parts: list[str]) -> None:
+    """Several values as Etsy sends them, each one whole on its own: together they read as each
+    alone, whatever another reading would make of them (`1|c:2|c`: not the packed `1|c:2` and
+    `|c`). The packed reading only takes lines Etsy counts bad lines in."""
+    alone = [parse_line("a:" + part) for part in parts]
+    if all(isinstance(item, Sample) for items in alone for item in items):
+        assert parse_line("a:" + ":".join(parts)) == [item for items in alone for item in items]
+
+
+@pytest.mark.parametrize("values", [99, 100])
+def test_packed_values_are_held_to_max_values_per_line(values: int) -> None:
+    parsed = parse_line("a:" + "1:" * (values - 1) + "1|ms")
+    assert parsed == timers("a", *[1.0] * values)
+
+
 def test_events_and_service_checks_are_counted_not_bad_lines() -> None:
     from webops.statsd.aggregate import Aggregator
 

@@ -2,7 +2,7 @@
 built by `pip install` and has no Python source. test_hotpath.py holds it to what is built
 (mypy's stubtest: every name, property and parameter)."""
 
-from typing import final
+from typing import Literal, TypedDict, final
 
 __all__ = ["VLEN", "Intake", "Taken", "parse_line"]
 
@@ -60,12 +60,27 @@ class Intake:
     def running(self) -> int: ...
     def stop(self) -> None: ...
 
-def parse_line(
-    line: bytes,
-) -> (
-    tuple[str, str, float]  # counter: key, value / rate
-    | tuple[str, str, float, float]  # timer: key, value, 1 / rate
-    | tuple[str, str, float, bool]  # gauge: key, value, whether a change
-    | tuple[str, str, str]  # set: key, member
-    | None  # left to the Python parser
-): ...
+# What parse_line makes of a line: its series key and its samples, each named by its fields.
+class _Counter(TypedDict):
+    kind: Literal["c"]
+    value: float  # already divided by the rate
+
+class _Timer(TypedDict):
+    kind: Literal["ms"]  # h and d too
+    value: float
+    count: float  # 1 / rate
+
+class _Gauge(TypedDict):
+    kind: Literal["g"]
+    value: float
+    delta: bool  # written as +N / -N
+
+class _Set(TypedDict):
+    kind: Literal["s"]
+    member: str
+
+class _Parsed(TypedDict):
+    key: str
+    samples: list[_Counter | _Timer | _Gauge | _Set]
+
+def parse_line(line: bytes) -> _Parsed | None: ...  # None: left to the Python parser

@@ -1,4 +1,5 @@
-"""The statsd line protocol, as Etsy's statsd 0.10 reads it (plus DogStatsD tags and `h`/`d`).
+"""The statsd line protocol, as Etsy's statsd 0.10 reads it (plus DogStatsD's tags, extra fields
+and packed values, and `h`/`d`).
 
 Pure functions: bytes in, samples out. Nothing here raises on any input; a line that cannot be
 understood comes back as a `BadLine` so the daemon can count it in `bad_lines_seen`.
@@ -7,12 +8,13 @@ understood comes back as a `BadLine` so the daemon can count it in `bad_lines_se
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import NamedTuple
 
 from ..common.graphite_layout import sanitize_key
 from .jsfmt import to_number
 from .kinds import BY_CODE
-from .kinds.base import BAD, Value, bad
+from .kinds.base import BAD, Kind, Value, bad
 
 # DogStatsD fields after the type that carry no value webops uses: container id (`|c:...`, which
 # the datadog client adds in containers), client timestamp (`|T1700000000`), cardinality, external
@@ -56,7 +58,8 @@ def split_packet(data: bytes) -> list[str]:
 
 
 def parse_line(line: str, sanitize: bool = True) -> list[Sample | BadLine]:
-    """Parse one line: `name:value|type[|@rate][|#tags]`, with several `:value|type` per name."""
+    """Parse one line: `name:value|type[|@rate][|#tags]`, with several `:value|type` per name
+    (Etsy) or several `:value` before one `|type` (DogStatsD's packed values)."""
     name, _, rest = line.partition(":")
     key, rest = line_key(name, rest, sanitize)
     return [
@@ -80,24 +83,38 @@ def line_key(name: str, rest: str, sanitize: bool) -> tuple[str, str]:
 def parse_values(rest: str) -> tuple[Value, ...]:
     """The `value|type[|@rate]` parts after a name's colon (tags already removed).
 
+    Etsy's reading (every `:` starts a part with its own type) wins. Only when it has a bad part
+    are the other readings tried, and the first that reads whole is taken: DogStatsD's packed
+    values (`1:2:3|ms`, see _parse_packed), then both readings without DogStatsD's extra fields
+    (`1|c|c:abc` is a container id, `1|c:2|c` Etsy's two values). So a line Etsy reads without a
+    bad part keeps Etsy's meaning.
+
     Returns plain tuples so the daemon can cache them by text: statsd traffic repeats itself.
     """
     if not rest:
         return (bad("no value"),)
-    if rest.count(":") >= MAX_VALUES_PER_LINE:  # before either reading: DogStatsD's is no way round it
+    if rest.count(":") >= MAX_VALUES_PER_LINE:  # before any reading: none is a way round it
         return (bad(f"more than {MAX_VALUES_PER_LINE} values on one line"),)
     parsed = _parse_values(rest)
-    if any(v[0] == BAD for v in parsed) and (
-        "|c:" in rest or "|card:" in rest or "|e:" in rest or "|T" in rest
-    ):
-        # `1|c|c:abc` is DogStatsD's container id, `1|c:2|c` Etsy's two values: the Etsy reading
-        # wins unless it fails and the line reads whole without DogStatsD's extra fields.
+    if any(v[0] == BAD for v in parsed):
+        for alternative in _other_readings(rest):
+            if not any(v[0] == BAD for v in alternative):
+                return alternative
+    return parsed
+
+
+def _other_readings(rest: str) -> Iterator[tuple[Value, ...]]:
+    """The readings of a line Etsy's has a bad part in, in the order they are tried."""
+    packed = _parse_packed(rest)
+    if packed is not None:
+        yield packed
+    if "|c:" in rest or "|card:" in rest or "|e:" in rest or "|T" in rest:
         fields = rest.split("|")
         plain = "|".join(fields[:2] + [f for f in fields[2:] if not _DOGSTATSD_EXTRA.match(f)])
-        alternative = _parse_values(plain)
-        if not any(v[0] == BAD for v in alternative):
-            return alternative
-    return parsed
+        yield _parse_values(plain)
+        packed = _parse_packed(plain)
+        if packed is not None:
+            yield packed
 
 
 def _parse_values(rest: str) -> tuple[Value, ...]:
@@ -106,22 +123,49 @@ def _parse_values(rest: str) -> tuple[Value, ...]:
     return tuple(_parse_value(bit) for bit in rest.split(":"))
 
 
+def _parse_packed(rest: str) -> tuple[Value, ...] | None:
+    """DogStatsD's packed values (protocol v1.1, what datadog's clients send when they aggregate):
+    `1:2:3|ms|@0.5` is three timer samples, each at rate 0.5. Every `:`-separated bit but the
+    last is a bare value; the last bit's type, rate and fields apply to each, read once (a long
+    rate must not be read a hundred times). Etsy reads such a line as bad lines (each bit
+    without a type) and the last value, which no client means. None: `rest` is not of this form
+    (one bit only, a type before the last bit, none in it)."""
+    *values, last = rest.split(":")
+    if not values or "|" not in last or any("|" in v for v in values):
+        return None
+    fields = last.split("|")
+    typed = _typed(fields)
+    if isinstance(typed, str):
+        return (bad(typed),)
+    kind, code, rate = typed
+    return tuple(kind.parse(raw, code, rate) for raw in (*values, fields[0]))
+
+
 def _parse_value(bit: str) -> Value:
     fields = bit.split("|")
+    typed = _typed(fields)
+    if isinstance(typed, str):
+        return bad(typed)
+    kind, code, rate = typed
+    return kind.parse(fields[0], code, rate)
+
+
+def _typed(fields: list[str]) -> tuple[type[Kind], str, float] | str:
+    """The kind, type code and rate of a value's `|` fields (the value first), or why it has none."""
     if len(fields) < 2:
-        return bad("no metric type")
-    raw, code = fields[0], fields[1]
+        return "no metric type"
+    code = fields[1]
     kind = BY_CODE.get(code)
     if kind is None:
         code = code.strip()
         kind = BY_CODE.get(code)
         if kind is None:
-            return bad(f"unknown metric type {code!r}")
+            return f"unknown metric type {code!r}"
     rate = 1.0
     if len(fields) > 2:
         rate_text = fields[2]
         parsed_rate = to_number(rate_text[1:]) if rate_text[:1] == "@" and rate_text[1:2] != "-" else None
         if parsed_rate is None or parsed_rate <= 0:
-            return bad(f"bad sample rate {rate_text!r}")
+            return f"bad sample rate {rate_text!r}"
         rate = parsed_rate
-    return kind.parse(raw, code, rate)
+    return kind, code, rate

@@ -77,16 +77,21 @@ BEHIND_SECONDS = BATCH_SECONDS  # a read that takes less than this to parse is n
 BEHIND_SHARE = 16  # nor one that brings less than this share of the receive buffer
 COST_BYTES = 1 << 20  # a reader's parse cost per byte is measured over about this many bytes
 
-# The native fast path's grammar (native/src/parse.rs, `parse_line`), or a little more (a rate of
-# 0, a negative ms, a repeated `:` in a tag, numbers too large: the Python parser decides those):
-# `name:value|type[|@rate][|#tags]` with a name keyNameSanitize leaves alone and a plain number.
-_NUMBER = rb"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+# What the native parser may take (native/src/parse.rs, `parse_line`), or a little more (a
+# rate of 0, a negative ms, a bad part after a good one: the Python parser decides those): a name
+# keyNameSanitize leaves alone, then a first `value|type[|@rate]` part (after tags, if they come
+# first) with a number as JavaScript reads it, or several (DogStatsD's packed `1:2:3|ms`), then
+# anything: more parts, tags, DogStatsD fields.
+_BLANK = rb"[\t\x0b\x0c\x1c-\x1f ]*"
+_NUMBER = (
+    _BLANK + rb"(?:[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|0[xXoObB][0-9a-fA-F]+)" + _BLANK
+)
+_PART = rb"(?:%(n)s(?::%(n)s)*\|%(b)s(?:c|ms|h|d|g)|[^|\r\n]*\|%(b)ss)%(b)s(?:\|@%(n)s)?" % {
+    b"n": _NUMBER,
+    b"b": _BLANK,
+}
 FAST_LINE = re.compile(
-    rb"^[A-Za-z0-9_.;=-]+:"
-    rb"(?:" + _NUMBER + rb"\|(?:c|ms|h|d|g)|[^|:\r\n\x80-\xff]*\|s)"  # a number, or a set member
-    rb"(?:\|@\+?" + _NUMBER.removeprefix(rb"[+-]?") + rb")?"
-    rb"(?:\|#[A-Za-z0-9_.;=:,-]*)?$",
-    re.MULTILINE,
+    rb"^[A-Za-z0-9_.;=-]*:(?:\|#[^|\r\n]*)?" + _PART + rb"(?:[:|][^\r\n]*)?\r*$", re.MULTILINE
 )
 
 

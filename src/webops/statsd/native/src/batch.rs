@@ -111,6 +111,7 @@ impl Batch {
             _ => None,
         };
         let mut after_slow = false;
+        let (mut buf, mut samples) = (Vec::new(), Vec::new()); // one line's, reused
         for datagram in datagrams {
             self.packets += 1;
             if limits.keep_packets > 0 {
@@ -121,20 +122,25 @@ impl Batch {
                 }
             }
             for line in datagram.split(|&b| b == b'\n') {
+                // `\r\n` endings: the reference drops every `\r` of a packet (a line with one
+                // elsewhere is left to it)
+                let end = line.iter().rposition(|&b| b != b'\r').map_or(0, |i| i + 1);
+                let line = &line[..end];
                 if line.is_empty() {
                     continue;
                 }
-                match parse_line(line) {
-                    Some((key, Sample::Gauge(value, delta))) if !after_slow => {
+                match parse_line(line, &mut buf, &mut samples) {
+                    Some(key) if !(after_slow && samples.iter().any(|s| matches!(s, Sample::Gauge(..)))) => {
                         self.metrics += 1;
-                        self.count_key(&key, limits);
-                        let read = read.get_or_insert_with(|| Read::new(seq));
-                        self.gauge(read, &key, value, delta);
-                    }
-                    Some((key, sample)) if !matches!(sample, Sample::Gauge(..)) => {
-                        self.metrics += 1;
-                        self.count_key(&key, limits);
-                        self.add(&key, sample, limits);
+                        self.count_key(key, limits);
+                        for sample in samples.drain(..) {
+                            if let Sample::Gauge(value, delta) = sample {
+                                let read = read.get_or_insert_with(|| Read::new(seq));
+                                self.gauge(read, key, value, delta);
+                            } else {
+                                self.add(key, sample, limits);
+                            }
+                        }
                     }
                     _ => {
                         after_slow = true;

@@ -36,7 +36,7 @@ struct Intake {
 }
 
 fn text<'p>(py: Python<'p>, key: &[u8]) -> &'p PyString {
-    // fast-path keys and members are ASCII (parse.rs refuses anything else)
+    // keys are ASCII and members UTF-8 (parse.rs leaves anything else to Python)
     PyString::new(py, std::str::from_utf8(key).unwrap_or(""))
 }
 
@@ -231,24 +231,33 @@ impl Drop for Intake {
     }
 }
 
-/// Parse one line the way the fast path does: None when the reference must read it, else
-/// (key, kind, value, count or delta): the property tests check it against protocol.py.
+/// Parse one line the way the receivers do: None when the reference must read it, else
+/// `{"key": ..., "samples": [...]}`, each sample a dict named by its fields (`kind` c: `value`
+/// (already divided by the rate); ms: `value`, `count`; g: `value`, `delta`; s: `member`): the
+/// property tests check it against protocol.py.
 #[pyfunction]
 #[pyo3(text_signature = "(line)")]
-fn parse_line(py: Python<'_>, line: &[u8]) -> PyObject {
+fn parse_line(py: Python<'_>, line: &[u8]) -> PyResult<PyObject> {
     use parse::Sample::*;
-    match parse::parse_line(line) {
-        None => py.None(),
-        Some((key, sample)) => {
-            let k = text(py, &key);
-            match sample {
-                Counter(v) => ("c", k, v).into_py(py),
-                Timer(v, n) => ("ms", k, v, n).into_py(py),
-                Gauge(v, d) => ("g", k, v, d).into_py(py),
-                Set(m) => ("s", k, text(py, m)).into_py(py),
-            }
+    let (mut buf, mut samples) = (Vec::new(), Vec::new());
+    let Some(key) = parse::parse_line(line, &mut buf, &mut samples) else {
+        return Ok(py.None());
+    };
+    let list = PyList::empty(py);
+    for sample in samples {
+        let d = PyDict::new(py);
+        match sample {
+            Counter(v) => d.set_item("kind", "c").and(d.set_item("value", v))?,
+            Timer(v, n) => d.set_item("kind", "ms").and(d.set_item("value", v)).and(d.set_item("count", n))?,
+            Gauge(v, delta) => d.set_item("kind", "g").and(d.set_item("value", v)).and(d.set_item("delta", delta))?,
+            Set(m) => d.set_item("kind", "s").and(d.set_item("member", text(py, m)))?,
         }
+        list.append(d)?;
     }
+    let parsed = PyDict::new(py);
+    parsed.set_item("key", text(py, key))?;
+    parsed.set_item("samples", list)?;
+    Ok(parsed.into())
 }
 
 #[pymodule]
