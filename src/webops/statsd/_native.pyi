@@ -4,7 +4,7 @@ built by `pip install` and has no Python source. test_hotpath.py holds it to wha
 
 from typing import Literal, TypedDict, final
 
-__all__ = ["VLEN", "Intake", "Taken", "parse_line"]
+__all__ = ["VLEN", "Intake", "Taken", "json_points", "parse_line"]
 
 # A read's gauge writes: key -> the absolute value last written (or None), then the changes
 # written after it, in order.
@@ -84,3 +84,6 @@ class _Parsed(TypedDict):
     samples: list[_Counter | _Timer | _Gauge | _Set]
 
 def parse_line(line: bytes) -> _Parsed | None: ...  # None: left to the Python parser
+def json_points(
+    values: list[float | int | None], start: int, step: int, skip_null: bool
+) -> str | None: ...  # store/formats.py's datapoints text; None: a value it leaves to Python

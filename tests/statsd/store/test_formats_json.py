@@ -9,11 +9,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import struct
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from webops.statsd.store.formats import RENDER, Options, finite, local_time, seconds
+from tests.conftest import need
+from webops.statsd import hotpath
+from webops.statsd.store.formats import RENDER, Options, datapoints, finite, local_time, seconds
 from webops.statsd.store.functions import Series
 
 VALUES = st.one_of(
@@ -70,3 +74,42 @@ def test_csv_and_raw_a_series_at_a_time_are_what_they_were_whole(series: list[Se
     for name, reference_of in (("csv", csv_reference), ("raw", raw_reference)):
         written = RENDER[name].write(series, Options())
         assert not isinstance(written, bytes) and "".join(written) == reference_of(series), name
+
+
+
+# Floats of every kind: any bit pattern (subnormals, -0.0, NaN, huge), whole numbers, and short
+# dyadic fractions whose exact decimal lies halfway between two shortest candidates (Python
+# rounds those to even: 1223383794756801.25 is written 1223383794756801.2).
+FLOATS = st.one_of(
+    st.floats(),
+    st.integers(0, 2**64 - 1).map(lambda b: struct.unpack("<d", b.to_bytes(8, "little"))[0]),
+    st.integers(-(2**63), 2**63).map(float),
+    st.builds(math.ldexp, st.integers(1, 2**53), st.integers(-40, 10)),
+)
+POINTS = st.lists(st.none() | FLOATS | st.integers(-(2**63), 2**63 - 1), max_size=40)
+
+
+@given(
+    POINTS,
+    st.integers(0, 2**41) | st.integers(0, 2**31).map(lambda s: s * 1000),
+    st.sampled_from([1, 100, 250, 1000, 1500, 60_000]),
+    st.booleans(),
+)
+@example([1223383794756801.25, 2.98023223876953125e-08, 1e16, 1e-05, 0.0001, -0.0, 5e-324], 0, 1000, False)
+def test_the_native_writer_writes_what_the_python_writer_writes(
+    values: list[float | None], start: int, step: int, skip_null: bool
+) -> None:
+    """_native.json_points (Rust) against formats.datapoints (the reference): the same text for
+    floats, ints and gaps, so which one writes a render never shows in its bytes."""
+    need(hotpath._native is not None, f"the native extension is not built: {hotpath.NATIVE_MISSING}")
+    native = hotpath._native.json_points(values, start, step, skip_null)
+    assert native == datapoints(Series("s", start, step, values), skip_null)
+
+
+def test_the_native_writer_leaves_what_it_does_not_write_to_python() -> None:
+    """A bool (json.dumps writes true) or an int past 64 bits: the whole series is Python's."""
+    need(hotpath._native is not None, f"the native extension is not built: {hotpath.NATIVE_MISSING}")
+    assert hotpath._native.json_points([1.0, True], 0, 1000, False) is None
+    assert hotpath._native.json_points([2**64], 0, 1000, False) is None
+    series = [Series("s", 0, 1000, [1.5, True, 2**70, None])]  # type: ignore[list-item]
+    assert "".join(RENDER["json"].write(series, Options())) == reference(series, False)

@@ -4,6 +4,7 @@
 //! and merges them exactly as it merges a Python reader process's (aggregate.py, hotpath.py).
 
 mod batch;
+mod jsonfmt;
 mod parse;
 mod recv;
 
@@ -265,6 +266,7 @@ fn _native(_py: Python<'_>, m: &PyModule) -> PyResult<()> {
     m.add_class::<Intake>()?;
     m.add_class::<Taken>()?;
     m.add_function(wrap_pyfunction!(parse_line, m)?)?;
+    m.add_function(wrap_pyfunction!(jsonfmt::json_points, m)?)?;
     m.add("VLEN", recv::VLEN)?;
     Ok(())
 }
