@@ -76,7 +76,6 @@ def test_csv_and_raw_a_series_at_a_time_are_what_they_were_whole(series: list[Se
         assert not isinstance(written, bytes) and "".join(written) == reference_of(series), name
 
 
-
 # Floats of every kind: any bit pattern (subnormals, -0.0, NaN, huge), whole numbers, and short
 # dyadic fractions whose exact decimal lies halfway between two shortest candidates (Python
 # rounds those to even: 1223383794756801.25 is written 1223383794756801.2).
