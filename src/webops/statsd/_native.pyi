@@ -2,9 +2,10 @@
 built by `pip install` and has no Python source. test_hotpath.py holds it to what is built
 (mypy's stubtest: every name, property and parameter)."""
 
-from typing import final
+from collections.abc import Mapping
+from typing import Any, TypedDict, final
 
-__all__ = ["VLEN", "Intake", "Taken", "parse_line"]
+__all__ = ["VLEN", "Intake", "Taken", "TimerPlan", "parse_line"]
 
 # A read's gauge writes: key -> the absolute value last written (or None), then the changes
 # written after it, in order.
@@ -69,3 +70,33 @@ def parse_line(
     | tuple[str, str, str]  # set: key, member
     | None  # left to the Python parser
 ): ...
+
+class _Percentile(TypedDict):
+    pct: float
+    count: str  # the stats' names: count_90, mean_90, upper_90 (lower_top10), sum_90, sum_squares_90
+    mean: str
+    bound: str
+    sum: str
+    sum_squares: str
+
+class _Histogram(TypedDict):
+    metric: str  # the first entry whose metric is in a timer's key applies
+    bounds: list[float | None]  # None: "inf"
+    labels: list[str]  # bin_5, bin_7_5, bin_inf
+
+class _TimerSummaries(TypedDict):
+    summaries: dict[str, dict[str, Any]]  # key -> Etsy's timer stats (timerstats.TimerData)
+    non_finite: list[str]  # keys left out: a statistic overflowed
+
+@final
+class TimerPlan:
+    """A flush's timer statistics, the config's part (timerstats.native_plan makes it)."""
+
+    def __new__(
+        cls,
+        per_second: float,
+        percentiles: list[_Percentile],
+        keep: list[str] | None,
+        histograms: list[_Histogram],
+    ) -> TimerPlan: ...
+    def summarize(self, table: Mapping[str, Any]) -> _TimerSummaries | None: ...

@@ -6,6 +6,7 @@
 mod batch;
 mod parse;
 mod recv;
+mod stats;
 
 use std::os::unix::io::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -255,6 +256,7 @@ fn parse_line(py: Python<'_>, line: &[u8]) -> PyObject {
 fn _native(_py: Python<'_>, m: &PyModule) -> PyResult<()> {
     m.add_class::<Intake>()?;
     m.add_class::<Taken>()?;
+    m.add_class::<stats::TimerPlan>()?;
     m.add_function(wrap_pyfunction!(parse_line, m)?)?;
     m.add("VLEN", recv::VLEN)?;
     Ok(())
