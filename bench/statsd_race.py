@@ -50,6 +50,8 @@ LINES = 25
 KEYS = 100
 RMEM_DEFAULT = Path("/proc/sys/net/core/rmem_default")
 RMEM_MAX = Path("/proc/sys/net/core/rmem_max")
+BEATS = 60  # counters of the timer scenario's idle flushes
+FULL_BUFFER = 1428  # collectd's write_graphite sends this many bytes at once
 
 
 @dataclass
@@ -373,14 +375,17 @@ def timer_run(start: Callable[[int, int], Flusher], timers: int, values: int, in
     out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         time.sleep(1.0)  # bound and started
-        out.sendto(b"race.beat:1|c", (HOST, d.port))  # a flush with lines even when idle (collectd)
+        # idle flushes with more than one send buffer of lines (collectd writes a full one at once)
+        out.sendto(b"\n".join(b"race.beat%d:1|c" % i for i in range(BEATS)), (HOST, d.port))
         if d.grid:
             due0 = math.ceil(time.time() / interval) * interval
-        else:  # the phase of its own timer: an idle flush's first line
-            first = quiet_after(receiver, 0, 0.5, time.time() + 3 * interval)
-            if not first:
-                raise SystemExit("a daemon sent nothing to the Graphite receiver")
-            due0 = first[0][0]
+        else:  # the phase of its own timer: an idle flush's first full send buffer
+            deadline = time.time() + 3 * interval
+            while not (full := [t for t, c in receiver.since(0) if len(c) >= FULL_BUFFER]):
+                if time.time() > deadline:
+                    raise SystemExit("a daemon sent no flush to the Graphite receiver")
+                time.sleep(0.05)
+            due0 = full[0]
         while due0 < time.time() + 0.2:
             due0 += interval
         time.sleep(max(0.0, due0 + 0.2 - time.time()))

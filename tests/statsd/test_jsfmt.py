@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from webops.common.jsnumber import _shortest
 from webops.statsd.jsfmt import inspect, number
 
 
@@ -29,6 +30,12 @@ from webops.statsd.jsfmt import inspect, number
 )
 def test_number_matches_javascript(value: float, text: str) -> None:
     assert number(value) == text
+
+
+@given(st.one_of(st.floats(1e-4, 1e16), st.floats(-1e16, -1e-4)).filter(lambda v: not v.is_integer()))
+def test_the_fast_path_writes_what_the_general_one_writes(value: float) -> None:
+    """Between 1e-4 and 1e16 number() takes repr's digits: those JS's own rules give."""
+    assert number(value) == _shortest(value)
 
 
 @given(st.floats(allow_nan=False, allow_infinity=False))

@@ -23,6 +23,15 @@ def number(x: float | int) -> str:
         return "0"
     if x.is_integer() and abs(x) < 2**53:  # exact; larger ones get JS's shortest digits below
         return str(int(x))
+    if 1e-4 <= abs(x) < 1e16:
+        # Python's repr has the same shortest round-trip digits, and writes this range without
+        # an exponent as JS does: a flush formats ~14 values a timer, so this path matters
+        return repr(x)
+    return _shortest(x)
+
+
+def _shortest(x: float) -> str:
+    """JS's formatting of any finite, non-zero float from its shortest round-trip digits."""
     sign = "-" if x < 0 else ""
     digits_tuple = Decimal(repr(abs(x))).normalize().as_tuple()
     digits = "".join(map(str, digits_tuple.digits))

@@ -8,6 +8,7 @@ legacyNamespace part and its points, each with the rollup of its value.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -117,6 +118,7 @@ TIMER_ROLLUPS = (
 )
 
 
+@functools.cache  # a handful of names, asked for by every timer of every flush
 def stat_rollup(stat: str) -> str:
     return next((rollup for start, rollup in TIMER_ROLLUPS if stat.startswith(start)), "average")
 
