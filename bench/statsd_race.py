@@ -51,7 +51,7 @@ KEYS = 100
 RMEM_DEFAULT = Path("/proc/sys/net/core/rmem_default")
 RMEM_MAX = Path("/proc/sys/net/core/rmem_max")
 BEATS = 60  # counters of the timer scenario's idle flushes
-FULL_BUFFER = 1428  # collectd's write_graphite sends this many bytes at once
+FULL_BUFFER = 1000  # at least this much of collectd's write_graphite buffer (1428 bytes) goes out at once
 
 
 @dataclass
