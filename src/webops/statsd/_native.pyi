@@ -5,7 +5,7 @@ built by `pip install` and has no Python source. test_hotpath.py holds it to wha
 from collections.abc import Mapping
 from typing import Any, TypedDict, final
 
-__all__ = ["VLEN", "Intake", "Taken", "TimerPlan", "parse_line"]
+__all__ = ["VLEN", "Intake", "Taken", "TimerPlan", "parse_line", "timer_lines"]
 
 # A read's gauge writes: key -> the absolute value last written (or None), then the changes
 # written after it, in order.
@@ -100,3 +100,7 @@ class TimerPlan:
         histograms: list[_Histogram],
     ) -> TimerPlan: ...
     def summarize(self, table: Mapping[str, Any]) -> _TimerSummaries | None: ...
+
+def timer_lines(
+    summaries: Mapping[str, Mapping[str, Any]], splits: Mapping[str, tuple[str, str]], ts: str
+) -> str | None: ...

@@ -4,6 +4,7 @@
 //! and merges them exactly as it merges a Python reader process's (aggregate.py, hotpath.py).
 
 mod batch;
+mod lines;
 mod parse;
 mod recv;
 mod stats;
@@ -258,6 +259,7 @@ fn _native(_py: Python<'_>, m: &PyModule) -> PyResult<()> {
     m.add_class::<Taken>()?;
     m.add_class::<stats::TimerPlan>()?;
     m.add_function(wrap_pyfunction!(parse_line, m)?)?;
+    m.add_function(wrap_pyfunction!(lines::timer_lines, m)?)?;
     m.add("VLEN", recv::VLEN)?;
     Ok(())
 }

@@ -13,9 +13,11 @@
 //! that compare equal, `-0.0` and `0.0`, keep their order), no fused multiply-add.
 
 use pyo3::exceptions::PyValueError;
+use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat, PyList, PyLong, PyString};
+use pyo3::AsPyPointer;
 use pyo3::PyTypeInfo;
 
 /// One percentile's statistics (Etsy's `count_90`, `mean_90`, `upper_90`, `sum_90`, `sum_squares_90`).
@@ -253,6 +255,7 @@ impl TimerPlan {
         });
         let summaries = PyDict::new(py);
         let non_finite = PyList::empty(py);
+        let template = self.template(py)?;
         for ((t, c), b) in timers.iter().zip(computed).zip(bins) {
             let Some((stats, order)) = c else {
                 let data = PyDict::new(py);
@@ -261,14 +264,14 @@ impl TimerPlan {
                 summaries.set_item(t.py_key, data)?;
                 continue;
             };
-            reorder(py, t.list, &order)?;
+            reorder(t.list, &order);
             let count_ps = t.count.map(|c| c / self.per_second);
             let count_finite = t.count.is_some_and(|c| c.is_finite() || !t.count_is_float);
             if !(stats.finite() && count_finite && count_ps.is_some_and(f64::is_finite)) {
                 non_finite.append(t.py_key)?;
                 continue;
             }
-            summaries.set_item(t.py_key, self.data(py, &stats, t.py_count, count_ps.unwrap_or(0.0), b)?)?;
+            summaries.set_item(t.py_key, self.data(py, template, &stats, t.py_count, count_ps.unwrap_or(0.0), b)?)?;
         }
         let out = PyDict::new(py);
         out.set_item("summaries", summaries)?;
@@ -285,18 +288,53 @@ impl TimerPlan {
         }
     }
 
+    /// A timer's dict with every name it can have but the histogram, in the reference's order,
+    /// all None: each timer's is a copy of it (PyDict_Copy copies the hashed table as it is,
+    /// where 14 inserts into a new dict would hash and grow it twice).
+    fn template<'p>(&self, py: Python<'p>) -> PyResult<&'p PyDict> {
+        let template = PyDict::new(py);
+        let pct_names = self.percentiles.iter().flat_map(|p| &p.names);
+        for name in pct_names.chain(&self.fixed[..9]).flatten() {
+            template.set_item(name, py.None())?;
+        }
+        Ok(template)
+    }
+
+    /// Take out of a timer's dict the names of the percentiles no value falls within (Etsy
+    /// leaves them out), but those another percentile of the config (`[1, 1]`) has set.
+    fn leave_out_skipped(&self, py: Python<'_>, data: &PyDict, s: &Stats) -> PyResult<()> {
+        let set = |name: &PyString| -> bool {
+            self.percentiles.iter().zip(&s.pcts).any(|(p, stats)| {
+                stats.is_some() && p.names.iter().flatten().any(|n| n.as_ref(py).compare(name).is_ok_and(|o| o.is_eq()))
+            })
+        };
+        for (p, _) in self.percentiles.iter().zip(&s.pcts).filter(|(_, stats)| stats.is_none()) {
+            for name in p.names.iter().flatten().map(|n| n.as_ref(py)) {
+                if data.contains(name)? && !set(name) {
+                    data.del_item(name)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// One timer's dict, in the reference's key order, without what calculatedTimerMetrics leaves out.
     fn data<'p>(
         &self,
         py: Python<'p>,
+        template: &'p PyDict,
         s: &Stats,
         count: &PyAny,
         count_ps: f64,
         bins: Option<usize>,
     ) -> PyResult<&'p PyDict> {
-        let data = PyDict::new(py);
+        let data = template.copy()?;
+        let mut skipped = false;
         for (p, stats) in self.percentiles.iter().zip(&s.pcts) {
-            let Some(ps) = stats else { continue };
+            let Some(ps) = stats else {
+                skipped = true;
+                continue;
+            };
             let values: [PyObject; 5] = [
                 ps.count.into_py(py),
                 ps.mean.into_py(py),
@@ -309,6 +347,9 @@ impl TimerPlan {
                     data.set_item(name, value)?;
                 }
             }
+        }
+        if skipped {
+            self.leave_out_skipped(py, data, s)?;
         }
         let values = [s.std, s.upper, s.lower];
         for (i, v) in values.into_iter().enumerate() {
@@ -332,7 +373,7 @@ impl TimerPlan {
 
 /// One timer as read from its TimerSeries.
 struct Timer<'p> {
-    key: String,
+    key: &'p str,
     py_key: &'p PyAny,
     list: &'p PyList,
     samples: Vec<f64>,
@@ -348,11 +389,16 @@ fn read<'p>(py: Python<'p>, table: &'p PyDict) -> PyResult<Option<Vec<Timer<'p>>
     for (key, series) in table.iter() {
         let Ok(list) = series.getattr(intern!(py, "samples"))?.downcast::<PyList>() else { return Ok(None) };
         let mut samples = Vec::with_capacity(list.len());
-        for v in list.iter() {
-            match v.downcast::<PyFloat>() {
-                Ok(f) if PyFloat::is_exact_type_of(v) => samples.push(f.value()),
-                _ => return Ok(None),
+        for i in 0..list.len() {
+            // Read in place: a flush has ~1M samples, and pyo3's list iterator takes a reference
+            // to each and keeps it in the GIL pool until the call ends.
+            // SAFETY: i < len, the GIL is held and nothing runs that could change the list.
+            let item = unsafe { ffi::PyList_GET_ITEM(list.as_ptr(), i as ffi::Py_ssize_t) };
+            // SAFETY: item is a live object (the list holds it); checked to be an exact float.
+            if unsafe { ffi::PyFloat_CheckExact(item) } == 0 {
+                return Ok(None);
             }
+            samples.push(unsafe { ffi::PyFloat_AS_DOUBLE(item) });
         }
         let py_count = series.getattr(intern!(py, "count"))?;
         let count_is_float = PyFloat::is_exact_type_of(py_count);
@@ -360,23 +406,36 @@ fn read<'p>(py: Python<'p>, table: &'p PyDict) -> PyResult<Option<Vec<Timer<'p>>
             return Ok(None);
         }
         let count = py_count.extract::<f64>().ok();
-        timers.push(Timer { key: key.extract()?, py_key: key, list, samples, py_count, count, count_is_float });
+        timers.push(Timer {
+            key: key.downcast::<PyString>()?.to_str()?,
+            py_key: key,
+            list,
+            samples,
+            py_count,
+            count,
+            count_is_float,
+        });
     }
     Ok(Some(timers))
 }
 
 /// Put the list's own float objects in sorted order (the console and /metrics' histograms read
 /// the samples sorted after a flush, as the reference leaves them).
-fn reorder(py: Python<'_>, list: &PyList, order: &[u32]) -> PyResult<()> {
+fn reorder(list: &PyList, order: &[u32]) {
     if order.iter().enumerate().all(|(i, &j)| i == j as usize) || list.len() != order.len() {
-        return Ok(());
+        return;
     }
-    let items: Vec<PyObject> =
-        order.iter().map(|&j| list.get_item(j as usize).map(|o| o.into_py(py))).collect::<PyResult<_>>()?;
-    for (i, item) in items.into_iter().enumerate() {
-        list.set_item(i, item)?;
+    let list = list.as_ptr();
+    // SAFETY: every index is < len (order is a permutation of 0..len), the GIL is held and no
+    // Python code runs in between; a permutation leaves each item held by the list exactly once,
+    // so no reference count changes.
+    unsafe {
+        let items: Vec<*mut ffi::PyObject> =
+            order.iter().map(|&j| ffi::PyList_GET_ITEM(list, j as ffi::Py_ssize_t)).collect();
+        for (i, item) in items.into_iter().enumerate() {
+            ffi::PyList_SET_ITEM(list, i as ffi::Py_ssize_t, item);
+        }
     }
-    Ok(())
 }
 
 #[cfg(test)]
