@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from webops.common.jsnumber import _general
 from webops.statsd.jsfmt import inspect, number
 
 
@@ -24,11 +25,23 @@ from webops.statsd.jsfmt import inspect, number
         (81.64965809277261, "81.64965809277261"),
         (-0.0, "0"),
         (3, "3"),
+        (2.0**53, "9007199254740992"),
+        (9.5e15, "9500000000000000"),
+        (1e16, "10000000000000000"),
+        (0.0001, "0.0001"),
+        (0.00001, "0.00001"),
         (float("inf"), "Infinity"),
     ],
 )
 def test_number_matches_javascript(value: float, text: str) -> None:
     assert number(value) == text
+
+
+@given(st.floats() | st.floats(-1e17, 1e17) | st.integers(-(2**60), 2**60).map(float))
+def test_the_repr_shortcut_writes_what_the_general_path_writes(value: float) -> None:
+    """number() takes repr's text where it is JS's; everywhere, it is what JS's rules give
+    from the digits (whole numbers up to 1e16 too: 2**53 is `9007199254740992`, no `.0`)."""
+    assert number(value) == _general(value)
 
 
 @given(st.floats(allow_nan=False, allow_infinity=False))

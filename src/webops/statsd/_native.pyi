@@ -2,9 +2,10 @@
 built by `pip install` and has no Python source. test_hotpath.py holds it to what is built
 (mypy's stubtest: every name, property and parameter)."""
 
-from typing import Literal, TypedDict, final
+from collections.abc import Mapping
+from typing import Any, Literal, TypedDict, final
 
-__all__ = ["VLEN", "Intake", "Taken", "json_points", "parse_line"]
+__all__ = ["VLEN", "Intake", "Taken", "TimerPlan", "json_points", "parse_line", "timer_lines"]
 
 # A read's gauge writes: key -> the absolute value last written (or None), then the changes
 # written after it, in order.
@@ -87,3 +88,37 @@ def parse_line(line: bytes) -> _Parsed | None: ...  # None: left to the Python p
 def json_points(
     values: list[float | int | None], start: int, step: int, skip_null: bool
 ) -> str | None: ...  # store/formats.py's datapoints text; None: a value it leaves to Python
+
+class _Percentile(TypedDict):
+    pct: float
+    count: str  # the stats' names: count_90, mean_90, upper_90 (lower_top10), sum_90, sum_squares_90
+    mean: str
+    bound: str
+    sum: str
+    sum_squares: str
+
+class _Histogram(TypedDict):
+    metric: str  # the first entry whose metric is in a timer's key applies
+    bounds: list[float | None]  # None: "inf"
+    labels: list[str]  # bin_5, bin_7_5, bin_inf
+
+class _TimerSummaries(TypedDict):
+    summaries: dict[str, dict[str, Any]]  # key -> Etsy's timer stats (timerstats.TimerData)
+    non_finite: list[str]  # keys left out: a statistic overflowed
+
+@final
+class TimerPlan:
+    """A flush's timer statistics, the config's part (timerstats.native_plan makes it)."""
+
+    def __new__(
+        cls,
+        per_second: float,
+        percentiles: list[_Percentile],
+        keep: list[str] | None,
+        histograms: list[_Histogram],
+    ) -> TimerPlan: ...
+    def summarize(self, table: Mapping[str, Any]) -> _TimerSummaries | None: ...
+
+def timer_lines(
+    summaries: Mapping[str, Mapping[str, Any]], splits: Mapping[str, tuple[str, str]], ts: str
+) -> str | None: ...

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 from collections import Counter
 from collections.abc import Callable
@@ -66,6 +67,12 @@ CONFIG_KEYS: dict[str, Key] = {
 def choose(wanted: str) -> str:
     """`native` or `python`: what `hotPath: wanted` runs on this install."""
     return "python" if wanted == "python" or _native is None else "native"
+
+
+def default() -> str:
+    """What hotPath runs here when no config file sets it (WEBOPS_STATSD_HOTPATH, else auto)."""
+    key = CONFIG_KEYS["hotPath"]
+    return choose(os.environ.get(key.env or "", "").strip() or key.default)
 
 
 def describe(hot_path: str) -> str:

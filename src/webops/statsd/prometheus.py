@@ -271,11 +271,14 @@ def timer_totals(
     """Each timer's summary `_sum` and `_count` since start, and its histogram if it has one."""
     kept = {}
     raw = snap.tables[table]
+    # without a mapping file or histograms in `timers`, no timer is a histogram: no names to
+    # work out (a flush's 10k timers share the GIL with the backends writing the same flush)
+    histograms = settings.mapper is not None or settings.timers != "summary"
     for key, data in snap.summaries[table].items():
         before = previous.get(key, NO_TIMER)
         add_sum, add_count = data.get("sum", 0), data.get("count", 0)
         histogram = None
-        named = settings.named(key, "observer")
+        named = settings.named(key, "observer") if histograms else None
         if named is not None and "histogram" in settings.observers(named):
             series = raw.get(key)
             samples, count = (series.samples, series.count) if series is not None else ((), 0)

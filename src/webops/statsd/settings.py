@@ -75,7 +75,11 @@ class Config(config.StatsdConfig):
 
     def summary(self) -> SummarySettings:
         r = self.raw
-        return SummarySettings(flush_interval_ms=r["flushInterval"], options=self.kind_options())
+        return SummarySettings(
+            flush_interval_ms=r["flushInterval"],
+            options=self.kind_options(),
+            native_timers=self.hot_path == "native",
+        )
 
     @functools.cached_property
     def prometheus(self) -> PrometheusSettings:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import hotpath
 from .aggregate import Interval, merge_intervals
 from .kinds import KINDS, default_options
 
@@ -16,6 +17,8 @@ from .kinds import KINDS, default_options
 class SummarySettings:
     flush_interval_ms: int = 10000
     options: Mapping[str, Any] = field(default_factory=default_options)  # the kinds' own keys
+    # timer statistics in the extension (timerstats.summarize_timers) where the hot path is native
+    native_timers: bool = field(default_factory=lambda: hotpath.default() == "native")
 
 
 @dataclass

@@ -9,14 +9,30 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import accumulate
 from operator import mul
+from typing import TYPE_CHECKING, Protocol
 
 from ..common.graphite_layout import pct_suffix
 from .jsfmt import number
 
+if TYPE_CHECKING:
+    from . import _native
+
+try:  # the same maths in Rust, a whole flush in one call (native/src/stats.rs)
+    from ._native import TimerPlan
+except ImportError:  # not built here: the reference computes every flush
+    TimerPlan = None  # type: ignore[assignment,misc]  # checked before use
+
 TimerData = dict[str, "float | dict[str, int]"]
+
+
+class Series(Protocol):
+    """A timer's interval (kinds.timers.TimerSeries)."""
+
+    samples: list[float]
+    count: float
 
 
 def js_round(x: float) -> int:
@@ -24,7 +40,6 @@ def js_round(x: float) -> int:
     return math.floor(x + 0.5)
 
 
-@functools.cache
 @functools.cache
 def _pct_names(pct: float) -> tuple[str, str, str, str, str]:
     suffix = pct_suffix(pct)
@@ -113,9 +128,14 @@ def _histogram(values: list[float], bins: Sequence[float | str]) -> dict[str, in
         else:
             while i < n and values[i] < float(bound):
                 i += 1
-        label = bound if isinstance(bound, str) else number(bound)
-        out["bin_" + label.replace(".", "_", 1)] = i - start
+        out[_bin_label(bound)] = i - start
     return out
+
+
+def _bin_label(bound: float | str) -> str:
+    """Etsy's name of a histogram bin: `bin_7_5`, `bin_inf`."""
+    label = bound if isinstance(bound, str) else number(bound)
+    return "bin_" + label.replace(".", "_", 1)
 
 
 # Etsy's filter_timer_metrics, to the letter: a trailing `_<digits>` or `_top<digits>` becomes
@@ -129,3 +149,82 @@ def filter_stats(data: TimerData, wanted: Sequence[str]) -> TimerData:
         return data
     keep = set(wanted)
     return {k: v for k, v in data.items() if _PCT_STAT.sub("_percent", k, count=1) in keep}
+
+
+def summarize_timers(
+    table: Mapping[str, Series],
+    pcts: Sequence[float],
+    flush_interval_ms: float,
+    histogram: Sequence[dict],
+    wanted: Sequence[str],
+    native: bool,
+) -> tuple[dict[str, TimerData], list[str]]:
+    """Every timer's stats for one flush, and the timers left out because a value overflowed.
+    `native`: in one call to the extension where it is built; the results are the reference's
+    float for float (tests/statsd/test_timerstats.py holds them equal)."""
+    if native and TimerPlan is not None and (plan := native_plan(pcts, flush_interval_ms, histogram, wanted)):
+        got = plan.summarize(table)
+        if got is not None:  # None: a sample that is not a float, which only the reference takes
+            return got["summaries"], got["non_finite"]
+    return summarize_reference(table, pcts, flush_interval_ms, histogram, wanted)
+
+
+def summarize_reference(
+    table: Mapping[str, Series],
+    pcts: Sequence[float],
+    flush_interval_ms: float,
+    histogram: Sequence[dict],
+    wanted: Sequence[str],
+) -> tuple[dict[str, TimerData], list[str]]:
+    out: dict[str, TimerData] = {}
+    left_out = []
+    for key, timer in table.items():
+        bins = histogram_bins(key, histogram) if histogram else []
+        try:
+            data = timer_stats(timer.samples, timer.count, pcts, flush_interval_ms, bins)
+        except (OverflowError, ValueError):  # JS rounding of an infinite mean
+            data = {"sum": math.inf}
+        if not all(math.isfinite(v) for v in data.values() if isinstance(v, float)):
+            left_out.append(key)  # values near 1e308 whose sum overflowed
+            continue
+        out[key] = filter_stats(data, wanted)
+    return out, left_out
+
+
+_FIXED_STATS = (
+    "std",
+    "upper",
+    "lower",
+    "count",
+    "count_ps",
+    "sum",
+    "sum_squares",
+    "mean",
+    "median",
+    "histogram",
+)
+
+
+def native_plan(
+    pcts: Sequence[float], flush_interval_ms: float, histogram: Sequence[dict], wanted: Sequence[str]
+) -> TimerPlan | None:
+    """The extension's TimerPlan for this config: every name spelled here, once per flush, and
+    filtered by calculatedTimerMetrics; None when a bin is no number (the reference leaves the
+    timers it applies to out)."""
+    assert TimerPlan is not None
+    names = [_pct_names(p) for p in pcts]
+    keep = [*filter_stats(dict.fromkeys([*(n for five in names for n in five), *_FIXED_STATS], 0.0), wanted)]
+    histograms: list[_native._Histogram] = []
+    for entry in histogram:
+        bins = list(entry.get("bins", []))
+        try:
+            bounds = [None if b == "inf" else float(b) for b in bins]
+        except (TypeError, ValueError):
+            return None
+        labels = [_bin_label(b) for b in bins]
+        histograms.append({"metric": str(entry.get("metric", "")), "bounds": bounds, "labels": labels})
+    percentiles: list[_native._Percentile] = [
+        {"pct": p, "count": count, "mean": mean, "bound": bound, "sum": sum_, "sum_squares": sum_sq}
+        for p, (count, mean, bound, sum_, sum_sq) in zip(pcts, names, strict=True)
+    ]
+    return TimerPlan(flush_interval_ms / 1000, percentiles, keep if wanted else None, histograms)

@@ -174,9 +174,13 @@ class GraphiteBackend(Backend):
         if not self.host:
             return
         started = time.monotonic()
-        lines = list(self.naming.metrics(snapshot))
+        text, metrics = (  # plaintext: the naming writes the lines, no (path, value) pair per line
+            (self.naming.plaintext(snapshot), [])
+            if self.protocol == "text"
+            else ("", list(self.naming.metrics(snapshot)))
+        )
         gs = self.naming.stats_path("graphiteStats")
-        lines += [
+        metrics += [
             (f"{gs}.last_exception", self.last_exception),
             (f"{gs}.last_flush", self.last_flush),
             (f"{gs}.flush_time", self.flush_time),
@@ -184,7 +188,8 @@ class GraphiteBackend(Backend):
             (f"{gs}.datapoints_dropped", self.dropped),
             (f"{gs}.calculationtime", round((time.monotonic() - started) * 1000)),
         ]
-        self._append(Chunk(encode(lines, snapshot.timestamp, self.protocol), len(lines)))
+        data = text.encode() + encode(metrics, snapshot.timestamp, self.protocol)
+        self._append(Chunk(data, text.count("\n") + len(metrics)))
 
     def _append(self, chunk: Chunk) -> None:
         with self.cond:

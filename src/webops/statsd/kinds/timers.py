@@ -4,11 +4,10 @@ percentiles, histogram bins...; the maths is in timerstats.py)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..timerstats import TimerData, filter_stats, histogram_bins, timer_stats
+from ..timerstats import TimerData, summarize_timers
 from ..validate import Key, number, str_list
 from . import register
 from .base import Kind, Value, bad, number_value
@@ -91,19 +90,11 @@ class Timers(Kind):
     ) -> tuple[dict[str, TimerData], list[str]]:
         """Etsy's process_metrics for timers: the CPU-heavy part of a flush."""
         options = settings.options
-        histogram, wanted = options["histogram"], options["calculatedTimerMetrics"]
-        out: dict[str, TimerData] = {}
-        left_out = []
-        for key, timer in table.items():
-            bins = histogram_bins(key, histogram) if histogram else []
-            try:
-                data = timer_stats(
-                    timer.samples, timer.count, options["percentThreshold"], settings.flush_interval_ms, bins
-                )
-            except (OverflowError, ValueError):  # JS rounding of an infinite mean
-                data = {"sum": math.inf}
-            if not all(math.isfinite(v) for v in data.values() if isinstance(v, float)):
-                left_out.append(key)  # values near 1e308 whose sum overflowed
-                continue
-            out[key] = filter_stats(data, wanted)
-        return out, left_out
+        return summarize_timers(
+            table,
+            options["percentThreshold"],
+            settings.flush_interval_ms,
+            options["histogram"],
+            options["calculatedTimerMetrics"],
+            settings.native_timers,
+        )

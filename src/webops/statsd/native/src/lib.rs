@@ -5,8 +5,10 @@
 
 mod batch;
 mod jsonfmt;
+mod lines;
 mod parse;
 mod recv;
+mod stats;
 
 use std::os::unix::io::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -265,8 +267,10 @@ fn parse_line(py: Python<'_>, line: &[u8]) -> PyResult<PyObject> {
 fn _native(_py: Python<'_>, m: &PyModule) -> PyResult<()> {
     m.add_class::<Intake>()?;
     m.add_class::<Taken>()?;
+    m.add_class::<stats::TimerPlan>()?;
     m.add_function(wrap_pyfunction!(parse_line, m)?)?;
     m.add_function(wrap_pyfunction!(jsonfmt::json_points, m)?)?;
+    m.add_function(wrap_pyfunction!(lines::timer_lines, m)?)?;
     m.add("VLEN", recv::VLEN)?;
     Ok(())
 }
