@@ -3,7 +3,9 @@ plain one: each of timer_points' paths and values written as `f"{path} {number(v
 
 from __future__ import annotations
 
-from hypothesis import given
+import math
+
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tests.conftest import need
@@ -23,7 +25,15 @@ NS_OPTIONS = st.fixed_dictionaries(
     }
 )
 KEYS = st.text(st.sampled_from("ab.;=_ -é9"), min_size=1, max_size=12)
-NUMBERS = st.floats() | st.integers(-(2**70), 2**70) | st.integers(0, 1000) | st.booleans()
+# short dyadic fractions too: their exact value can lie halfway between two shortest candidates,
+# where JavaScript and Python take the even digit (1223383794756801.25 is written ...801.2)
+NUMBERS = (
+    st.floats()
+    | st.builds(math.ldexp, st.integers(1, 2**53), st.integers(-40, 10))
+    | st.integers(-(2**70), 2**70)
+    | st.integers(0, 1000)
+    | st.booleans()
+)
 STATS = st.dictionaries(
     st.sampled_from(["count_90", "mean_90", "upper_99_9", "std", "count", "count_ps", "median"]),
     NUMBERS,
@@ -53,6 +63,7 @@ def plain(naming: GraphiteNaming, summaries: dict) -> str:
 
 
 @given(NS_OPTIONS, SUMMARIES)
+@example({}, {"t": {"upper": 1223383794756801.25, "mean": 2.98023223876953125e-08, "std": 5e-324}})
 def test_timer_lines_are_the_plain_lines_on_both_hot_paths(options: dict, summaries: dict) -> None:
     for naming in namings(options):
         assert "".join(timer_lines(naming, "timers", summaries, TS)) == plain(naming, summaries)

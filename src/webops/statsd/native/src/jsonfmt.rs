@@ -8,6 +8,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyList, PyLong};
 use std::fmt::Write;
 
+use crate::digits::Shortest;
+
 /// A point's value as the writer sees it; anything else (a bool, an int past i64) makes the
 /// whole series fall back to the Python writer.
 enum Value {
@@ -23,50 +25,11 @@ const EXACT_MS: i64 = 1 << 53;
 /// notation for 1e-4 <= |x| < 1e16 (with `.0` when whole), else `d.ddde+XX` (two exponent
 /// digits at least), as CPython's float_repr_style 'short' writes them.
 pub fn push_repr(out: &mut String, x: f64, scratch: &mut String) {
-    scratch.clear();
-    let _ = write!(scratch, "{:e}", x.abs()); // the shortest round-trip digits: d.ddde-5
-    let (mantissa, exp) = scratch.split_once('e').unwrap_or((scratch.as_str(), "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let mut digits = [0u8; 24];
-    let mut n = 0;
-    for &b in mantissa.as_bytes().iter().filter(|b| b.is_ascii_digit()) {
-        digits[n] = b;
-        n += 1;
-    }
-    if let Some(even) = tie_to_even(x.abs(), n) {
-        let text = even.to_string();
-        // a carry (999.5 -> 1000) is a shorter string, which the shortest digits would have been
-        if text.len() == n && format!("{text}e{}", exp - n as i32 + 1).parse() == Ok(x.abs()) {
-            digits[..n].copy_from_slice(text.as_bytes());
-        }
-    }
+    let shortest = Shortest::of(x, scratch);
     if x.is_sign_negative() {
         out.push('-');
     }
-    layout(out, std::str::from_utf8(&digits[..n]).unwrap_or("0"), exp);
-}
-
-/// When |x| lies exactly halfway between two `n`-digit decimals (its exact value has n + 1
-/// significant digits, the last a 5), the even one of them, as Python's dtoa rounds such a tie
-/// (Rust's shortest digits take the one above: 1223383794756801.25 is ...801.2 in Python).
-fn tie_to_even(x: f64, n: usize) -> Option<u128> {
-    let bits = x.to_bits();
-    let (fraction, biased) = (bits & ((1 << 52) - 1), (bits >> 52) as i32);
-    let (mut m, mut e) = if biased == 0 { (fraction, -1074) } else { (fraction | 1 << 52, biased - 1075) };
-    if m == 0 {
-        return None;
-    }
-    e += m.trailing_zeros() as i32;
-    m >>= m.trailing_zeros();
-    // x = m / 2^k = m * 5^k / 10^k: its significant digits are those of m * 5^k (odd, no trailing 0)
-    let k = u32::try_from(-e).ok().filter(|&k| (1..=26).contains(&k))?;
-    let exact = m as u128 * 5u128.pow(k);
-    let low = 10u128.checked_pow(n as u32)?;
-    if exact < low || exact >= low * 10 {
-        return None;
-    }
-    let below = exact / 10;
-    Some(if below.is_multiple_of(2) { below } else { below + 1 })
+    layout(out, shortest.digits(), shortest.exp);
 }
 
 /// `digits` (d1 d2 ... dn, the value 0.d1d2...dn x 10^(exp + 1)) laid out as Python's repr does.

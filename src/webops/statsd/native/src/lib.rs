@@ -4,6 +4,7 @@
 //! and merges them exactly as it merges a Python reader process's (aggregate.py, hotpath.py).
 
 mod batch;
+mod digits;
 mod jsonfmt;
 mod lines;
 mod parse;

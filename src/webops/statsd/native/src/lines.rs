@@ -8,6 +8,8 @@
 
 use std::fmt::Write;
 
+use crate::digits::Shortest;
+
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat, PyLong, PyString, PyTuple};
 use pyo3::PyTypeInfo;
@@ -27,14 +29,10 @@ pub fn js_number(x: f64, out: &mut String, sci: &mut String) {
         if x < 0.0 {
             out.push('-');
         }
-        // Rust's `{:e}` gives the shortest round-trip digits: d.ddd e exp
-        sci.clear();
-        let _ = write!(sci, "{:e}", x.abs());
-        let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
-        let (first, rest) = mantissa.split_at(1);
-        let rest = rest.strip_prefix('.').unwrap_or(rest);
+        let shortest = Shortest::of(x, sci);
+        let (first, rest) = shortest.digits().split_at(1);
         let k = 1 + rest.len() as i32;
-        let n = exp.parse::<i32>().unwrap_or(0) + 1; // x = 0.DIGITS * 10^n
+        let n = shortest.exp + 1; // x = 0.DIGITS * 10^n
         if k <= n && n <= 21 {
             out.push_str(first);
             out.push_str(rest);
