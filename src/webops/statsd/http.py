@@ -16,7 +16,10 @@ error: what can fail is done before the first part (graphite_api.render_parts), 
 fails, a client that goes away or one that takes longer than `bodyTimeout` for the whole answer
 ends the connection without the last, empty chunk, so the client knows its answer is cut short
 (counted in `cut`, the client's going logged at debug, a failure at a bounded rate). An HTTP/1.0
-client, and HEAD, get the whole answer with its Content-Length, as before."""
+client, which knows no chunks, gets the parts as they are made too, the close ending the answer
+(so no client can make the daemon hold an answer whole while it reads slowly); HEAD gets the
+whole answer's Content-Length. A client past its `bodyTimeout` is cut at once (aborted), not
+given a graceful close's second `bodyTimeout` to take what is left."""
 
 from __future__ import annotations
 
@@ -179,12 +182,15 @@ class Endpoint:
             conn.reading = False
             reply = await self._route(request) if isinstance(request, Request) else request
             head_only = isinstance(request, Request) and request.method == "HEAD"
-            whole = head_only or (isinstance(request, Request) and request.version == "HTTP/1.0")
-            await self._send(writer, reply, head_only, whole)
+            http10 = isinstance(request, Request) and request.version == "HTTP/1.0"
+            await self._send(writer, reply, head_only, http10)
         except TimeoutError:
+            # the client had its bodyTimeout: it gets no more time to take what is left
             self.counts["timeouts"] += 1
+            writer.transport.abort()
         except (asyncio.IncompleteReadError, ConnectionError) as e:
             log.debug("http: %s", e)
+            writer.transport.abort()
         except asyncio.CancelledError:
             # shutdown (Endpoint.close): end quietly, or asyncio's own done-callback reports the
             # cancelled handler as an unhandled exception, once per open connection
@@ -231,33 +237,45 @@ class Endpoint:
         return 500, "text/plain", f"internal error ({type(e).__name__}), logged\n".encode()
 
     async def _send(
-        self, writer: asyncio.StreamWriter, reply: Outgoing, head_only: bool, whole: bool
+        self, writer: asyncio.StreamWriter, reply: Outgoing, head_only: bool, http10: bool
     ) -> None:
-        """The reply, all of it within bodyTimeout (the parts' making included); a body of parts
-        chunked unless `whole` (HTTP/1.0, HEAD): then joined first, to say its Content-Length.
-        A part that fails before anything is sent makes the answer a 500."""
+        """The reply, all of it within bodyTimeout (the parts' making included). A body of parts
+        goes out as it is made: chunked, or to an HTTP/1.0 client (which knows no chunks) as
+        plain bytes ended by the close, so no client can make the daemon hold an answer whole
+        while it reads slowly; HEAD gets the whole answer's Content-Length (its parts are made
+        and counted, not kept). A part that fails before anything is sent makes the answer a 500."""
         status, ctype, body = reply
         try:
             async with asyncio.timeout(self.limits.body_timeout):
+                whole = isinstance(body, str | bytes)
                 if isinstance(body, str | bytes):
                     data = body if isinstance(body, bytes) else body.encode()
+                    length = len(data)
                 else:
                     try:
-                        first = await anext(body, b"")
-                        data = first + b"".join([part async for part in body]) if whole else first
+                        data = await anext(body, b"")
+                        if head_only:
+                            whole, length = True, len(data) + sum([len(part) async for part in body])
                     except Exception as e:
                         status, ctype, data = self._failed("the first part of an answer", e)
-                        whole = True
+                        whole, length = True, len(data)
                 head = f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: {ctype}\r\n"
                 self.replies[status] += 1
-                if isinstance(body, str | bytes) or whole:
-                    writer.write(f"{head}Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode())
+                if whole:
+                    writer.write(f"{head}Content-Length: {length}\r\nConnection: close\r\n\r\n".encode())
                     if not head_only:
                         writer.write(data)
                     await writer.drain()
                     return
-                writer.write(f"{head}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n".encode())
-                await self._chunks(writer, data, body)
+                assert not isinstance(body, str | bytes)
+                if http10:
+                    writer.write(f"{head}Connection: close\r\n\r\n".encode())
+                    await self._parts(writer, data, body, chunked=False)
+                else:
+                    writer.write(f"{head}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n".encode())
+                    if await self._parts(writer, data, body, chunked=True):
+                        writer.write(b"0\r\n\r\n")
+                        await writer.drain()
         except (TimeoutError, ConnectionError):
             if not isinstance(body, str | bytes):
                 self.counts["cut"] += 1
@@ -266,23 +284,26 @@ class Endpoint:
             if not isinstance(body, str | bytes):
                 await body.aclose()
 
-    async def _chunks(
-        self, writer: asyncio.StreamWriter, first: bytes, rest: AsyncGenerator[bytes, None]
-    ) -> None:
-        """Each part as a chunk as it comes, then the empty chunk that says the answer is whole;
-        a part that fails ends the connection without it."""
+    async def _parts(
+        self,
+        writer: asyncio.StreamWriter,
+        first: bytes,
+        rest: AsyncGenerator[bytes, None],
+        chunked: bool = False,
+    ) -> bool:
+        """Each part as it comes (as a chunk if `chunked`); whether they all came. A part that
+        fails ends the answer there: chunked, the missing last chunk tells the client so."""
         part = first
         while part:
-            writer.write(b"%x\r\n%b\r\n" % (len(part), part))
+            writer.write(b"%x\r\n%b\r\n" % (len(part), part) if chunked else part)
             await writer.drain()
             try:
                 part = await anext(rest, b"")
             except Exception as e:
                 self.counts["cut"] += 1
                 self.errors.warning("http: a part of an answer begun failed, the answer is cut: %r", e)
-                return
-        writer.write(b"0\r\n\r\n")
-        await writer.drain()
+                return False
+        return True
 
 
 # What the bytes received so far may be the start of: `METHOD /target HTTP/1.x` (a token, a
