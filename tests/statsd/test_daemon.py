@@ -351,3 +351,13 @@ def test_key_flush_says_when_it_cannot_write_and_recovers(start_daemon, tmp_path
     d.send(b"later:1|c")
     wait_until(lambda: log.exists() and "key=later" in log.read_text(), what="the top keys log again")
     assert "keyFlush: writing" in d.logs()
+
+
+def test_a_crash_leaves_every_threads_stack_in_the_log(start_daemon) -> None:
+    """A fault in the native extension (SIGSEGV, here sent) says where each thread was, on
+    stderr, instead of a daemon gone without a word."""
+    d = start_daemon()
+    d.signal(signal.SIGSEGV)
+    assert d.proc.wait(30) == -signal.SIGSEGV
+    logs = d.logs()
+    assert "Fatal Python error: Segmentation fault" in logs and "Current thread" in logs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 
 from ..common.config import ConfigError
 from ..common.text import printable
@@ -46,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
     from .server import StatsdDaemon
 
     setup_logging(cfg)
+    # a crash in the Rust extension (or a loaded .so overwritten in place by a `cp`) would end the
+    # daemon without a word: every thread's Python stack goes to stderr (the journal) instead
+    faulthandler.enable()
     daemon = StatsdDaemon(cfg, reload_config=lambda: statsd_config.load(path, flags))
     asyncio.run(daemon.run())
     return 0
