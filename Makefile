@@ -48,9 +48,11 @@ ETSY_JS := bench/.etsy/node_modules/statsd/stats.js
 BLAST   := bench/.build/udpblast
 
 ## bench: webops against collectd's statsd plugin (if installed) and Etsy's statsd (npm), exact
-## counts from a C sender; then the seed scenarios and the store; prints figures, asserts nothing
+## counts from a C sender, and a 10k-timer flush; the native parser on every line form; then the
+## seed scenarios and the store beside graphite-web; prints figures, asserts nothing
 bench: $(STAMP) $(ETSY_JS) $(BLAST)
 	$(BIN)/python bench/statsd_race.py --sender $(BLAST) --etsy $(ETSY_JS) $(BENCH_ARGS)
+	$(BIN)/python bench/statsd_hostile.py forms
 	$(BIN)/python bench/statsd_bench.py --etsy $(ETSY_JS)
 	$(BIN)/python bench/store_bench.py
 
