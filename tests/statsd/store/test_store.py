@@ -12,7 +12,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from tests.conftest import wait_until
@@ -243,6 +243,7 @@ WILDCARD_PIECES += ["[", "]", "^", "!", "-", "{a,b*}", "{ab,a}", "*a", "{,b}", "
 @given(st.lists(st.sampled_from(WILDCARD_PIECES), max_size=7), st.text("ab1^!-[].", max_size=9))
 def test_wildcards_mean_what_graphite_web_says(pieces: list[str], name: str) -> None:
     pattern = "".join(pieces)
+    assume(pattern.count("{") <= 9)  # at most 128 paths: within webops's bound (graphite-web has none)
     assert bool(matching([name], pattern)) == _graphite_web_matches(pattern, name), pattern
 
 
