@@ -179,6 +179,26 @@ TARGETS = [
 ]
 
 
+N = "stats.gauges.wild"  # a0.b1 .. a9.b1, a-.b1, ab.b1, a_x.b1: the names fnmatch's classes tell apart
+WILDCARDS = [  # graphite-web's meaning (fnmatch a node, braces expanded first), not a regex's
+    f"{N}.a[!1].b1",
+    f"{N}.a[^1].b1",  # the set of ^ and 1
+    f"{N}.a[!0-4].b1",
+    f"{N}.a[^a].b1",
+    f"{N}.a{{1,{{2,3}}}}.b1",  # nested braces: found (not rendered, see compare_wildcards)
+    f"{N}.{{a1,{{ab,{{a2,a-}}}}}}.b1",
+    f"{N}.a[].b1",  # a [ with no ] after it: a plain character
+    f"{N}.a[.b1",
+    f"{N}.a].b1",
+    f"{N}.a[!].b1",
+    f"{N}.a[a-].b1",
+    f"{N}.*[!x]*.b1",
+    f"{N}.*[!x]*",
+    f"{N}.a[!_]*",
+    f"{N}.a?x.*",
+]
+
+
 def test_the_store_answers_what_graphite_web_answers(start_daemon, graphite, tmp_path: Path) -> None:
     carbon, web_port = graphite
     d = start_daemon(
@@ -204,6 +224,9 @@ def test_the_store_answers_what_graphite_web_answers(start_daemon, graphite, tmp
                 f"diff.grp.web.a:{x}|g\ndiff.grp.web.b:{i % 4 + 1}|g\ndiff.grp.db.a:{12 - x}|g\n"
                 + ("" if i % 2 else f"diff.gap:{x * 3}|g\n")  # deleteGauges: a null at every other flush
                 + (f"diff.late:{x + i}|g\n" if i >= 4 else "")  # nulls before it first came
+                + "".join(
+                    f"wild.{node}.b1:{x}|g\n" for node in [*(f"a{k}" for k in range(10)), "a-", "ab", "a_x"]
+                )
             )
             .strip()
             .encode()
@@ -245,7 +268,27 @@ def test_the_store_answers_what_graphite_web_answers(start_daemon, graphite, tmp
         ours_found = {(n["id"], n["leaf"]) for n in get(d.http_port, "/metrics/find", query=query)}
         theirs_found = {(n["id"], n["leaf"]) for n in get(web_port, "/metrics/find", query=query)}
         assert ours_found == theirs_found, query
+    compare_wildcards(d.http_port, web_port, since, until)
     compare_formats(d.http_port, web_port, since, until)
+
+
+def compare_wildcards(ours: int, theirs: int, since: int, until: int) -> None:
+    """Each of WILDCARDS names the same series in /render and the same nodes in /metrics/find
+    and /metrics/expand (none at all for some: a 200 with nothing, as graphite-web answers)."""
+    window = {"from": str(since), "until": str(until), "format": "json"}
+    for pattern in WILDCARDS:
+        a, b = (
+            fetch(ours, "/render", target=pattern, **window),
+            fetch(theirs, "/render", target=pattern, **window),
+        )
+        assert a[0] == b[0] == 200, (pattern, a, b)
+        # graphite-web's target grammar stops a path at a brace inside braces and drops the rest
+        # unread: it renders `...wild.a` (nothing), where its finder and ours find a1, a2, a3
+        if "{" not in pattern.split("{", 1)[-1].split("}", 1)[0]:
+            assert [s["target"] for s in json.loads(a[2])] == [s["target"] for s in json.loads(b[2])], pattern
+        for path in ("/metrics/find", "/metrics/expand"):
+            a, b = fetch(ours, path, query=pattern), fetch(theirs, path, query=pattern)
+            assert a[0] == b[0] == 200 and json.loads(a[2]) == json.loads(b[2]), (path, pattern, a, b)
 
 
 def _plain(series: list[dict]) -> list[tuple]:

@@ -4,7 +4,6 @@ after expiries, and for a file written before there was a tree."""
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import tempfile
 from pathlib import Path
@@ -19,7 +18,7 @@ from webops.statsd.store.retention import Point, schemas
 S = 1000
 T0 = 1_795_467_600 * S
 
-NODES = st.sampled_from(["a", "b", "ab", "ba", "", "a;t=1", "b-c", "A"])
+NODES = st.sampled_from(["a", "b", "ab", "ba", "", "a;t=1", "b-c", "A", "a^", "!", "["])
 NAMES = st.lists(st.lists(NODES, min_size=1, max_size=4).map(".".join), min_size=1, max_size=25, unique=True)
 PIECES = [
     "a",
@@ -33,6 +32,10 @@ PIECES = [
     "[--/]",
     "[]",
     "[^]",
+    "[!a]",
+    "[!]",
+    "[!.]",
+    "{a,{b,c*}}",
     "{a,b*}",
     "{a.b,b}",
     "{,b}",
@@ -53,7 +56,7 @@ def same_answers(store: Store, names: list[str], patterns: list[str]) -> None:
     for pattern in patterns:
         try:
             expected = (glob.matching(names, pattern), list(glob.find(names, pattern)))
-        except (re.error, glob.GlobError) as e:
+        except glob.GlobError as e:
             expected_error = type(e)
         else:
             assert (store.match(pattern), store.find(pattern)) == expected, pattern

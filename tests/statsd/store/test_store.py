@@ -4,19 +4,21 @@ wildcards, and a real daemon killed with SIGKILL mid-run."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import re
 import signal
 import sqlite3
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from tests.conftest import wait_until
 from tests.statsd.conftest import finest
 from webops.statsd.store.db import Busy, Store
-from webops.statsd.store.glob import GlobError, find, glob_regex, matching
+from webops.statsd.store.glob import GlobError, find, matching
 from webops.statsd.store.retention import (
     Archive,
     Point,
@@ -215,38 +217,46 @@ def test_graphite_wildcards() -> None:
     assert list(find(names, "stats.a.*")) == [("stats.a.x", True), ("stats.a.y", True)]
 
 
-def _glob_reference(pattern: str, name: str) -> bool:
-    """The plain meaning of a Graphite wildcard, by recursion over both strings (short ones)."""
-    if not pattern:
-        return not name
-    c = pattern[0]
-    if c == "{" and (close := pattern.find("}")) > 0:
-        rest = pattern[close + 1 :]
-        return any(_glob_reference(alt + rest, name) for alt in pattern[1:close].split(","))
-    if c == "*":
-        return any(
-            _glob_reference(pattern[1:], name[i:]) for i in range(len(name) + 1) if "." not in name[:i]
-        )
-    if not name:
-        return False
-    if c == "[" and (close := pattern.find("]")) > 0:
-        return (
-            name[0] != "." and name[0] in pattern[1:close] and _glob_reference(pattern[close + 1 :], name[1:])
-        )
-    if c == "?":
-        return name[0] != "." and _glob_reference(pattern[1:], name[1:])
-    return c == name[0] and _glob_reference(pattern[1:], name[1:])
+def _graphite_web_expand(node: str) -> list[str]:
+    """graphite-web 1.1's expand_braces (finders/__init__.py), recursively as it is written there."""
+    m = re.search(r"(\{([^\{\}]*)\})", node)
+    if m is None:
+        return [node]
+    start, end = m.span(1)
+    return list({e for alt in m[2].split(",") for e in _graphite_web_expand(node[:start] + alt + node[end:])})
 
 
-@given(
-    st.lists(
-        st.sampled_from(["a", "b", ".", "*", "?", "[ab]", "{a,b*}", "{ab,a}", "*a", "{,b}"]), max_size=6
-    ),
-    st.text("ab.", max_size=9),
-)
-def test_wildcards_mean_what_graphite_says(pieces: list[str], name: str) -> None:
+def _graphite_web_matches(pattern: str, name: str) -> bool:
+    """graphite-web's StandardFinder: the pattern split on its dots, each node's braces expanded,
+    each node of the name matched by fnmatch against them."""
+    nodes, parts = pattern.split("."), name.split(".")
+    return len(nodes) == len(parts) and all(
+        any(fnmatch.fnmatchcase(part, alt) for alt in _graphite_web_expand(node))
+        for node, part in zip(nodes, parts, strict=True)
+    )
+
+
+WILDCARD_PIECES = ["a", "b", "1", ".", "*", "?", "[ab]", "[!a]", "[^a]", "[!0-4]", "[a-]", "[]", "[!]"]
+WILDCARD_PIECES += ["[", "]", "^", "!", "-", "{a,b*}", "{ab,a}", "*a", "{,b}", "{a,{b,{c,1}}}", "{", "}", ","]
+
+
+@given(st.lists(st.sampled_from(WILDCARD_PIECES), max_size=7), st.text("ab1^!-[].", max_size=9))
+def test_wildcards_mean_what_graphite_web_says(pieces: list[str], name: str) -> None:
     pattern = "".join(pieces)
-    assert bool(glob_regex(pattern).match(name)) == _glob_reference(pattern, name), pattern
+    assume(pattern.count("{") <= 9)  # at most 128 paths: within webops's bound (graphite-web has none)
+    assert bool(matching([name], pattern)) == _graphite_web_matches(pattern, name), pattern
+
+
+def test_the_wildcards_graphite_web_reads_its_own_way() -> None:
+    """fnmatch's classes, not a regex's: [!x] negates and [^x] is a set; braces nest; a [ with
+    no ] is a character; a class never crosses a dot."""
+    names = [f"a{i}.b" for i in range(10)] + ["a^.b", "a[].b", "a.c", "x.y"]
+    assert matching(names, "a[!1].b") == [f"a{i}.b" for i in range(10) if i != 1] + ["a^.b"]
+    assert matching(names, "a[^1].b") == ["a1.b", "a^.b"]
+    assert matching(names, "a{1,{2,3}}.b") == ["a1.b", "a2.b", "a3.b"]
+    assert matching(names, "a[].b") == ["a[].b"] and matching(names, "a[.b") == []
+    assert matching(names, "a[!b]c") == [] and matching(names, "a[!x]*") == []
+    assert matching(names, "{a.c,x.y}") == []  # braces within a node: `{a` and `c,x`, then `y}`
 
 
 def test_a_wildcard_built_to_backtrack_matches_in_linear_time() -> None:

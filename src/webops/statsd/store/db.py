@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from . import glob, nametree
+from . import nametree
 from .retention import ROLLUPS, Archive, Point, Schema, schema_of
 
 VERSION = 3  # PRAGMA user_version: 0 was seconds, no weights; 2 had no name tree (migrated at open)
@@ -289,13 +289,11 @@ class Store:
     def match(self, pattern: str) -> list[str]:
         """The series a render target's path expression names (glob.matching's answer), from the
         name tree: the nodes the pattern can reach, not every name."""
-        found = nametree.matching(self._reader(), pattern)
-        return glob.matching(self.names(), pattern) if found is None else found
+        return nametree.matching(self._reader(), pattern)
 
     def find(self, pattern: str) -> list[tuple[str, bool]]:
         """(path, is_leaf) for every node the pattern names (glob.find's answer), from the tree."""
-        found = nametree.find(self._reader(), pattern)
-        return list(glob.find(self.names(), pattern)) if found is None else found
+        return nametree.find(self._reader(), pattern)
 
     def fetch(
         self, name: str, start: int, end: int, now: int, charge: Callable[[int], object] | None = None

@@ -1,97 +1,96 @@
 """Graphite's path wildcards, as the reference every faster matcher (nametree.py) is held to:
-a pattern to one regex over whole names, and the reference find and match over a list of names."""
+a pattern to one matcher a node, and the reference find and match over a list of names.
+
+The meaning is graphite-web 1.1's (finders/standard.py): the pattern is split on its dots first,
+each node's `{a,b}` braces are expanded (innermost first, so they nest: `a{1,{2,3}}`), and each
+node of a name is matched by `fnmatch` against its node's expansions. Hence `[!1]` is the
+negation and `[^1]` the set of `^` and `1`; a `[` with no `]` after it is a plain character
+(`a[]`, `a[`); braces never span a dot (`{a.b,c}` is the nodes `{a` and `b,c}`, literal); and
+no wildcard crosses a dot, whatever its class, since a name's nodes are matched one by one."""
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from math import prod
 
 MAX_ALTERNATIVES = 1000  # patterns a path's {a,b} braces expand to, at most
+_INNER_BRACES = re.compile(r"\{([^{}]*)\}")  # graphite-web's EXPAND_BRACES_RE: a pair with none inside
+_WILD = re.compile(r"[*?\[]")  # what makes graphite-web match a node by fnmatch, not by its name
 
 
 class GlobError(ValueError):
     """A path expression that cannot be matched: a 400 with this one line."""
 
 
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """Graphite's wildcards, node by node: `*`, `?`, `[0-9]`, `{a,b*}` (wildcards inside braces
-    too); none of them crosses a dot.
+@dataclass(frozen=True)
+class Node:
+    """One node of a pattern: the patterns its braces stand for, and one regex for them all
+    (fnmatch's, whose `*` takes linear time in Python 3.11: atomic groups, no backtracking)."""
 
-    Matching takes time linear in the name whatever the pattern: braces are expanded first, and
-    each `*` but a node's last takes the first place its following text matches, as an atomic
-    group (Python 3.11). Translated naively, `*a*a*a*a*b` against a long name of `a`s backtracks
-    for hours, holding the GIL, so no deadline could stop it."""
-    return re.compile("(?:" + "|".join(map(_path_regex, _expand(pattern))) + r")\Z")
+    alternatives: tuple[str, ...]
+    regex: re.Pattern[str]
+
+    @property
+    def names(self) -> tuple[str, ...] | None:
+        """The names this node stands for when none of its alternatives has a wildcard (looked
+        up as they are, as graphite-web does), else None."""
+        return None if any(map(_WILD.search, self.alternatives)) else self.alternatives
+
+    def match(self, text: str) -> bool:
+        return self.regex.match(text) is not None
 
 
-def _expand(pattern: str) -> list[str]:
-    """Every pattern that `{a,b}` braces stand for (left to right, as graphite-web expands them)."""
-    out, todo = [], [pattern]
+def nodes(pattern: str) -> list[Node]:
+    """The pattern's nodes; GlobError when its braces stand for more than MAX_ALTERNATIVES paths
+    (expanded recursively, `{a,b}{c,d}...` is exponential: refused before it is built)."""
+    out = []
+    for part in pattern.split("."):
+        alternatives = sorted(_expand(part))
+        out.append(Node(tuple(alternatives), re.compile("|".join(map(fnmatch.translate, alternatives)))))
+    if prod(len(n.alternatives) for n in out) > MAX_ALTERNATIVES:
+        raise GlobError(f"a path's {{a,b}} braces stand for more than {MAX_ALTERNATIVES} paths")
+    return out
+
+
+def _expand(node: str) -> set[str]:
+    """Every pattern a node's braces stand for, as graphite-web's expand_braces: the first pair
+    of braces with none inside is replaced by each of its comma-separated texts, until none is left."""
+    out, todo = set(), [node]
     while todo:
         p = todo.pop()
-        start = p.find("{")
-        close = p.find("}", start)
-        if start < 0 or close < 0:
-            out.append(p)
+        m = _INNER_BRACES.search(p)
+        if m is None:
+            out.add(p)
         else:
-            todo.extend(p[:start] + alt + p[close + 1 :] for alt in reversed(p[start + 1 : close].split(",")))
+            todo.extend(p[: m.start()] + alt + p[m.end() :] for alt in m[1].split(","))
         if len(out) + len(todo) > MAX_ALTERNATIVES:
             raise GlobError(f"a path's {{a,b}} braces stand for more than {MAX_ALTERNATIVES} paths")
     return out
 
 
-def _tokens(node: str) -> list[str]:
-    """A node's pattern as regex pieces: `*`, or one piece that matches exactly one character."""
-    out = []
-    i = 0
-    while i < len(node):
-        c = node[i]
-        if c == "*":
-            out.append("*")
-        elif c == "?":
-            out.append("[^.]")
-        elif c == "[" and (close := node.find("]", i)) > i:
-            out.append("[" + node[i + 1 : close].replace("\\", "\\\\") + "]")
-            i = close
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return out
-
-
-def _path_regex(pattern: str) -> str:
-    return r"\.".join(map(_node_regex, pattern.split(".")))
-
-
-def _node_regex(node: str) -> str:
-    """One node: the text before its first `*` anchored, every text between two `*`s at its first
-    match (atomic: never tried again further on), the text after the last `*` at the node's end.
-    Taking the first match is always right for a text of fixed length with a `*` after it."""
-    chunks: list[list[str]] = [[]]
-    for token in _tokens(node):
-        if token == "*":
-            chunks.append([])
-        else:
-            chunks[-1].append(token)
-    texts = ["".join(c) for c in chunks]
-    regex = texts[0] + "".join(f"(?>[^.]*?{t})" for t in texts[1:-1] if t)
-    return regex + ("[^.]*" + texts[-1] if len(texts) > 1 else "")
+def matches(pattern: list[Node], name: str) -> bool:
+    """Whether a whole name is one the pattern's nodes stand for."""
+    parts = name.split(".")
+    return len(parts) == len(pattern) and all(n.match(p) for n, p in zip(pattern, parts, strict=True))
 
 
 def find(names: Iterable[str], pattern: str) -> Iterator[tuple[str, bool]]:
     """(path, is_leaf) for every node the pattern names, as /metrics/find answers: series
     (leaves) and the branches above them; a path that is both comes twice."""
-    depth = pattern.count(".") + 1
-    regex = glob_regex(pattern)
+    compiled = nodes(pattern)
+    depth = len(compiled)
     found: set[tuple[str, bool]] = set()
     for name in names:
         parts = name.split(".")
-        if len(parts) >= depth and regex.match(node := ".".join(parts[:depth])):
-            found.add((node, len(parts) == depth))
+        if len(parts) >= depth and all(n.match(p) for n, p in zip(compiled, parts, strict=False)):
+            found.add((".".join(parts[:depth]), len(parts) == depth))
     yield from sorted(found)
 
 
 def matching(names: Iterable[str], pattern: str) -> list[str]:
     """The series a render target's path expression names."""
-    regex = glob_regex(pattern)
-    return sorted(n for n in names if regex.match(n))
+    compiled = nodes(pattern)
+    return sorted(n for n in names if matches(compiled, n))

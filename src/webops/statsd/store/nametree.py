@@ -13,21 +13,19 @@ series whose whole name ends there (NULL for a branch only). A node is kept whil
 at it or below it: creating a series adds its missing ancestors, dropping one prunes the nodes
 left with neither.
 
-The matching itself stays db.glob_regex's (the reference): the walk only narrows the candidates
-(each level's children by that node's own regex), and the whole pattern's regex decides, so the
-answers are the reference's, in its order. A character class that can match a dot (`[^a]`, `[--/]`)
-(or an empty one, which the regex runs on past the node) would match across nodes; such a
-pattern is answered by the reference over every name."""
+The matching is the reference's (glob.py), node by node as graphite-web matches it: each level's
+children are looked up by name, or filtered by that level's regex when it has a wildcard. A
+pattern's braces are expanded within their node, so a walk is one per pattern, however many
+paths its braces stand for; and since no wildcard crosses a dot, no pattern needs every name."""
 
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from .glob import _expand, _node_regex, _tokens, glob_regex
+from . import glob
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS nodes (id INTEGER PRIMARY KEY, parent INTEGER NOT NULL, "
@@ -38,7 +36,6 @@ SCHEMA = (
 _PAIRS = "SELECT value ->> 0 AS parent, value ->> 1 AS name FROM json_each(?)"
 _NODES = f"SELECT n.parent, n.name, n.id FROM ({_PAIRS}) AS p JOIN nodes n USING (parent, name)"
 _IDS = "SELECT value FROM json_each(?)"
-WILD = re.compile(r"[*?\[]")
 
 
 def link(db: sqlite3.Connection, series: Iterable[tuple[int, str]]) -> None:
@@ -119,89 +116,42 @@ class Found:
     branch: bool
 
 
-def _across_nodes(pattern: str) -> bool:
-    """Whether the reference's regex for this pattern may match across a dot, where the tree
-    cannot follow it: a character class that matches a dot (`[^a]`, `[--/]`), or an empty one
-    (`[]`, `[^]`), which the regex reads as the start of a class running on past the node."""
-    for alternative in _expand(pattern):
-        for node in alternative.split("."):
-            for token in _tokens(node):
-                if not token.startswith("["):
-                    continue
-                try:
-                    if token in ("[]", "[^]") or re.fullmatch(token, "."):
-                        return True
-                except re.error:
-                    return True
-    return False
-
-
-def _walk(db: sqlite3.Connection, parts: list[str]) -> Iterator[Found]:
-    """The nodes at depth len(parts) whose every level matches that part's own regex."""
+def _walk(db: sqlite3.Connection, pattern: list[glob.Node]) -> Iterator[Found]:
+    """The nodes at depth len(pattern) whose every level matches that level's node: its names
+    looked up when it has no wildcard, else its children filtered by its regex."""
     frontier: dict[int, str] = {0: ""}
-    for depth, part in enumerate(parts):
-        last = depth == len(parts) - 1
+    for depth, node in enumerate(pattern):
+        last = depth == len(pattern) - 1
         if not frontier:
             return
         below = ", EXISTS (SELECT 1 FROM nodes c WHERE c.parent = n.id)" if last else ", 0"
         ids = json.dumps(list(frontier))
-        if WILD.search(part):
-            regex = re.compile(_node_regex(part) + r"\Z")
-            rows = [
-                r
-                for r in db.execute(
-                    f"SELECT n.parent, n.id, n.name, n.series{below} FROM nodes n WHERE n.parent IN ({_IDS})",
-                    (ids,),
-                )
-                if regex.match(r[2])
-            ]
+        select = f"SELECT n.parent, n.id, n.name, n.series{below} FROM nodes n WHERE n.parent IN ({_IDS})"
+        if (names := node.names) is None:
+            rows = [r for r in db.execute(select, (ids,)) if node.match(r[2])]
         else:
-            rows = db.execute(
-                f"SELECT n.parent, n.id, n.name, n.series{below} FROM nodes n "
-                f"WHERE n.parent IN ({_IDS}) AND n.name = ?",
-                (ids, part),
-            ).fetchall()
+            rows = db.execute(f"{select} AND n.name IN ({_IDS})", (ids, json.dumps(names))).fetchall()
         if last:
             for parent, _, name, sid, branch in rows:
                 yield Found(f"{frontier[parent]}.{name}" if depth else name, sid, bool(branch))
             return
         frontier = {
-            node: f"{frontier[parent]}.{name}" if depth else name for parent, node, name, _, _ in rows
+            node_id: f"{frontier[parent]}.{name}" if depth else name for parent, node_id, name, _, _ in rows
         }
 
 
-def _reached(db: sqlite3.Connection, pattern: str, depth: int | None) -> Iterator[Found]:
-    """Every node an alternative of the pattern (its {a,b} braces expanded) reaches; only the
-    alternatives `depth` nodes deep when it is given."""
-    for alternative in dict.fromkeys(_expand(pattern)):
-        parts = alternative.split(".")
-        if depth is None or len(parts) == depth:
-            yield from _walk(db, parts)
+def matching(db: sqlite3.Connection, pattern: str) -> list[str]:
+    """db.matching's answer for a render target's path, from the tree (glob.GlobError as the
+    reference raises it)."""
+    return sorted(f.path for f in _walk(db, glob.nodes(pattern)) if f.series is not None)
 
 
-def matching(
-    db: sqlite3.Connection, pattern: str, every_name: Iterator[str] | None = None
-) -> list[str] | None:
-    """db.matching's answer for a render target's path, from the tree; None when the pattern
-    needs every name (a class that matches a dot)."""
-    regex = glob_regex(pattern)  # the reference's errors (re.error, GlobError), and its verdict
-    if _across_nodes(pattern):
-        return None
-    return sorted(
-        {f.path for f in _reached(db, pattern, None) if f.series is not None and regex.match(f.path)}
-    )
-
-
-def find(db: sqlite3.Connection, pattern: str) -> list[tuple[str, bool]] | None:
-    """db.find's answer for /metrics/find, from the tree; None when the pattern needs every name."""
-    regex = glob_regex(pattern)
-    if _across_nodes(pattern):
-        return None
+def find(db: sqlite3.Connection, pattern: str) -> list[tuple[str, bool]]:
+    """db.find's answer for /metrics/find, from the tree."""
     found: set[tuple[str, bool]] = set()
-    for f in _reached(db, pattern, pattern.count(".") + 1):
-        if regex.match(f.path):
-            if f.series is not None:
-                found.add((f.path, True))
-            if f.branch:
-                found.add((f.path, False))
+    for f in _walk(db, glob.nodes(pattern)):
+        if f.series is not None:
+            found.add((f.path, True))
+        if f.branch:
+            found.add((f.path, False))
     return sorted(found)
