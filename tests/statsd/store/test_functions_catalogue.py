@@ -255,7 +255,8 @@ def test_functions_that_fetch_further_back_are_charged_to_the_budget(store: Stor
 
 
 def test_the_heaviest_expressions_get_an_answer(store: Store) -> None:
-    """Each a 200, 400 or 422 within the budget's deadline (past it, render raises Expired)."""
+    """Each a 200, 400 or 422 within the budget's deadline, or, past it, Expired (the 504 the
+    daemon answers): never a crash, never a render that does not look at its deadline."""
     nodes = ",".join(["0"] * 20_000)
     heavy = [
         f'groupByNodes(web.*,"sum",{nodes})',  # a huge argument list
@@ -267,5 +268,8 @@ def test_the_heaviest_expressions_get_an_answer(store: Store) -> None:
     ]
     for target in heavy:
         budget = Budget(max_points=200_000, max_series=2000, deadline=time.monotonic() + 5)
-        status, body = ask(store, budget, target)
+        try:
+            status, body = ask(store, budget, target)
+        except TimeoutError:  # functions.Expired: the deadline seen, HTTP's 504 (a loaded machine)
+            continue
         assert status in (200, 400, 422), (target[:60], status, body[:200])
