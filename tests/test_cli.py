@@ -157,3 +157,13 @@ def test_ctrl_c_prints_keytops_table_then_exits_130() -> None:
         stop_process(proc)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and '"GET"' in out  # the final table all the same
+
+
+def test_a_reader_that_goes_early_ends_the_tool_quietly() -> None:
+    """`webops statsd --check-config | head -1`: no BrokenPipeError traceback."""
+    command = [*WEBOPS, "statsd", "--check-config"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as p:
+        assert p.stdout is not None and p.stderr is not None
+        p.stdout.close()  # before it writes: its first write meets a closed pipe
+        err = p.stderr.read().decode()
+        assert p.wait(60) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err

@@ -9,6 +9,8 @@ The exit status means the same for every tool, and is mapped here, once:
          that is not there; one line on stderr, `webops <tool>: <message>`
     130  interrupted by Ctrl-C (SIGINT), without a traceback
 
+A reader of stdout that goes early (`| head`) ends the tool quietly, with 0.
+
 The exception is `webops check`, a monitoring plugin: its statuses are the plugin API's (0 OK,
 1 WARNING, 2 CRITICAL, 3 UNKNOWN), a usage or config error is UNKNOWN (3) with one status line on
 stdout, so its parser's `error` and its `run` end in 3 themselves, and `main` returns what `run`
@@ -23,6 +25,7 @@ interrupted (vlogdump) ends by the signal it got, which a shell sees as 130 (or 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import __version__
@@ -72,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         return USAGE
     except KeyboardInterrupt:
         return INTERRUPTED
+    except BrokenPipeError:
+        # `| head` took what it wanted and went: no traceback, and none at exit either (Python
+        # flushes stdout once more then), so stdout is pointed at /dev/null
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return OK
     except Exception as e:
         if argv[:1] == ["check"]:  # a plugin ends UNKNOWN with one status line, never a traceback
             return check_cli.crashed(e)
