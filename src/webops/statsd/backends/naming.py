@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 from ...common.graphite_layout import COUNT, KINDS, LEGACY_COUNTS, RATE, namespace
+from ..hotpath import _native  # the timers' plaintext in Rust (native/src/lines.rs), or None
 from ..jsfmt import number
 from ..kinds import outputs
 from ..kinds.timers import TimerSeries
@@ -20,11 +21,6 @@ from ..protocol import sanitize_key
 from ..snapshot import Snapshot
 from ..store.retention import Point
 from ..timerstats import TimerData
-
-try:  # the timers' plaintext in Rust (native/src/lines.rs)
-    from .. import _native
-except ImportError:  # not built here: Python writes it
-    _native = None  # type: ignore[assignment]  # checked before use
 
 
 class GraphiteNaming:

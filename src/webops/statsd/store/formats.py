@@ -26,7 +26,6 @@ import io
 import itertools
 import json
 import math
-import os
 import pickle
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -39,11 +38,7 @@ from .functions import MS, Series, Value
 PICKLE_PROTOCOL = 4  # graphite-web writes -1 (its Python's highest); 4 is read by every Python 3 it runs on
 # /render's JSON points written natively (native/src/jsonfmt.rs) unless the extension is not
 # built or WEBOPS_STATSD_HOTPATH=python (the suite runs once with each)
-NATIVE_JSON = (
-    hotpath._native.json_points
-    if hotpath.choose(os.environ.get("WEBOPS_STATSD_HOTPATH", "auto")) == "native"
-    else None
-)
+NATIVE_JSON = hotpath._native.json_points if hotpath.default() == "native" else None
 JSONP = re.compile(r"[A-Za-z_$][\w$]{0,99}(?:\.[A-Za-z_$][\w$]{0,99}){0,9}")
 
 
